@@ -1,0 +1,292 @@
+// Command runner migrates legacy accounts into tenant accounts through the
+// versioned steps of migrations/, exactly as a service does at boot.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tenantmigrate/runner/runner"
+	"github.com/tenantmigrate/runner/runner/config"
+	"github.com/tenantmigrate/runner/runner/lease"
+)
+
+const usage = `runner: migrate legacy per-app accounts into per-organisation tenant accounts.
+
+Usage:
+  runner [flags]              apply every pending step, exactly as a service at boot
+  runner --phase N [flags]    apply the steps up to phase N (1 or 2); if phase N was
+                              applied already, run it again (it is idempotent)
+  runner --dry-run [--phase N] [--json]
+                              say what would run; write nothing
+  runner status [--json]      each step: version, state, when, how long, counts
+  runner verify [--json]      reconcile legacy accounts and tenant accounts
+  runner down                 undo the last applied step
+
+Flags:
+%s
+Configuration: defaults, then config.yaml (or --config FILE), then RUNNER_*
+environment variables (mongodb.uri is RUNNER_MONGODB_URI), then flags.
+
+Exit status: 0 done; 1 a step failed; 2 bad usage or configuration;
+3 MongoDB unreachable or authentication failed; 4 a step was left half done
+and boot.on_dirty is "fail"; 5 lock wait exceeded; 6 verify found a mismatch.
+`
+
+// Exit codes.
+const (
+	exitOK = iota
+	exitFailed
+	exitUsage
+	exitUnreachable
+	exitDirty
+	exitLockWait
+	exitMismatch
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("runner", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	config.AddFlags(fs)
+	phase := fs.Int("phase", 0, "apply the steps up to phase N (1 or 2)")
+	dryRun := fs.Bool("dry-run", false, "say what would run; write nothing")
+	asJSON := fs.Bool("json", false, "print machine-readable JSON")
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "runner: %v (see runner --help)\n", err)
+		return exitUsage
+	}
+	if *help {
+		fmt.Fprintf(stdout, usage, fs.FlagUsages())
+		return exitOK
+	}
+	cmd := "up"
+	if rest := fs.Args(); len(rest) > 1 {
+		fmt.Fprintf(stderr, "runner: too many arguments: %s (see runner --help)\n", strings.Join(rest, " "))
+		return exitUsage
+	} else if len(rest) == 1 {
+		cmd = rest[0]
+	}
+	switch cmd {
+	case "up", "status", "verify", "down":
+	default:
+		fmt.Fprintf(stderr, "runner: unknown command %q (see runner --help)\n", cmd)
+		return exitUsage
+	}
+	if *phase != 0 && (*phase < 1 || *phase > 2 || cmd != "up") {
+		fmt.Fprintln(stderr, "runner: --phase takes 1 or 2 and goes with no command (see runner --help)")
+		return exitUsage
+	}
+	if *dryRun && cmd != "up" {
+		fmt.Fprintln(stderr, "runner: --dry-run goes with no command or --phase (see runner --help)")
+		return exitUsage
+	}
+
+	path, _ := fs.GetString("config")
+	cfg, err := config.Load(path, fs)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	r, err := runner.New(ctx, cfg, runner.WithLogger(runner.NewLogger(cfg.Log, os.Stderr)))
+	if err != nil {
+		return fail(stderr, err)
+	}
+	defer r.Close(context.Background())
+
+	switch {
+	case cmd == "status":
+		st, err := r.Status(ctx)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		if *asJSON {
+			return printJSON(stdout, st)
+		}
+		printStatus(stdout, st)
+	case cmd == "verify":
+		rep, err := r.Verify(ctx)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		if *asJSON {
+			printJSON(stdout, rep)
+		} else {
+			rep.Print(stdout)
+		}
+		if !rep.OK() {
+			fmt.Fprintf(stderr, "runner: verify found %s\n", rep.Problem())
+			return exitMismatch
+		}
+	case *dryRun:
+		p, err := r.Plan(ctx, *phase)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		if *asJSON {
+			return printJSON(stdout, p)
+		}
+		printPlan(stdout, p)
+	default:
+		var res runner.Result
+		switch {
+		case cmd == "down":
+			res, err = r.Down(ctx)
+		case *phase > 0:
+			res, err = r.Phase(ctx, *phase)
+		default:
+			res, err = r.Up(ctx)
+		}
+		if *asJSON {
+			printJSON(stdout, res)
+		} else {
+			printResult(stdout, res)
+		}
+		if err != nil {
+			return fail(stderr, err)
+		}
+	}
+	return exitOK
+}
+
+func fail(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "runner: %s\n", strings.Join(strings.Fields(err.Error()), " "))
+	switch {
+	case config.IsError(err):
+		return exitUsage
+	case errors.Is(err, runner.ErrUnreachable), errors.Is(err, runner.ErrAuth):
+		return exitUnreachable
+	case errors.Is(err, runner.ErrDirty):
+		return exitDirty
+	case errors.Is(err, lease.ErrWaitExceeded):
+		return exitLockWait
+	case errors.Is(err, runner.ErrNoPhase), errors.Is(err, runner.ErrNothingToUndo):
+		return exitUsage
+	}
+	return exitFailed
+}
+
+func printJSON(w io.Writer, v any) int {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		fmt.Fprintf(os.Stderr, "runner: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+func printResult(w io.Writer, res runner.Result) {
+	if res.Resumed {
+		fmt.Fprintln(w, "resumed a step a previous runner left half done")
+	}
+	if len(res.Steps) == 0 {
+		fmt.Fprintf(w, "nothing to do: at version %d\n", res.To)
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tNAME\tDIRECTION\tDURATION\tCOUNTS")
+	for _, s := range res.Steps {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", s.Version, s.Name, s.Direction, s.Duration.Round(time.Millisecond), formatCounts(s.Counts))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "version %d -> %d\n", res.From, res.To)
+}
+
+func formatCounts(c map[string]int64) string {
+	if len(c) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, c[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+
+func printStatus(w io.Writer, st runner.Status) {
+	state := fmt.Sprintf("version %d", st.Version)
+	if st.Version == -1 {
+		state = "no step applied"
+	}
+	if st.Dirty {
+		state += " (dirty: a step was left half done)"
+	}
+	fmt.Fprintln(w, state)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tSTEP\tKIND\tSTATE\tWHEN\tDURATION\tATTEMPTS\tHOST\tCOUNTS")
+	for _, s := range st.Steps {
+		when, dur, attempts, host, counts := "-", "-", "-", "-", "-"
+		if h := s.Up; h != nil {
+			when = h.StartedAt.UTC().Format(time.RFC3339)
+			if h.EndedAt != nil {
+				dur = (time.Duration(h.DurationMS) * time.Millisecond).String()
+			}
+			attempts = fmt.Sprint(h.Attempts)
+			host = h.Host
+			counts = formatCounts(h.Counts)
+		}
+		state := s.State
+		if s.Changed {
+			state += " (file changed since)"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Version, s.Identifier, s.Kind, state, when, dur, attempts, host, counts)
+		if s.Up != nil && s.Up.Error != "" {
+			fmt.Fprintf(tw, "\t  error: %s\t\t\t\t\t\t\t\n", s.Up.Error)
+		}
+	}
+	tw.Flush()
+	if l := st.Lock; l != nil {
+		if l.Expired {
+			fmt.Fprintf(w, "lock: free (last held by %s, expired %s)\n", l.Owner, l.ExpiresAt.UTC().Format(time.RFC3339))
+		} else {
+			fmt.Fprintf(w, "lock: held by %s until %s\n", l.Owner, l.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+	}
+}
+
+func printPlan(w io.Writer, p runner.Plan) {
+	fmt.Fprintf(w, "dry run: nothing written; database at version %d", p.Version)
+	if p.Dirty {
+		fmt.Fprint(w, " (dirty)")
+	}
+	fmt.Fprintln(w)
+	if len(p.Steps) == 0 {
+		fmt.Fprintln(w, "nothing would run")
+		return
+	}
+	for _, s := range p.Steps {
+		verb := "would apply"
+		if s.Rerun {
+			verb = "would run again"
+		}
+		fmt.Fprintf(w, "%s step %d %s (%s %s)\n", verb, s.Version, s.Identifier, s.Kind, s.Name)
+		for _, c := range s.Commands {
+			fmt.Fprintf(w, "    %s\n", c)
+		}
+	}
+}

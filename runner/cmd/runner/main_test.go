@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/runner/lease"
+	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/scripts/testenv"
+)
+
+var (
+	env *testenv.Env
+	bin string
+)
+
+func TestMain(m *testing.M) {
+	// A child started by TestKilledHolder: hold the lock until killed.
+	if uri := os.Getenv("HOLDLOCK_URI"); uri != "" {
+		os.Exit(holdLock(uri, os.Getenv("HOLDLOCK_DB")))
+	}
+	dir, err := os.MkdirTemp("", "runner-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "runner")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build runner: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := testenv.Main(m, &env)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func holdLock(uri, db string) int {
+	ctx := context.Background()
+	c, err := mongo.Connect(ctx, options.Client().ApplyURI(uri))
+	if err != nil {
+		return 1
+	}
+	_, err = lease.Acquire(ctx, lease.Options{
+		Coll: c.Database(db).Collection("migrations_lock"), Name: "migrations",
+		Owner: fmt.Sprintf("child/%d", os.Getpid()), Host: "child",
+		TTL: 3 * time.Second, Renew: time.Second, Wait: 10 * time.Second,
+	})
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	fmt.Println("held")
+	select {} // until killed
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runBin runs the runner binary on a database of the test server.
+func runBin(t *testing.T, db string, extraEnv []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = t.TempDir() // no ./config.yaml: built-in defaults
+	cmd.Env = append(os.Environ(),
+		"RUNNER_MONGODB_URI="+env.URI, "RUNNER_MONGODB_DATABASE="+db,
+		"RUNNER_LOCK_LEASE=3s", "RUNNER_LOCK_HEARTBEAT=1s", "RUNNER_LOCK_WAIT=30s", "RUNNER_LOG_FORMAT=json")
+	cmd.Env = append(cmd.Env, extraEnv...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+// lastLine is the one line the runner prints on failure.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func TestHelpAndUsageErrors(t *testing.T) {
+	tests := []struct {
+		args     []string
+		code     int
+		contains string
+	}{
+		{[]string{"--help"}, 0, "runner status"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"--no-such-flag"}, 2, "unknown flag"},
+		{[]string{"--phase", "3"}, 2, "--phase takes 1 or 2"},
+		{[]string{"status", "--dry-run"}, 2, "--dry-run goes with"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(tt.args, &out, &errb)
+			if code != tt.code || !strings.Contains(out.String()+errb.String(), tt.contains) {
+				t.Errorf("runner %v = %d, %q %q; want %d containing %q", tt.args, code, out.String(), errb.String(), tt.code, tt.contains)
+			}
+		})
+	}
+}
+
+func TestUpStatusDownThroughTheBinary(t *testing.T) {
+	db := env.Database(t)
+	if r := runBin(t, db.Name(), nil, "--dry-run"); r.code != 0 || !strings.Contains(r.stdout, "would apply step 1 tenants_accounts_indexes") || !strings.Contains(r.stdout, "createIndexes") {
+		t.Fatalf("dry run = %+v", r)
+	}
+	if n, _ := db.Collection("migrations_state").CountDocuments(context.Background(), bson.D{}); n != 0 {
+		t.Fatalf("dry run wrote the state")
+	}
+	r := runBin(t, db.Name(), nil)
+	if r.code != 0 || !strings.Contains(r.stdout, "tenants_accounts_indexes") && !strings.Contains(r.stdout, "commands") || !strings.Contains(r.stdout, "version -1 -> 1") {
+		t.Fatalf("runner = %+v", r)
+	}
+	r = runBin(t, db.Name(), nil)
+	if r.code != 0 || !strings.Contains(r.stdout, "nothing to do: at version 1") {
+		t.Fatalf("second runner = %+v", r)
+	}
+	r = runBin(t, db.Name(), nil, "status")
+	if r.code != 0 || !strings.Contains(r.stdout, "version 1") || !strings.Contains(r.stdout, "applied") || !strings.Contains(r.stdout, "commands=1") {
+		t.Fatalf("status = %+v", r)
+	}
+	r = runBin(t, db.Name(), nil, "status", "--json")
+	var st struct {
+		Version int
+		Steps   []struct {
+			State string
+			Up    struct{ Attempts int }
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.Version != 1 || st.Steps[0].State != "applied" || st.Steps[0].Up.Attempts != 1 {
+		t.Fatalf("status --json = %+v (%v): %s", st, err, r.stdout)
+	}
+	r = runBin(t, db.Name(), nil, "down")
+	if r.code != 0 || !strings.Contains(r.stdout, "version 1 -> -1") {
+		t.Fatalf("down = %+v", r)
+	}
+	r = runBin(t, db.Name(), nil, "down")
+	if r.code != 2 || !strings.Contains(lastLine(r.stderr), "no applied step to undo") {
+		t.Fatalf("second down = %+v", r)
+	}
+	r = runBin(t, db.Name(), nil, "--phase", "1")
+	if r.code != 2 || !strings.Contains(lastLine(r.stderr), "no step for this phase 1") {
+		t.Fatalf("--phase 1 without a phase-1 step = %+v", r)
+	}
+}
+
+func TestConcurrentBinariesApplyOnce(t *testing.T) {
+	db := env.Database(t)
+	const n = 4
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); results[i] = runBin(t, db.Name(), nil) }()
+	}
+	wg.Wait()
+	applied := 0
+	for i, r := range results {
+		if r.code != 0 {
+			t.Errorf("runner %d exited %d: %s", i, r.code, r.stderr)
+		}
+		if strings.Contains(r.stdout, "version -1 -> 1") {
+			applied++
+		}
+	}
+	if applied != 1 {
+		t.Errorf("%d of %d runners applied the step, want 1", applied, n)
+	}
+	var h mongomigrate.History
+	if err := db.Collection("migrations_history").FindOne(context.Background(), bson.D{{Key: "_id", Value: "1.up"}}).Decode(&h); err != nil || h.Attempts != 1 || h.Owner == "" {
+		t.Errorf("history = %+v, %v; want one attempt by one owner", h, err)
+	}
+}
+
+func TestKilledHolderBlocksAtMostOneLease(t *testing.T) {
+	db := env.Database(t)
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "HOLDLOCK_URI="+env.URI, "HOLDLOCK_DB="+db.Name())
+	stdout, _ := child.StdoutPipe()
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	if strings.TrimSpace(line) != "held" {
+		child.Process.Kill()
+		t.Fatalf("child did not take the lock: %q", line)
+	}
+	// kill -9: no release, no last heartbeat.
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	start := time.Now()
+	r := runBin(t, db.Name(), nil)
+	waited := time.Since(start)
+	if r.code != 0 || !strings.Contains(r.stdout, "version -1 -> 1") {
+		t.Fatalf("runner after a killed holder = %+v", r)
+	}
+	if waited > 3*time.Second+5*time.Second {
+		t.Errorf("waited %s behind a killed holder with a 3s lease", waited)
+	}
+	if !strings.Contains(r.stderr, "another runner holds the migration lock; waiting") {
+		t.Errorf("runner did not say it was waiting: %s", r.stderr)
+	}
+}
+
+func TestOneLineErrors(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("mongodb:\n  connect_timeout: forever\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unknown := filepath.Join(t.TempDir(), "unknown.yaml")
+	if err := os.WriteFile(unknown, []byte("mongodb:\n  urii: x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		env      []string
+		code     int
+		contains string
+		absent   string
+	}{
+		{"bad value", []string{"--config", bad}, nil, 2, "mongodb.connect_timeout", ""},
+		{"unknown key", []string{"--config", unknown}, nil, 2, "mongodb.urii", ""},
+		{"missing file", []string{"--config", "/nonexistent/c.yaml"}, nil, 2, "cannot read", ""},
+		{"unreachable", []string{"--uri", "mongodb://admin:s3cret@127.0.0.1:1/"}, []string{"RUNNER_MONGODB_CONNECT_TIMEOUT=1s"}, 3, "cannot reach MongoDB at mongodb://admin:xxxxx@127.0.0.1:1/", "s3cret"},
+		{"unknown env", nil, []string{"RUNNER_MONGO_URI=x"}, 2, "RUNNER_MONGO_URI", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runBin(t, "cli_errors", tt.env, tt.args...)
+			if r.code != tt.code {
+				t.Errorf("exit %d, want %d: %s", r.code, tt.code, r.stderr)
+			}
+			msg := strings.TrimSpace(r.stderr)
+			if strings.Count(msg, "\n") != 0 || !strings.HasPrefix(msg, "runner: ") || !strings.Contains(msg, tt.contains) {
+				t.Errorf("stderr is not one line containing %q: %q", tt.contains, msg)
+			}
+			if tt.absent != "" && strings.Contains(r.stdout+r.stderr, tt.absent) {
+				t.Errorf("output leaks %q: %s", tt.absent, msg)
+			}
+		})
+	}
+}

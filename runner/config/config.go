@@ -1,0 +1,367 @@
+// Package config loads the runner's configuration with viper: defaults, then
+// a YAML file, then RUNNER_* environment variables, then command-line flags.
+// Unknown keys and bad values are rejected with one line naming the key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix prefixes every environment variable the runner reads:
+// mongodb.uri is RUNNER_MONGODB_URI, lock.lease is RUNNER_LOCK_LEASE.
+const EnvPrefix = "RUNNER"
+
+// Config is the whole configuration. The zero value is not usable: start
+// from Default() or Load.
+type Config struct {
+	MongoDB     MongoDB     `mapstructure:"mongodb"`
+	Collections Collections `mapstructure:"collections"`
+	Identity    Identity    `mapstructure:"identity"`
+	BatchSize   int         `mapstructure:"batch_size"`
+	Lock        Lock        `mapstructure:"lock"`
+	Boot        Boot        `mapstructure:"boot"`
+	Log         Log         `mapstructure:"log"`
+}
+
+// MongoDB says where the data lives.
+type MongoDB struct {
+	URI            string        `mapstructure:"uri"`
+	Database       string        `mapstructure:"database"`
+	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+}
+
+// Collections names every collection the runner reads or writes.
+type Collections struct {
+	Accounts                  string `mapstructure:"accounts"`
+	TenantsAccounts           string `mapstructure:"tenants_accounts"`
+	ApplicationsOrganizations string `mapstructure:"applications_organizations"`
+	Links                     string `mapstructure:"links"`
+	// MigrationsPrefix prefixes the runner's own bookkeeping collections:
+	// <prefix>_state, <prefix>_history and <prefix>_lock.
+	MigrationsPrefix string `mapstructure:"migrations_prefix"`
+}
+
+// State is the collection holding the applied version.
+func (c Collections) State() string { return c.MigrationsPrefix + "_state" }
+
+// History is the collection holding one document per step.
+func (c Collections) History() string { return c.MigrationsPrefix + "_history" }
+
+// LockColl is the collection holding the lease lock.
+func (c Collections) LockColl() string { return c.MigrationsPrefix + "_lock" }
+
+// Identity says which auth types identify a person within an organisation.
+type Identity struct {
+	AuthTypeCodes []string `mapstructure:"auth_type_codes"`
+}
+
+// Lock configures the lease lock that serialises runners.
+type Lock struct {
+	// Lease is how long a holder owns the lock without renewing it; a
+	// killed holder blocks others for at most this long.
+	Lease time.Duration `mapstructure:"lease"`
+	// Heartbeat is how often a holder renews its lease; below Lease/2.
+	Heartbeat time.Duration `mapstructure:"heartbeat"`
+	// Wait is how long a runner waits for another holder before giving up.
+	Wait time.Duration `mapstructure:"wait"`
+}
+
+// Boot says what a service does when its boot migration cannot finish.
+type Boot struct {
+	// OnFailure is "fail" (Boot returns the error; the service should
+	// exit) or "continue" (Boot logs it, keeps the status record and
+	// returns no error so the service can serve).
+	OnFailure string `mapstructure:"on_failure"`
+	// OnDirty is "resume" (re-run the step a dead or failed runner left
+	// half done; every step is idempotent) or "fail" (refuse until an
+	// operator looks).
+	OnDirty string `mapstructure:"on_dirty"`
+}
+
+// Log configures logrus.
+type Log struct {
+	// Format is "auto" (text on a terminal, JSON otherwise), "text" or "json".
+	Format string `mapstructure:"format"`
+	Level  string `mapstructure:"level"`
+}
+
+// Default returns the built-in defaults; config.yaml documents the same values.
+func Default() Config {
+	return Config{
+		MongoDB: MongoDB{
+			URI:            "mongodb://127.0.0.1:27017",
+			Database:       "core",
+			ConnectTimeout: 10 * time.Second,
+		},
+		Collections: Collections{
+			Accounts:                  "accounts",
+			TenantsAccounts:           "tenants_accounts",
+			ApplicationsOrganizations: "applications_organizations",
+			Links:                     "tenants_accounts_links",
+			MigrationsPrefix:          "migrations",
+		},
+		Identity:  Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}},
+		BatchSize: 1000,
+		Lock:      Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
+		Boot:      Boot{OnFailure: "fail", OnDirty: "resume"},
+		Log:       Log{Format: "auto", Level: "info"},
+	}
+}
+
+// Error is a configuration error about one key.
+type Error struct {
+	Key string
+	Msg string
+}
+
+func (e *Error) Error() string {
+	if e.Key == "" {
+		return "config: " + e.Msg
+	}
+	return fmt.Sprintf("config: %s: %s", e.Key, e.Msg)
+}
+
+// Flags are the command-line flags that override configuration keys.
+var flagKeys = map[string]string{
+	"uri":        "mongodb.uri",
+	"database":   "mongodb.database",
+	"log-level":  "log.level",
+	"log-format": "log.format",
+}
+
+// AddFlags registers the flags that override configuration keys on fs.
+func AddFlags(fs *pflag.FlagSet) {
+	fs.String("config", "", "configuration file (default: ./config.yaml if present)")
+	fs.String("uri", "", "MongoDB URI (overrides mongodb.uri)")
+	fs.String("database", "", "database name (overrides mongodb.database)")
+	fs.String("log-level", "", "log level: debug, info, warn, error (overrides log.level)")
+	fs.String("log-format", "", "log format: auto, text, json (overrides log.format)")
+}
+
+// Load reads the configuration: defaults, then the file (path, or
+// ./config.yaml when path is empty and it exists), then RUNNER_*
+// environment variables, then the flags of fs that were set (fs may be nil).
+func Load(path string, fs *pflag.FlagSet) (Config, error) {
+	return load(path, fs, os.Environ())
+}
+
+func load(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
+	v := viper.New()
+	known := map[string]bool{}
+	for k, val := range flatten(Default()) {
+		v.SetDefault(k, val)
+		known[k] = true
+	}
+
+	if path == "" {
+		if _, err := os.Stat("config.yaml"); err == nil {
+			path = "config.yaml"
+		}
+	}
+	if path != "" {
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return Config{}, &Error{Msg: fmt.Sprintf("cannot read %s: %s", path, oneLine(err.Error()))}
+		}
+		for _, k := range v.AllKeys() {
+			if !known[k] {
+				return Config{}, &Error{Key: k, Msg: "unknown key in " + path}
+			}
+		}
+	}
+
+	// Environment variables are applied by hand, not with AutomaticEnv, so
+	// that an unknown RUNNER_* variable is an error and not silently unused.
+	envKey := map[string]string{}
+	for k := range known {
+		envKey[EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = k
+	}
+	for _, kv := range environ {
+		name, val, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix+"_") {
+			continue
+		}
+		k, ok := envKey[name]
+		if !ok {
+			return Config{}, &Error{Key: name, Msg: "unknown environment variable"}
+		}
+		v.Set(k, val)
+	}
+
+	if fs != nil {
+		for flag, key := range flagKeys {
+			if f := fs.Lookup(flag); f != nil && f.Changed {
+				v.Set(key, f.Value.String())
+			}
+		}
+	}
+
+	var cfg Config
+	// Decoding field by field gives an error that names the key.
+	for _, k := range sortedKeys(known) {
+		if err := decodeKey(v, k, &cfg); err != nil {
+			return Config{}, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func decodeKey(v *viper.Viper, key string, cfg *Config) error {
+	field := fieldByKey(reflect.ValueOf(cfg).Elem(), strings.Split(key, "."))
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		),
+		WeaklyTypedInput: true,
+		Result:           field.Addr().Interface(),
+	})
+	if err != nil {
+		return &Error{Key: key, Msg: err.Error()}
+	}
+	raw := v.Get(key)
+	if err := dec.Decode(raw); err != nil {
+		return &Error{Key: key, Msg: fmt.Sprintf("bad value %q", fmt.Sprint(raw))}
+	}
+	return nil
+}
+
+func fieldByKey(v reflect.Value, path []string) reflect.Value {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		if t.Field(i).Tag.Get("mapstructure") == path[0] {
+			if len(path) == 1 {
+				return v.Field(i)
+			}
+			return fieldByKey(v.Field(i), path[1:])
+		}
+	}
+	panic("config: no field for key " + strings.Join(path, "."))
+}
+
+// flatten lists every leaf key of c with its value, by mapstructure tag.
+func flatten(c Config) map[string]any {
+	out := map[string]any{}
+	var walk func(prefix string, v reflect.Value)
+	walk = func(prefix string, v reflect.Value) {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			name := prefix + t.Field(i).Tag.Get("mapstructure")
+			if v.Field(i).Kind() == reflect.Struct {
+				walk(name+".", v.Field(i))
+				continue
+			}
+			out[name] = v.Field(i).Interface()
+		}
+	}
+	walk("", reflect.ValueOf(c))
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+var (
+	dbNameRE   = regexp.MustCompile(`^[^/\\. "$*<>:|?]{1,63}$`)
+	collNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,119}$`)
+)
+
+// Validate checks every value; the error names the first bad key.
+func (c Config) Validate() error {
+	switch {
+	case !strings.HasPrefix(c.MongoDB.URI, "mongodb://") && !strings.HasPrefix(c.MongoDB.URI, "mongodb+srv://"):
+		return &Error{Key: "mongodb.uri", Msg: "must start with mongodb:// or mongodb+srv://"}
+	case !dbNameRE.MatchString(c.MongoDB.Database):
+		return &Error{Key: "mongodb.database", Msg: fmt.Sprintf("%q is not a valid database name", c.MongoDB.Database)}
+	case c.MongoDB.ConnectTimeout <= 0:
+		return &Error{Key: "mongodb.connect_timeout", Msg: "must be positive"}
+	}
+	colls := map[string]string{
+		"collections.accounts":                   c.Collections.Accounts,
+		"collections.tenants_accounts":           c.Collections.TenantsAccounts,
+		"collections.applications_organizations": c.Collections.ApplicationsOrganizations,
+		"collections.links":                      c.Collections.Links,
+		"collections.migrations_prefix":          c.Collections.MigrationsPrefix,
+	}
+	seen := map[string]string{}
+	for _, key := range sortedKeysOf(colls) {
+		name := colls[key]
+		if !collNameRE.MatchString(name) || strings.HasPrefix(name, "system.") {
+			return &Error{Key: key, Msg: fmt.Sprintf("%q is not a valid collection name", name)}
+		}
+		if other, dup := seen[name]; dup {
+			return &Error{Key: key, Msg: fmt.Sprintf("%q is already used by %s", name, other)}
+		}
+		seen[name] = key
+	}
+	if len(c.Identity.AuthTypeCodes) == 0 {
+		return &Error{Key: "identity.auth_type_codes", Msg: "needs at least one auth type code"}
+	}
+	for _, code := range c.Identity.AuthTypeCodes {
+		if strings.TrimSpace(code) == "" {
+			return &Error{Key: "identity.auth_type_codes", Msg: "empty auth type code"}
+		}
+	}
+	switch {
+	case c.BatchSize < 1 || c.BatchSize > 100000:
+		return &Error{Key: "batch_size", Msg: fmt.Sprintf("%d is out of range 1..100000", c.BatchSize)}
+	case c.Lock.Lease < time.Second:
+		return &Error{Key: "lock.lease", Msg: "must be at least 1s"}
+	case c.Lock.Heartbeat <= 0 || c.Lock.Heartbeat*2 > c.Lock.Lease:
+		return &Error{Key: "lock.heartbeat", Msg: fmt.Sprintf("must be positive and at most half of lock.lease (%s)", c.Lock.Lease)}
+	case c.Lock.Wait < 0:
+		return &Error{Key: "lock.wait", Msg: "must not be negative"}
+	case c.Boot.OnFailure != "fail" && c.Boot.OnFailure != "continue":
+		return &Error{Key: "boot.on_failure", Msg: fmt.Sprintf("%q: want fail or continue", c.Boot.OnFailure)}
+	case c.Boot.OnDirty != "resume" && c.Boot.OnDirty != "fail":
+		return &Error{Key: "boot.on_dirty", Msg: fmt.Sprintf("%q: want resume or fail", c.Boot.OnDirty)}
+	case c.Log.Format != "auto" && c.Log.Format != "text" && c.Log.Format != "json":
+		return &Error{Key: "log.format", Msg: fmt.Sprintf("%q: want auto, text or json", c.Log.Format)}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return &Error{Key: "log.level", Msg: fmt.Sprintf("%q: want debug, info, warn or error", c.Log.Level)}
+	}
+	return nil
+}
+
+func sortedKeysOf(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// IsError reports whether err is a configuration error.
+func IsError(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}

@@ -1,0 +1,104 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// The shipped config.yaml documents the built-in defaults: it must say the same.
+func TestShippedConfigEqualsDefaults(t *testing.T) {
+	cfg, err := load(filepath.Join("..", "..", "config.yaml"), nil, nil)
+	if err != nil {
+		t.Fatalf("config.yaml: %v", err)
+	}
+	if !reflect.DeepEqual(cfg, Default()) {
+		t.Errorf("config.yaml = %+v\nDefault()  = %+v", cfg, Default())
+	}
+}
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string
+		env     []string
+		flags   []string
+		check   func(Config) bool
+		wantKey string // error naming this key; "" for success
+	}{
+		{name: "file overrides default", file: "lock:\n  lease: 1m\n  heartbeat: 20s\n",
+			check: func(c Config) bool { return c.Lock.Lease == time.Minute && c.Lock.Wait == 5*time.Minute }},
+		{name: "env overrides file", file: "mongodb:\n  database: fromfile\n", env: []string{"RUNNER_MONGODB_DATABASE=fromenv"},
+			check: func(c Config) bool { return c.MongoDB.Database == "fromenv" }},
+		{name: "flag overrides env", env: []string{"RUNNER_MONGODB_URI=mongodb://env:1"}, flags: []string{"--uri", "mongodb://flag:2"},
+			check: func(c Config) bool { return c.MongoDB.URI == "mongodb://flag:2" }},
+		{name: "list from env", env: []string{"RUNNER_IDENTITY_AUTH_TYPE_CODES=email,phone"},
+			check: func(c Config) bool { return reflect.DeepEqual(c.Identity.AuthTypeCodes, []string{"email", "phone"}) }},
+		{name: "int from env", env: []string{"RUNNER_BATCH_SIZE=250"},
+			check: func(c Config) bool { return c.BatchSize == 250 }},
+		{name: "unknown key", file: "lock:\n  leese: 1m\n", wantKey: "lock.leese"},
+		{name: "unknown top-level key", file: "colections:\n  accounts: x\n", wantKey: "colections.accounts"},
+		{name: "unknown env", env: []string{"RUNNER_LOCK_LEESE=1m"}, wantKey: "RUNNER_LOCK_LEESE"},
+		{name: "bad duration", file: "lock:\n  lease: soon\n", wantKey: "lock.lease"},
+		{name: "bad int", env: []string{"RUNNER_BATCH_SIZE=many"}, wantKey: "batch_size"},
+		{name: "batch out of range", file: "batch_size: 0\n", wantKey: "batch_size"},
+		{name: "bad enum", file: "boot:\n  on_failure: ignore\n", wantKey: "boot.on_failure"},
+		{name: "bad log level", flags: []string{"--log-level", "loud"}, wantKey: "log.level"},
+		{name: "bad uri", flags: []string{"--uri", "http://x"}, wantKey: "mongodb.uri"},
+		{name: "heartbeat too slow", file: "lock:\n  lease: 10s\n  heartbeat: 6s\n", wantKey: "lock.heartbeat"},
+		{name: "same collection twice", file: "collections:\n  links: accounts\n", wantKey: "collections.links"},
+		{name: "empty identity codes", env: []string{"RUNNER_IDENTITY_AUTH_TYPE_CODES="}, wantKey: "identity.auth_type_codes"},
+		{name: "bad database name", file: "mongodb:\n  database: a.b\n", wantKey: "mongodb.database"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			if tt.file != "" {
+				path = writeFile(t, tt.file)
+			}
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+			AddFlags(fs)
+			if err := fs.Parse(tt.flags); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := load(path, fs, tt.env)
+			if tt.wantKey == "" {
+				if err != nil {
+					t.Fatalf("load: %v", err)
+				}
+				if !tt.check(cfg) {
+					t.Errorf("unexpected config %+v", cfg)
+				}
+				return
+			}
+			e, ok := err.(*Error)
+			if !ok || e.Key != tt.wantKey {
+				t.Fatalf("load: err = %v, want a config error naming %s", err, tt.wantKey)
+			}
+			if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, tt.wantKey) {
+				t.Errorf("error is not one line naming the key: %q", msg)
+			}
+		})
+	}
+}
+
+func TestMissingExplicitFile(t *testing.T) {
+	_, err := load(filepath.Join(t.TempDir(), "nope.yaml"), nil, nil)
+	if !IsError(err) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("missing file: err = %v, want a one-line config error", err)
+	}
+}

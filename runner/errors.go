@@ -1,0 +1,43 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tenantmigrate/runner/runner/lease"
+)
+
+// Sentinel errors callers can test with errors.Is.
+var (
+	// ErrUnreachable: the MongoDB server could not be reached.
+	ErrUnreachable = errors.New("cannot reach MongoDB")
+	// ErrAuth: the server refused the credentials.
+	ErrAuth = errors.New("MongoDB authentication failed")
+	// ErrDirty: a step was left half done and boot.on_dirty is "fail".
+	ErrDirty = errors.New("migration state is dirty")
+	// ErrLockWait: another runner held the lock longer than lock.wait.
+	ErrLockWait = lease.ErrWaitExceeded
+	// ErrLeaseLost: this runner's lease was taken over mid-step.
+	ErrLeaseLost = lease.ErrLost
+	// ErrNoPhase: this build has no step for the requested phase.
+	ErrNoPhase = errors.New("no step for this phase")
+	// ErrNothingToUndo: down was asked with no step applied.
+	ErrNothingToUndo = errors.New("no applied step to undo")
+)
+
+// DirtyError says which step was left half done, and by what.
+type DirtyError struct {
+	Step      int
+	Direction string
+	LastError string
+}
+
+func (e *DirtyError) Error() string {
+	msg := fmt.Sprintf("step %d (%s) was left half done", e.Step, e.Direction)
+	if e.LastError != "" {
+		msg += ": " + e.LastError
+	}
+	return msg + "; fix the cause, then run again with boot.on_dirty=resume (every step is idempotent)"
+}
+
+func (e *DirtyError) Unwrap() error { return ErrDirty }

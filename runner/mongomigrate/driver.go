@@ -1,0 +1,541 @@
+// Package mongomigrate is a golang-migrate database.Driver for MongoDB that
+// fixes what the upstream driver gets wrong for services that migrate at boot:
+//
+//   - the version is one document written by upsert, never by dropping and
+//     re-creating a collection;
+//   - every step leaves one history document (state, start, end, duration,
+//     host, owner, error, counts, checksum of the step file);
+//   - the lock is a lease (package lease): a killed holder blocks others for
+//     at most one lease, and a runner that boots while another migrates waits
+//     a bounded time instead of failing at once;
+//   - a step is either a JSON array of database commands, in the upstream
+//     driver's format (canonical Extended JSON sent with RunCommand), or
+//     {"go": "name"}: a Go function from the registry, run with a context
+//     that is cancelled if the lease is lost.
+//
+// Lock is re-entrant within one Driver, so a caller can hold the lock across
+// several golang-migrate calls (check the dirty state, force, migrate, verify)
+// without another runner slipping in between.
+package mongomigrate
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/golang-migrate/migrate/v4/database"
+	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/runner/lease"
+)
+
+// Counts are what a step reports it did, by name (read, written, ...).
+type Counts map[string]int64
+
+// StepFunc is a step written in Go. It must be idempotent: a step killed at
+// any instant is run again from the start by the next runner.
+type StepFunc func(ctx context.Context) (Counts, error)
+
+// Config configures a Driver.
+type Config struct {
+	DB                *mongo.Database
+	StateCollection   string
+	HistoryCollection string
+	LockCollection    string
+	// Steps are the Go steps a step file may name.
+	Steps map[string]StepFunc
+	// TemplateData fills {{...}} placeholders of JSON command steps, so a
+	// step can name configured collections.
+	TemplateData any
+	LeaseTTL     time.Duration
+	LeaseRenew   time.Duration
+	LockWait     time.Duration
+	Owner        string
+	Host         string
+	Log          logrus.FieldLogger
+}
+
+// Driver implements database.Driver.
+type Driver struct {
+	cfg Config
+	ctx context.Context
+
+	mu    sync.Mutex
+	holds int
+	lease *lease.Lease
+	cur   *running
+}
+
+// running is the step between SetVersion(v, true) and SetVersion(v, false).
+type running struct {
+	version   int
+	direction string
+	started   time.Time
+	counts    Counts
+}
+
+var _ database.Driver = (*Driver)(nil)
+
+const stateID = "version"
+
+// History states.
+const (
+	StateRunning  = "running"
+	StateApplied  = "applied"
+	StateFailed   = "failed"
+	StateReverted = "reverted"
+)
+
+// WithInstance returns a driver bound to ctx: cancelling ctx cancels the step
+// in progress.
+func WithInstance(ctx context.Context, cfg Config) (*Driver, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("mongomigrate: no database")
+	}
+	if cfg.StateCollection == "" || cfg.HistoryCollection == "" || cfg.LockCollection == "" {
+		return nil, errors.New("mongomigrate: state, history and lock collections are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.New()
+	}
+	return &Driver{cfg: cfg, ctx: ctx}, nil
+}
+
+// Open is not supported: the runner builds its driver with WithInstance.
+func (d *Driver) Open(string) (database.Driver, error) {
+	return nil, errors.New("mongomigrate: use WithInstance")
+}
+
+// Close releases the lock if this driver still holds it. It does not
+// disconnect the client, which belongs to the caller.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.lease == nil {
+		return nil
+	}
+	d.holds = 0
+	err := d.lease.Release(context.Background())
+	d.lease = nil
+	return err
+}
+
+// Lock takes the lease, waiting up to LockWait for another holder.
+func (d *Driver) Lock() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.holds > 0 {
+		d.holds++
+		return nil
+	}
+	l, err := lease.Acquire(d.ctx, lease.Options{
+		Coll:  d.cfg.DB.Collection(d.cfg.LockCollection),
+		Name:  "migrations",
+		Owner: d.cfg.Owner,
+		Host:  d.cfg.Host,
+		TTL:   d.cfg.LeaseTTL,
+		Renew: d.cfg.LeaseRenew,
+		Wait:  d.cfg.LockWait,
+		Log:   d.cfg.Log,
+	})
+	if err != nil {
+		return err
+	}
+	d.lease = l
+	d.holds = 1
+	return nil
+}
+
+// Unlock releases the lease once every Lock has been matched.
+func (d *Driver) Unlock() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.holds == 0 {
+		return database.ErrNotLocked
+	}
+	d.holds--
+	if d.holds > 0 {
+		return nil
+	}
+	err := d.lease.Release(context.Background())
+	d.lease = nil
+	return err
+}
+
+// leaseErr is non-nil when this driver's lease was lost: nothing may be
+// written after that, since another runner may own the work now.
+func (d *Driver) leaseErr() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.lease != nil && d.lease.Context().Err() != nil && errors.Is(context.Cause(d.lease.Context()), lease.ErrLost) {
+		return lease.ErrLost
+	}
+	return nil
+}
+
+// State is the stored version document.
+type State struct {
+	Version   int       `bson:"version"`
+	Dirty     bool      `bson:"dirty"`
+	Step      int       `bson:"step,omitempty"`      // the step in progress when dirty
+	Direction string    `bson:"direction,omitempty"` // its direction
+	UpdatedAt time.Time `bson:"updated_at"`
+	Owner     string    `bson:"owner"`
+}
+
+// ReadState returns the stored state; version -1 when nothing was applied.
+func ReadState(ctx context.Context, coll *mongo.Collection) (State, error) {
+	var s State
+	err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: stateID}}).Decode(&s)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return State{Version: database.NilVersion}, nil
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("read migration state: %w", err)
+	}
+	return s, nil
+}
+
+// Version returns the stored version and dirty flag.
+func (d *Driver) Version() (int, bool, error) {
+	s, err := ReadState(d.ctx, d.cfg.DB.Collection(d.cfg.StateCollection))
+	return s.Version, s.Dirty, err
+}
+
+// SetVersion stores the version with one upsert and keeps the history:
+// golang-migrate calls it with dirty=true before a step and dirty=false after.
+func (d *Driver) SetVersion(version int, dirty bool) error {
+	if err := d.leaseErr(); err != nil {
+		return err
+	}
+	ctx := d.ctx
+	state := d.cfg.DB.Collection(d.cfg.StateCollection)
+	now := time.Now().UTC()
+	set := bson.D{
+		{Key: "version", Value: version},
+		{Key: "dirty", Value: dirty},
+		{Key: "updated_at", Value: now},
+		{Key: "owner", Value: d.cfg.Owner},
+	}
+	if !dirty {
+		update := bson.D{{Key: "$set", Value: set}, {Key: "$unset", Value: bson.D{{Key: "step", Value: ""}, {Key: "direction", Value: ""}}}}
+		if _, err := state.UpdateOne(ctx, bson.D{{Key: "_id", Value: stateID}}, update, options.Update().SetUpsert(true)); err != nil {
+			return fmt.Errorf("set version %d: %w", version, err)
+		}
+		return d.finishStep(ctx, now)
+	}
+
+	prev, err := ReadState(ctx, state)
+	if err != nil {
+		return err
+	}
+	r := &running{version: version, direction: "up", started: now}
+	if prev.Version != database.NilVersion && version < prev.Version {
+		r.version, r.direction = prev.Version, "down"
+	}
+	set = append(set, bson.E{Key: "step", Value: r.version}, bson.E{Key: "direction", Value: r.direction})
+	if _, err := state.UpdateOne(ctx, bson.D{{Key: "_id", Value: stateID}}, bson.D{{Key: "$set", Value: set}}, options.Update().SetUpsert(true)); err != nil {
+		return fmt.Errorf("set version %d: %w", version, err)
+	}
+	return d.startStep(ctx, r)
+}
+
+// startStep records a step's start in its history document.
+func (d *Driver) startStep(ctx context.Context, r *running) error {
+	_, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}},
+		bson.D{
+			{Key: "$set", Value: bson.D{
+				{Key: "version", Value: r.version},
+				{Key: "direction", Value: r.direction},
+				{Key: "state", Value: StateRunning},
+				{Key: "started_at", Value: r.started},
+				{Key: "host", Value: d.cfg.Host},
+				{Key: "owner", Value: d.cfg.Owner},
+			}},
+			{Key: "$unset", Value: bson.D{{Key: "ended_at", Value: ""}, {Key: "duration_ms", Value: ""}, {Key: "error", Value: ""}, {Key: "counts", Value: ""}}},
+			{Key: "$inc", Value: bson.D{{Key: "attempts", Value: 1}}},
+		},
+		options.Update().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("record start of step %d: %w", r.version, err)
+	}
+	d.mu.Lock()
+	d.cur = r
+	d.mu.Unlock()
+	return nil
+}
+
+// Rerun runs an applied up step again without changing the version: phase
+// steps are idempotent and a re-run picks up accounts added or changed
+// since. The caller must hold the lock.
+func (d *Driver) Rerun(version int, body io.Reader) error {
+	if err := d.leaseErr(); err != nil {
+		return err
+	}
+	r := &running{version: version, direction: "up", started: time.Now().UTC()}
+	if err := d.startStep(d.ctx, r); err != nil {
+		return err
+	}
+	if err := d.Run(body); err != nil {
+		return err
+	}
+	return d.finishStep(d.ctx, time.Now().UTC())
+}
+
+func (d *Driver) finishStep(ctx context.Context, now time.Time) error {
+	d.mu.Lock()
+	r := d.cur
+	d.cur = nil
+	d.mu.Unlock()
+	if r == nil {
+		return nil // a force, or a migration without a body
+	}
+	hist := d.cfg.DB.Collection(d.cfg.HistoryCollection)
+	state := StateApplied
+	set := bson.D{
+		{Key: "state", Value: state},
+		{Key: "ended_at", Value: now},
+		{Key: "duration_ms", Value: now.Sub(r.started).Milliseconds()},
+	}
+	if r.counts != nil {
+		set = append(set, bson.E{Key: "counts", Value: r.counts})
+	}
+	if _, err := hist.UpdateOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}}, bson.D{{Key: "$set", Value: set}}); err != nil {
+		return fmt.Errorf("record end of step %d: %w", r.version, err)
+	}
+	if r.direction == "down" {
+		_, err := hist.UpdateOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, "up")}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: StateReverted}, {Key: "reverted_at", Value: now}}}})
+		if err != nil {
+			return fmt.Errorf("record revert of step %d: %w", r.version, err)
+		}
+	}
+	return nil
+}
+
+// HistoryID is the _id of a step's history document.
+func HistoryID(version int, direction string) string {
+	return fmt.Sprintf("%d.%s", version, direction)
+}
+
+// Run runs one step file.
+func (d *Driver) Run(r io.Reader) error {
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	cur := d.cur
+	var stepCtx context.Context = d.ctx
+	var stop func() bool = func() bool { return false }
+	if d.lease != nil {
+		c, cancel := context.WithCancelCause(d.ctx)
+		stop = context.AfterFunc(d.lease.Context(), func() { cancel(lease.ErrLost) })
+		defer cancel(nil)
+		stepCtx = c
+	}
+	d.mu.Unlock()
+	defer stop()
+
+	step, perr := ParseStep(body, d.cfg.TemplateData)
+	version, direction := 0, "up"
+	if cur != nil {
+		version, direction = cur.version, cur.direction
+	}
+	hist := d.cfg.DB.Collection(d.cfg.HistoryCollection)
+	sum := sha256.Sum256(body)
+	if cur != nil {
+		_, err := hist.UpdateOne(d.ctx, bson.D{{Key: "_id", Value: HistoryID(version, direction)}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "kind", Value: step.Kind}, {Key: "name", Value: step.Name}, {Key: "checksum", Value: hex.EncodeToString(sum[:])}}}})
+		if err != nil {
+			return fmt.Errorf("record step %d: %w", version, err)
+		}
+	}
+
+	log := d.cfg.Log.WithFields(logrus.Fields{"step": version, "direction": direction, "kind": step.Kind, "name": step.Name})
+	log.Info("step started")
+	start := time.Now()
+	var c Counts
+	err = perr
+	if err == nil {
+		c, err = d.runStep(stepCtx, step)
+	}
+	if err != nil {
+		if cause := context.Cause(stepCtx); errors.Is(cause, lease.ErrLost) {
+			err = fmt.Errorf("%w (%v)", lease.ErrLost, err)
+		}
+		err = &StepError{Version: version, Direction: direction, Name: step.Name, Err: err}
+		log.WithError(err).WithField("duration", time.Since(start).Round(time.Millisecond).String()).Error("step failed")
+		now := time.Now().UTC()
+		if cur != nil {
+			_, herr := hist.UpdateOne(context.WithoutCancel(d.ctx), bson.D{{Key: "_id", Value: HistoryID(version, direction)}},
+				bson.D{{Key: "$set", Value: bson.D{
+					{Key: "state", Value: StateFailed},
+					{Key: "error", Value: truncate(oneLine(err.Error()), 2000)},
+					{Key: "ended_at", Value: now},
+					{Key: "duration_ms", Value: now.Sub(cur.started).Milliseconds()},
+				}}})
+			if herr != nil {
+				log.WithError(herr).Warn("could not record the failure in the history")
+			}
+		}
+		return err
+	}
+	log.WithField("duration", time.Since(start).Round(time.Millisecond).String()).WithField("counts", c).Info("step finished")
+	if cur != nil {
+		d.mu.Lock()
+		cur.counts = c
+		d.mu.Unlock()
+	}
+	return nil
+}
+
+// StepError is a failed step.
+type StepError struct {
+	Version   int
+	Direction string
+	Name      string
+	Err       error
+}
+
+func (e *StepError) Error() string {
+	return fmt.Sprintf("step %d %s (%s) failed: %v", e.Version, e.Direction, e.Name, e.Err)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+func (d *Driver) runStep(ctx context.Context, s Step) (Counts, error) {
+	if s.Kind == KindGo {
+		fn, ok := d.cfg.Steps[s.Name]
+		if !ok {
+			return nil, fmt.Errorf("step names Go step %q, which this build does not have", s.Name)
+		}
+		return fn(ctx)
+	}
+	for i, cmd := range s.Commands {
+		if err := d.cfg.DB.RunCommand(ctx, cmd).Err(); err != nil && !alreadyGone(cmd, err) {
+			return nil, fmt.Errorf("command %d of %d: %w", i+1, len(s.Commands), err)
+		}
+	}
+	return Counts{"commands": int64(len(s.Commands))}, nil
+}
+
+// Drop is refused: the database holds the legacy data, which the runner
+// never deletes.
+func (d *Driver) Drop() error {
+	return errors.New("mongomigrate: drop is not supported: the database holds the legacy accounts")
+}
+
+// Step kinds.
+const (
+	KindCommands = "commands"
+	KindGo       = "go"
+)
+
+// Step is a parsed step file.
+type Step struct {
+	Kind     string
+	Name     string // the Go step's name, or "commands"
+	Commands []bson.D
+}
+
+// ParseStep parses a step file: a JSON array of database commands (canonical
+// Extended JSON, placeholders filled from data) or {"go": "name"}.
+func ParseStep(body []byte, data any) (Step, error) {
+	trimmed := bytes.TrimSpace(body)
+	switch {
+	case len(trimmed) == 0:
+		return Step{Kind: KindCommands, Name: KindCommands}, errors.New("empty step file")
+	case trimmed[0] == '{':
+		var g struct {
+			Go string `json:"go"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(trimmed))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&g); err != nil || g.Go == "" {
+			return Step{Kind: KindGo}, fmt.Errorf(`a step object must be {"go": "name"}: %v`, err)
+		}
+		return Step{Kind: KindGo, Name: g.Go}, nil
+	case trimmed[0] == '[':
+		text := string(trimmed)
+		if strings.Contains(text, "{{") {
+			t, err := template.New("step").Option("missingkey=error").Parse(text)
+			if err != nil {
+				return Step{Kind: KindCommands, Name: KindCommands}, fmt.Errorf("step template: %w", err)
+			}
+			var b strings.Builder
+			if err := t.Execute(&b, data); err != nil {
+				return Step{Kind: KindCommands, Name: KindCommands}, fmt.Errorf("step template: %w", err)
+			}
+			text = b.String()
+		}
+		var cmds []bson.D
+		if err := bson.UnmarshalExtJSON([]byte(text), true, &cmds); err != nil {
+			return Step{Kind: KindCommands, Name: KindCommands}, fmt.Errorf("step commands: %w", err)
+		}
+		return Step{Kind: KindCommands, Name: KindCommands, Commands: cmds}, nil
+	default:
+		return Step{Kind: KindCommands, Name: KindCommands}, errors.New("a step file is a JSON array of commands or a {\"go\": \"name\"} object")
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// alreadyGone reports a drop of something a previous, interrupted run of the
+// same step already dropped: re-running a down step must succeed.
+func alreadyGone(cmd bson.D, err error) bool {
+	if len(cmd) == 0 {
+		return false
+	}
+	switch cmd[0].Key {
+	case "drop", "dropIndexes":
+	default:
+		return false
+	}
+	var ce mongo.CommandError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	const namespaceNotFound, indexNotFound = 26, 27
+	return ce.Code == namespaceNotFound || ce.Code == indexNotFound
+}
+
+// History is one step's history document.
+type History struct {
+	ID         string     `bson:"_id" json:"-"`
+	Version    int        `bson:"version" json:"version"`
+	Direction  string     `bson:"direction" json:"direction"`
+	State      string     `bson:"state" json:"state"`
+	Kind       string     `bson:"kind" json:"kind"`
+	Name       string     `bson:"name" json:"name"`
+	StartedAt  time.Time  `bson:"started_at" json:"started_at"`
+	EndedAt    *time.Time `bson:"ended_at,omitempty" json:"ended_at,omitempty"`
+	DurationMS int64      `bson:"duration_ms" json:"duration_ms"`
+	Host       string     `bson:"host" json:"host"`
+	Owner      string     `bson:"owner" json:"owner"`
+	Error      string     `bson:"error,omitempty" json:"error,omitempty"`
+	Counts     Counts     `bson:"counts,omitempty" json:"counts,omitempty"`
+	Attempts   int        `bson:"attempts" json:"attempts"`
+	Checksum   string     `bson:"checksum" json:"checksum"`
+	RevertedAt *time.Time `bson:"reverted_at,omitempty" json:"reverted_at,omitempty"`
+}

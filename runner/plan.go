@@ -1,0 +1,69 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/bson"
+
+	"github.com/tenantmigrate/runner/runner/mongomigrate"
+)
+
+// PlannedStep is a step a dry run says would run.
+type PlannedStep struct {
+	Version    uint     `json:"version"`
+	Identifier string   `json:"identifier"`
+	Kind       string   `json:"kind"`
+	Name       string   `json:"name"`
+	Commands   []string `json:"commands,omitempty"` // relaxed Extended JSON
+	Rerun      bool     `json:"rerun,omitempty"`
+}
+
+// Plan is the output of a dry run: nothing was written.
+type Plan struct {
+	Version int           `json:"version"`
+	Dirty   bool          `json:"dirty"`
+	Steps   []PlannedStep `json:"steps"`
+}
+
+// Plan says what Up (phase 0) or Phase(phase) would run, writing nothing.
+func (r *Runner) Plan(ctx context.Context, phase int) (Plan, error) {
+	infos, err := r.stepInfos()
+	if err != nil {
+		return Plan{}, err
+	}
+	st, err := mongomigrate.ReadState(ctx, r.db.Collection(r.cfg.Collections.State()))
+	if err != nil {
+		return Plan{}, err
+	}
+	p := Plan{Version: st.Version, Dirty: st.Dirty}
+	target := -1
+	if phase > 0 {
+		for _, in := range infos {
+			if in.Phase == phase {
+				target = int(in.Version)
+			}
+		}
+		if target < 0 {
+			return Plan{}, fmt.Errorf("%w %d in this build's migrations", ErrNoPhase, phase)
+		}
+	}
+	for _, in := range infos {
+		v := int(in.Version)
+		pending := v > st.Version || (st.Dirty && v == st.Version)
+		rerun := phase > 0 && v == target && !pending
+		if target >= 0 && v > target || !pending && !rerun {
+			continue
+		}
+		ps := PlannedStep{Version: in.Version, Identifier: in.Identifier, Kind: in.Up.Kind, Name: in.Up.Name, Rerun: rerun}
+		for _, c := range in.Up.Commands {
+			b, err := bson.MarshalExtJSON(c, false, false)
+			if err != nil {
+				return Plan{}, err
+			}
+			ps.Commands = append(ps.Commands, string(b))
+		}
+		p.Steps = append(p.Steps, ps)
+	}
+	return p, nil
+}

@@ -1,0 +1,414 @@
+// Package runner migrates legacy per-app accounts into per-organisation
+// tenant accounts, inside MongoDB, through versioned steps.
+//
+// A service calls Boot at start; several replicas may do so at once: one
+// applies the pending steps under a lease lock while the others wait, then
+// find nothing to do. The runner command (runner/cmd/runner) offers the same
+// operations by hand.
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/source"
+	"github.com/golang-migrate/migrate/v4/source/iofs"
+	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/mongo/readpref"
+
+	"github.com/tenantmigrate/runner/migrations"
+	"github.com/tenantmigrate/runner/runner/config"
+	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/runner/verify"
+)
+
+// Runner runs the migration steps against one database.
+type Runner struct {
+	cfg    config.Config
+	log    logrus.FieldLogger
+	client *mongo.Client
+	db     *mongo.Database
+	steps  fs.FS
+	goStep map[string]mongomigrate.StepFunc
+	owner  string
+	host   string
+}
+
+// Option customises a Runner.
+type Option func(*Runner)
+
+// WithLogger makes the runner log through l (a service's own logger).
+func WithLogger(l logrus.FieldLogger) Option { return func(r *Runner) { r.log = l } }
+
+// WithSteps replaces the embedded migrations/ steps and Go step registry;
+// for services with steps of their own, and for tests.
+func WithSteps(files fs.FS, goSteps map[string]mongomigrate.StepFunc) Option {
+	return func(r *Runner) { r.steps, r.goStep = files, goSteps }
+}
+
+// New connects to MongoDB and returns a runner. The caller closes it.
+func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	r := &Runner{cfg: cfg, host: host, owner: ownerID(host)}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.log == nil {
+		r.log = NewLogger(cfg.Log, os.Stderr)
+	}
+	if r.steps == nil {
+		r.steps = migrations.FS()
+	}
+	if r.goStep == nil {
+		r.goStep = map[string]mongomigrate.StepFunc{}
+	}
+	client, err := connect(ctx, cfg.MongoDB)
+	if err != nil {
+		return nil, err
+	}
+	r.client = client
+	r.db = client.Database(cfg.MongoDB.Database)
+	r.log.WithFields(logrus.Fields{"uri": RedactURI(cfg.MongoDB.URI), "database": cfg.MongoDB.Database, "owner": r.owner}).Debug("connected")
+	return r, nil
+}
+
+// Close disconnects from MongoDB.
+func (r *Runner) Close(ctx context.Context) error {
+	return r.client.Disconnect(ctx)
+}
+
+// DB is the database the runner works on.
+func (r *Runner) DB() *mongo.Database { return r.db }
+
+// Owner identifies this runner in the lock and the history.
+func (r *Runner) Owner() string { return r.owner }
+
+func ownerID(host string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+var lastErrRE = regexp.MustCompile(`Last error: ([^}]*?)\s*}`)
+
+func connect(ctx context.Context, c config.MongoDB) (*mongo.Client, error) {
+	opts := options.Client().ApplyURI(c.URI).
+		SetServerSelectionTimeout(c.ConnectTimeout).
+		SetConnectTimeout(c.ConnectTimeout).
+		SetAppName("tenants-accounts-runner")
+	if err := opts.Validate(); err != nil {
+		return nil, &config.Error{Key: "mongodb.uri", Msg: redactIn(err.Error(), c.URI)}
+	}
+	client, err := mongo.Connect(ctx, opts)
+	if err != nil {
+		return nil, &config.Error{Key: "mongodb.uri", Msg: redactIn(err.Error(), c.URI)}
+	}
+	pctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout+time.Second)
+	defer cancel()
+	if err := client.Ping(pctx, readpref.Primary()); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, classifyConnectErr(err, c)
+	}
+	return client, nil
+}
+
+func classifyConnectErr(err error, c config.MongoDB) error {
+	msg := err.Error()
+	where := RedactURI(c.URI)
+	if strings.Contains(msg, "auth error") || strings.Contains(msg, "AuthenticationFailed") || strings.Contains(msg, "Authentication failed") {
+		return fmt.Errorf("%w at %s: check the user and password of mongodb.uri", ErrAuth, where)
+	}
+	reason := "no server answered within " + c.ConnectTimeout.String()
+	if m := lastErrRE.FindStringSubmatch(msg); m != nil && strings.TrimSpace(m[1]) != "" {
+		reason = strings.TrimSpace(m[1])
+	}
+	if strings.Contains(reason, "auth error") {
+		return fmt.Errorf("%w at %s: check the user and password of mongodb.uri", ErrAuth, where)
+	}
+	return fmt.Errorf("%w at %s: %s", ErrUnreachable, where, redactIn(reason, c.URI))
+}
+
+// redactIn removes the URI's password from a message that may quote it.
+func redactIn(msg, uri string) string {
+	if red := RedactURI(uri); red != uri {
+		msg = strings.ReplaceAll(msg, uri, red)
+		if _, rest, ok := strings.Cut(uri, "://"); ok {
+			if at := strings.LastIndex(rest, "@"); at > 0 {
+				if _, pass, ok := strings.Cut(rest[:at], ":"); ok && pass != "" {
+					msg = strings.ReplaceAll(msg, pass, "xxxxx")
+				}
+			}
+		}
+	}
+	return strings.Join(strings.Fields(msg), " ")
+}
+
+// session is one golang-migrate instance over a fresh source and driver,
+// bound to one call's context.
+type session struct {
+	m   *migrate.Migrate
+	drv *mongomigrate.Driver
+	src source.Driver
+}
+
+func (r *Runner) open(ctx context.Context) (*session, error) {
+	src, err := iofs.New(r.steps, ".")
+	if err != nil {
+		return nil, fmt.Errorf("read steps: %w", err)
+	}
+	drv, err := mongomigrate.WithInstance(ctx, mongomigrate.Config{
+		DB:                r.db,
+		StateCollection:   r.cfg.Collections.State(),
+		HistoryCollection: r.cfg.Collections.History(),
+		LockCollection:    r.cfg.Collections.LockColl(),
+		Steps:             r.goStep,
+		TemplateData:      r.cfg.Collections,
+		LeaseTTL:          r.cfg.Lock.Lease,
+		LeaseRenew:        r.cfg.Lock.Heartbeat,
+		LockWait:          r.cfg.Lock.Wait,
+		Owner:             r.owner,
+		Host:              r.host,
+		Log:               r.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	m, err := migrate.NewWithInstance("iofs", src, "mongomigrate", drv)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	// The driver waits for the lease itself, within lock.wait.
+	m.LockTimeout = r.cfg.Lock.Wait + time.Minute
+	go func() {
+		<-ctx.Done()
+		select {
+		case m.GracefulStop <- true:
+		default:
+		}
+	}()
+	return &session{m: m, drv: drv, src: src}, nil
+}
+
+func (s *session) close() {
+	_, _ = s.m.Close()
+}
+
+// withLock opens a session and holds the lease around fn.
+func (r *Runner) withLock(ctx context.Context, fn func(*session) error) error {
+	s, err := r.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	if err := s.drv.Lock(); err != nil {
+		return err
+	}
+	ferr := fn(s)
+	if uerr := s.drv.Unlock(); uerr != nil && ferr == nil {
+		ferr = uerr
+	}
+	return ferr
+}
+
+// StepResult is what one step did in this call.
+type StepResult struct {
+	Version   int                 `json:"version"`
+	Name      string              `json:"name"`
+	Direction string              `json:"direction"`
+	Duration  time.Duration       `json:"duration_ns"`
+	Counts    mongomigrate.Counts `json:"counts,omitempty"`
+}
+
+// Result is the outcome of Up, Phase or Down.
+type Result struct {
+	From    int          `json:"from_version"`
+	To      int          `json:"to_version"`
+	Steps   []StepResult `json:"steps"`
+	Resumed bool         `json:"resumed,omitempty"` // a half-done step was resumed
+	// Err is set by Boot when boot.on_failure is "continue".
+	Err error `json:"-"`
+}
+
+// Up applies every pending step, as a service does at boot.
+func (r *Runner) Up(ctx context.Context) (Result, error) {
+	return r.migrateWith(ctx, false, func(s *session) error { return s.m.Up() })
+}
+
+// Down undoes the last applied step.
+func (r *Runner) Down(ctx context.Context) (Result, error) {
+	return r.migrateWith(ctx, true, func(s *session) error {
+		v, _, err := s.drv.Version()
+		if err != nil {
+			return err
+		}
+		if v == -1 {
+			return ErrNothingToUndo
+		}
+		return s.m.Steps(-1)
+	})
+}
+
+// Phase applies the steps up to and including phase n's step; when that
+// step was applied before, it runs it again (phase steps are idempotent and
+// pick up accounts added or changed since).
+func (r *Runner) Phase(ctx context.Context, n int) (Result, error) {
+	infos, err := r.stepInfos()
+	if err != nil {
+		return Result{}, err
+	}
+	target := -1
+	for _, in := range infos {
+		if in.Phase == n {
+			target = int(in.Version)
+		}
+	}
+	if target < 0 {
+		return Result{}, fmt.Errorf("%w %d in this build's migrations", ErrNoPhase, n)
+	}
+	return r.migrateWith(ctx, false, func(s *session) error {
+		v, _, err := s.drv.Version()
+		if err != nil {
+			return err
+		}
+		if v < target {
+			return s.m.Migrate(uint(target))
+		}
+		body, _, err := s.src.ReadUp(uint(target))
+		if err != nil {
+			return err
+		}
+		defer body.Close()
+		return s.drv.Rerun(target, body)
+	})
+}
+
+func (r *Runner) migrateWith(ctx context.Context, down bool, fn func(*session) error) (Result, error) {
+	var res Result
+	start := time.Now().UTC()
+	err := r.withLock(ctx, func(s *session) error {
+		v, _, err := s.drv.Version()
+		if err != nil {
+			return err
+		}
+		res.From = v
+		resumed, err := r.resolveDirty(ctx, s, down)
+		if err != nil {
+			return err
+		}
+		res.Resumed = resumed
+		err = fn(s)
+		if errors.Is(err, migrate.ErrNoChange) {
+			err = nil
+		}
+		if v, _, verr := s.drv.Version(); verr == nil {
+			res.To = v
+		}
+		return err
+	})
+	steps, herr := r.stepsSince(ctx, start)
+	res.Steps = steps
+	if err == nil {
+		err = herr
+	}
+	return res, err
+}
+
+// resolveDirty handles a step left half done by a runner that died or
+// failed. It is called under the lease, so that runner is gone. Every step is
+// idempotent, so resuming means running the step again from its start.
+func (r *Runner) resolveDirty(ctx context.Context, s *session, down bool) (bool, error) {
+	st, err := mongomigrate.ReadState(ctx, r.db.Collection(r.cfg.Collections.State()))
+	if err != nil || !st.Dirty {
+		return false, err
+	}
+	lastErr := r.lastError(ctx, st.Step, st.Direction)
+	if r.cfg.Boot.OnDirty != "resume" {
+		return false, &DirtyError{Step: st.Step, Direction: st.Direction, LastError: lastErr}
+	}
+	step := st.Step
+	if step == 0 {
+		step = st.Version
+	}
+	// Going up, a half-done step (up or down) is re-applied from the
+	// version below it; going down, it is re-applied from its own version
+	// and then undone.
+	force := step
+	if !down {
+		prev, err := s.src.Prev(uint(step))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			force = -1
+		case err != nil:
+			return false, err
+		default:
+			force = int(prev)
+		}
+	}
+	r.log.WithFields(logrus.Fields{"step": step, "direction": st.Direction, "last_error": lastErr}).
+		Warn("a step was left half done; resuming it (steps are idempotent)")
+	if err := s.m.Force(force); err != nil {
+		return false, fmt.Errorf("resume step %d: %w", step, err)
+	}
+	return true, nil
+}
+
+// Boot is what a service calls at start: it applies every pending step and
+// applies boot.on_failure. With "continue", a failure is logged, kept in the
+// status record, returned in Result.Err, and Boot returns a nil error so the
+// service can serve.
+func Boot(ctx context.Context, cfg config.Config, opts ...Option) (Result, error) {
+	r, err := New(ctx, cfg, opts...)
+	if err != nil {
+		return bootFailed(cfg, opts, err)
+	}
+	defer r.Close(context.WithoutCancel(ctx))
+	res, err := r.Up(ctx)
+	if err != nil {
+		res2, err2 := bootFailed(cfg, opts, err)
+		res2.From, res2.To, res2.Steps = res.From, res.To, res.Steps
+		return res2, err2
+	}
+	r.log.WithFields(logrus.Fields{"from_version": res.From, "to_version": res.To, "steps": len(res.Steps)}).Info("boot migration done")
+	return res, nil
+}
+
+func bootFailed(cfg config.Config, opts []Option, err error) (Result, error) {
+	if cfg.Boot.OnFailure != "continue" {
+		return Result{}, err
+	}
+	probe := &Runner{}
+	for _, o := range opts {
+		o(probe)
+	}
+	log := probe.log
+	if log == nil {
+		log = NewLogger(cfg.Log, os.Stderr)
+	}
+	log.WithError(err).Error("boot migration failed; continuing as boot.on_failure is \"continue\"")
+	return Result{Err: err}, nil
+}
+
+// Verify reconciles the legacy accounts with the tenant accounts.
+func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
+	c := r.cfg.Collections
+	return verify.Run(ctx, r.db, verify.Collections{
+		Accounts:                  c.Accounts,
+		TenantsAccounts:           c.TenantsAccounts,
+		ApplicationsOrganizations: c.ApplicationsOrganizations,
+		Links:                     c.Links,
+	}, r.cfg.BatchSize, nil)
+}

@@ -1,0 +1,446 @@
+package runner_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+
+	"github.com/tenantmigrate/runner/runner"
+	"github.com/tenantmigrate/runner/runner/config"
+	"github.com/tenantmigrate/runner/runner/lease"
+	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/scripts/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
+
+// testConfig is the default configuration on a fresh database of the test
+// server, with short leases so lock tests finish quickly.
+func testConfig(t *testing.T) (config.Config, *mongo.Database) {
+	t.Helper()
+	db := env.Database(t)
+	cfg := config.Default()
+	cfg.MongoDB.URI = env.URI
+	cfg.MongoDB.Database = db.Name()
+	cfg.Lock.Lease = 2 * time.Second
+	cfg.Lock.Heartbeat = 500 * time.Millisecond
+	cfg.Lock.Wait = 20 * time.Second
+	return cfg, db
+}
+
+func quietLogger() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+func newRunner(t *testing.T, cfg config.Config, opts ...runner.Option) *runner.Runner {
+	t.Helper()
+	opts = append([]runner.Option{runner.WithLogger(quietLogger())}, opts...)
+	r, err := runner.New(context.Background(), cfg, opts...)
+	if err != nil {
+		t.Fatalf("runner.New: %v", err)
+	}
+	t.Cleanup(func() { _ = r.Close(context.Background()) })
+	return r
+}
+
+func indexNames(t *testing.T, coll *mongo.Collection) map[string]bool {
+	t.Helper()
+	cur, err := coll.Indexes().List(context.Background())
+	if err != nil {
+		var ce mongo.CommandError
+		if errors.As(err, &ce) && ce.Code == 26 {
+			return map[string]bool{}
+		}
+		t.Fatalf("list indexes: %v", err)
+	}
+	var specs []bson.M
+	if err := cur.All(context.Background(), &specs); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, s := range specs {
+		out[s["name"].(string)] = true
+	}
+	return out
+}
+
+func history(t *testing.T, db *mongo.Database, id string) mongomigrate.History {
+	t.Helper()
+	var h mongomigrate.History
+	if err := db.Collection("migrations_history").FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&h); err != nil {
+		t.Fatalf("history %s: %v", id, err)
+	}
+	return h
+}
+
+var wantIndexes = []string{"org_apps_memberships_id_unique", "org_id_auth_type_identifier", "org_apps_memberships_app_org_id"}
+
+func TestIndexStepAppliesOnceThenNoOp(t *testing.T) {
+	cfg, db := testConfig(t)
+	r := newRunner(t, cfg)
+	ctx := context.Background()
+
+	res, err := r.Up(ctx)
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	if res.From != -1 || res.To != 1 || len(res.Steps) != 1 || res.Steps[0].Version != 1 {
+		t.Fatalf("first Up = %+v, want step 1 applied from -1 to 1", res)
+	}
+	idx := indexNames(t, db.Collection("tenants_accounts"))
+	for _, n := range wantIndexes {
+		if !idx[n] {
+			t.Errorf("index %s missing after Up; have %v", n, idx)
+		}
+	}
+	h := history(t, db, "1.up")
+	if h.State != mongomigrate.StateApplied || h.Attempts != 1 || h.Counts["commands"] != 1 || h.Host == "" || h.EndedAt == nil || h.Checksum == "" {
+		t.Errorf("history after first Up = %+v", h)
+	}
+
+	res, err = r.Up(ctx)
+	if err != nil {
+		t.Fatalf("second Up: %v", err)
+	}
+	if len(res.Steps) != 0 || res.To != 1 {
+		t.Fatalf("second Up = %+v, want no step", res)
+	}
+	if h := history(t, db, "1.up"); h.Attempts != 1 {
+		t.Errorf("second Up ran the step again: attempts %d", h.Attempts)
+	}
+
+	st, err := r.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Version != 1 || st.Dirty || len(st.Steps) != 1 || st.Steps[0].State != mongomigrate.StateApplied ||
+		st.Steps[0].Identifier != "tenants_accounts_indexes" || st.Steps[0].Up == nil || st.Steps[0].Changed {
+		t.Errorf("status = %+v", st)
+	}
+	if st.Lock != nil {
+		t.Errorf("lock still present after Up: %+v", st.Lock)
+	}
+}
+
+func TestUniqueMembershipIndexRejectsDuplicates(t *testing.T) {
+	cfg, db := testConfig(t)
+	if _, err := newRunner(t, cfg).Up(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	coll := db.Collection("tenants_accounts")
+	ctx := context.Background()
+	doc := func(id string) bson.D {
+		return bson.D{{Key: "_id", Value: id}, {Key: "org_id", Value: "o"},
+			{Key: "org_apps_memberships", Value: bson.A{bson.D{{Key: "id", Value: "ao_1"}, {Key: "app_org_id", Value: "ao"}}}}}
+	}
+	if _, err := coll.InsertOne(ctx, doc("a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.InsertOne(ctx, doc("b")); !mongo.IsDuplicateKeyError(err) {
+		t.Fatalf("second tenant with the same membership id: err = %v, want duplicate key", err)
+	}
+}
+
+func TestDownUndoesIndexStep(t *testing.T) {
+	cfg, db := testConfig(t)
+	r := newRunner(t, cfg)
+	ctx := context.Background()
+	if _, err := r.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Down(ctx)
+	if err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if res.To != -1 || len(res.Steps) != 1 || res.Steps[0].Direction != "down" {
+		t.Fatalf("Down = %+v", res)
+	}
+	idx := indexNames(t, db.Collection("tenants_accounts"))
+	for _, n := range wantIndexes {
+		if idx[n] {
+			t.Errorf("index %s still there after Down", n)
+		}
+	}
+	if h := history(t, db, "1.up"); h.State != mongomigrate.StateReverted {
+		t.Errorf("up history after Down: state %q, want reverted", h.State)
+	}
+	if _, err := r.Down(ctx); !errors.Is(err, runner.ErrNothingToUndo) {
+		t.Errorf("second Down: err = %v, want ErrNothingToUndo", err)
+	}
+	if _, err := r.Up(ctx); err != nil {
+		t.Fatalf("Up after Down: %v", err)
+	}
+	if h := history(t, db, "1.up"); h.State != mongomigrate.StateApplied || h.Attempts != 2 {
+		t.Errorf("up history after re-Up: %+v", h)
+	}
+}
+
+func TestConcurrentRunnersApplyOnce(t *testing.T) {
+	cfg, db := testConfig(t)
+	const n = 4
+	runners := make([]*runner.Runner, n)
+	for i := range runners {
+		runners[i] = newRunner(t, cfg)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	results := make([]runner.Result, n)
+	start := make(chan struct{})
+	for i, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			results[i], errs[i] = r.Up(context.Background())
+		}()
+	}
+	close(start)
+	wg.Wait()
+	applied := 0
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("runner %d: %v", i, err)
+		}
+		applied += len(results[i].Steps)
+	}
+	if applied != 1 {
+		t.Errorf("%d runners applied %d steps in all, want 1", n, applied)
+	}
+	if h := history(t, db, "1.up"); h.Attempts != 1 || h.State != mongomigrate.StateApplied {
+		t.Errorf("history = %+v, want one attempt", h)
+	}
+}
+
+// insertDeadHolder writes the lock document a killed runner leaves behind.
+func insertDeadHolder(t *testing.T, db *mongo.Database, expires time.Time) {
+	t.Helper()
+	_, err := db.Collection("migrations_lock").InsertOne(context.Background(), bson.D{
+		{Key: "_id", Value: "migrations"}, {Key: "owner", Value: "dead-host/1/00000000"}, {Key: "host", Value: "dead-host"},
+		{Key: "acquired_at", Value: time.Now()}, {Key: "heartbeat_at", Value: time.Now()}, {Key: "expires_at", Value: expires},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDeadHolderBlocksAtMostItsLease(t *testing.T) {
+	cfg, db := testConfig(t)
+	lease := 2 * time.Second
+	insertDeadHolder(t, db, time.Now().Add(lease))
+	start := time.Now()
+	res, err := newRunner(t, cfg).Up(context.Background())
+	waited := time.Since(start)
+	if err != nil {
+		t.Fatalf("Up behind a dead holder: %v", err)
+	}
+	if len(res.Steps) != 1 {
+		t.Fatalf("Up = %+v, want the step applied", res)
+	}
+	if waited < lease-200*time.Millisecond || waited > lease+5*time.Second {
+		t.Errorf("waited %s behind a dead holder with a %s lease", waited, lease)
+	}
+}
+
+func TestLockWaitExceeded(t *testing.T) {
+	cfg, db := testConfig(t)
+	// A live holder keeps renewing: the runner must give up after lock.wait.
+	l, err := lease.Acquire(context.Background(), lease.Options{
+		Coll: db.Collection("migrations_lock"), Name: "migrations", Owner: "other/1/x", Host: "other",
+		TTL: 2 * time.Second, Renew: 500 * time.Millisecond, Wait: time.Second, Log: quietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(context.Background())
+	cfg.Lock.Wait = 3 * time.Second
+	start := time.Now()
+	_, err = newRunner(t, cfg).Up(context.Background())
+	if !errors.Is(err, runner.ErrLockWait) {
+		t.Fatalf("Up while another holds the lock: err = %v, want ErrLockWait", err)
+	}
+	if w := time.Since(start); w < 3*time.Second || w > 8*time.Second {
+		t.Errorf("gave up after %s, want about lock.wait (3s)", w)
+	}
+	var held *lease.HeldError
+	if !errors.As(err, &held) || held.Owner != "other/1/x" {
+		t.Errorf("error does not name the holder: %v", err)
+	}
+}
+
+// goSteps is a step source with a JSON step and Go steps, for the tests of
+// the driver's Go steps, dirty state and phases.
+func goSteps() fstest.MapFS {
+	return fstest.MapFS{
+		"1_indexes.up.json":   {Data: []byte(`[{"createIndexes": "{{.TenantsAccounts}}", "indexes": [{"key": {"org_id": 1}, "name": "org"}]}]`)},
+		"1_indexes.down.json": {Data: []byte(`[{"dropIndexes": "{{.TenantsAccounts}}", "index": "org"}]`)},
+		"2_first.up.json":     {Data: []byte(`{"go": "phase1"}`)},
+		"2_first.down.json":   {Data: []byte(`{"go": "phase1_down"}`)},
+	}
+}
+
+func TestGoStepFailureLeavesDirtyThenResumes(t *testing.T) {
+	cfg, db := testConfig(t)
+	calls := 0
+	fail := true
+	steps := map[string]mongomigrate.StepFunc{
+		"phase1": func(ctx context.Context) (mongomigrate.Counts, error) {
+			calls++
+			if ctx == nil || ctx.Err() != nil {
+				return nil, errors.New("no live context")
+			}
+			if fail {
+				return nil, errors.New("boom")
+			}
+			return mongomigrate.Counts{"written": 7}, nil
+		},
+		"phase1_down": func(context.Context) (mongomigrate.Counts, error) { return nil, nil },
+	}
+	r := newRunner(t, cfg, runner.WithSteps(goSteps(), steps))
+	ctx := context.Background()
+
+	_, err := r.Up(ctx)
+	var se *mongomigrate.StepError
+	if !errors.As(err, &se) || se.Version != 2 || se.Name != "phase1" {
+		t.Fatalf("Up with a failing step: err = %v, want StepError for step 2", err)
+	}
+	st, err := r.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Dirty || st.Steps[1].State != mongomigrate.StateFailed || st.Steps[1].Up.Error == "" || st.Steps[0].State != mongomigrate.StateApplied {
+		t.Fatalf("status after failure = %+v / %+v", st, st.Steps[1].Up)
+	}
+
+	// on_dirty=fail refuses with an explanation.
+	strict := cfg
+	strict.Boot.OnDirty = "fail"
+	_, err = newRunner(t, strict, runner.WithSteps(goSteps(), steps)).Up(ctx)
+	var de *runner.DirtyError
+	if !errors.As(err, &de) || !errors.Is(err, runner.ErrDirty) || de.Step != 2 || de.LastError == "" {
+		t.Fatalf("Up with on_dirty=fail: err = %v, want DirtyError for step 2 with its error", err)
+	}
+
+	fail = false
+	res, err := r.Up(ctx)
+	if err != nil {
+		t.Fatalf("Up resuming: %v", err)
+	}
+	if !res.Resumed || res.To != 2 || len(res.Steps) != 1 || res.Steps[0].Counts["written"] != 7 {
+		t.Fatalf("resumed Up = %+v", res)
+	}
+	if h := history(t, db, "2.up"); h.Attempts != 2 || h.State != mongomigrate.StateApplied || h.Error != "" {
+		t.Errorf("history after resume = %+v", h)
+	}
+	if calls != 2 {
+		t.Errorf("step ran %d times, want 2", calls)
+	}
+}
+
+func TestPhaseRunsPrerequisitesThenReruns(t *testing.T) {
+	cfg, db := testConfig(t)
+	calls := 0
+	steps := map[string]mongomigrate.StepFunc{
+		"phase1":      func(context.Context) (mongomigrate.Counts, error) { calls++; return mongomigrate.Counts{"n": int64(calls)}, nil },
+		"phase1_down": func(context.Context) (mongomigrate.Counts, error) { return nil, nil },
+	}
+	r := newRunner(t, cfg, runner.WithSteps(goSteps(), steps))
+	ctx := context.Background()
+	res, err := r.Phase(ctx, 1)
+	if err != nil || res.To != 2 || len(res.Steps) != 2 {
+		t.Fatalf("Phase(1) = %+v, %v; want steps 1 and 2 applied", res, err)
+	}
+	res, err = r.Phase(ctx, 1)
+	if err != nil || res.To != 2 || len(res.Steps) != 1 || res.Steps[0].Counts["n"] != 2 {
+		t.Fatalf("second Phase(1) = %+v, %v; want phase 1 run again", res, err)
+	}
+	if h := history(t, db, "2.up"); h.Attempts != 2 || h.State != mongomigrate.StateApplied {
+		t.Errorf("history = %+v", h)
+	}
+	if _, err := r.Phase(ctx, 2); !errors.Is(err, runner.ErrNoPhase) {
+		t.Errorf("Phase(2): err = %v, want ErrNoPhase", err)
+	}
+	p, err := r.Plan(ctx, 1)
+	if err != nil || len(p.Steps) != 1 || !p.Steps[0].Rerun {
+		t.Errorf("Plan(1) = %+v, %v; want a re-run of step 2", p, err)
+	}
+}
+
+func TestLostLeaseCancelsTheStep(t *testing.T) {
+	cfg, db := testConfig(t)
+	started := make(chan struct{})
+	steps := map[string]mongomigrate.StepFunc{
+		"phase1": func(ctx context.Context) (mongomigrate.Counts, error) {
+			close(started)
+			select {
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			case <-time.After(30 * time.Second):
+				return nil, errors.New("step was not cancelled")
+			}
+		},
+		"phase1_down": func(context.Context) (mongomigrate.Counts, error) { return nil, nil },
+	}
+	r := newRunner(t, cfg, runner.WithSteps(goSteps(), steps))
+	go func() {
+		<-started
+		// Another runner takes the lock over (as after a long pause of this one).
+		_, _ = db.Collection("migrations_lock").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: "migrations"}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "owner", Value: "usurper"}, {Key: "expires_at", Value: time.Now().Add(time.Hour)}}}})
+	}()
+	_, err := r.Up(context.Background())
+	if !errors.Is(err, runner.ErrLeaseLost) {
+		t.Fatalf("Up after losing the lease: err = %v, want ErrLeaseLost", err)
+	}
+	var owner struct {
+		Owner string `bson:"owner"`
+	}
+	_ = db.Collection("migrations_lock").FindOne(context.Background(), bson.D{}).Decode(&owner)
+	if owner.Owner != "usurper" {
+		t.Errorf("the runner that lost its lease removed or changed the new holder's lock: %+v", owner)
+	}
+}
+
+func TestBootOnFailureContinue(t *testing.T) {
+	cfg := config.Default()
+	cfg.MongoDB.URI = "mongodb://127.0.0.1:1"
+	cfg.MongoDB.ConnectTimeout = 500 * time.Millisecond
+	var logs bytes.Buffer
+	l := logrus.New()
+	l.SetOutput(&logs)
+	l.SetFormatter(&logrus.JSONFormatter{})
+
+	_, err := runner.Boot(context.Background(), cfg, runner.WithLogger(l))
+	if !errors.Is(err, runner.ErrUnreachable) {
+		t.Fatalf("Boot on_failure=fail: err = %v, want ErrUnreachable", err)
+	}
+	cfg.Boot.OnFailure = "continue"
+	res, err := runner.Boot(context.Background(), cfg, runner.WithLogger(l))
+	if err != nil || !errors.Is(res.Err, runner.ErrUnreachable) {
+		t.Fatalf("Boot on_failure=continue = %+v, %v; want nil error and Result.Err", res, err)
+	}
+	if !bytes.Contains(logs.Bytes(), []byte(`"level":"error"`)) {
+		t.Errorf("continue did not log the failure: %s", logs.String())
+	}
+}
+
+func TestBootAppliesSteps(t *testing.T) {
+	cfg, _ := testConfig(t)
+	res, err := runner.Boot(context.Background(), cfg, runner.WithLogger(quietLogger()))
+	if err != nil || res.To != 1 {
+		t.Fatalf("Boot = %+v, %v", res, err)
+	}
+}

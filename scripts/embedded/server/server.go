@@ -1,0 +1,112 @@
+// Package server starts FerretDB (SQLite backend) in-process: a real MongoDB
+// wire-protocol server that needs no download, used by the quick start and by
+// the tests when MONGODB_URI is not set.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+// Server is a running embedded FerretDB.
+type Server struct {
+	uri    string
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Options configure Start.
+type Options struct {
+	// Addr is host:port to listen on; empty picks a free port on 127.0.0.1.
+	Addr string
+	// Dir holds the SQLite files; it is created if missing.
+	Dir string
+	// Log receives FerretDB's own log; nil discards it.
+	Log io.Writer
+}
+
+// Start starts the server and returns once it accepts connections.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("embedded server: a data directory is required")
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded server: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("embedded server: %w", err)
+	}
+	addr := opts.Addr
+	if addr == "" {
+		if addr, err = freeAddr(); err != nil {
+			return nil, fmt.Errorf("embedded server: %w", err)
+		}
+	}
+	w := opts.Log
+	if w == nil {
+		w = io.Discard
+	}
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: addr},
+		Logger:    slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + dir + "/",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded server: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s := &Server{uri: f.MongoDBURI(), addr: addr, cancel: cancel, done: make(chan error, 1)}
+	go func() { f.Run(runCtx); s.done <- nil }()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return nil, fmt.Errorf("embedded server: not listening on %s after 30s: %w", addr, err)
+		}
+		select {
+		case <-ctx.Done():
+			s.Stop()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// URI is the mongodb:// URI of the server.
+func (s *Server) URI() string { return s.uri }
+
+// Addr is the host:port the server listens on.
+func (s *Server) Addr() string { return s.addr }
+
+// Stop stops the server and waits for it to finish.
+func (s *Server) Stop() {
+	s.cancel()
+	<-s.done
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}

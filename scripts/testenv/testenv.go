@@ -1,0 +1,101 @@
+// Package testenv gives integration tests a MongoDB server: the one named by
+// MONGODB_URI when it is set (a real MongoDB), else an embedded FerretDB
+// started in-process for the test binary.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/scripts/embedded/server"
+)
+
+// Env is the server a test binary uses.
+type Env struct {
+	URI string
+	// Embedded is the in-process server, nil on a real MongoDB.
+	Embedded *server.Server
+	dir      string
+}
+
+// Real reports whether the tests run against MONGODB_URI.
+func (e *Env) Real() bool { return e.Embedded == nil }
+
+// Main starts the server, runs the tests and stops it: call it from TestMain
+// as os.Exit(testenv.Main(m, &env)).
+func Main(m *testing.M, env **Env) int {
+	e, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		return 1
+	}
+	*env = e
+	defer e.Stop()
+	return m.Run()
+}
+
+// Start starts (or names) the server.
+func Start() (*Env, error) {
+	if uri := os.Getenv("MONGODB_URI"); uri != "" {
+		return &Env{URI: uri}, nil
+	}
+	dir, err := os.MkdirTemp("", "runner-embedded-")
+	if err != nil {
+		return nil, err
+	}
+	s, err := server.Start(context.Background(), server.Options{Dir: dir})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &Env{URI: s.URI(), Embedded: s, dir: dir}, nil
+}
+
+// Stop stops an embedded server and removes its files.
+func (e *Env) Stop() {
+	if e.Embedded != nil {
+		e.Embedded.Stop()
+		os.RemoveAll(e.dir)
+	}
+}
+
+// DBName is a database name unique to this test.
+func DBName(t testing.TB) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := strings.NewReplacer("/", "_", " ", "_", "#", "_").Replace(t.Name())
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	return "t_" + name + "_" + hex.EncodeToString(b)
+}
+
+// Connect returns a client for the test, disconnected at cleanup.
+func (e *Env) Connect(t testing.TB) *mongo.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := mongo.Connect(ctx, options.Client().ApplyURI(e.URI))
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	return c
+}
+
+// Database returns a fresh database for the test, dropped at cleanup.
+func (e *Env) Database(t testing.TB) *mongo.Database {
+	t.Helper()
+	db := e.Connect(t).Database(DBName(t))
+	t.Cleanup(func() { _ = db.Drop(context.Background()) })
+	return db
+}
