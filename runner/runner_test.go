@@ -354,7 +354,10 @@ func TestPhaseRunsPrerequisitesThenReruns(t *testing.T) {
 	cfg, db := testConfig(t)
 	calls := 0
 	steps := map[string]mongomigrate.StepFunc{
-		"phase1":      func(context.Context) (mongomigrate.Counts, error) { calls++; return mongomigrate.Counts{"n": int64(calls)}, nil },
+		"phase1": func(context.Context) (mongomigrate.Counts, error) {
+			calls++
+			return mongomigrate.Counts{"n": int64(calls)}, nil
+		},
 		"phase1_down": func(context.Context) (mongomigrate.Counts, error) { return nil, nil },
 	}
 	r := newRunner(t, cfg, runner.WithSteps(goSteps(), steps))

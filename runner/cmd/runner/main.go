@@ -227,7 +227,6 @@ func formatCounts(c map[string]int64) string {
 	return strings.Join(parts, " ")
 }
 
-
 func printStatus(w io.Writer, st runner.Status) {
 	state := fmt.Sprintf("version %d", st.Version)
 	if st.Version == -1 {
