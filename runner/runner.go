@@ -33,6 +33,8 @@ import (
 	"github.com/tenantmigrate/runner/runner/verify"
 )
 
+const lockName = mongomigrate.LockName
+
 // Runner runs the migration steps against one database.
 type Runner struct {
 	cfg    config.Config

@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/migrations"
+	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 )
 
@@ -91,12 +92,12 @@ type Status struct {
 	Lock *LockStatus `json:"lock,omitempty"`
 }
 
-// LockStatus describes the lease document.
+// LockStatus describes the newest lease document.
 type LockStatus struct {
-	Owner     string    `bson:"owner" json:"owner"`
-	Host      string    `bson:"host" json:"host"`
-	ExpiresAt time.Time `bson:"expires_at" json:"expires_at"`
-	Expired   bool      `bson:"-" json:"expired"`
+	Owner     string    `json:"owner"`
+	Host      string    `json:"host"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Free      bool      `json:"free"`
 }
 
 // Status reads the applied version, each step's history and the lock.
@@ -129,10 +130,12 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 		}
 		out.Steps = append(out.Steps, s)
 	}
-	var lock LockStatus
-	if err := r.db.Collection(r.cfg.Collections.LockColl()).FindOne(ctx, bson.D{{Key: "_id", Value: "migrations"}}).Decode(&lock); err == nil {
-		lock.Expired = time.Now().After(lock.ExpiresAt)
-		out.Lock = &lock
+	h, err := lease.Current(ctx, r.db.Collection(r.cfg.Collections.LockColl()), lockName)
+	if err != nil {
+		return Status{}, err
+	}
+	if h != nil {
+		out.Lock = &LockStatus{Owner: h.Owner, Host: h.Host, ExpiresAt: h.ExpiresAt, Free: h.Free(time.Now())}
 	}
 	return out, nil
 }

@@ -2,10 +2,14 @@
 // owner, an expiry and a heartbeat, so a killed holder blocks others for at
 // most one lease, and a holder that loses its lease learns it and stops.
 //
-// It needs no transaction and no server-side clock: an acquire is one upsert
-// whose filter matches only a free, expired or own lock; while the lock is
-// held by someone else the upsert's insert collides on _id. Holders' clocks
-// must agree to well within a lease.
+// Each holding is a new document, <name>#<generation>, created by an insert:
+// the unique _id lets exactly one of several racing runners take a free or
+// expired lock. The lock is never taken by updating a document's owner,
+// because some servers (FerretDB) do not re-check an update's filter at
+// write time and would let two racers both "win". The holder renews its own
+// document and gives the lock up as soon as a newer generation exists. No
+// transaction and no server clock is needed; holders' clocks must agree to
+// well within a lease.
 package lease
 
 import (
@@ -60,19 +64,47 @@ func (e *HeldError) Unwrap() error { return ErrWaitExceeded }
 // Lease is a held lock.
 type Lease struct {
 	opts    Options
+	id      string
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	stop    chan struct{}
 	stopped sync.WaitGroup
 }
 
-type doc struct {
+// Holder is one generation of the lock document.
+type Holder struct {
 	ID          string    `bson:"_id"`
+	Name        string    `bson:"name"`
+	Gen         int64     `bson:"gen"`
 	Owner       string    `bson:"owner"`
 	Host        string    `bson:"host"`
 	AcquiredAt  time.Time `bson:"acquired_at"`
 	HeartbeatAt time.Time `bson:"heartbeat_at"`
 	ExpiresAt   time.Time `bson:"expires_at"`
+	Released    bool      `bson:"released"`
+}
+
+// Free reports whether another runner may take the lock at now.
+func (h *Holder) Free(now time.Time) bool { return h.Released || !now.Before(h.ExpiresAt) }
+
+// DocID is the _id of generation gen of lock name; zero-padded so that _id
+// order is generation order.
+func DocID(name string, gen int64) string { return fmt.Sprintf("%s#%012d", name, gen) }
+
+// Current returns the newest generation of lock name, or nil if it was
+// never taken.
+func Current(ctx context.Context, coll *mongo.Collection, name string) (*Holder, error) {
+	var h Holder
+	err := coll.FindOne(ctx,
+		bson.D{{Key: "_id", Value: bson.D{{Key: "$gte", Value: name + "#"}, {Key: "$lt", Value: name + "$"}}}},
+		options.FindOne().SetSort(bson.D{{Key: "_id", Value: -1}})).Decode(&h)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read lock: %w", err)
+	}
+	return &h, nil
 }
 
 // Acquire takes the lock, waiting up to opts.Wait while another owner holds
@@ -89,20 +121,37 @@ func Acquire(ctx context.Context, opts Options) (*Lease, error) {
 	start := opts.Now()
 	delay := 100 * time.Millisecond
 	logged := false
+	var id string
 	for {
-		held, err := tryAcquire(ctx, opts)
+		cur, err := Current(ctx, opts.Coll, opts.Name)
 		if err != nil {
 			return nil, err
 		}
-		if held == nil {
-			break
+		now := opts.Now()
+		if cur == nil || cur.Free(now) {
+			gen := int64(1)
+			if cur != nil {
+				gen = cur.Gen + 1
+			}
+			id = DocID(opts.Name, gen)
+			_, err := opts.Coll.InsertOne(ctx, Holder{
+				ID: id, Name: opts.Name, Gen: gen, Owner: opts.Owner, Host: opts.Host,
+				AcquiredAt: now, HeartbeatAt: now, ExpiresAt: now.Add(opts.TTL),
+			})
+			if err == nil {
+				break
+			}
+			if !mongo.IsDuplicateKeyError(err) {
+				return nil, fmt.Errorf("acquire lock: %w", err)
+			}
+			continue // another runner took this generation first: look again
 		}
-		waited := opts.Now().Sub(start)
+		waited := now.Sub(start)
 		if waited >= opts.Wait {
-			return nil, &HeldError{Owner: held.Owner, Host: held.Host, Expires: held.ExpiresAt, Waited: waited}
+			return nil, &HeldError{Owner: cur.Owner, Host: cur.Host, Expires: cur.ExpiresAt, Waited: waited}
 		}
 		if !logged {
-			opts.Log.WithFields(logrus.Fields{"holder": held.Owner, "holder_host": held.Host, "expires_at": held.ExpiresAt.UTC()}).
+			opts.Log.WithFields(logrus.Fields{"holder": cur.Owner, "holder_host": cur.Host, "expires_at": cur.ExpiresAt.UTC()}).
 				Info("another runner holds the migration lock; waiting")
 			logged = true
 		}
@@ -112,51 +161,16 @@ func Acquire(ctx context.Context, opts Options) (*Lease, error) {
 			return nil, ctx.Err()
 		case <-time.After(sleep):
 		}
-		delay = min(delay*2, 2*time.Second)
+		delay = min(delay*2, time.Second)
 	}
+	// Older generations are history now; keep the collection small.
+	_, _ = opts.Coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$gte", Value: opts.Name + "#"}, {Key: "$lt", Value: id}}}})
 
-	l := &Lease{opts: opts, stop: make(chan struct{})}
+	l := &Lease{opts: opts, id: id, stop: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancelCause(context.Background())
 	l.stopped.Add(1)
 	go l.heartbeat()
 	return l, nil
-}
-
-// tryAcquire returns nil, nil when the lock is now ours, or the holder.
-func tryAcquire(ctx context.Context, o Options) (*doc, error) {
-	now := o.Now()
-	filter := bson.D{
-		{Key: "_id", Value: o.Name},
-		{Key: "$or", Value: bson.A{
-			bson.D{{Key: "expires_at", Value: bson.D{{Key: "$lte", Value: now}}}},
-			bson.D{{Key: "owner", Value: o.Owner}},
-		}},
-	}
-	update := bson.D{{Key: "$set", Value: bson.D{
-		{Key: "owner", Value: o.Owner},
-		{Key: "host", Value: o.Host},
-		{Key: "acquired_at", Value: now},
-		{Key: "heartbeat_at", Value: now},
-		{Key: "expires_at", Value: now.Add(o.TTL)},
-	}}}
-	_, err := o.Coll.UpdateOne(ctx, filter, update, options.Update().SetUpsert(true))
-	if err == nil {
-		return nil, nil
-	}
-	if !mongo.IsDuplicateKeyError(err) {
-		return nil, fmt.Errorf("acquire lock: %w", err)
-	}
-	var held doc
-	err = o.Coll.FindOne(ctx, bson.D{{Key: "_id", Value: o.Name}}).Decode(&held)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		// Released between our two calls: report it held for a moment, the
-		// next try takes it.
-		return &doc{Owner: "(just released)", ExpiresAt: now}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read lock holder: %w", err)
-	}
-	return &held, nil
 }
 
 // Context is cancelled when the lease is lost or released.
@@ -180,11 +194,17 @@ func (l *Lease) heartbeat() {
 		now := o.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), o.Renew)
 		res, err := o.Coll.UpdateOne(ctx,
-			bson.D{{Key: "_id", Value: o.Name}, {Key: "owner", Value: o.Owner}},
+			bson.D{{Key: "_id", Value: l.id}, {Key: "owner", Value: o.Owner}},
 			bson.D{{Key: "$set", Value: bson.D{{Key: "heartbeat_at", Value: now}, {Key: "expires_at", Value: now.Add(o.TTL)}}}})
+		var cur *Holder
+		if err == nil {
+			// Renew first, then look for a newer generation: a runner that
+			// took over before our renewal is seen now, not a lease later.
+			cur, err = Current(ctx, o.Coll, o.Name)
+		}
 		cancel()
 		switch {
-		case err == nil && res.MatchedCount == 1:
+		case err == nil && res.MatchedCount == 1 && cur != nil && cur.ID == l.id:
 			expires = now.Add(o.TTL)
 		case err == nil:
 			o.Log.Error("migration lock was taken over by another runner; stopping work")
@@ -209,7 +229,10 @@ func (l *Lease) Release(ctx context.Context) error {
 	if lost {
 		return ErrLost
 	}
-	_, err := l.opts.Coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: l.opts.Name}, {Key: "owner", Value: l.opts.Owner}})
+	// Marked released, not deleted: generations only grow, so an _id is
+	// never reused by a later holder.
+	_, err := l.opts.Coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: l.id}, {Key: "owner", Value: l.opts.Owner}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "released", Value: true}, {Key: "expires_at", Value: l.opts.Now()}}}})
 	if err != nil {
 		return fmt.Errorf("release lock: %w", err)
 	}

@@ -90,6 +90,9 @@ var _ database.Driver = (*Driver)(nil)
 
 const stateID = "version"
 
+// LockName is the name of the lease that serialises runners.
+const LockName = "migrations"
+
 // History states.
 const (
 	StateRunning  = "running"
@@ -142,7 +145,7 @@ func (d *Driver) Lock() error {
 	}
 	l, err := lease.Acquire(d.ctx, lease.Options{
 		Coll:  d.cfg.DB.Collection(d.cfg.LockCollection),
-		Name:  "migrations",
+		Name:  LockName,
 		Owner: d.cfg.Owner,
 		Host:  d.cfg.Host,
 		TTL:   d.cfg.LeaseTTL,

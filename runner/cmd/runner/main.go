@@ -260,8 +260,8 @@ func printStatus(w io.Writer, st runner.Status) {
 	}
 	tw.Flush()
 	if l := st.Lock; l != nil {
-		if l.Expired {
-			fmt.Fprintf(w, "lock: free (last held by %s, expired %s)\n", l.Owner, l.ExpiresAt.UTC().Format(time.RFC3339))
+		if l.Free {
+			fmt.Fprintf(w, "lock: free (last held by %s)\n", l.Owner)
 		} else {
 			fmt.Fprintf(w, "lock: held by %s until %s\n", l.Owner, l.ExpiresAt.UTC().Format(time.RFC3339))
 		}

@@ -53,13 +53,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("embedded server: %w", err)
 		}
 	}
-	w := opts.Log
-	if w == nil {
-		w = io.Discard
+	// Without a log writer, a discarding handler: FerretDB formats every SQL
+	// statement for its logger, which costs a sixth of its CPU even when
+	// the text goes nowhere.
+	var handler slog.Handler = slog.DiscardHandler
+	if opts.Log != nil {
+		handler = slog.NewTextHandler(opts.Log, &slog.HandlerOptions{Level: slog.LevelWarn})
 	}
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: addr},
-		Logger:    slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:    slog.New(handler),
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + dir + "/",
 	})
