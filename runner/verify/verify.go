@@ -1,6 +1,8 @@
 // Package verify reconciles legacy accounts with tenant accounts without
-// loading either collection: it streams both in _id order and checks each
-// batch with primary-key lookups.
+// loading either collection: one pass of merge joins over four sorted
+// streams (legacy accounts, links and tenant accounts by _id, links by
+// tenant). It does no per-document lookups, which some servers (FerretDB)
+// answer with a full scan each.
 //
 // A legacy account L is accounted for when exactly one tenant account holds
 // it: the tenant named by L's link (written by phase 1) holds a membership
@@ -82,6 +84,7 @@ type Report struct {
 	OrgMismatch    Problem `json:"org_mismatch"` // membership app-org of another org
 	EmptyTenants   Problem `json:"tenants_without_membership"`
 	DanglingLinks  Problem `json:"links_to_missing_tenants"`
+	OrphanLinks    Problem `json:"links_without_legacy_account"`
 }
 
 // OK is true when every legacy account is in exactly one tenant account and
@@ -105,6 +108,7 @@ func (r *Report) problems() []struct {
 		{"memberships of an app-org of another org", &r.OrgMismatch},
 		{"tenant accounts without a membership", &r.EmptyTenants},
 		{"links to missing tenant accounts", &r.DanglingLinks},
+		{"links without a legacy account", &r.OrphanLinks},
 	}
 }
 
@@ -153,48 +157,198 @@ type legacyRow struct {
 	AppOrgID string `bson:"app_org_id"`
 }
 
+type membershipRow struct {
+	ID       string `bson:"id"`
+	AppOrgID string `bson:"app_org_id"`
+}
+
 type tenantRow struct {
-	ID          string `bson:"_id"`
-	OrgID       string `bson:"org_id"`
-	Memberships []struct {
-		ID       string `bson:"id"`
-		AppOrgID string `bson:"app_org_id"`
-	} `bson:"org_apps_memberships"`
+	ID          string          `bson:"_id"`
+	OrgID       string          `bson:"org_id"`
+	Memberships []membershipRow `bson:"org_apps_memberships"`
 }
 
 // Progress is told how many documents verify has read so far.
-type Progress func(read int)
+type Progress func(read int64)
 
-// Run reconciles the collections, reading batch documents at a time.
+// Run reconciles the collections, reading batch documents per round trip.
 func Run(ctx context.Context, db *mongo.Database, c Collections, batch int, progress Progress) (*Report, error) {
 	if progress == nil {
-		progress = func(int) {}
+		progress = func(int64) {}
 	}
-	rep := &Report{PerOrg: map[string]*OrgCounts{}}
 	orgOf, err := appOrgs(ctx, db.Collection(c.ApplicationsOrganizations))
 	if err != nil {
 		return nil, err
 	}
-	read := 0
-	err = stream(ctx, db.Collection(c.Accounts), batch, bson.D{{Key: "app_org_id", Value: 1}}, func(rows []legacyRow) error {
-		read += len(rows)
-		progress(read)
-		return checkLegacy(ctx, db, c, orgOf, rows, rep)
-	})
+	byID := bson.D{{Key: "_id", Value: 1}}
+	legacy, err := openStream[legacyRow](ctx, db.Collection(c.Accounts), batch, byID, bson.D{{Key: "app_org_id", Value: 1}}, func(r legacyRow) string { return r.ID })
 	if err != nil {
-		return nil, fmt.Errorf("verify legacy accounts: %w", err)
+		return nil, fmt.Errorf("verify: read legacy accounts: %w", err)
 	}
-	err = stream(ctx, db.Collection(c.TenantsAccounts), batch,
+	defer legacy.close(ctx)
+	links, err := openStream[Link](ctx, db.Collection(c.Links), batch, byID, nil, func(l Link) string { return l.LegacyID })
+	if err != nil {
+		return nil, fmt.Errorf("verify: read links: %w", err)
+	}
+	defer links.close(ctx)
+	tenants, err := openStream[tenantRow](ctx, db.Collection(c.TenantsAccounts), batch, byID,
 		bson.D{{Key: "org_id", Value: 1}, {Key: "org_apps_memberships.id", Value: 1}, {Key: "org_apps_memberships.app_org_id", Value: 1}},
-		func(rows []tenantRow) error {
-			read += len(rows)
-			progress(read)
-			return checkTenants(ctx, db, c, orgOf, rows, rep)
-		})
+		func(t tenantRow) string { return t.ID })
 	if err != nil {
-		return nil, fmt.Errorf("verify tenant accounts: %w", err)
+		return nil, fmt.Errorf("verify: read tenant accounts: %w", err)
 	}
-	return rep, nil
+	defer tenants.close(ctx)
+	linksByTenant, err := openStream[Link](ctx, db.Collection(c.Links), batch,
+		bson.D{{Key: "tenant_id", Value: 1}, {Key: "_id", Value: 1}}, nil, func(l Link) string { return l.TenantID })
+	if err != nil {
+		return nil, fmt.Errorf("verify: read links by tenant: %w", err)
+	}
+	defer linksByTenant.close(ctx)
+
+	v := &verifier{rep: &Report{PerOrg: map[string]*OrgCounts{}}, orgOf: orgOf}
+	var read int64
+	for {
+		id, ok := minKey(legacy, links, tenants)
+		if !ok {
+			break
+		}
+		l, hasL := legacy.take(id)
+		k, hasK := links.take(id)
+		t, hasT := tenants.take(id)
+		var tl []Link
+		if hasT {
+			// Links to tenants that sort before this one name missing tenants.
+			for {
+				lk, ok := linksByTenant.peek()
+				if !ok || lk.TenantID > id {
+					break
+				}
+				linksByTenant.next()
+				if lk.TenantID < id {
+					v.danglingLink(lk)
+				} else {
+					tl = append(tl, lk)
+				}
+			}
+		}
+		v.check(id, l, hasL, k, hasK, t, hasT, tl)
+		read++
+		if read%int64(batch) == 0 {
+			progress(read)
+		}
+	}
+	for {
+		lk, ok := linksByTenant.peek()
+		if !ok {
+			break
+		}
+		linksByTenant.next()
+		v.danglingLink(lk)
+	}
+	for _, s := range []interface{ err() error }{legacy, links, tenants, linksByTenant} {
+		if err := s.err(); err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+	}
+	progress(read)
+	return v.rep, nil
+}
+
+type verifier struct {
+	rep   *Report
+	orgOf map[string]string
+}
+
+func (v *verifier) org(name string) *OrgCounts {
+	oc := v.rep.PerOrg[name]
+	if oc == nil {
+		oc = &OrgCounts{}
+		v.rep.PerOrg[name] = oc
+	}
+	return oc
+}
+
+func (v *verifier) danglingLink(l Link) {
+	v.rep.DanglingLinks.add(l.LegacyID)
+	v.rep.NotMigrated.add(l.LegacyID)
+}
+
+// check judges one _id: as a legacy account, its link, and as a tenant
+// account with the links that point at it.
+func (v *verifier) check(id string, l legacyRow, hasL bool, k Link, hasK bool, t tenantRow, hasT bool, tl []Link) {
+	rep := v.rep
+	if hasL {
+		rep.LegacyAccounts++
+		org, ok := v.orgOf[l.AppOrgID]
+		if !ok {
+			rep.NoAppOrg.add(id)
+			org = "(no org)"
+		}
+		v.org(org).Legacy++
+		switch {
+		case hasK && hasT && k.TenantID != id:
+			// Merged into another tenant, yet still a tenant of its own.
+			rep.InTwoTenants.add(id)
+		case hasK:
+			// Judged with its tenant's links.
+		case hasT && holds(t, model.MembershipID(l.AppOrgID, id), l.AppOrgID):
+			rep.OneToOne++
+			v.org(org).Migrated++
+		default:
+			rep.NotMigrated.add(id)
+		}
+	} else if hasK {
+		rep.OrphanLinks.add(id)
+	}
+	if !hasT {
+		return
+	}
+	rep.TenantAccounts++
+	v.org(t.OrgID).Tenants++
+	if !hasL {
+		rep.OrphanTenants.add(id)
+	}
+	if len(t.Memberships) == 0 {
+		rep.EmptyTenants.add(id)
+	}
+	referenced := map[string]bool{}
+	for _, lk := range tl {
+		if holds(t, lk.MembershipID, lk.AppOrgID) {
+			referenced[lk.MembershipID] = true
+			rep.Linked++
+			v.org(t.OrgID).Migrated++
+		} else {
+			rep.NotMigrated.add(lk.LegacyID)
+		}
+	}
+	own := ""
+	if hasL && !hasK {
+		own = model.MembershipID(l.AppOrgID, id)
+	}
+	seen := map[string]bool{}
+	for _, m := range t.Memberships {
+		rep.Memberships++
+		if seen[m.ID] {
+			rep.DupMemberships.add(m.ID)
+		}
+		seen[m.ID] = true
+		if org, ok := v.orgOf[m.AppOrgID]; !ok || org != t.OrgID {
+			rep.OrgMismatch.add(id)
+		}
+		if !referenced[m.ID] && m.ID != own {
+			rep.OrphanMembers.add(m.ID)
+		}
+	}
+}
+
+// holds reports whether t has the membership id for appOrgID.
+func holds(t tenantRow, membershipID, appOrgID string) bool {
+	for _, m := range t.Memberships {
+		if m.ID == membershipID && m.AppOrgID == appOrgID {
+			return true
+		}
+	}
+	return false
 }
 
 func appOrgs(ctx context.Context, coll *mongo.Collection) (map[string]string, error) {
@@ -214,187 +368,80 @@ func appOrgs(ctx context.Context, coll *mongo.Collection) (map[string]string, er
 	return out, nil
 }
 
-// stream reads coll in _id order, batch documents at a time.
-func stream[T any](ctx context.Context, coll *mongo.Collection, batch int, proj bson.D, fn func([]T) error) error {
-	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(proj).SetBatchSize(int32(batch)))
-	if err != nil {
-		return err
-	}
-	defer cur.Close(ctx)
-	rows := make([]T, 0, batch)
-	for cur.Next(ctx) {
-		var row T
-		if err := cur.Decode(&row); err != nil {
-			return fmt.Errorf("decode %v: %w", cur.Current.Lookup("_id"), err)
-		}
-		rows = append(rows, row)
-		if len(rows) == batch {
-			if err := fn(rows); err != nil {
-				return err
-			}
-			rows = rows[:0]
-		}
-	}
-	if err := cur.Err(); err != nil {
-		return err
-	}
-	if len(rows) > 0 {
-		return fn(rows)
-	}
-	return nil
+// stream is a sorted cursor with one document of look-ahead.
+type stream[T any] struct {
+	cur    *mongo.Cursor
+	key    func(T) string
+	head   T
+	has    bool
+	failed error
 }
 
-func byID[T any](ctx context.Context, coll *mongo.Collection, ids []string, proj bson.D, key func(T) string) (map[string]T, error) {
-	out := make(map[string]T, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	opts := options.Find()
+func openStream[T any](ctx context.Context, coll *mongo.Collection, batch int, sort, proj bson.D, key func(T) string) (*stream[T], error) {
+	opts := options.Find().SetSort(sort).SetBatchSize(int32(batch)).SetAllowDiskUse(true)
 	if proj != nil {
 		opts.SetProjection(proj)
 	}
-	cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, opts)
+	cur, err := coll.Find(ctx, bson.D{}, opts)
 	if err != nil {
 		return nil, err
 	}
-	defer cur.Close(ctx)
-	for cur.Next(ctx) {
-		var row T
-		if err := cur.Decode(&row); err != nil {
-			return nil, err
-		}
-		out[key(row)] = row
-	}
-	return out, cur.Err()
+	s := &stream[T]{cur: cur, key: key}
+	s.advance(ctx)
+	return s, nil
 }
 
-var tenantProj = bson.D{{Key: "org_id", Value: 1}, {Key: "org_apps_memberships.id", Value: 1}, {Key: "org_apps_memberships.app_org_id", Value: 1}}
-
-func checkLegacy(ctx context.Context, db *mongo.Database, c Collections, orgOf map[string]string, rows []legacyRow, rep *Report) error {
-	ids := make([]string, len(rows))
-	for i, r := range rows {
-		ids[i] = r.ID
+func (s *stream[T]) advance(ctx context.Context) {
+	s.has = false
+	if s.failed != nil || !s.cur.Next(ctx) {
+		return
 	}
-	links, err := byID(ctx, db.Collection(c.Links), ids, nil, func(l Link) string { return l.LegacyID })
-	if err != nil {
-		return fmt.Errorf("read links: %w", err)
+	var v T
+	if err := s.cur.Decode(&v); err != nil {
+		s.failed = fmt.Errorf("decode %v: %w", s.cur.Current.Lookup("_id"), err)
+		return
 	}
-	want := append([]string(nil), ids...)
-	for _, l := range links {
-		want = append(want, l.TenantID)
-	}
-	tenants, err := byID(ctx, db.Collection(c.TenantsAccounts), want, tenantProj, func(t tenantRow) string { return t.ID })
-	if err != nil {
-		return fmt.Errorf("read tenant accounts: %w", err)
-	}
-	for _, r := range rows {
-		rep.LegacyAccounts++
-		org, ok := orgOf[r.AppOrgID]
-		if !ok {
-			rep.NoAppOrg.add(r.ID)
-			org = "(no org)"
-		}
-		oc := rep.PerOrg[org]
-		if oc == nil {
-			oc = &OrgCounts{}
-			rep.PerOrg[org] = oc
-		}
-		oc.Legacy++
-		own, hasOwn := tenants[r.ID]
-		ownHolds := hasOwn && holds(own, model.MembershipID(r.AppOrgID, r.ID), "")
-		if l, linked := links[r.ID]; linked {
-			t, ok := tenants[l.TenantID]
-			switch {
-			case !ok:
-				rep.DanglingLinks.add(r.ID)
-				rep.NotMigrated.add(r.ID)
-			case !holds(t, "", r.AppOrgID):
-				rep.NotMigrated.add(r.ID)
-			case ownHolds && l.TenantID != r.ID:
-				rep.InTwoTenants.add(r.ID)
-			default:
-				rep.Linked++
-				oc.Migrated++
-			}
-			continue
-		}
-		if ownHolds {
-			rep.OneToOne++
-			oc.Migrated++
-		} else {
-			rep.NotMigrated.add(r.ID)
-		}
-	}
-	return nil
+	s.head, s.has = v, true
 }
 
-// holds reports whether t has the membership id, or one for appOrgID.
-func holds(t tenantRow, membershipID, appOrgID string) bool {
-	for _, m := range t.Memberships {
-		if (membershipID != "" && m.ID == membershipID) || (appOrgID != "" && m.AppOrgID == appOrgID) {
-			return true
-		}
+func (s *stream[T]) peek() (T, bool) { return s.head, s.has }
+
+func (s *stream[T]) next() { s.advance(context.Background()) }
+
+// take returns the head and advances when the head's key is id.
+func (s *stream[T]) take(id string) (T, bool) {
+	var zero T
+	if !s.has || s.key(s.head) != id {
+		return zero, false
 	}
-	return false
+	v := s.head
+	s.next()
+	return v, true
 }
 
-func checkTenants(ctx context.Context, db *mongo.Database, c Collections, orgOf map[string]string, rows []tenantRow, rep *Report) error {
-	// Every membership id is app_org_id + "_" + a legacy _id: its source.
-	var sources []string
-	for _, t := range rows {
-		sources = append(sources, t.ID)
-		for _, m := range t.Memberships {
-			if src, ok := strings.CutPrefix(m.ID, m.AppOrgID+"_"); ok {
-				sources = append(sources, src)
-			}
+func (s *stream[T]) headKey() (string, bool) {
+	if !s.has {
+		return "", false
+	}
+	return s.key(s.head), true
+}
+
+func (s *stream[T]) err() error {
+	if s.failed != nil {
+		return s.failed
+	}
+	return s.cur.Err()
+}
+
+func (s *stream[T]) close(ctx context.Context) { _ = s.cur.Close(ctx) }
+
+// minKey is the smallest head key of the streams.
+func minKey(ss ...interface{ headKey() (string, bool) }) (string, bool) {
+	best, found := "", false
+	for _, s := range ss {
+		if k, ok := s.headKey(); ok && (!found || k < best) {
+			best, found = k, true
 		}
 	}
-	legacy, err := byID(ctx, db.Collection(c.Accounts), sources, bson.D{{Key: "app_org_id", Value: 1}}, func(l legacyRow) string { return l.ID })
-	if err != nil {
-		return fmt.Errorf("read legacy accounts: %w", err)
-	}
-	links, err := byID(ctx, db.Collection(c.Links), sources, nil, func(l Link) string { return l.LegacyID })
-	if err != nil {
-		return fmt.Errorf("read links: %w", err)
-	}
-	for _, t := range rows {
-		rep.TenantAccounts++
-		if oc := rep.PerOrg[t.OrgID]; oc != nil {
-			oc.Tenants++
-		} else {
-			rep.PerOrg[t.OrgID] = &OrgCounts{Tenants: 1}
-		}
-		if _, ok := legacy[t.ID]; !ok {
-			rep.OrphanTenants.add(t.ID)
-		}
-		if len(t.Memberships) == 0 {
-			rep.EmptyTenants.add(t.ID)
-		}
-		seen := map[string]bool{}
-		for _, m := range t.Memberships {
-			rep.Memberships++
-			if seen[m.ID] {
-				rep.DupMemberships.add(m.ID)
-			}
-			seen[m.ID] = true
-			if orgOf[m.AppOrgID] != t.OrgID {
-				rep.OrgMismatch.add(t.ID)
-			}
-			src, ok := strings.CutPrefix(m.ID, m.AppOrgID+"_")
-			l, found := legacy[src]
-			if !ok || !found || l.AppOrgID != m.AppOrgID {
-				rep.OrphanMembers.add(m.ID)
-				continue
-			}
-			// The source's own rule names the one tenant that may hold it.
-			owner := src
-			if link, linked := links[src]; linked {
-				owner = link.TenantID
-			}
-			if owner != t.ID {
-				rep.DupMemberships.add(m.ID)
-			}
-		}
-	}
-	return nil
+	return best, found
 }

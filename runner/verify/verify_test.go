@@ -1,0 +1,126 @@
+package verify_test
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/bson"
+
+	"github.com/tenantmigrate/runner/runner/verify"
+	"github.com/tenantmigrate/runner/scripts/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
+
+var colls = verify.Collections{Accounts: "accounts", TenantsAccounts: "tenants_accounts", ApplicationsOrganizations: "applications_organizations", Links: "links"}
+
+func legacy(id, appOrg string) bson.D {
+	return bson.D{{Key: "_id", Value: id}, {Key: "app_org_id", Value: appOrg}}
+}
+
+func tenant(id, org string, memberships ...[2]string) bson.D {
+	ms := bson.A{}
+	for _, m := range memberships {
+		ms = append(ms, bson.D{{Key: "id", Value: m[0]}, {Key: "app_org_id", Value: m[1]}})
+	}
+	return bson.D{{Key: "_id", Value: id}, {Key: "org_id", Value: org}, {Key: "org_apps_memberships", Value: ms}}
+}
+
+func link(legacyID, tenantID, appOrg string) bson.D {
+	return bson.D{{Key: "_id", Value: legacyID}, {Key: "tenant_id", Value: tenantID}, {Key: "org_id", Value: "o1"},
+		{Key: "app_org_id", Value: appOrg}, {Key: "membership_id", Value: appOrg + "_" + legacyID}}
+}
+
+func TestVerify(t *testing.T) {
+	merged := func() ([]bson.D, []bson.D, []bson.D) {
+		return []bson.D{legacy("A", "ao1"), legacy("B", "ao2")},
+			[]bson.D{tenant("A", "o1", [2]string{"ao1_A", "ao1"}, [2]string{"ao2_B", "ao2"})},
+			[]bson.D{link("A", "A", "ao1"), link("B", "A", "ao2")}
+	}
+	tests := []struct {
+		name    string
+		build   func() (accounts, tenants, links []bson.D)
+		problem func(*verify.Report) *verify.Problem // nil: must be OK
+		check   func(*verify.Report) bool
+	}{
+		{name: "one-to-one", build: func() ([]bson.D, []bson.D, []bson.D) {
+			return []bson.D{legacy("A", "ao1"), legacy("C", "ao3")},
+				[]bson.D{tenant("A", "o1", [2]string{"ao1_A", "ao1"}), tenant("C", "o2", [2]string{"ao3_C", "ao3"})}, nil
+		}, check: func(r *verify.Report) bool { return r.OneToOne == 2 && r.PerOrg["o2"].Migrated == 1 }},
+		{name: "merged by phase 1", build: merged,
+			check: func(r *verify.Report) bool { return r.Linked == 2 && r.OneToOne == 0 && r.Memberships == 2 }},
+		{name: "not migrated", build: func() ([]bson.D, []bson.D, []bson.D) {
+			return []bson.D{legacy("A", "ao1"), legacy("B", "ao1")}, []bson.D{tenant("A", "o1", [2]string{"ao1_A", "ao1"})}, nil
+		}, problem: func(r *verify.Report) *verify.Problem { return &r.NotMigrated }},
+		{name: "stale tenant of a merged account", build: func() ([]bson.D, []bson.D, []bson.D) {
+			a, ts, l := merged()
+			return a, append(ts, tenant("B", "o1", [2]string{"ao2_B", "ao2"})), l
+		}, problem: func(r *verify.Report) *verify.Problem { return &r.InTwoTenants }},
+		{name: "tenant without legacy", build: func() ([]bson.D, []bson.D, []bson.D) {
+			a, ts, l := merged()
+			return a, append(ts, tenant("Z", "o1", [2]string{"ao1_Z", "ao1"})), l
+		}, problem: func(r *verify.Report) *verify.Problem { return &r.OrphanTenants }},
+		{name: "membership of another org", build: func() ([]bson.D, []bson.D, []bson.D) {
+			return []bson.D{legacy("A", "ao3")}, []bson.D{tenant("A", "o1", [2]string{"ao3_A", "ao3"})}, nil
+		}, problem: func(r *verify.Report) *verify.Problem { return &r.OrgMismatch }},
+		{name: "extra membership", build: func() ([]bson.D, []bson.D, []bson.D) {
+			return []bson.D{legacy("A", "ao1")}, []bson.D{tenant("A", "o1", [2]string{"ao1_A", "ao1"}, [2]string{"ao2_X", "ao2"})}, nil
+		}, problem: func(r *verify.Report) *verify.Problem { return &r.OrphanMembers }},
+		{name: "link to a missing tenant", build: func() ([]bson.D, []bson.D, []bson.D) {
+			a, ts, l := merged()
+			return append(a, legacy("D", "ao1")), ts, append(l, link("D", "Q", "ao1"))
+		}, problem: func(r *verify.Report) *verify.Problem { return &r.DanglingLinks }},
+		{name: "link whose membership is missing", build: func() ([]bson.D, []bson.D, []bson.D) {
+			a, _, l := merged()
+			return a, []bson.D{tenant("A", "o1", [2]string{"ao1_A", "ao1"})}, l
+		}, problem: func(r *verify.Report) *verify.Problem { return &r.NotMigrated }},
+		{name: "duplicate membership id", build: func() ([]bson.D, []bson.D, []bson.D) {
+			return []bson.D{legacy("A", "ao1")}, []bson.D{tenant("A", "o1", [2]string{"ao1_A", "ao1"}, [2]string{"ao1_A", "ao1"})}, nil
+		}, problem: func(r *verify.Report) *verify.Problem { return &r.DupMemberships }},
+		{name: "unknown app-org", build: func() ([]bson.D, []bson.D, []bson.D) {
+			return []bson.D{legacy("A", "nope")}, nil, nil
+		}, problem: func(r *verify.Report) *verify.Problem { return &r.NoAppOrg }},
+		{name: "link without legacy", build: func() ([]bson.D, []bson.D, []bson.D) {
+			a, ts, l := merged()
+			return a, ts, append(l, link("0", "A", "ao1"))
+		}, problem: func(r *verify.Report) *verify.Problem { return &r.OrphanLinks }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := env.Database(t)
+			ctx := context.Background()
+			appOrgs := []any{
+				bson.D{{Key: "_id", Value: "ao1"}, {Key: "org_id", Value: "o1"}},
+				bson.D{{Key: "_id", Value: "ao2"}, {Key: "org_id", Value: "o1"}},
+				bson.D{{Key: "_id", Value: "ao3"}, {Key: "org_id", Value: "o2"}},
+			}
+			if _, err := db.Collection(colls.ApplicationsOrganizations).InsertMany(ctx, appOrgs); err != nil {
+				t.Fatal(err)
+			}
+			accounts, tenants, links := tt.build()
+			for coll, docs := range map[string][]bson.D{colls.Accounts: accounts, colls.TenantsAccounts: tenants, colls.Links: links} {
+				for _, d := range docs {
+					if _, err := db.Collection(coll).InsertOne(ctx, d); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			rep, err := verify.Run(ctx, db, colls, 2, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.problem == nil {
+				if !rep.OK() || !tt.check(rep) || rep.LegacyAccounts != len(accounts) {
+					t.Errorf("report = %+v (problem %q)", rep, rep.Problem())
+				}
+				return
+			}
+			if p := tt.problem(rep); p.Count == 0 || len(p.First) == 0 || rep.OK() {
+				t.Errorf("problem not found; report = %+v", rep)
+			}
+		})
+	}
+}
