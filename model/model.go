@@ -246,3 +246,17 @@ type Profile struct {
 type Privacy struct {
 	Public bool `bson:"public"`
 }
+
+// Link records which tenant account a legacy account went into. Phase 1
+// writes one per account it merges (the survivor's own included); an
+// account without a link moved one-to-one (tenant _id = legacy _id).
+type Link struct {
+	LegacyID     string `bson:"_id" json:"legacy_id"`
+	TenantID     string `bson:"tenant_id" json:"tenant_id"`
+	OrgID        string `bson:"org_id" json:"org_id"`
+	AppOrgID     string `bson:"app_org_id" json:"app_org_id"`
+	MembershipID string `bson:"membership_id" json:"membership_id"`
+	// TenantHash, on the survivor's link, is a hash of the tenant account
+	// phase 1 wrote: a re-run that would write the same skips the write.
+	TenantHash string `bson:"tenant_hash,omitempty" json:"-"`
+}

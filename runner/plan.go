@@ -17,6 +17,8 @@ type PlannedStep struct {
 	Name       string   `json:"name"`
 	Commands   []string `json:"commands,omitempty"` // relaxed Extended JSON
 	Rerun      bool     `json:"rerun,omitempty"`
+	// Report is the Go step's own dry run, when it has one.
+	Report any `json:"report,omitempty"`
 }
 
 // Plan is the output of a dry run: nothing was written.
@@ -62,6 +64,13 @@ func (r *Runner) Plan(ctx context.Context, phase int) (Plan, error) {
 				return Plan{}, err
 			}
 			ps.Commands = append(ps.Commands, string(b))
+		}
+		if ps.Kind == mongomigrate.KindGo {
+			if dry, ok := r.dryRuns()[ps.Name]; ok {
+				if ps.Report, err = dry(ctx); err != nil {
+					return p, fmt.Errorf("dry run of step %d: %w", ps.Version, err)
+				}
+			}
 		}
 		p.Steps = append(p.Steps, ps)
 	}

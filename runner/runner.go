@@ -76,7 +76,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 		r.steps = migrations.FS()
 	}
 	if r.goStep == nil {
-		r.goStep = map[string]mongomigrate.StepFunc{}
+		r.goStep = r.goSteps()
 	}
 	client, err := connect(ctx, cfg.MongoDB)
 	if err != nil {

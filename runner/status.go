@@ -159,6 +159,12 @@ func (r *Runner) history(ctx context.Context, filter bson.D) (map[string]mongomi
 
 // stepsSince lists the steps this runner finished since start.
 func (r *Runner) stepsSince(ctx context.Context, start time.Time) ([]StepResult, error) {
+	names := map[uint]string{}
+	if infos, err := r.stepInfos(); err == nil {
+		for _, in := range infos {
+			names[in.Version] = in.Identifier
+		}
+	}
 	cur, err := r.db.Collection(r.cfg.Collections.History()).Find(context.WithoutCancel(ctx),
 		bson.D{{Key: "owner", Value: r.owner}, {Key: "started_at", Value: bson.D{{Key: "$gte", Value: start.Truncate(time.Millisecond)}}}},
 		options.Find().SetSort(bson.D{{Key: "started_at", Value: 1}}))
@@ -175,7 +181,11 @@ func (r *Runner) stepsSince(ctx context.Context, start time.Time) ([]StepResult,
 		if h.State != mongomigrate.StateApplied && h.State != mongomigrate.StateReverted {
 			continue
 		}
-		out = append(out, StepResult{Version: h.Version, Name: h.Name, Direction: h.Direction,
+		name := h.Name
+		if ident, ok := names[uint(h.Version)]; ok {
+			name = ident
+		}
+		out = append(out, StepResult{Version: h.Version, Name: name, Direction: h.Direction,
 			Duration: time.Duration(h.DurationMS) * time.Millisecond, Counts: h.Counts})
 	}
 	return out, cur.Err()

@@ -29,6 +29,8 @@ type Config struct {
 	Collections Collections `mapstructure:"collections"`
 	Identity    Identity    `mapstructure:"identity"`
 	BatchSize   int         `mapstructure:"batch_size"`
+	SkipInvalid bool        `mapstructure:"skip_invalid"`
+	Phase1      Phase1      `mapstructure:"phase1"`
 	Lock        Lock        `mapstructure:"lock"`
 	Boot        Boot        `mapstructure:"boot"`
 	Log         Log         `mapstructure:"log"`
@@ -64,6 +66,14 @@ func (c Collections) LockColl() string { return c.MigrationsPrefix + "_lock" }
 // Identity says which auth types identify a person within an organisation.
 type Identity struct {
 	AuthTypeCodes []string `mapstructure:"auth_type_codes"`
+}
+
+// Phase1 configures the merge of one person's accounts.
+type Phase1 struct {
+	// PreferredApps are app ids (applications_organizations.app_id), most
+	// preferred first: the survivor of a group is the account on the
+	// earliest of them, then the oldest, then the smallest _id.
+	PreferredApps []string `mapstructure:"preferred_apps"`
 }
 
 // Lock configures the lease lock that serialises runners.
@@ -113,6 +123,7 @@ func Default() Config {
 		},
 		Identity:  Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}},
 		BatchSize: 1000,
+		Phase1:    Phase1{PreferredApps: []string{}},
 		Lock:      Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
 		Boot:      Boot{OnFailure: "fail", OnDirty: "resume"},
 		Log:       Log{Format: "auto", Level: "info"},
@@ -134,10 +145,11 @@ func (e *Error) Error() string {
 
 // Flags are the command-line flags that override configuration keys.
 var flagKeys = map[string]string{
-	"uri":        "mongodb.uri",
-	"database":   "mongodb.database",
-	"log-level":  "log.level",
-	"log-format": "log.format",
+	"skip-invalid": "skip_invalid",
+	"uri":          "mongodb.uri",
+	"database":     "mongodb.database",
+	"log-level":    "log.level",
+	"log-format":   "log.format",
 }
 
 // AddFlags registers the flags that override configuration keys on fs.
@@ -147,6 +159,7 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.String("database", "", "database name (overrides mongodb.database)")
 	fs.String("log-level", "", "log level: debug, info, warn, error (overrides log.level)")
 	fs.String("log-format", "", "log format: auto, text, json (overrides log.format)")
+	fs.Bool("skip-invalid", false, "migrate around legacy accounts that cannot be migrated, listing them (overrides skip_invalid)")
 }
 
 // Load reads the configuration: defaults, then the file (path, or

@@ -33,15 +33,8 @@ type Collections struct {
 	Links                     string
 }
 
-// Link is one document of the links collection: which tenant account a
-// legacy account went into. Phase 1 writes one per account it merges.
-type Link struct {
-	LegacyID     string `bson:"_id"`
-	TenantID     string `bson:"tenant_id"`
-	OrgID        string `bson:"org_id"`
-	AppOrgID     string `bson:"app_org_id"`
-	MembershipID string `bson:"membership_id"`
-}
+// Link is one document of the links collection.
+type Link = model.Link
 
 // maxListed bounds the ids kept per problem in a report.
 const maxListed = 10

@@ -287,5 +287,8 @@ func printPlan(w io.Writer, p runner.Plan) {
 		for _, c := range s.Commands {
 			fmt.Fprintf(w, "    %s\n", c)
 		}
+		if p, ok := s.Report.(interface{ Print(io.Writer) }); ok {
+			p.Print(w)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/tenantmigrate/runner/migrations"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/scripts/testenv"
@@ -123,24 +125,44 @@ func TestHelpAndUsageErrors(t *testing.T) {
 	}
 }
 
+// latest is the highest step version of this build.
+func latest(t *testing.T) int {
+	t.Helper()
+	entries, err := fs.ReadDir(migrations.FS(), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := -1
+	for _, e := range entries {
+		var n int
+		if _, err := fmt.Sscanf(e.Name(), "%d_", &n); err == nil && n > v {
+			v = n
+		}
+	}
+	return v
+}
+
 func TestUpStatusDownThroughTheBinary(t *testing.T) {
 	db := env.Database(t)
-	if r := runBin(t, db.Name(), nil, "--dry-run"); r.code != 0 || !strings.Contains(r.stdout, "would apply step 1 tenants_accounts_indexes") || !strings.Contains(r.stdout, "createIndexes") {
+	top := latest(t)
+	r := runBin(t, db.Name(), nil, "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stdout, "would apply step 1 tenants_accounts_indexes") || !strings.Contains(r.stdout, "createIndexes") ||
+		!strings.Contains(r.stdout, "would apply step 2 phase1_merge_identities") || !strings.Contains(r.stdout, "phase 1: 0 accounts read") {
 		t.Fatalf("dry run = %+v", r)
 	}
 	if n, _ := db.Collection("migrations_state").CountDocuments(context.Background(), bson.D{}); n != 0 {
 		t.Fatalf("dry run wrote the state")
 	}
-	r := runBin(t, db.Name(), nil)
-	if r.code != 0 || !strings.Contains(r.stdout, "tenants_accounts_indexes") && !strings.Contains(r.stdout, "commands") || !strings.Contains(r.stdout, "version -1 -> 1") {
+	r = runBin(t, db.Name(), nil)
+	if r.code != 0 || !strings.Contains(r.stdout, "tenants_accounts_indexes") || !strings.Contains(r.stdout, fmt.Sprintf("version -1 -> %d", top)) {
 		t.Fatalf("runner = %+v", r)
 	}
 	r = runBin(t, db.Name(), nil)
-	if r.code != 0 || !strings.Contains(r.stdout, "nothing to do: at version 1") {
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("nothing to do: at version %d", top)) {
 		t.Fatalf("second runner = %+v", r)
 	}
 	r = runBin(t, db.Name(), nil, "status")
-	if r.code != 0 || !strings.Contains(r.stdout, "version 1") || !strings.Contains(r.stdout, "applied") || !strings.Contains(r.stdout, "commands=1") {
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("version %d", top)) || !strings.Contains(r.stdout, "applied") || !strings.Contains(r.stdout, "commands=1") {
 		t.Fatalf("status = %+v", r)
 	}
 	r = runBin(t, db.Name(), nil, "status", "--json")
@@ -151,20 +173,22 @@ func TestUpStatusDownThroughTheBinary(t *testing.T) {
 			Up    struct{ Attempts int }
 		}
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.Version != 1 || st.Steps[0].State != "applied" || st.Steps[0].Up.Attempts != 1 {
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.Version != top || st.Steps[0].State != "applied" || st.Steps[0].Up.Attempts != 1 {
 		t.Fatalf("status --json = %+v (%v): %s", st, err, r.stdout)
 	}
-	r = runBin(t, db.Name(), nil, "down")
-	if r.code != 0 || !strings.Contains(r.stdout, "version 1 -> -1") {
-		t.Fatalf("down = %+v", r)
+	r = runBin(t, db.Name(), nil, "--phase", "1")
+	if r.code != 0 || !strings.Contains(r.stdout, "phase1_merge_identities") {
+		t.Fatalf("--phase 1 on an applied phase 1 = %+v", r)
+	}
+	for v := top; v >= 1; v-- {
+		r = runBin(t, db.Name(), nil, "down")
+		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("version %d -> %d", v, v-1)) && !(v == 1 && strings.Contains(r.stdout, "version 1 -> -1")) {
+			t.Fatalf("down from %d = %+v", v, r)
+		}
 	}
 	r = runBin(t, db.Name(), nil, "down")
 	if r.code != 2 || !strings.Contains(lastLine(r.stderr), "no applied step to undo") {
-		t.Fatalf("second down = %+v", r)
-	}
-	r = runBin(t, db.Name(), nil, "--phase", "1")
-	if r.code != 2 || !strings.Contains(lastLine(r.stderr), "no step for this phase 1") {
-		t.Fatalf("--phase 1 without a phase-1 step = %+v", r)
+		t.Fatalf("down with nothing applied = %+v", r)
 	}
 }
 
@@ -183,7 +207,7 @@ func TestConcurrentBinariesApplyOnce(t *testing.T) {
 		if r.code != 0 {
 			t.Errorf("runner %d exited %d: %s", i, r.code, r.stderr)
 		}
-		if strings.Contains(r.stdout, "version -1 -> 1") {
+		if strings.Contains(r.stdout, fmt.Sprintf("version -1 -> %d", latest(t))) {
 			applied++
 		}
 	}
@@ -217,7 +241,7 @@ func TestKilledHolderBlocksAtMostOneLease(t *testing.T) {
 	start := time.Now()
 	r := runBin(t, db.Name(), nil)
 	waited := time.Since(start)
-	if r.code != 0 || !strings.Contains(r.stdout, "version -1 -> 1") {
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("version -1 -> %d", latest(t))) {
 		t.Fatalf("runner after a killed holder = %+v", r)
 	}
 	if waited > 3*time.Second+5*time.Second {

@@ -1,0 +1,650 @@
+// Package pipelines holds the phase-2 aggregation pipeline and its Go twin.
+//
+// Phase 2 moves every legacy account that phase 1 did not merge one-to-one
+// into a tenant account, inside the database: one aggregation on
+// Names.Accounts that ends in a $merge into Names.TenantsAccounts. Everything
+// a reviewer needs is in this file: the stages (Phase2), the dry-run variant
+// (Phase2Preview), and the Go functions that must do exactly what the stages
+// do (Invalid for stage 1, OneToOne for stages 5-6, Refresh for stage 7).
+// pipelines/oracle_test.go checks the pipeline against these Go functions by
+// evaluating the very pipeline Phase2 returns with an independent engine
+// (mingo, see pipelines/oracle/eval.mjs).
+//
+// # Mapping, legacy account -> tenant account
+//
+//	legacy accounts field        tenants_accounts field
+//	---------------------        ----------------------
+//	_id                          _id (same value: a one-to-one tenant keeps the legacy id)
+//	app_org_id                   org_apps_memberships[0].app_org_id (removed from the top level)
+//	(applications_organizations  org_id  = org_id of the app-org document whose _id is app_org_id
+//	 lookup)
+//	_id, app_org_id              org_apps_memberships[0].id = app_org_id + "_" + _id (model.MembershipID)
+//	permissions                  org_apps_memberships[0].permissions                \
+//	roles                        org_apps_memberships[0].roles                       | model.AppLevelFields:
+//	groups                       org_apps_memberships[0].groups                      | moved one level down,
+//	preferences                  org_apps_memberships[0].preferences                 | omitted if missing,
+//	most_recent_client_version   org_apps_memberships[0].most_recent_client_version / null stays null
+//	every other field            same name, same value, same position (person level),
+//	  (scopes, auth_types, mfa_types, username, external_ids, system_configs, profile,
+//	   devices, anonymous, privacy, verified, is_following, date_created, date_updated,
+//	   last_login_date, last_access_token_date, and fields the model does not know)
+//
+// Field order: the legacy fields in their order minus the removed ones;
+// org_id and org_apps_memberships take the place of same-named legacy fields,
+// otherwise they are appended, org_id first. A membership is ordered id,
+// app_org_id, then the present app-level fields in model.AppLevelFields order.
+//
+// # Which accounts
+//
+// Stage 1 keeps the accounts the phases can migrate (Invalid is its Go twin):
+// a string _id, an app_org_id among the app-orgs that exist and have an org,
+// and a non-empty auth_types array of documents that each have a string
+// auth_type_code and a non-empty string identifier. Stages 2-3 drop the
+// accounts phase 1 merged (they have a link document). Stage 7 inserts a
+// tenant that does not exist and replaces an existing one only when the legacy
+// account was updated after it (Refresh), so a re-run writes nothing new and a
+// tenant edited after its source is kept.
+//
+// # Server requirements
+//
+// $merge, $set and $unset need MongoDB 4.2 or later. $arrayElemAt is used
+// instead of $first, which 4.2 lacks. The temporary fields are named _p2_*.
+package pipelines
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/bsontype"
+	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/mongo"
+
+	"github.com/tenantmigrate/runner/model"
+)
+
+// Names are the collections phase 2 reads and writes.
+type Names struct {
+	Accounts                  string // legacy accounts: the pipeline's source
+	TenantsAccounts           string // tenant accounts: the $merge target
+	ApplicationsOrganizations string // app-orgs: the org of an account
+	Links                     string // phase 1's links: legacy _id -> tenant
+}
+
+// Range restricts a run to a slice of legacy _ids: _id > After (if After is
+// not "") and _id <= Through (if Through is not ""). Strings compare bytewise,
+// as MongoDB compares them without a collation.
+type Range struct {
+	After, Through string
+}
+
+// Temporary fields, removed by stage 6 (and, in the preview, never written).
+const (
+	tmpLink     = "_p2_link"     // stage 2: the link documents of the account
+	tmpAppOrg   = "_p2_ao"       // stage 4: the app-org document of the account
+	tmpExisting = "_p2_existing" // preview only: the existing tenant
+)
+
+// Outcomes counted by Phase2Preview, one per account that stage 6 emits.
+const (
+	OutcomeInsert    = "insert"    // no tenant with this _id: $merge inserts
+	OutcomeRefresh   = "refresh"   // tenant older than its source: $merge replaces it
+	OutcomeUnchanged = "unchanged" // tenant as new as or newer than its source: kept
+)
+
+// Invalid reasons, the Go twin of stage 1. They name fields, never values.
+const (
+	ReasonID                 = "_id is not a string"
+	ReasonAppOrgType         = "app_org_id is missing or not a string"
+	ReasonAppOrgUnknown      = "app_org_id names no app-org"
+	ReasonAppOrgNoOrg        = "app-org has no org_id"
+	ReasonAuthTypesType      = "auth_types is missing or not an array"
+	ReasonAuthTypesEmpty     = "auth_types is empty"
+	ReasonAuthTypeDoc        = "an auth_types entry is not a document"
+	ReasonAuthTypeCode       = "an auth_types entry has no string auth_type_code"
+	ReasonAuthTypeIdentifier = "an auth_types entry has no non-empty string identifier"
+)
+
+func d(k string, v any) bson.E { return bson.E{Key: k, Value: v} }
+
+// Validity is stage 1's filter without a range: the accounts the phases can
+// migrate. validAppOrgs are the app-org ids that exist and have a non-empty
+// org_id. Written with query operators only (no $expr), so an index on _id
+// or app_org_id can serve it. Notes on MongoDB's query semantics it relies on:
+//   - {$type: "string"} also matches an array holding a string, hence the
+//     explicit {$not: {$type: "array"}} / {$type: "array"} clauses;
+//   - $elemMatch with field conditions only looks at the elements that are
+//     documents, hence the separate "every element is a document" clause.
+func Validity(validAppOrgs []string) bson.D {
+	return validity(validAppOrgs, nil)
+}
+
+func validity(validAppOrgs []string, r *Range) bson.D {
+	in := bson.A{} // never nil: {$in: null} is an error, {$in: []} matches nothing
+	for _, ao := range validAppOrgs {
+		in = append(in, ao)
+	}
+	id := bson.D{d("$type", "string")}
+	if r != nil && r.After != "" {
+		id = append(id, d("$gt", r.After))
+	}
+	if r != nil && r.Through != "" {
+		id = append(id, d("$lte", r.Through))
+	}
+	notString := func(f string) bson.D { return bson.D{d(f, bson.D{d("$not", bson.D{d("$type", "string")})})} }
+	isArray := func(f string) bson.D { return bson.D{d(f, bson.D{d("$type", "array")})} }
+	badAuthType := bson.A{
+		notString("auth_type_code"), isArray("auth_type_code"),
+		notString("identifier"), isArray("identifier"),
+		bson.D{d("identifier", "")},
+	}
+	return bson.D{
+		d(model.FieldID, id),
+		d(model.FieldAppOrgID, bson.D{d("$type", "string"), d("$not", bson.D{d("$type", "array")}), d("$in", in)}),
+		d(model.FieldAuthTypes, bson.D{d("$type", "array"), d("$ne", bson.A{})}),
+		d("$and", bson.A{
+			// every entry is a document ...
+			bson.D{d(model.FieldAuthTypes, bson.D{d("$not", bson.D{d("$elemMatch", bson.D{d("$not", bson.D{d("$type", "object")})})})})},
+			// ... with a string auth_type_code and a non-empty string identifier
+			bson.D{d(model.FieldAuthTypes, bson.D{d("$not", bson.D{d("$elemMatch", bson.D{d("$or", badAuthType)})})})},
+		}),
+	}
+}
+
+// transform is stages 1-6: everything before the write.
+func transform(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
+	membership := bson.D{
+		d(model.FieldMembershipID, bson.D{d("$concat", bson.A{"$" + model.FieldAppOrgID, "_", "$" + model.FieldID})}),
+		d(model.FieldAppOrgID, "$"+model.FieldAppOrgID),
+	}
+	for _, f := range model.AppLevelFields { // permissions, roles, groups, preferences, most_recent_client_version
+		membership = append(membership, d(f, "$"+f))
+	}
+	unset := bson.A{tmpLink, tmpAppOrg, model.FieldAppOrgID}
+	for _, f := range model.AppLevelFields {
+		unset = append(unset, f)
+	}
+	return mongo.Pipeline{
+		// 1. the accounts the phases can migrate (and the range)
+		{d("$match", validity(validAppOrgs, r))},
+		// 2-3. not merged by phase 1: no link document for this legacy _id
+		{d("$lookup", bson.D{d("from", n.Links), d("localField", model.FieldID), d("foreignField", "_id"), d("as", tmpLink)})},
+		{d("$match", bson.D{d(tmpLink, bson.D{d("$size", 0)})})},
+		// 4. the app-org of the account, for its org_id
+		{d("$lookup", bson.D{d("from", n.ApplicationsOrganizations), d("localField", model.FieldAppOrgID), d("foreignField", "_id"), d("as", tmpAppOrg)})},
+		// 5. org_id and the one membership
+		{d("$set", bson.D{
+			d(model.FieldOrgID, bson.D{d("$arrayElemAt", bson.A{"$" + tmpAppOrg + "." + model.FieldOrgID, 0})}),
+			d(model.FieldMemberships, bson.A{membership}),
+		})},
+		// 6. what moved down a level, and the temporaries
+		{d("$unset", unset)},
+	}
+}
+
+// Phase2 is the pipeline run on n.Accounts. validAppOrgs are the app-org ids
+// that exist and have a non-empty org_id (computed by the runner and embedded
+// as a literal); r, if not nil, restricts the run to a range of _ids.
+//
+// Re-running it is safe: $merge is on _id (the unique default index), the
+// tenant _id is the legacy _id, and whenMatched writes only when the legacy
+// account is newer than the tenant, which it no longer is after the write.
+func Phase2(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
+	return append(transform(n, validAppOrgs, r),
+		// 7. insert, or refresh a tenant only when its source is newer
+		bson.D{d("$merge", bson.D{
+			d("into", n.TenantsAccounts),
+			d("on", "_id"),
+			d("whenMatched", bson.A{
+				bson.D{d("$replaceWith", bson.D{d("$cond", bson.D{
+					d("if", bson.D{d("$gt", bson.A{"$$new." + model.FieldDateUpdated, "$" + model.FieldDateUpdated})}),
+					d("then", "$$new"),
+					d("else", "$$ROOT"),
+				})})},
+			}),
+			d("whenNotMatched", "insert"),
+		})},
+	)
+}
+
+// Phase2Preview is Phase2 without the write: stages 1-6, then a $lookup of
+// the existing tenant and a $group that counts what stage 7 would do,
+// {_id: "insert"|"refresh"|"unchanged", n: count}, with the same comparison
+// as stage 7. For --dry-run on servers with $lookup.
+func Phase2Preview(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
+	existing := bson.D{d("$arrayElemAt", bson.A{"$" + tmpExisting, 0})}
+	return append(transform(n, validAppOrgs, r),
+		bson.D{d("$lookup", bson.D{d("from", n.TenantsAccounts), d("localField", "_id"), d("foreignField", "_id"), d("as", tmpExisting)})},
+		bson.D{d("$group", bson.D{
+			d("_id", bson.D{d("$switch", bson.D{
+				d("branches", bson.A{
+					bson.D{d("case", bson.D{d("$eq", bson.A{bson.D{d("$size", "$"+tmpExisting)}, 0})}), d("then", OutcomeInsert)},
+					bson.D{d("case", bson.D{d("$gt", bson.A{
+						"$" + model.FieldDateUpdated,
+						bson.D{d("$let", bson.D{d("vars", bson.D{d("t", existing)}), d("in", "$$t."+model.FieldDateUpdated)})},
+					})}), d("then", OutcomeRefresh)},
+				}),
+				d("default", OutcomeUnchanged),
+			})}),
+			d("n", bson.D{d("$sum", 1)}),
+		})},
+	)
+}
+
+func get(doc bson.D, key string) (any, bool) {
+	for _, e := range doc {
+		if e.Key == key {
+			return e.Value, true
+		}
+	}
+	return nil, false
+}
+
+// OneToOne is the Go transform of one legacy account into its tenant account:
+// exactly what stages 1-6 produce for it, field order included, with org_id
+// set to orgID (the app-org's org_id, which stage 4 looks up). It fails only
+// when _id or app_org_id is not a string (the membership id needs both;
+// Invalid rejects such accounts first). Values are shared with legacy, not
+// copied.
+func OneToOne(legacy bson.D, orgID string) (bson.D, error) {
+	idv, _ := get(legacy, model.FieldID)
+	id, ok := idv.(string)
+	if !ok {
+		return nil, errors.New("pipelines: one-to-one: " + ReasonID)
+	}
+	aov, _ := get(legacy, model.FieldAppOrgID)
+	appOrg, ok := aov.(string)
+	if !ok {
+		return nil, errors.New("pipelines: one-to-one: " + ReasonAppOrgType)
+	}
+
+	ms := bson.D{d(model.FieldMembershipID, model.MembershipID(appOrg, id)), d(model.FieldAppOrgID, appOrg)}
+	for _, f := range model.AppLevelFields {
+		if v, ok := get(legacy, f); ok { // missing: omitted; null: kept
+			ms = append(ms, d(f, v))
+		}
+	}
+	memberships := bson.A{ms}
+
+	removed := map[string]bool{tmpLink: true, tmpAppOrg: true, model.FieldAppOrgID: true}
+	for _, f := range model.AppLevelFields {
+		removed[f] = true
+	}
+	out := make(bson.D, 0, len(legacy)+2)
+	var hasOrg, hasMs bool
+	for _, e := range legacy {
+		switch {
+		case removed[e.Key]:
+		case e.Key == model.FieldOrgID && !hasOrg: // $set replaces in place
+			out = append(out, d(model.FieldOrgID, orgID))
+			hasOrg = true
+		case e.Key == model.FieldMemberships && !hasMs:
+			out = append(out, d(model.FieldMemberships, memberships))
+			hasMs = true
+		case e.Key == model.FieldOrgID || e.Key == model.FieldMemberships:
+			// a duplicate key: a server document never has one
+		default:
+			out = append(out, e)
+		}
+	}
+	if !hasOrg {
+		out = append(out, d(model.FieldOrgID, orgID))
+	}
+	if !hasMs {
+		out = append(out, d(model.FieldMemberships, memberships))
+	}
+	return out, nil
+}
+
+// Invalid returns "" for an account the phases can migrate, else a short
+// reason that names a field and never a value: the Go twin of stage 1
+// (Validity). orgOf maps an app-org _id to its org_id; an app-org missing from
+// it, or mapped to "", is not valid.
+func Invalid(legacy bson.D, orgOf map[string]string) string {
+	if v, _ := get(legacy, model.FieldID); !isString(v) {
+		return ReasonID
+	}
+	aov, _ := get(legacy, model.FieldAppOrgID)
+	ao, ok := aov.(string)
+	if !ok {
+		return ReasonAppOrgType
+	}
+	org, ok := orgOf[ao]
+	if !ok {
+		return ReasonAppOrgUnknown
+	}
+	if org == "" {
+		return ReasonAppOrgNoOrg
+	}
+	atv, _ := get(legacy, model.FieldAuthTypes)
+	ats, ok := atv.(bson.A)
+	if !ok {
+		if s, isSlice := atv.([]any); isSlice {
+			ats, ok = bson.A(s), true
+		}
+	}
+	if !ok {
+		return ReasonAuthTypesType
+	}
+	if len(ats) == 0 {
+		return ReasonAuthTypesEmpty
+	}
+	for _, at := range ats {
+		doc, ok := asDoc(at)
+		if !ok {
+			return ReasonAuthTypeDoc
+		}
+		if c, _ := get(doc, "auth_type_code"); !isString(c) {
+			return ReasonAuthTypeCode
+		}
+		if s, _ := get(doc, "identifier"); !isString(s) || s.(string) == "" {
+			return ReasonAuthTypeIdentifier
+		}
+	}
+	return ""
+}
+
+// asDoc returns v as a bson.D if it is a document (decoded as bson.D, as
+// bson.Unmarshal into a bson.D does, or a map or raw document built by hand).
+func asDoc(v any) (bson.D, bool) {
+	switch x := v.(type) {
+	case bson.D:
+		return x, true
+	case bson.M, map[string]any, bson.Raw:
+		var out bson.D
+		raw, err := bson.Marshal(x)
+		if err != nil || bson.Unmarshal(raw, &out) != nil {
+			return nil, false
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+func isString(v any) bool { _, ok := v.(string); return ok }
+
+// Refresh says what stage 7's whenMatched does with an existing tenant:
+// true = replace it with incoming, false = keep it. It is
+// {$gt: ["$$new.date_updated", "$date_updated"]}: MongoDB's aggregation $gt,
+// which compares across types in BSON order (no type bracketing):
+//
+//	missing = undefined < null < numbers < string = symbol < object < array
+//	< binData < ObjectId < bool < date < timestamp < regex < dbPointer
+//	< javascript < javascriptWithScope, with minKey first and maxKey last.
+//
+// So a legacy account with any date_updated (even null) refreshes a tenant
+// without one; one without date_updated never refreshes; equal dates keep the
+// tenant. Within a type: numbers by value across int32/int64/double/decimal
+// (NaN below all numbers), strings bytewise (no collation), documents field
+// by field (type rank, then name, then value), arrays element by element,
+// binData by length, subtype, bytes; timestamps unsigned; regexes by pattern
+// then flags. DBPointer and code-with-scope are compared approximately (by
+// their encoded bytes); they have no place in date_updated.
+func Refresh(existing, incoming bson.D) bool {
+	newV, newOK := get(incoming, model.FieldDateUpdated)
+	oldV, oldOK := get(existing, model.FieldDateUpdated)
+	return compareValues(newV, newOK, oldV, oldOK) > 0
+}
+
+// compareValues compares two Go values as MongoDB's aggregation comparison
+// does; ok false means missing.
+func compareValues(a any, aOK bool, b any, bOK bool) int {
+	ra, rb := rawOf(a, aOK), rawOf(b, bOK)
+	return compareRaw(ra, rb)
+}
+
+// rawOf encodes a Go value as a BSON value; a missing value is the zero
+// RawValue (type 0, EOO). A value the driver cannot encode compares as
+// missing.
+func rawOf(v any, ok bool) bson.RawValue {
+	if !ok {
+		return bson.RawValue{}
+	}
+	if v == nil {
+		return bson.RawValue{Type: bsontype.Null}
+	}
+	t, data, err := bson.MarshalValue(v)
+	if err != nil {
+		return bson.RawValue{}
+	}
+	return bson.RawValue{Type: t, Value: data}
+}
+
+// typeRank is MongoDB's canonical order of BSON types.
+func typeRank(t bsontype.Type) int {
+	switch t {
+	case bsontype.MinKey:
+		return -1
+	case 0, bsontype.Undefined: // missing
+		return 0
+	case bsontype.Null:
+		return 5
+	case bsontype.Double, bsontype.Int32, bsontype.Int64, bsontype.Decimal128:
+		return 10
+	case bsontype.String, bsontype.Symbol:
+		return 15
+	case bsontype.EmbeddedDocument:
+		return 20
+	case bsontype.Array:
+		return 25
+	case bsontype.Binary:
+		return 30
+	case bsontype.ObjectID:
+		return 35
+	case bsontype.Boolean:
+		return 40
+	case bsontype.DateTime:
+		return 45
+	case bsontype.Timestamp:
+		return 47
+	case bsontype.Regex:
+		return 50
+	case bsontype.DBPointer:
+		return 55
+	case bsontype.JavaScript:
+		return 60
+	case bsontype.CodeWithScope:
+		return 65
+	case bsontype.MaxKey:
+		return 127
+	}
+	return 200
+}
+
+func sign[T int | int64 | uint64 | float64](a, b T) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func compareRaw(a, b bson.RawValue) int {
+	ra, rb := typeRank(a.Type), typeRank(b.Type)
+	if ra != rb {
+		return sign(ra, rb)
+	}
+	switch ra {
+	case 10:
+		return compareNumbers(a, b)
+	case 15:
+		return strings.Compare(stringOf(a), stringOf(b))
+	case 20:
+		return compareDocs(a.Document(), b.Document())
+	case 25:
+		return compareDocs(bson.Raw(a.Array()), bson.Raw(b.Array()))
+	case 30:
+		sa, ba := a.Binary()
+		sb, bb := b.Binary()
+		if c := sign(len(ba), len(bb)); c != 0 {
+			return c
+		}
+		if c := sign(int(sa), int(sb)); c != 0 {
+			return c
+		}
+		return bytes.Compare(ba, bb)
+	case 35:
+		oa, ob := a.ObjectID(), b.ObjectID()
+		return bytes.Compare(oa[:], ob[:])
+	case 40:
+		ba, bb := a.Boolean(), b.Boolean()
+		if ba == bb {
+			return 0
+		}
+		if !ba {
+			return -1
+		}
+		return 1
+	case 45:
+		return sign(a.DateTime(), b.DateTime())
+	case 47:
+		ta, ia := a.Timestamp()
+		tb, ib := b.Timestamp()
+		return sign(uint64(ta)<<32|uint64(ia), uint64(tb)<<32|uint64(ib))
+	case 50:
+		pa, fa := a.Regex()
+		pb, fb := b.Regex()
+		if c := strings.Compare(pa, pb); c != 0 {
+			return c
+		}
+		return strings.Compare(fa, fb)
+	case 60:
+		return strings.Compare(a.JavaScript(), b.JavaScript())
+	case 55, 65, 200:
+		if c := sign(len(a.Value), len(b.Value)); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Value, b.Value)
+	}
+	return 0 // minKey, missing, null, maxKey: one value each
+}
+
+func stringOf(v bson.RawValue) string {
+	if v.Type == bsontype.Symbol {
+		return v.Symbol()
+	}
+	return v.StringValue()
+}
+
+// compareDocs compares documents (and arrays, as documents keyed "0", "1",
+// ...): element by element, the type rank of the values first, then the field
+// names, then the values; a prefix is smaller.
+func compareDocs(a, b bson.Raw) int {
+	ea, errA := a.Elements()
+	eb, errB := b.Elements()
+	if errA != nil || errB != nil {
+		return bytes.Compare(a, b)
+	}
+	for i := 0; i < len(ea) && i < len(eb); i++ {
+		va, vb := ea[i].Value(), eb[i].Value()
+		if c := sign(typeRank(va.Type), typeRank(vb.Type)); c != 0 {
+			return c
+		}
+		if c := strings.Compare(ea[i].Key(), eb[i].Key()); c != 0 {
+			return c
+		}
+		if c := compareRaw(va, vb); c != 0 {
+			return c
+		}
+	}
+	return sign(len(ea), len(eb))
+}
+
+// compareNumbers compares int32, int64, double and decimal128 values exactly.
+func compareNumbers(a, b bson.RawValue) int {
+	na, nb := numberOf(a), numberOf(b)
+	// NaN is below every number and equal to itself; then -inf, finite, +inf.
+	if na.nan || nb.nan {
+		return sign(boolInt(!na.nan), boolInt(!nb.nan))
+	}
+	if na.inf != 0 || nb.inf != 0 {
+		if na.inf == nb.inf {
+			return 0
+		}
+		return sign(na.inf, nb.inf)
+	}
+	return na.r.Cmp(nb.r)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+type number struct {
+	nan bool
+	inf int // -1, 0, +1
+	r   *big.Rat
+}
+
+func numberOf(v bson.RawValue) number {
+	switch v.Type {
+	case bsontype.Int32:
+		return number{r: new(big.Rat).SetInt64(int64(v.Int32()))}
+	case bsontype.Int64:
+		return number{r: new(big.Rat).SetInt64(v.Int64())}
+	case bsontype.Double:
+		f := v.Double()
+		switch {
+		case math.IsNaN(f):
+			return number{nan: true}
+		case math.IsInf(f, 1):
+			return number{inf: 1}
+		case math.IsInf(f, -1):
+			return number{inf: -1}
+		}
+		return number{r: new(big.Rat).SetFloat64(f)}
+	case bsontype.Decimal128:
+		return decimalNumber(v.Decimal128())
+	}
+	return number{nan: true}
+}
+
+func decimalNumber(x primitive.Decimal128) number {
+	if x.IsNaN() {
+		return number{nan: true}
+	}
+	if i := x.IsInf(); i != 0 {
+		return number{inf: i}
+	}
+	mant, exp, err := x.BigInt()
+	if err != nil {
+		return number{nan: true}
+	}
+	r := new(big.Rat).SetInt(mant)
+	p := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(absInt(exp))), nil)
+	if exp >= 0 {
+		r.Mul(r, new(big.Rat).SetInt(p))
+	} else {
+		r.Quo(r, new(big.Rat).SetInt(p))
+	}
+	return number{r: r}
+}
+
+func absInt(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// JSON renders a pipeline as relaxed Extended JSON, for logs and reviews.
+func JSON(p mongo.Pipeline) string {
+	stages := make(bson.A, len(p))
+	for i, s := range p {
+		stages[i] = s
+	}
+	b, err := bson.MarshalExtJSON(bson.D{d("pipeline", stages)}, false, false)
+	if err != nil {
+		return fmt.Sprintf("<pipeline: %v>", err)
+	}
+	return string(b)
+}

@@ -1,0 +1,605 @@
+package phase1
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/pipelines"
+)
+
+// How phase 1 runs, in four streaming passes that need no aggregation, no
+// transaction and no per-document lookup (FerretDB answers each lookup with a
+// full scan; MongoDB answers them all fast):
+//
+//  1. Scan the legacy accounts in _id order; check each (bad data stops the
+//     phase before anything is written, unless skipped); write one scratch
+//     document per identity pair, _id = hash(org, code, identifier) + _id.
+//     Hashing keeps identifiers out of the scratch collection.
+//  2. Scan the scratch keys in _id order: accounts sharing a key are adjacent.
+//     Union them; the components of two or more accounts are the groups.
+//  3. Scan the legacy accounts again, merge-joined with the links and the
+//     tenant accounts, and copy each grouped account (with its existing link
+//     and whether it owns a tenant account) to a second scratch collection,
+//     keyed by group.
+//  4. Scan the groups; merge each with the rules of rules.go; write the
+//     tenant accounts and links that differ from what is there, delete
+//     one-to-one tenant accounts the group supersedes.
+//
+// Every run rebuilds the scratch collections, and every write is keyed by a
+// deterministic id and skipped when equal, so a run killed anywhere and run
+// again ends exactly as an uninterrupted run. Memory holds the union-find
+// over accounts that share an identity and one batch of groups: never the
+// collection.
+
+// Config configures a run.
+type Config struct {
+	DB                        *mongo.Database
+	Accounts                  string
+	TenantsAccounts           string
+	ApplicationsOrganizations string
+	Links                     string
+	// ScratchPrefix names the scratch collections, dropped after a run.
+	ScratchPrefix string
+	IdentityCodes []string
+	Rules         Rules
+	Batch         int
+	// SkipInvalid migrates around bad accounts instead of stopping; they
+	// stay listed in the report, not migrated.
+	SkipInvalid bool
+	// DryRun writes nothing: scratch state is kept in memory instead.
+	DryRun bool
+	Log    logrus.FieldLogger
+}
+
+// maxListed bounds the ids a report lists per kind.
+const maxListed = 10
+
+// InvalidAccount is an account phase 1 cannot migrate.
+type InvalidAccount struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}
+
+// Report is what a run did (or, dry, would do).
+type Report struct {
+	DryRun          bool              `json:"dry_run"`
+	Accounts        int64             `json:"accounts_read"`
+	IdentityKeys    int64             `json:"identity_keys"`
+	Groups          int               `json:"groups"`
+	GroupedAccounts int               `json:"grouped_accounts"`
+	GroupSizes      map[int]int       `json:"group_sizes"`
+	LargestGroup    int               `json:"largest_group"`
+	Invalid         int               `json:"invalid_accounts"`
+	InvalidReasons  map[string]int    `json:"invalid_reasons,omitempty"`
+	FirstInvalid    []InvalidAccount  `json:"first_invalid,omitempty"`
+	Conflicts       int               `json:"conflicts"`
+	ConflictFields  map[string]int    `json:"conflicts_by_field,omitempty"`
+	FirstConflicts  []Conflict        `json:"first_conflicts,omitempty"`
+	TenantsInserted int               `json:"tenants_inserted"`
+	TenantsReplaced int               `json:"tenants_replaced"`
+	TenantsSame     int               `json:"tenants_unchanged"`
+	Superseded      int               `json:"tenants_superseded"`
+	LinksWritten    int               `json:"links_written"`
+	LinksSame       int               `json:"links_unchanged"`
+	Durations       map[string]string `json:"pass_durations"`
+	// WouldStop: invalid accounts stop the phase unless skipped.
+	WouldStop bool `json:"stops_on_invalid,omitempty"`
+}
+
+// Print writes a human summary.
+func (r *Report) Print(w io.Writer) {
+	verb := "wrote"
+	if r.DryRun {
+		verb = "would write"
+	}
+	sizes := make([]int, 0, len(r.GroupSizes))
+	for n := range r.GroupSizes {
+		sizes = append(sizes, n)
+	}
+	sort.Ints(sizes)
+	var dist []string
+	for _, n := range sizes {
+		dist = append(dist, fmt.Sprintf("%d:%d", n, r.GroupSizes[n]))
+	}
+	fmt.Fprintf(w, "phase 1: %d accounts read, %d groups of one person (%d accounts; sizes %s; largest %d)\n",
+		r.Accounts, r.Groups, r.GroupedAccounts, strings.Join(dist, " "), r.LargestGroup)
+	fmt.Fprintf(w, "phase 1: %s %d new tenant accounts, replaced %d, left %d unchanged, superseded %d; %d links written\n",
+		verb, r.TenantsInserted, r.TenantsReplaced, r.TenantsSame, r.Superseded, r.LinksWritten)
+	fmt.Fprintf(w, "phase 1: %d conflicts%s\n", r.Conflicts, formatMap(r.ConflictFields))
+	for _, c := range r.FirstConflicts {
+		fmt.Fprintf(w, "    conflict in tenant %s, field %s, between %s\n", c.TenantID, c.Field, strings.Join(c.Sources, ", "))
+	}
+	if r.Invalid > 0 {
+		what := "skipped, not migrated"
+		if r.WouldStop {
+			what = "phase stops unless --skip-invalid"
+		}
+		fmt.Fprintf(w, "phase 1: %d accounts cannot be migrated (%s)%s\n", r.Invalid, what, formatMap(r.InvalidReasons))
+		for _, a := range r.FirstInvalid {
+			fmt.Fprintf(w, "    %s: %s\n", a.ID, a.Reason)
+		}
+	}
+}
+
+func formatMap(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %d", k, m[k])
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// Counts flattens the report for the step history.
+func (r *Report) Counts() map[string]int64 {
+	return map[string]int64{
+		"accounts_read":      r.Accounts,
+		"groups":             int64(r.Groups),
+		"grouped_accounts":   int64(r.GroupedAccounts),
+		"largest_group":      int64(r.LargestGroup),
+		"invalid_skipped":    int64(r.Invalid),
+		"conflicts":          int64(r.Conflicts),
+		"tenants_inserted":   int64(r.TenantsInserted),
+		"tenants_replaced":   int64(r.TenantsReplaced),
+		"tenants_unchanged":  int64(r.TenantsSame),
+		"tenants_superseded": int64(r.Superseded),
+		"links_written":      int64(r.LinksWritten),
+	}
+}
+
+// ErrInvalidData: legacy accounts that cannot be migrated were found and
+// SkipInvalid is off.
+var ErrInvalidData = errors.New("legacy accounts cannot be migrated")
+
+// InvalidError lists them; it wraps ErrInvalidData.
+type InvalidError struct{ Report *Report }
+
+func (e *InvalidError) Error() string {
+	reasons := make([]string, 0, len(e.Report.InvalidReasons))
+	for r, n := range e.Report.InvalidReasons {
+		reasons = append(reasons, fmt.Sprintf("%s: %d", r, n))
+	}
+	sort.Strings(reasons)
+	ids := make([]string, len(e.Report.FirstInvalid))
+	for i, a := range e.Report.FirstInvalid {
+		ids[i] = a.ID
+	}
+	return fmt.Sprintf("%d %s (%s; first: %s); nothing was written: fix them, or run with --skip-invalid to migrate the others",
+		e.Report.Invalid, ErrInvalidData, strings.Join(reasons, ", "), strings.Join(ids, ", "))
+}
+
+func (e *InvalidError) Unwrap() error { return ErrInvalidData }
+
+// Run runs phase 1.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Log == nil {
+		cfg.Log = logrus.New()
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 1000
+	}
+	rep := &Report{DryRun: cfg.DryRun, GroupSizes: map[int]int{}, InvalidReasons: map[string]int{},
+		ConflictFields: map[string]int{}, Durations: map[string]string{}}
+	p := &run{cfg: cfg, rep: rep}
+	var err error
+	if p.appOrgs, err = readAppOrgs(ctx, cfg.DB.Collection(cfg.ApplicationsOrganizations)); err != nil {
+		return nil, err
+	}
+	if cfg.DryRun {
+		p.keys, p.groups = &memKeys{}, &memGroups{}
+	} else {
+		p.keys = &collKeys{coll: cfg.DB.Collection(cfg.ScratchPrefix + "_p1_keys")}
+		p.groups = &collGroups{coll: cfg.DB.Collection(cfg.ScratchPrefix + "_p1_groups")}
+		if err := p.dropScratch(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, pass := range []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"1 identities", p.scanIdentities},
+		{"2 groups", p.findGroups},
+		{"3 collect", p.collectMembers},
+		{"4 merge", p.mergeGroups},
+	} {
+		start := time.Now()
+		cfg.Log.WithField("pass", pass.name).Info("phase 1: pass started")
+		if err := pass.fn(ctx); err != nil {
+			if !cfg.DryRun {
+				_ = p.dropScratch(context.WithoutCancel(ctx))
+			}
+			var ie *InvalidError
+			if errors.As(err, &ie) {
+				return rep, err
+			}
+			return rep, fmt.Errorf("phase 1: pass %s: %w", pass.name, err)
+		}
+		rep.Durations[pass.name] = time.Since(start).Round(time.Millisecond).String()
+		cfg.Log.WithFields(logrus.Fields{"pass": pass.name, "duration": rep.Durations[pass.name]}).Info("phase 1: pass finished")
+	}
+	if !cfg.DryRun {
+		if err := p.dropScratch(ctx); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+type run struct {
+	cfg     Config
+	rep     *Report
+	appOrgs map[string]model.ApplicationOrganization
+	keys    keyIndex
+	groups  groupStore
+	// groupOf maps each account that shares an identity to its group key
+	// (the smallest _id of its group).
+	groupOf map[string]string
+}
+
+func (p *run) dropScratch(ctx context.Context) error {
+	if err := p.keys.drop(ctx); err != nil {
+		return fmt.Errorf("phase 1: drop scratch: %w", err)
+	}
+	if err := p.groups.drop(ctx); err != nil {
+		return fmt.Errorf("phase 1: drop scratch: %w", err)
+	}
+	return nil
+}
+
+func readAppOrgs(ctx context.Context, coll *mongo.Collection) (map[string]model.ApplicationOrganization, error) {
+	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "app_id", Value: 1}, {Key: "org_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("read app-orgs: %w", err)
+	}
+	var rows []model.ApplicationOrganization
+	if err := cur.All(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("read app-orgs: %w", err)
+	}
+	out := make(map[string]model.ApplicationOrganization, len(rows))
+	for _, r := range rows {
+		out[r.ID] = r
+	}
+	return out, nil
+}
+
+func (p *run) orgOf() map[string]string {
+	m := make(map[string]string, len(p.appOrgs))
+	for id, ao := range p.appOrgs {
+		m[id] = ao.OrgID
+	}
+	return m
+}
+
+// keyDoc is one identity pair of one account, in the scratch keys.
+type keyDoc struct {
+	ID string             `bson:"_id"` // hash + account _id: adjacent when sorted
+	A  string             `bson:"a"`
+	AO string             `bson:"ao"`
+	DC primitive.DateTime `bson:"dc"`
+}
+
+const hashLen = 32
+
+func identityKey(org, code, identifier string) string {
+	h := sha256.Sum256([]byte(org + "\x00" + code + "\x00" + identifier))
+	return hex.EncodeToString(h[:])[:hashLen]
+}
+
+// pass 1
+func (p *run) scanIdentities(ctx context.Context) error {
+	orgOf := p.orgOf()
+	codes := map[string]bool{}
+	for _, c := range p.cfg.IdentityCodes {
+		codes[c] = true
+	}
+	proj := bson.D{{Key: "app_org_id", Value: 1}, {Key: "auth_types", Value: 1}, {Key: "date_created", Value: 1}}
+	buf := make([]keyDoc, 0, p.cfg.Batch)
+	err := scan(ctx, p.cfg.DB.Collection(p.cfg.Accounts), p.cfg.Batch, proj, func(raw bson.Raw) error {
+		p.rep.Accounts++
+		var d bson.D
+		if err := bson.Unmarshal(raw, &d); err != nil {
+			return fmt.Errorf("decode account: %w", err)
+		}
+		if reason := pipelines.Invalid(d, orgOf); reason != "" {
+			p.invalid(raw, reason)
+			return nil
+		}
+		id, _ := get(d, model.FieldID)
+		ao, _ := get(d, model.FieldAppOrgID)
+		dc, _ := get(d, model.FieldDateCreated)
+		acct, appOrg := id.(string), ao.(string)
+		created, _ := dc.(primitive.DateTime)
+		org := orgOf[appOrg]
+		ats, _ := get(d, model.FieldAuthTypes)
+		for _, at := range ats.(bson.A) {
+			code, _ := lookup(at, "auth_type_code")
+			ident, _ := lookup(at, "identifier")
+			c, _ := code.(string)
+			if !codes[c] {
+				continue
+			}
+			buf = append(buf, keyDoc{ID: identityKey(org, c, ident.(string)) + acct, A: acct, AO: appOrg, DC: created})
+		}
+		if len(buf) >= p.cfg.Batch {
+			p.rep.IdentityKeys += int64(len(buf))
+			if err := p.keys.add(ctx, buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		if p.rep.Accounts%50000 == 0 {
+			p.cfg.Log.WithField("accounts", p.rep.Accounts).Info("phase 1: scanning identities")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	p.rep.IdentityKeys += int64(len(buf))
+	if err := p.keys.add(ctx, buf); err != nil {
+		return err
+	}
+	if p.rep.Invalid > 0 && !p.cfg.SkipInvalid {
+		p.rep.WouldStop = true
+		if !p.cfg.DryRun {
+			return &InvalidError{Report: p.rep}
+		}
+	}
+	return nil
+}
+
+func (p *run) invalid(raw bson.Raw, reason string) {
+	p.rep.Invalid++
+	p.rep.InvalidReasons[reason]++
+	if len(p.rep.FirstInvalid) < maxListed {
+		p.rep.FirstInvalid = append(p.rep.FirstInvalid, InvalidAccount{ID: idString(raw.Lookup("_id")), Reason: reason})
+	}
+}
+
+// idString shows an _id of any type, for reports.
+func idString(v bson.RawValue) string {
+	if s, ok := v.StringValueOK(); ok {
+		return s
+	}
+	if oid, ok := v.ObjectIDOK(); ok {
+		return "ObjectId(" + oid.Hex() + ")"
+	}
+	return v.String()
+}
+
+// pass 2
+func (p *run) findGroups(ctx context.Context) error {
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(a string) string {
+		for parent[a] != a {
+			parent[a] = parent[parent[a]]
+			a = parent[a]
+		}
+		return a
+	}
+	union := func(a, b string) {
+		for _, x := range []string{a, b} {
+			if _, ok := parent[x]; !ok {
+				parent[x] = x
+			}
+		}
+		ra, rb := find(a), find(b)
+		if ra == rb {
+			return
+		}
+		// The smaller _id becomes the root: the root is the group key.
+		if rb < ra {
+			ra, rb = rb, ra
+		}
+		parent[rb] = ra
+	}
+	err := p.keys.runs(ctx, func(run []keyDoc) error {
+		for _, k := range run[1:] {
+			union(run[0].A, k.A)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	p.groupOf = make(map[string]string, len(parent))
+	sizes := map[string]int{}
+	for a := range parent {
+		g := find(a)
+		p.groupOf[a] = g
+		sizes[g]++
+	}
+	for _, n := range sizes {
+		p.rep.Groups++
+		p.rep.GroupedAccounts += n
+		p.rep.GroupSizes[n]++
+		p.rep.LargestGroup = max(p.rep.LargestGroup, n)
+	}
+	p.cfg.Log.WithFields(logrus.Fields{"groups": p.rep.Groups, "accounts": p.rep.GroupedAccounts, "largest": p.rep.LargestGroup}).Info("phase 1: groups found")
+	return nil
+}
+
+// groupDoc is one account of one group, in the scratch groups.
+type groupDoc struct {
+	ID        string      `bson:"_id"` // account _id
+	G         string      `bson:"g"`   // group key
+	Doc       bson.Raw    `bson:"doc"`
+	Link      *model.Link `bson:"link,omitempty"`
+	HasTenant bool        `bson:"t"`
+}
+
+// pass 3
+func (p *run) collectMembers(ctx context.Context) error {
+	if len(p.groupOf) == 0 {
+		return nil
+	}
+	links, err := openSorted(ctx, p.cfg.DB.Collection(p.cfg.Links), p.cfg.Batch, nil)
+	if err != nil {
+		return fmt.Errorf("read links: %w", err)
+	}
+	defer links.close(ctx)
+	tenants, err := openSorted(ctx, p.cfg.DB.Collection(p.cfg.TenantsAccounts), p.cfg.Batch, bson.D{{Key: "_id", Value: 1}})
+	if err != nil {
+		return fmt.Errorf("read tenant accounts: %w", err)
+	}
+	defer tenants.close(ctx)
+	buf := make([]groupDoc, 0, p.cfg.Batch)
+	err = scan(ctx, p.cfg.DB.Collection(p.cfg.Accounts), p.cfg.Batch, nil, func(raw bson.Raw) error {
+		id, ok := raw.Lookup("_id").StringValueOK()
+		if !ok {
+			return nil
+		}
+		g, grouped := p.groupOf[id]
+		linkRaw := links.skipTo(ctx, id)
+		hasTenant := tenants.skipTo(ctx, id) != nil
+		if !grouped {
+			return nil
+		}
+		gd := groupDoc{ID: id, G: g, Doc: raw, HasTenant: hasTenant}
+		if linkRaw != nil {
+			var l model.Link
+			if err := bson.Unmarshal(linkRaw, &l); err != nil {
+				return fmt.Errorf("decode link %s: %w", id, err)
+			}
+			gd.Link = &l
+		}
+		buf = append(buf, gd)
+		if len(buf) >= p.cfg.Batch {
+			if err := p.groups.put(ctx, buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := links.err(); err != nil {
+		return err
+	}
+	if err := tenants.err(); err != nil {
+		return err
+	}
+	return p.groups.put(ctx, buf)
+}
+
+// pass 4
+func (p *run) mergeGroups(ctx context.Context) error {
+	if !p.cfg.DryRun {
+		// verify and the service read links by tenant.
+		_, err := p.cfg.DB.Collection(p.cfg.Links).Indexes().CreateOne(ctx, mongo.IndexModel{
+			Keys: bson.D{{Key: "tenant_id", Value: 1}}, Options: options.Index().SetName("tenant_id"),
+		})
+		if err != nil {
+			return fmt.Errorf("index links by tenant: %w", err)
+		}
+	}
+	w := newWriter(p.cfg, p.rep)
+	err := p.groups.groups(ctx, func(members []groupDoc) error {
+		if err := p.mergeOne(members, w); err != nil {
+			return err
+		}
+		if w.pending() >= p.cfg.Batch {
+			return w.flush(ctx)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return w.flush(ctx)
+}
+
+func (p *run) mergeOne(docs []groupDoc, w *writer) error {
+	members := make([]Member, len(docs))
+	hasTenant := map[string]bool{}
+	org := ""
+	for i, gd := range docs {
+		var d bson.D
+		if err := bson.Unmarshal(gd.Doc, &d); err != nil {
+			return fmt.Errorf("decode account %s: %w", gd.ID, err)
+		}
+		ao, _ := get(d, model.FieldAppOrgID)
+		dc, _ := get(d, model.FieldDateCreated)
+		m := Member{ID: gd.ID, AppOrgID: ao.(string), Doc: d}
+		if t, ok := dc.(primitive.DateTime); ok {
+			m.DateCreated = t.Time()
+		}
+		m.AppID = p.appOrgs[m.AppOrgID].AppID
+		org = p.appOrgs[m.AppOrgID].OrgID
+		members[i] = m
+		hasTenant[gd.ID] = gd.HasTenant
+	}
+	survivor := p.cfg.Rules.Survivor(members, func(id string) bool { return hasTenant[id] })
+	merged, err := p.cfg.Rules.Merge(org, members, survivor)
+	if err != nil {
+		return fmt.Errorf("group of %s: %w", survivor, err)
+	}
+	for _, c := range merged.Conflicts {
+		p.rep.Conflicts++
+		p.rep.ConflictFields[c.Field]++
+		if len(p.rep.FirstConflicts) < maxListed {
+			p.rep.FirstConflicts = append(p.rep.FirstConflicts, c)
+		}
+	}
+	raw, err := bson.Marshal(merged.Tenant)
+	if err != nil {
+		return fmt.Errorf("tenant %s: %w", survivor, err)
+	}
+	if len(raw) > 16*1024*1024 {
+		return fmt.Errorf("tenant %s would be %d bytes, over MongoDB's 16 MB document limit", survivor, len(raw))
+	}
+	sum := sha256.Sum256(raw)
+	hash := hex.EncodeToString(sum[:16])
+	old := map[string]*model.Link{}
+	for _, gd := range docs {
+		old[gd.ID] = gd.Link
+		if gd.HasTenant && gd.ID != survivor {
+			w.supersede(gd.ID)
+		}
+	}
+	prev := old[survivor]
+	switch {
+	case hasTenant[survivor] && prev != nil && prev.TenantHash == hash:
+		p.rep.TenantsSame++
+	case hasTenant[survivor]:
+		w.compareTenant(survivor, raw)
+	default:
+		w.insertTenant(raw)
+	}
+	for _, l := range merged.Links {
+		if l.LegacyID == survivor {
+			l.TenantHash = hash
+		}
+		if o := old[l.LegacyID]; o != nil && *o == l {
+			p.rep.LinksSame++
+			continue
+		}
+		w.link(l, old[l.LegacyID] != nil)
+	}
+	return nil
+}

@@ -1,0 +1,297 @@
+package phase1_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/phase1"
+	"github.com/tenantmigrate/runner/scripts/fixture/gen"
+	"github.com/tenantmigrate/runner/scripts/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
+
+func config(db *mongo.Database) phase1.Config {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return phase1.Config{
+		DB: db, Accounts: "accounts", TenantsAccounts: "tenants_accounts",
+		ApplicationsOrganizations: "applications_organizations", Links: "links",
+		ScratchPrefix: "migrations", IdentityCodes: gen.DefaultIdentityCodes(), Batch: 500, Log: l,
+	}
+}
+
+func load(t *testing.T, db *mongo.Database, n int) gen.Expectations {
+	t.Helper()
+	exp, err := gen.Load(context.Background(), db, gen.Options{Accounts: n, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exp
+}
+
+// dump hashes every document of coll, in _id order.
+func dump(t *testing.T, coll *mongo.Collection) map[string]string {
+	t.Helper()
+	cur, err := coll.Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for cur.Next(context.Background()) {
+		id, _ := cur.Current.Lookup("_id").StringValueOK()
+		out[id] = fmt.Sprintf("%x", sha256.Sum256(cur.Current))
+	}
+	if err := cur.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func collections(t *testing.T, db *mongo.Database) []string {
+	t.Helper()
+	names, err := db.ListCollectionNames(context.Background(), bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func TestPhase1OnFixture(t *testing.T) {
+	db := env.Database(t)
+	exp := load(t, db, 4000)
+	ctx := context.Background()
+	legacyBefore := dump(t, db.Collection("accounts"))
+
+	// Dry run first: it must write nothing.
+	before := collections(t, db)
+	dry := config(db)
+	dry.DryRun = true
+	drep, err := phase1.Run(ctx, dry)
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	if got := collections(t, db); !slices.Equal(got, before) {
+		t.Fatalf("dry run changed the collections: %v -> %v", before, got)
+	}
+	if drep.Groups != len(exp.Groups) || drep.TenantsInserted != len(exp.Groups) {
+		t.Errorf("dry run: %d groups, %d would be inserted; fixture expects %d groups", drep.Groups, drep.TenantsInserted, len(exp.Groups))
+	}
+
+	rep, err := phase1.Run(ctx, config(db))
+	if err != nil {
+		t.Fatalf("phase 1: %v", err)
+	}
+	if rep.Groups != len(exp.Groups) || rep.GroupedAccounts != exp.GroupedAccounts || rep.TenantsInserted != len(exp.Groups) || rep.LinksWritten != exp.GroupedAccounts {
+		t.Errorf("report = %+v; fixture expects %d groups of %d accounts", rep, len(exp.Groups), exp.GroupedAccounts)
+	}
+
+	// Links describe exactly the fixture's groups.
+	var links []model.Link
+	cur, err := db.Collection("links").Find(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cur.All(ctx, &links); err != nil {
+		t.Fatal(err)
+	}
+	byTenant := map[string][]string{}
+	for _, l := range links {
+		byTenant[l.TenantID] = append(byTenant[l.TenantID], l.LegacyID)
+	}
+	var groups [][]string
+	for tenant, ids := range byTenant {
+		sort.Strings(ids)
+		if !slices.Contains(ids, tenant) {
+			t.Errorf("tenant %s is not one of its group's accounts %v", tenant, ids)
+		}
+		groups = append(groups, ids)
+	}
+	sort.Slice(groups, func(i, j int) bool { return groups[i][0] < groups[j][0] })
+	if fmt.Sprint(groups) != fmt.Sprint(exp.Groups) {
+		t.Errorf("groups from links differ from the fixture's expectation (%d vs %d groups)", len(groups), len(exp.Groups))
+	}
+
+	// One membership per distinct app-org in every tenant.
+	tcur, err := db.Collection("tenants_accounts").Find(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tenants []model.TenantAccount
+	if err := tcur.All(ctx, &tenants); err != nil {
+		t.Fatal(err)
+	}
+	appOrgsOf := map[string]map[string]bool{}
+	for _, l := range links {
+		if appOrgsOf[l.TenantID] == nil {
+			appOrgsOf[l.TenantID] = map[string]bool{}
+		}
+		appOrgsOf[l.TenantID][l.AppOrgID] = true
+	}
+	for _, tn := range tenants {
+		if len(tn.Memberships) != len(appOrgsOf[tn.ID]) {
+			t.Errorf("tenant %s has %d memberships for %d app-orgs", tn.ID, len(tn.Memberships), len(appOrgsOf[tn.ID]))
+		}
+		seen := map[string]bool{}
+		for _, at := range tn.AuthTypes {
+			k := at.AuthTypeCode + "\x00" + at.Identifier
+			if seen[k] {
+				t.Errorf("tenant %s repeats an auth type", tn.ID)
+			}
+			seen[k] = true
+		}
+	}
+
+	// A second run changes nothing.
+	tenantsAfter, linksAfter := dump(t, db.Collection("tenants_accounts")), dump(t, db.Collection("links"))
+	rep2, err := phase1.Run(ctx, config(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep2.TenantsInserted+rep2.TenantsReplaced+rep2.LinksWritten+rep2.Superseded != 0 || rep2.TenantsSame != len(exp.Groups) {
+		t.Errorf("second run wrote: %+v", rep2)
+	}
+	if !maps(dump(t, db.Collection("tenants_accounts")), tenantsAfter) || !maps(dump(t, db.Collection("links")), linksAfter) {
+		t.Errorf("second run changed tenants or links")
+	}
+	if !maps(dump(t, db.Collection("accounts")), legacyBefore) {
+		t.Errorf("phase 1 changed the legacy accounts")
+	}
+	if got := collections(t, db); slices.Contains(got, "migrations_p1_keys") || slices.Contains(got, "migrations_p1_groups") {
+		t.Errorf("scratch collections left behind: %v", got)
+	}
+}
+
+func maps(a, b map[string]string) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+
+// A run cancelled at many points and run again ends as an uninterrupted run.
+func TestPhase1InterruptedThenRerun(t *testing.T) {
+	clean := env.Database(t)
+	load(t, clean, 3000)
+	if _, err := phase1.Run(context.Background(), config(clean)); err != nil {
+		t.Fatal(err)
+	}
+	want := [2]map[string]string{dump(t, clean.Collection("tenants_accounts")), dump(t, clean.Collection("links"))}
+
+	db := env.Database(t)
+	load(t, db, 3000)
+	// Measure a full run, then cut runs short at growing fractions of it.
+	start := time.Now()
+	if _, err := phase1.Run(context.Background(), config(db)); err != nil {
+		t.Fatal(err)
+	}
+	full := time.Since(start)
+	for _, coll := range []string{"tenants_accounts", "links"} {
+		if err := db.Collection(coll).Drop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	interrupted := 0
+	for _, frac := range []float64{0.1, 0.3, 0.5, 0.7, 0.85, 0.95} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(frac*float64(full)))
+		_, err := phase1.Run(ctx, config(db))
+		cancel()
+		if err != nil {
+			interrupted++
+		}
+	}
+	if interrupted == 0 {
+		t.Fatalf("no run was interrupted: the test proves nothing")
+	}
+	if _, err := phase1.Run(context.Background(), config(db)); err != nil {
+		t.Fatal(err)
+	}
+	got := [2]map[string]string{dump(t, db.Collection("tenants_accounts")), dump(t, db.Collection("links"))}
+	if !maps(got[0], want[0]) || !maps(got[1], want[1]) {
+		t.Errorf("after %d interrupted runs and a re-run: %d tenants, %d links; an uninterrupted run gives %d, %d (or contents differ)",
+			interrupted, len(got[0]), len(got[1]), len(want[0]), len(want[1]))
+	}
+}
+
+func TestPhase1BadData(t *testing.T) {
+	db := env.Database(t)
+	load(t, db, 500)
+	ctx := context.Background()
+	bad := []any{
+		bson.D{{Key: "_id", Value: "bad-appOrg"}, {Key: "app_org_id", Value: "nope"}, {Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: "x@y"}}}}},
+		bson.D{{Key: "_id", Value: "bad-noauth"}, {Key: "app_org_id", Value: gen.AppOrgs(gen.Options{})[0].ID}},
+	}
+	if _, err := db.Collection("accounts").InsertMany(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	before := collections(t, db)
+	_, err := phase1.Run(ctx, config(db))
+	var ie *phase1.InvalidError
+	if !errors.As(err, &ie) || !errors.Is(err, phase1.ErrInvalidData) || ie.Report.Invalid != 2 {
+		t.Fatalf("phase 1 over bad data: err = %v, want InvalidError for 2 accounts", err)
+	}
+	if got := collections(t, db); !slices.Equal(got, before) {
+		t.Errorf("phase 1 wrote despite bad data: %v -> %v", before, got)
+	}
+	cfg := config(db)
+	cfg.SkipInvalid = true
+	rep, err := phase1.Run(ctx, cfg)
+	if err != nil || rep.Invalid != 2 || len(rep.FirstInvalid) != 2 || rep.TenantsInserted == 0 {
+		t.Fatalf("with SkipInvalid: %+v, %v", rep, err)
+	}
+}
+
+// A person who gains an account after phase 1 joins their tenant account.
+func TestPhase1JoinsNewAccount(t *testing.T) {
+	db := env.Database(t)
+	ctx := context.Background()
+	aos := []any{bson.D{{Key: "_id", Value: "ao1"}, {Key: "app_id", Value: "app1"}, {Key: "org_id", Value: "o"}},
+		bson.D{{Key: "_id", Value: "ao2"}, {Key: "app_id", Value: "app2"}, {Key: "org_id", Value: "o"}},
+		bson.D{{Key: "_id", Value: "ao3"}, {Key: "app_id", Value: "app3"}, {Key: "org_id", Value: "o"}}}
+	if _, err := db.Collection("applications_organizations").InsertMany(ctx, aos); err != nil {
+		t.Fatal(err)
+	}
+	acct := func(id, ao string, day int) bson.D {
+		return bson.D{{Key: "_id", Value: id}, {Key: "app_org_id", Value: ao},
+			{Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: "p@x.org"}}}},
+			{Key: "date_created", Value: time.Date(2020, 1, day, 0, 0, 0, 0, time.UTC)}}
+	}
+	if _, err := db.Collection("accounts").InsertMany(ctx, []any{acct("b", "ao1", 2), acct("c", "ao2", 3)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phase1.Run(ctx, config(db)); err != nil {
+		t.Fatal(err)
+	}
+	// Account "a" is older: by the rule alone it would be the survivor, but
+	// "b" already owns the tenant account.
+	if _, err := db.Collection("accounts").InsertOne(ctx, acct("a", "ao3", 1)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := phase1.Run(ctx, config(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.TenantsReplaced != 1 || rep.TenantsInserted != 0 {
+		t.Errorf("re-run = %+v, want the existing tenant replaced", rep)
+	}
+	n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{})
+	var tn model.TenantAccount
+	if err := db.Collection("tenants_accounts").FindOne(ctx, bson.D{}).Decode(&tn); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || tn.ID != "b" || len(tn.Memberships) != 3 {
+		t.Errorf("%d tenants; tenant %s with %d memberships; want one tenant b with 3", n, tn.ID, len(tn.Memberships))
+	}
+}

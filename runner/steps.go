@@ -1,0 +1,115 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/runner/phase1"
+)
+
+// dryRunFunc says what a Go step would do, writing nothing.
+type dryRunFunc func(ctx context.Context) (any, error)
+
+// goSteps are the Go steps the files of migrations/ name.
+func (r *Runner) goSteps() map[string]mongomigrate.StepFunc {
+	return map[string]mongomigrate.StepFunc{
+		"phase1": func(ctx context.Context) (mongomigrate.Counts, error) {
+			rep, err := phase1.Run(ctx, r.phase1Config(false))
+			if rep != nil {
+				r.logPhase1(rep)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return rep.Counts(), nil
+		},
+		"phase1_down": r.phase1Down,
+	}
+}
+
+func (r *Runner) dryRuns() map[string]dryRunFunc {
+	return map[string]dryRunFunc{
+		"phase1": func(ctx context.Context) (any, error) {
+			return phase1.Run(ctx, r.phase1Config(true))
+		},
+	}
+}
+
+func (r *Runner) phase1Config(dry bool) phase1.Config {
+	c := r.cfg.Collections
+	return phase1.Config{
+		DB:                        r.db,
+		Accounts:                  c.Accounts,
+		TenantsAccounts:           c.TenantsAccounts,
+		ApplicationsOrganizations: c.ApplicationsOrganizations,
+		Links:                     c.Links,
+		ScratchPrefix:             c.MigrationsPrefix,
+		IdentityCodes:             r.cfg.Identity.AuthTypeCodes,
+		Rules:                     phase1.Rules{PreferredApps: r.cfg.Phase1.PreferredApps},
+		Batch:                     r.cfg.BatchSize,
+		SkipInvalid:               r.cfg.SkipInvalid,
+		DryRun:                    dry,
+		Log:                       r.log,
+	}
+}
+
+func (r *Runner) logPhase1(rep *phase1.Report) {
+	r.log.WithField("counts", rep.Counts()).WithField("conflicts_by_field", rep.ConflictFields).
+		WithField("invalid_reasons", rep.InvalidReasons).Info("phase 1: report")
+}
+
+// phase1Down removes what phase 1 wrote: the tenant accounts its links name,
+// then the links. It is idempotent: a half-done down is finished by running
+// it again.
+func (r *Runner) phase1Down(ctx context.Context) (mongomigrate.Counts, error) {
+	c := r.cfg.Collections
+	links := r.db.Collection(c.Links)
+	tenants := r.db.Collection(c.TenantsAccounts)
+	cur, err := links.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "tenant_id", Value: 1}}).
+		SetSort(bson.D{{Key: "tenant_id", Value: 1}}).SetBatchSize(int32(r.cfg.BatchSize)).SetAllowDiskUse(true))
+	if err != nil {
+		return nil, fmt.Errorf("read links: %w", err)
+	}
+	defer cur.Close(ctx)
+	var batch []string
+	var deleted int64
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		res, err := tenants.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: batch}}}})
+		if err != nil {
+			return fmt.Errorf("delete phase-1 tenant accounts: %w", err)
+		}
+		deleted += res.DeletedCount
+		batch = batch[:0]
+		return nil
+	}
+	last := ""
+	for cur.Next(ctx) {
+		id, _ := cur.Current.Lookup("tenant_id").StringValueOK()
+		if id == last {
+			continue
+		}
+		last = id
+		if batch = append(batch, id); len(batch) >= r.cfg.BatchSize {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("read links: %w", err)
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	if err := links.Drop(ctx); err != nil {
+		return nil, fmt.Errorf("drop links: %w", err)
+	}
+	return mongomigrate.Counts{"tenants_deleted": deleted}, nil
+}
