@@ -12,22 +12,26 @@
 //
 // # Mapping, legacy account -> tenant account
 //
-//	legacy accounts field        tenants_accounts field
-//	---------------------        ----------------------
-//	_id                          _id (same value: a one-to-one tenant keeps the legacy id)
-//	app_org_id                   org_apps_memberships[0].app_org_id (removed from the top level)
-//	(applications_organizations  org_id  = org_id of the app-org document whose _id is app_org_id
-//	 lookup)
-//	_id, app_org_id              org_apps_memberships[0].id = app_org_id + "_" + _id (model.MembershipID)
-//	permissions                  org_apps_memberships[0].permissions                \
-//	roles                        org_apps_memberships[0].roles                       | model.AppLevelFields:
-//	groups                       org_apps_memberships[0].groups                      | moved one level down,
-//	preferences                  org_apps_memberships[0].preferences                 | omitted if missing,
-//	most_recent_client_version   org_apps_memberships[0].most_recent_client_version / null stays null
-//	every other field            same name, same value, same position (person level),
-//	  (scopes, auth_types, mfa_types, username, external_ids, system_configs, profile,
-//	   devices, anonymous, privacy, verified, is_following, date_created, date_updated,
-//	   last_login_date, last_access_token_date, and fields the model does not know)
+//	legacy (accounts)             tenant (tenants_accounts)                 note
+//	-----------------             -------------------------                 ----
+//	_id                           _id                                       same value
+//	app_org_id                    org_apps_memberships[0].app_org_id        gone from the top level
+//	app_org_id -> the app-org's   org_id                                    $lookup in
+//	  org_id                                                                applications_organizations
+//	app_org_id + "_" + _id        org_apps_memberships[0].id                model.MembershipID
+//	permissions                   org_apps_memberships[0].permissions       model.AppLevelFields:
+//	roles                         org_apps_memberships[0].roles             one level down, gone from
+//	groups                        org_apps_memberships[0].groups            the top level; a missing
+//	preferences                   org_apps_memberships[0].preferences       one stays missing, a null
+//	most_recent_client_version    org_apps_memberships[0].most_recent_...   one stays null
+//	any other field               the same field, value and position        person level: scopes,
+//	                                                                        auth_types, mfa_types,
+//	                                                                        username, external_ids,
+//	                                                                        system_configs, profile,
+//	                                                                        devices, anonymous,
+//	                                                                        privacy, verified,
+//	                                                                        is_following, the dates,
+//	                                                                        and unknown fields
 //
 // Field order: the legacy fields in their order minus the removed ones;
 // org_id and org_apps_memberships take the place of same-named legacy fields,
@@ -214,7 +218,10 @@ func Phase2(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 // Phase2Preview is Phase2 without the write: stages 1-6, then a $lookup of
 // the existing tenant and a $group that counts what stage 7 would do,
 // {_id: "insert"|"refresh"|"unchanged", n: count}, with the same comparison
-// as stage 7. For --dry-run on servers with $lookup.
+// as stage 7. For --dry-run on servers with $lookup. It shares stages 1-6
+// with Phase2 on purpose (a preview of another pipeline proves nothing), so it
+// needs $set and $unset too: MongoDB 4.2 or later. Where the server has
+// neither, the runner's Go fallback (Invalid, OneToOne, Refresh) counts.
 func Phase2Preview(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 	existing := bson.D{d("$arrayElemAt", bson.A{"$" + tmpExisting, 0})}
 	return append(transform(n, validAppOrgs, r),

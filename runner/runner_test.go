@@ -3,6 +3,7 @@ package runner_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/migrations"
 	"github.com/tenantmigrate/runner/runner"
@@ -24,6 +26,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
 
@@ -502,5 +505,75 @@ func TestBootAppliesSteps(t *testing.T) {
 	res, err := runner.Boot(context.Background(), cfg, runner.WithLogger(quietLogger()))
 	if _, latest := steps(t); err != nil || res.To != latest {
 		t.Fatalf("Boot = %+v, %v", res, err)
+	}
+}
+
+// legacyHash hashes the whole legacy collection in _id order.
+func legacyHash(t *testing.T, db *mongo.Database) string {
+	t.Helper()
+	cur, err := db.Collection("accounts").Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	for cur.Next(context.Background()) {
+		h.Write(cur.Current)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+func TestEndToEndOnFixture(t *testing.T) {
+	cfg, db := testConfig(t)
+	ctx := context.Background()
+	exp, err := gen.Load(ctx, db, gen.Options{Accounts: 3000, Seed: 11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := legacyHash(t, db)
+	r := newRunner(t, cfg)
+	_, latest := steps(t)
+	res, err := r.Up(ctx)
+	if err != nil || res.To != latest {
+		t.Fatalf("Up = %+v, %v", res, err)
+	}
+	rep, err := r.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.LegacyAccounts != exp.Accounts || rep.Linked+rep.OneToOne != exp.Accounts ||
+		rep.Linked != exp.GroupedAccounts || rep.TenantAccounts != exp.TenantsExpected {
+		t.Fatalf("verify = %+v (%s); fixture expects %d accounts, %d grouped, %d tenants", rep, rep.Problem(), exp.Accounts, exp.GroupedAccounts, exp.TenantsExpected)
+	}
+	// Each phase again changes nothing.
+	for _, phase := range []int{1, 2} {
+		res, err := r.Phase(ctx, phase)
+		if err != nil || len(res.Steps) != 1 {
+			t.Fatalf("Phase(%d) again = %+v, %v", phase, res, err)
+		}
+		for k, v := range res.Steps[0].Counts {
+			if (k == "tenants_inserted" || k == "tenants_replaced" || k == "links_written" || k == "inserted" || k == "refreshed") && v != 0 {
+				t.Errorf("Phase(%d) again wrote: %s=%d", phase, k, v)
+			}
+		}
+	}
+	// Down past the phase steps removes what they wrote.
+	for v := latest; v >= 1; v-- {
+		if _, err := r.Down(ctx); err != nil {
+			t.Fatalf("Down from %d: %v", v, err)
+		}
+	}
+	for _, coll := range []string{"tenants_accounts", "tenants_accounts_links"} {
+		if n, _ := db.Collection(coll).CountDocuments(ctx, bson.D{}); n != 0 {
+			t.Errorf("%d documents left in %s after down", n, coll)
+		}
+	}
+	if got := legacyHash(t, db); got != before {
+		t.Error("the legacy collection changed")
+	}
+	if res, err := r.Up(ctx); err != nil || res.To != latest {
+		t.Fatalf("Up after down = %+v, %v", res, err)
+	}
+	if rep, err := r.Verify(ctx); err != nil || !rep.OK() || rep.TenantAccounts != exp.TenantsExpected {
+		t.Fatalf("verify after down and up = %+v, %v", rep, err)
 	}
 }

@@ -7,8 +7,11 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/phase1"
+	"github.com/tenantmigrate/runner/runner/phase2"
 )
 
 // dryRunFunc says what a Go step would do, writing nothing.
@@ -28,6 +31,17 @@ func (r *Runner) goSteps() map[string]mongomigrate.StepFunc {
 			return rep.Counts(), nil
 		},
 		"phase1_down": r.phase1Down,
+		"phase2": func(ctx context.Context) (mongomigrate.Counts, error) {
+			rep, err := phase2.Run(ctx, r.phase2Config(false))
+			if rep != nil {
+				r.log.WithField("path", rep.Path).WithField("counts", rep.Counts()).Info("phase 2: report")
+			}
+			if err != nil {
+				return nil, err
+			}
+			return rep.Counts(), nil
+		},
+		"phase2_down": r.phase2Down,
 	}
 }
 
@@ -35,6 +49,9 @@ func (r *Runner) dryRuns() map[string]dryRunFunc {
 	return map[string]dryRunFunc{
 		"phase1": func(ctx context.Context) (any, error) {
 			return phase1.Run(ctx, r.phase1Config(true))
+		},
+		"phase2": func(ctx context.Context) (any, error) {
+			return phase2.Run(ctx, r.phase2Config(true))
 		},
 	}
 }
@@ -55,6 +72,67 @@ func (r *Runner) phase1Config(dry bool) phase1.Config {
 		DryRun:                    dry,
 		Log:                       r.log,
 	}
+}
+
+func (r *Runner) phase2Config(dry bool) phase2.Config {
+	c := r.cfg.Collections
+	return phase2.Config{
+		DB: r.db,
+		Names: pipelines.Names{Accounts: c.Accounts, TenantsAccounts: c.TenantsAccounts,
+			ApplicationsOrganizations: c.ApplicationsOrganizations, Links: c.Links},
+		State:       c.State(),
+		Batch:       r.cfg.BatchSize,
+		RangeSize:   r.cfg.Phase2.RangeSize,
+		SkipInvalid: r.cfg.SkipInvalid,
+		DryRun:      dry,
+		Log:         r.log,
+	}
+}
+
+// phase2Down removes the one-to-one tenant accounts: those with no link for
+// their own _id. Idempotent.
+func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Counts, error) {
+	c := r.cfg.Collections
+	tenants := r.db.Collection(c.TenantsAccounts)
+	links, err := sorted.Open(ctx, r.db.Collection(c.Links), nil, bson.D{{Key: "_id", Value: 1}}, r.cfg.BatchSize)
+	if err != nil {
+		return nil, fmt.Errorf("read links: %w", err)
+	}
+	defer links.Close(ctx)
+	var batch []string
+	var deleted int64
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		res, err := tenants.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: batch}}}})
+		if err != nil {
+			return fmt.Errorf("delete phase-2 tenant accounts: %w", err)
+		}
+		deleted += res.DeletedCount
+		batch = batch[:0]
+		return nil
+	}
+	err = sorted.Each(ctx, tenants, nil, bson.D{{Key: "_id", Value: 1}}, r.cfg.BatchSize, func(raw bson.Raw) error {
+		id, ok := raw.Lookup("_id").StringValueOK()
+		if !ok || links.SkipTo(ctx, id) != nil {
+			return nil
+		}
+		if batch = append(batch, id); len(batch) >= r.cfg.BatchSize {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	if _, err := r.db.Collection(c.State()).DeleteOne(ctx, bson.D{{Key: "_id", Value: "phase2_checkpoint"}}); err != nil {
+		return nil, fmt.Errorf("clear phase-2 checkpoint: %w", err)
+	}
+	return mongomigrate.Counts{"tenants_deleted": deleted}, nil
 }
 
 func (r *Runner) logPhase1(rep *phase1.Report) {

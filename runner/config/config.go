@@ -31,6 +31,7 @@ type Config struct {
 	BatchSize   int         `mapstructure:"batch_size"`
 	SkipInvalid bool        `mapstructure:"skip_invalid"`
 	Phase1      Phase1      `mapstructure:"phase1"`
+	Phase2      Phase2      `mapstructure:"phase2"`
 	Lock        Lock        `mapstructure:"lock"`
 	Boot        Boot        `mapstructure:"boot"`
 	Log         Log         `mapstructure:"log"`
@@ -74,6 +75,14 @@ type Phase1 struct {
 	// preferred first: the survivor of a group is the account on the
 	// earliest of them, then the oldest, then the smallest _id.
 	PreferredApps []string `mapstructure:"preferred_apps"`
+}
+
+// Phase2 configures the one-to-one move.
+type Phase2 struct {
+	// RangeSize, if above 0, runs the server-side pipeline over _id ranges
+	// of this many accounts, one after the other, with a checkpoint and a
+	// progress line after each: a killed run resumes at its last range.
+	RangeSize int `mapstructure:"range_size"`
 }
 
 // Lock configures the lease lock that serialises runners.
@@ -124,6 +133,7 @@ func Default() Config {
 		Identity:  Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}},
 		BatchSize: 1000,
 		Phase1:    Phase1{PreferredApps: []string{}},
+		Phase2:    Phase2{RangeSize: 0},
 		Lock:      Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
 		Boot:      Boot{OnFailure: "fail", OnDirty: "resume"},
 		Log:       Log{Format: "auto", Level: "info"},
@@ -339,6 +349,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.BatchSize < 1 || c.BatchSize > 100000:
 		return &Error{Key: "batch_size", Msg: fmt.Sprintf("%d is out of range 1..100000", c.BatchSize)}
+	case c.Phase2.RangeSize < 0:
+		return &Error{Key: "phase2.range_size", Msg: "must not be negative"}
 	case c.Lock.Lease < time.Second:
 		return &Error{Key: "lock.lease", Msg: "must be at least 1s"}
 	case c.Lock.Heartbeat <= 0 || c.Lock.Heartbeat*2 > c.Lock.Lease:

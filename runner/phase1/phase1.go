@@ -19,6 +19,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/internal/sorted"
 )
 
 // How phase 1 runs, in four streaming passes that need no aggregation, no
@@ -456,16 +457,16 @@ func (p *run) collectMembers(ctx context.Context) error {
 	if len(p.groupOf) == 0 {
 		return nil
 	}
-	links, err := openSorted(ctx, p.cfg.DB.Collection(p.cfg.Links), p.cfg.Batch, nil)
+	links, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.Links), nil, nil, p.cfg.Batch)
 	if err != nil {
 		return fmt.Errorf("read links: %w", err)
 	}
-	defer links.close(ctx)
-	tenants, err := openSorted(ctx, p.cfg.DB.Collection(p.cfg.TenantsAccounts), p.cfg.Batch, bson.D{{Key: "_id", Value: 1}})
+	defer links.Close(ctx)
+	tenants, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.TenantsAccounts), nil, bson.D{{Key: "_id", Value: 1}}, p.cfg.Batch)
 	if err != nil {
 		return fmt.Errorf("read tenant accounts: %w", err)
 	}
-	defer tenants.close(ctx)
+	defer tenants.Close(ctx)
 	buf := make([]groupDoc, 0, p.cfg.Batch)
 	err = scan(ctx, p.cfg.DB.Collection(p.cfg.Accounts), p.cfg.Batch, nil, func(raw bson.Raw) error {
 		id, ok := raw.Lookup("_id").StringValueOK()
@@ -473,8 +474,8 @@ func (p *run) collectMembers(ctx context.Context) error {
 			return nil
 		}
 		g, grouped := p.groupOf[id]
-		linkRaw := links.skipTo(ctx, id)
-		hasTenant := tenants.skipTo(ctx, id) != nil
+		linkRaw := links.SkipTo(ctx, id)
+		hasTenant := tenants.SkipTo(ctx, id) != nil
 		if !grouped {
 			return nil
 		}
@@ -498,10 +499,10 @@ func (p *run) collectMembers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := links.err(); err != nil {
+	if err := links.Err(); err != nil {
 		return err
 	}
-	if err := tenants.err(); err != nil {
+	if err := tenants.Err(); err != nil {
 		return err
 	}
 	return p.groups.put(ctx, buf)

@@ -12,62 +12,14 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/internal/sorted"
 )
 
 // scan reads coll in _id order, batch documents per round trip.
 func scan(ctx context.Context, coll *mongo.Collection, batch int, proj bson.D, fn func(bson.Raw) error) error {
-	s, err := openSorted(ctx, coll, batch, proj)
-	if err != nil {
-		return err
-	}
-	defer s.close(ctx)
-	for s.cur.Next(ctx) {
-		if err := fn(s.cur.Current); err != nil {
-			return err
-		}
-	}
-	return s.cur.Err()
+	return sorted.Each(ctx, coll, nil, proj, batch, fn)
 }
 
-// sorted is a cursor in _id order that a merge join advances.
-type sorted struct {
-	cur  *mongo.Cursor
-	head bson.Raw
-	id   string
-	done bool
-}
-
-func openSorted(ctx context.Context, coll *mongo.Collection, batch int, proj bson.D) (*sorted, error) {
-	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetBatchSize(int32(batch))
-	if proj != nil {
-		opts.SetProjection(proj)
-	}
-	cur, err := coll.Find(ctx, bson.D{}, opts)
-	if err != nil {
-		return nil, err
-	}
-	return &sorted{cur: cur}, nil
-}
-
-// skipTo advances past every _id below id and returns the document whose
-// _id is id, or nil.
-func (s *sorted) skipTo(ctx context.Context, id string) bson.Raw {
-	for !s.done && (s.head == nil || s.id < id) {
-		if !s.cur.Next(ctx) {
-			s.done, s.head = true, nil
-			break
-		}
-		s.head = append(bson.Raw(nil), s.cur.Current...)
-		s.id, _ = s.head.Lookup("_id").StringValueOK()
-	}
-	if s.head != nil && s.id == id {
-		return s.head
-	}
-	return nil
-}
-
-func (s *sorted) err() error                { return s.cur.Err() }
-func (s *sorted) close(ctx context.Context) { _ = s.cur.Close(ctx) }
 func isOnlyDuplicates(err error) bool {
 	return err != nil && mongo.IsDuplicateKeyError(err) && allDup(err)
 }

@@ -1,0 +1,145 @@
+package phase2
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/internal/sorted"
+)
+
+// runFallback is the path for servers without $merge: the same transform in
+// Go over one merge join, legacy accounts ⋈ links ⋈ tenant accounts by _id.
+// Memory holds one batch.
+func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *Report) error {
+	after := ""
+	if !cfg.DryRun {
+		var err error
+		if after, err = readCheckpoint(ctx, cfg); err != nil {
+			return err
+		}
+		rep.Resumed = after
+	}
+	var filter bson.D
+	if after != "" {
+		filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}}}
+	}
+	links, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.Links), filter, bson.D{{Key: "_id", Value: 1}}, cfg.Batch)
+	if err != nil {
+		return fmt.Errorf("read links: %w", err)
+	}
+	defer links.Close(ctx)
+	tenants, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.TenantsAccounts), filter, bson.D{{Key: model.FieldDateUpdated, Value: 1}}, cfg.Batch)
+	if err != nil {
+		return fmt.Errorf("read tenant accounts: %w", err)
+	}
+	defer tenants.Close(ctx)
+
+	w := &batchWriter{cfg: cfg, rep: rep}
+	read := 0
+	err = sorted.Each(ctx, cfg.DB.Collection(cfg.Names.Accounts), filter, nil, cfg.Batch, func(raw bson.Raw) error {
+		read++
+		id, ok := raw.Lookup("_id").StringValueOK()
+		if !ok {
+			return nil // counted by checkInvalid
+		}
+		var legacy bson.D
+		if err := bson.Unmarshal(raw, &legacy); err != nil {
+			return fmt.Errorf("decode account %s: %w", id, err)
+		}
+		if pipelines.Invalid(legacy, orgOf) != "" {
+			return nil
+		}
+		if links.SkipTo(ctx, id) != nil {
+			rep.Merged++
+			return nil
+		}
+		existing := tenants.SkipTo(ctx, id)
+		ao, _ := raw.Lookup(model.FieldAppOrgID).StringValueOK()
+		tenant, err := pipelines.OneToOne(legacy, orgOf[ao])
+		if err != nil {
+			return fmt.Errorf("account %s: %w", id, err)
+		}
+		switch {
+		case existing == nil:
+			rep.Inserted++
+			w.inserts = append(w.inserts, tenant)
+		default:
+			var old bson.D
+			if err := bson.Unmarshal(existing, &old); err != nil {
+				return fmt.Errorf("decode tenant %s: %w", id, err)
+			}
+			if pipelines.Refresh(old, tenant) {
+				rep.Refreshed++
+				w.replaces = append(w.replaces, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(tenant))
+			} else {
+				rep.Unchanged++
+			}
+		}
+		w.last = id
+		if read%cfg.Batch == 0 || len(w.inserts)+len(w.replaces) >= cfg.Batch {
+			if err := w.flush(ctx); err != nil {
+				return err
+			}
+		}
+		if read%(cfg.Batch*20) == 0 {
+			cfg.Log.WithFields(logrus.Fields{"read": read, "inserted": rep.Inserted, "refreshed": rep.Refreshed}).Info("phase 2: progress")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := links.Err(); err != nil {
+		return fmt.Errorf("read links: %w", err)
+	}
+	if err := tenants.Err(); err != nil {
+		return fmt.Errorf("read tenant accounts: %w", err)
+	}
+	if err := w.flush(ctx); err != nil {
+		return err
+	}
+	if cfg.DryRun {
+		return nil
+	}
+	return clearCheckpoint(ctx, cfg)
+}
+
+// batchWriter writes one batch, then records how far the run got: every
+// account up to last is done.
+type batchWriter struct {
+	cfg      Config
+	rep      *Report
+	inserts  []any
+	replaces []mongo.WriteModel
+	last     string
+}
+
+func (w *batchWriter) flush(ctx context.Context) error {
+	if w.cfg.DryRun {
+		w.inserts, w.replaces = nil, nil
+		return nil
+	}
+	tenants := w.cfg.DB.Collection(w.cfg.Names.TenantsAccounts)
+	if len(w.inserts) > 0 {
+		if _, err := tenants.InsertMany(ctx, w.inserts, options.InsertMany().SetOrdered(false)); err != nil {
+			return fmt.Errorf("insert tenant accounts: %w", err)
+		}
+	}
+	if len(w.replaces) > 0 {
+		if _, err := tenants.BulkWrite(ctx, w.replaces, options.BulkWrite().SetOrdered(false)); err != nil {
+			return fmt.Errorf("refresh tenant accounts: %w", err)
+		}
+	}
+	w.inserts, w.replaces = nil, nil
+	if w.last == "" {
+		return nil
+	}
+	return saveCheckpoint(ctx, w.cfg, w.last)
+}

@@ -1,0 +1,357 @@
+// Package phase2 moves every legacy account that phase 1 did not merge into
+// its own tenant account.
+//
+// On servers with $merge (MongoDB 4.2+) it runs the aggregation of
+// pipelines.Phase2 inside the server: no account travels through the runner.
+// Optionally over _id ranges, each range one server-side run, with a
+// checkpoint after each so a killed run resumes where it stopped.
+//
+// On servers without $merge (detected: FerretDB, MongoDB before 4.2) it runs
+// the same transform in Go (pipelines.OneToOne) over one merge join of the
+// legacy accounts, the links and the tenant accounts in _id order, and
+// writes with unordered bulk inserts, checkpointing after each batch.
+//
+// Both paths insert a missing tenant account, refresh one whose legacy
+// account was updated after it (pipelines.Refresh), and leave every other
+// alone: re-running is a no-op, and a run that failed half way is completed
+// by running it again.
+package phase2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/capability"
+	"github.com/tenantmigrate/runner/runner/internal/sorted"
+)
+
+// Config configures a run.
+type Config struct {
+	DB    *mongo.Database
+	Names pipelines.Names
+	// State is the collection that keeps the checkpoint.
+	State string
+	Batch int
+	// RangeSize, if > 0, runs the server-side pipeline over _id ranges of
+	// this many accounts, with a checkpoint after each.
+	RangeSize   int
+	SkipInvalid bool
+	DryRun      bool
+	// ForceFallback runs the Go path even where $merge exists (tests).
+	ForceFallback bool
+	Log           logrus.FieldLogger
+}
+
+// Paths.
+const (
+	PathMerge    = "server-side $merge"
+	PathFallback = "streaming fallback (server has no $merge)"
+)
+
+const checkpointID = "phase2_checkpoint"
+
+// Report is what a run did (or, dry, would do).
+type Report struct {
+	DryRun    bool     `json:"dry_run"`
+	Path      string   `json:"path"`
+	Server    string   `json:"server"`
+	Inserted  int64    `json:"inserted"`
+	Refreshed int64    `json:"refreshed"`
+	Unchanged int64    `json:"unchanged"`
+	Merged    int64    `json:"left_to_phase1"` // accounts with a phase-1 link
+	Invalid   int64    `json:"invalid_skipped"`
+	FirstBad  []string `json:"first_invalid,omitempty"`
+	Ranges    int      `json:"ranges,omitempty"`
+	Resumed   string   `json:"resumed_after,omitempty"`
+	Duration  string   `json:"duration"`
+	// Exact is false when the server path could not count inserts and
+	// refreshes apart (it does not when --dry-run previews first).
+	Exact bool `json:"exact"`
+}
+
+// Counts flattens the report for the step history.
+func (r *Report) Counts() map[string]int64 {
+	return map[string]int64{
+		"inserted":        r.Inserted,
+		"refreshed":       r.Refreshed,
+		"unchanged":       r.Unchanged,
+		"left_to_phase1":  r.Merged,
+		"invalid_skipped": r.Invalid,
+	}
+}
+
+// Print writes a human summary.
+func (r *Report) Print(w io.Writer) {
+	verb := "inserted"
+	if r.DryRun {
+		verb = "would insert"
+	}
+	fmt.Fprintf(w, "phase 2 (%s on %s): %s %d tenant accounts, refreshed %d, left %d unchanged; %d merged by phase 1\n",
+		r.Path, r.Server, verb, r.Inserted, r.Refreshed, r.Unchanged, r.Merged)
+	if r.Invalid > 0 {
+		fmt.Fprintf(w, "phase 2: %d accounts cannot be migrated (first: %s)\n", r.Invalid, strings.Join(r.FirstBad, ", "))
+	}
+}
+
+// ErrInvalidData: legacy accounts that cannot be migrated were found and
+// SkipInvalid is off.
+var ErrInvalidData = errors.New("legacy accounts cannot be migrated")
+
+// Run runs phase 2.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	start := time.Now()
+	if cfg.Log == nil {
+		cfg.Log = logrus.New()
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 1000
+	}
+	caps, err := capability.Detect(ctx, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{DryRun: cfg.DryRun, Server: caps.Server + " " + caps.Version}
+	orgOf, valid, err := appOrgs(ctx, cfg.DB.Collection(cfg.Names.ApplicationsOrganizations))
+	if err != nil {
+		return nil, err
+	}
+	merge := caps.Merge && !cfg.ForceFallback
+	if err := checkInvalid(ctx, cfg, orgOf, valid, merge, rep); err != nil {
+		return rep, err
+	}
+	if merge {
+		rep.Path, rep.Exact = PathMerge, true
+		err = runMerge(ctx, cfg, valid, rep)
+	} else {
+		rep.Path, rep.Exact = PathFallback, true
+		err = runFallback(ctx, cfg, orgOf, rep)
+	}
+	rep.Duration = time.Since(start).Round(time.Millisecond).String()
+	return rep, err
+}
+
+func appOrgs(ctx context.Context, coll *mongo.Collection) (map[string]string, []string, error) {
+	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "org_id", Value: 1}}))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read app-orgs: %w", err)
+	}
+	var rows []model.ApplicationOrganization
+	if err := cur.All(ctx, &rows); err != nil {
+		return nil, nil, fmt.Errorf("read app-orgs: %w", err)
+	}
+	orgOf := map[string]string{}
+	var valid []string
+	for _, r := range rows {
+		orgOf[r.ID] = r.OrgID
+		if r.OrgID != "" {
+			valid = append(valid, r.ID)
+		}
+	}
+	sort.Strings(valid)
+	return orgOf, valid, nil
+}
+
+// checkInvalid finds the accounts the pipeline's first stage leaves out,
+// before anything is written: with a count on the server where the server
+// runs the pipeline, else (FerretDB has no $not inside $elemMatch) with a
+// scan of the fields Invalid reads.
+func checkInvalid(ctx context.Context, cfg Config, orgOf map[string]string, valid []string, serverSide bool, rep *Report) error {
+	accounts := cfg.DB.Collection(cfg.Names.Accounts)
+	note := func(raw bson.Raw) error {
+		var d bson.D
+		if err := bson.Unmarshal(raw, &d); err != nil {
+			return err
+		}
+		if reason := pipelines.Invalid(d, orgOf); reason != "" {
+			if !serverSide {
+				rep.Invalid++
+			}
+			if len(rep.FirstBad) < 10 {
+				rep.FirstBad = append(rep.FirstBad, fmt.Sprintf("%v (%s)", raw.Lookup("_id"), reason))
+			}
+		}
+		return nil
+	}
+	if serverSide {
+		bad := bson.D{{Key: "$nor", Value: bson.A{pipelines.Validity(valid)}}}
+		n, err := accounts.CountDocuments(ctx, bad)
+		if err != nil {
+			return fmt.Errorf("count invalid accounts: %w", err)
+		}
+		rep.Invalid = n
+		if n > 0 {
+			cur, err := accounts.Find(ctx, bad, options.Find().SetLimit(10).SetSort(bson.D{{Key: "_id", Value: 1}}))
+			if err != nil {
+				return fmt.Errorf("read invalid accounts: %w", err)
+			}
+			defer cur.Close(ctx)
+			for cur.Next(ctx) {
+				if err := note(cur.Current); err != nil {
+					return err
+				}
+			}
+			if err := cur.Err(); err != nil {
+				return fmt.Errorf("read invalid accounts: %w", err)
+			}
+		}
+	} else {
+		proj := bson.D{{Key: model.FieldAppOrgID, Value: 1}, {Key: model.FieldAuthTypes, Value: 1}}
+		if err := sorted.Each(ctx, accounts, nil, proj, cfg.Batch, note); err != nil {
+			return fmt.Errorf("check accounts: %w", err)
+		}
+	}
+	if rep.Invalid == 0 || cfg.SkipInvalid || cfg.DryRun {
+		return nil
+	}
+	return fmt.Errorf("%d %w (first: %s); nothing was written: fix them, or run with --skip-invalid to migrate the others",
+		rep.Invalid, ErrInvalidData, strings.Join(rep.FirstBad, ", "))
+}
+
+type checkpoint struct {
+	Through string    `bson:"through"`
+	At      time.Time `bson:"at"`
+}
+
+func readCheckpoint(ctx context.Context, cfg Config) (string, error) {
+	var c checkpoint
+	err := cfg.DB.Collection(cfg.State).FindOne(ctx, bson.D{{Key: "_id", Value: checkpointID}}).Decode(&c)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read checkpoint: %w", err)
+	}
+	return c.Through, nil
+}
+
+func saveCheckpoint(ctx context.Context, cfg Config, through string) error {
+	_, err := cfg.DB.Collection(cfg.State).UpdateOne(ctx, bson.D{{Key: "_id", Value: checkpointID}},
+		bson.D{{Key: "$set", Value: checkpoint{Through: through, At: time.Now().UTC()}}}, options.Update().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	return nil
+}
+
+func clearCheckpoint(ctx context.Context, cfg Config) error {
+	_, err := cfg.DB.Collection(cfg.State).DeleteOne(ctx, bson.D{{Key: "_id", Value: checkpointID}})
+	if err != nil {
+		return fmt.Errorf("clear checkpoint: %w", err)
+	}
+	return nil
+}
+
+// runMerge is the server-side path.
+func runMerge(ctx context.Context, cfg Config, valid []string, rep *Report) error {
+	accounts := cfg.DB.Collection(cfg.Names.Accounts)
+	after := ""
+	if !cfg.DryRun {
+		var err error
+		if after, err = readCheckpoint(ctx, cfg); err != nil {
+			return err
+		}
+		rep.Resumed = after
+	}
+	for {
+		r := &pipelines.Range{After: after}
+		if cfg.RangeSize > 0 {
+			through, err := rangeEnd(ctx, accounts, after, cfg.RangeSize)
+			if err != nil {
+				return err
+			}
+			r.Through = through
+		}
+		if after == "" && r.Through == "" {
+			r = nil
+		}
+		// Counting first, with the same stages, says what the write will
+		// do: $merge itself reports nothing.
+		if err := preview(ctx, cfg, valid, r, rep); err != nil {
+			return err
+		}
+		if !cfg.DryRun {
+			cur, err := accounts.Aggregate(ctx, pipelines.Phase2(cfg.Names, valid, r), options.Aggregate().SetAllowDiskUse(true))
+			if err != nil {
+				return fmt.Errorf("phase 2 pipeline: %w", err)
+			}
+			cur.Close(ctx)
+		}
+		rep.Ranges++
+		if r == nil || r.Through == "" {
+			break
+		}
+		if !cfg.DryRun {
+			if err := saveCheckpoint(ctx, cfg, r.Through); err != nil {
+				return err
+			}
+		}
+		cfg.Log.WithFields(logrus.Fields{"range": rep.Ranges, "inserted": rep.Inserted, "refreshed": rep.Refreshed}).Info("phase 2: range done")
+		after = r.Through
+	}
+	if cfg.DryRun {
+		return nil
+	}
+	return clearCheckpoint(ctx, cfg)
+}
+
+// rangeEnd is the _id size accounts after `after`, or "" for the rest.
+func rangeEnd(ctx context.Context, accounts *mongo.Collection, after string, size int) (string, error) {
+	filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$type", Value: "string"}}}}
+	if after != "" {
+		filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$type", Value: "string"}, {Key: "$gt", Value: after}}}}
+	}
+	var doc struct {
+		ID string `bson:"_id"`
+	}
+	err := accounts.FindOne(ctx, filter, options.FindOne().SetSort(bson.D{{Key: "_id", Value: 1}}).
+		SetSkip(int64(size-1)).SetProjection(bson.D{{Key: "_id", Value: 1}})).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("find range end: %w", err)
+	}
+	return doc.ID, nil
+}
+
+func preview(ctx context.Context, cfg Config, valid []string, r *pipelines.Range, rep *Report) error {
+	cur, err := cfg.DB.Collection(cfg.Names.Accounts).Aggregate(ctx, pipelines.Phase2Preview(cfg.Names, valid, r), options.Aggregate().SetAllowDiskUse(true))
+	if err != nil {
+		return fmt.Errorf("phase 2 preview: %w", err)
+	}
+	var rows []struct {
+		ID string `bson:"_id"`
+		N  int64  `bson:"n"`
+	}
+	if err := cur.All(ctx, &rows); err != nil {
+		return fmt.Errorf("phase 2 preview: %w", err)
+	}
+	for _, row := range rows {
+		switch row.ID {
+		case pipelines.OutcomeInsert:
+			rep.Inserted += row.N
+		case pipelines.OutcomeRefresh:
+			rep.Refreshed += row.N
+		default:
+			rep.Unchanged += row.N
+		}
+	}
+	n, err := cfg.DB.Collection(cfg.Names.Links).CountDocuments(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("count links: %w", err)
+	}
+	rep.Merged = n
+	return nil
+}

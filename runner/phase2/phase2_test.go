@@ -1,0 +1,259 @@
+package phase2_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/capability"
+	"github.com/tenantmigrate/runner/runner/phase1"
+	"github.com/tenantmigrate/runner/runner/phase2"
+	"github.com/tenantmigrate/runner/scripts/fixture/gen"
+	"github.com/tenantmigrate/runner/scripts/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
+
+func quiet() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+var names = pipelines.Names{Accounts: "accounts", TenantsAccounts: "tenants_accounts", ApplicationsOrganizations: "applications_organizations", Links: "links"}
+
+func config(db *mongo.Database, fallback bool) phase2.Config {
+	return phase2.Config{DB: db, Names: names, State: "migrations_state", Batch: 400, ForceFallback: fallback, Log: quiet()}
+}
+
+// paths are the paths this server can run: the fallback everywhere, $merge
+// where the server has it.
+func paths(t *testing.T, db *mongo.Database) []bool {
+	caps, err := capability.Detect(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caps.Merge {
+		return []bool{true, false}
+	}
+	return []bool{true}
+}
+
+func name(fallback bool) string {
+	if fallback {
+		return "fallback"
+	}
+	return "merge"
+}
+
+// prepared loads a fixture and runs phase 1 on it.
+func prepared(t *testing.T, n int) (*mongo.Database, gen.Expectations) {
+	t.Helper()
+	db := env.Database(t)
+	exp, err := gen.Load(context.Background(), db, gen.Options{Accounts: n, Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = phase1.Run(context.Background(), phase1.Config{DB: db, Accounts: names.Accounts, TenantsAccounts: names.TenantsAccounts,
+		ApplicationsOrganizations: names.ApplicationsOrganizations, Links: names.Links, ScratchPrefix: "migrations",
+		IdentityCodes: gen.DefaultIdentityCodes(), Batch: 500, Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, exp
+}
+
+func dump(t *testing.T, coll *mongo.Collection) map[string]string {
+	t.Helper()
+	cur, err := coll.Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for cur.Next(context.Background()) {
+		id, _ := cur.Current.Lookup("_id").StringValueOK()
+		out[id] = fmt.Sprintf("%x", sha256.Sum256(cur.Current))
+	}
+	return out
+}
+
+func TestPhase2MovesTheRestOnce(t *testing.T) {
+	probe := env.Database(t)
+	for _, fallback := range paths(t, probe) {
+		t.Run(name(fallback), func(t *testing.T) {
+			db, exp := prepared(t, 3000)
+			ctx := context.Background()
+			one := int64(exp.Accounts - exp.GroupedAccounts)
+
+			dry := config(db, fallback)
+			dry.DryRun = true
+			before := dump(t, db.Collection(names.TenantsAccounts))
+			drep, err := phase2.Run(ctx, dry)
+			if err != nil || drep.Inserted != one {
+				t.Fatalf("dry run = %+v, %v; want %d to insert", drep, err, one)
+			}
+			if fmt.Sprint(dump(t, db.Collection(names.TenantsAccounts))) != fmt.Sprint(before) {
+				t.Fatal("dry run wrote tenant accounts")
+			}
+
+			rep, err := phase2.Run(ctx, config(db, fallback))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Inserted != one || rep.Refreshed != 0 || rep.Merged != int64(exp.GroupedAccounts) {
+				t.Errorf("phase 2 = %+v; want %d inserted, %d left to phase 1", rep, one, exp.GroupedAccounts)
+			}
+			if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != int64(exp.TenantsExpected) {
+				t.Errorf("%d tenant accounts, fixture expects %d", n, exp.TenantsExpected)
+			}
+			after := dump(t, db.Collection(names.TenantsAccounts))
+			rep, err = phase2.Run(ctx, config(db, fallback))
+			if err != nil || rep.Inserted != 0 || rep.Refreshed != 0 || rep.Unchanged != one {
+				t.Errorf("re-run = %+v, %v; want nothing written", rep, err)
+			}
+			if fmt.Sprint(dump(t, db.Collection(names.TenantsAccounts))) != fmt.Sprint(after) {
+				t.Error("re-run changed tenant accounts")
+			}
+		})
+	}
+}
+
+// lastOneToOne is an account phase 2 moves: one without a link.
+func lastOneToOne(t *testing.T, db *mongo.Database) string {
+	t.Helper()
+	cur, err := db.Collection(names.Accounts).Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cur.Close(context.Background())
+	for cur.Next(context.Background()) {
+		id := cur.Current.Lookup("_id").StringValue()
+		if err := db.Collection(names.Links).FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Err(); errors.Is(err, mongo.ErrNoDocuments) {
+			return id
+		}
+	}
+	t.Fatal("no one-to-one account")
+	return ""
+}
+
+func TestPhase2Refresh(t *testing.T) {
+	probe := env.Database(t)
+	for _, fallback := range paths(t, probe) {
+		t.Run(name(fallback), func(t *testing.T) {
+			db, _ := prepared(t, 600)
+			ctx := context.Background()
+			if _, err := phase2.Run(ctx, config(db, fallback)); err != nil {
+				t.Fatal(err)
+			}
+			id := lastOneToOne(t, db)
+			later := time.Now().UTC().Truncate(time.Millisecond)
+			// The legacy account changes after its tenant account was written.
+			if _, err := db.Collection(names.Accounts).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: later}, {Key: "username", Value: "renamed"}}}}); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := phase2.Run(ctx, config(db, fallback))
+			if err != nil || rep.Refreshed != 1 {
+				t.Fatalf("re-run after a legacy edit = %+v, %v; want 1 refreshed", rep, err)
+			}
+			var tn bson.M
+			if err := db.Collection(names.TenantsAccounts).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&tn); err != nil || tn["username"] != "renamed" {
+				t.Fatalf("tenant after refresh = %v, %v", tn["username"], err)
+			}
+			// A tenant edited after its source is kept.
+			if _, err := db.Collection(names.TenantsAccounts).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: later.Add(time.Hour)}, {Key: "username", Value: "service-edit"}}}}); err != nil {
+				t.Fatal(err)
+			}
+			if rep, err = phase2.Run(ctx, config(db, fallback)); err != nil || rep.Refreshed != 0 {
+				t.Fatalf("re-run over a newer tenant = %+v, %v", rep, err)
+			}
+			if err := db.Collection(names.TenantsAccounts).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&tn); err != nil || tn["username"] != "service-edit" {
+				t.Errorf("a tenant newer than its source was overwritten: %v", tn["username"])
+			}
+		})
+	}
+}
+
+func TestPhase2InterruptedThenRerun(t *testing.T) {
+	probe := env.Database(t)
+	for _, fallback := range paths(t, probe) {
+		t.Run(name(fallback), func(t *testing.T) {
+			clean, _ := prepared(t, 2500)
+			start := time.Now()
+			if _, err := phase2.Run(context.Background(), config(clean, fallback)); err != nil {
+				t.Fatal(err)
+			}
+			full := time.Since(start)
+			want := dump(t, clean.Collection(names.TenantsAccounts))
+
+			db, _ := prepared(t, 2500)
+			cfg := config(db, fallback)
+			cfg.RangeSize = 500
+			interrupted, resumed := 0, 0
+			for _, frac := range []float64{0.2, 0.4, 0.6, 0.8} {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(frac*float64(full)))
+				rep, err := phase2.Run(ctx, cfg)
+				cancel()
+				if err != nil {
+					interrupted++
+				}
+				if rep != nil && rep.Resumed != "" {
+					resumed++
+				}
+			}
+			if interrupted == 0 {
+				t.Fatal("no run was interrupted: the test proves nothing")
+			}
+			if _, err := phase2.Run(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			if got := dump(t, db.Collection(names.TenantsAccounts)); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("after %d interrupted runs (%d resumed from a checkpoint): %d tenants, a clean run %d (or contents differ)", interrupted, resumed, len(got), len(want))
+			}
+			if n, _ := db.Collection("migrations_state").CountDocuments(context.Background(), bson.D{{Key: "_id", Value: "phase2_checkpoint"}}); n != 0 {
+				t.Error("checkpoint left after a complete run")
+			}
+		})
+	}
+}
+
+func TestPhase2BadData(t *testing.T) {
+	db, _ := prepared(t, 300)
+	ctx := context.Background()
+	if _, err := db.Collection(names.Accounts).InsertMany(ctx, []any{
+		bson.D{{Key: "_id", Value: int32(7)}, {Key: "app_org_id", Value: "x"}},
+		bson.D{{Key: "_id", Value: "dangling"}, {Key: "app_org_id", Value: "nope"}, {Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: "a@b"}}}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := dump(t, db.Collection(names.TenantsAccounts))
+	rep, err := phase2.Run(ctx, config(db, true))
+	if !errors.Is(err, phase2.ErrInvalidData) || rep.Invalid != 2 {
+		t.Fatalf("phase 2 over bad data = %+v, %v; want ErrInvalidData for 2", rep, err)
+	}
+	if fmt.Sprint(dump(t, db.Collection(names.TenantsAccounts))) != fmt.Sprint(before) {
+		t.Fatal("phase 2 wrote despite bad data")
+	}
+	cfg := config(db, true)
+	cfg.SkipInvalid = true
+	if rep, err = phase2.Run(ctx, cfg); err != nil || rep.Invalid != 2 || rep.Inserted == 0 {
+		t.Fatalf("with SkipInvalid = %+v, %v", rep, err)
+	}
+	if err := db.Collection(names.TenantsAccounts).FindOne(ctx, bson.D{{Key: "_id", Value: "dangling"}}).Err(); !errors.Is(err, mongo.ErrNoDocuments) {
+		t.Errorf("an invalid account was migrated: %v", err)
+	}
+}
