@@ -21,6 +21,8 @@ var (
 	ErrLeaseLost = lease.ErrLost
 	// ErrNoPhase: this build has no step for the requested phase.
 	ErrNoPhase = errors.New("no step for this phase")
+	// ErrMismatch: verify found legacy and tenant accounts that do not match.
+	ErrMismatch = errors.New("verify found a mismatch")
 	// ErrNothingToUndo: down was asked with no step applied.
 	ErrNothingToUndo = errors.New("no applied step to undo")
 )
@@ -41,3 +43,10 @@ func (e *DirtyError) Error() string {
 }
 
 func (e *DirtyError) Unwrap() error { return ErrDirty }
+
+// MismatchError is a failed verify; it wraps ErrMismatch.
+type MismatchError struct{ Problem string }
+
+func (e *MismatchError) Error() string { return "verify found " + e.Problem }
+
+func (e *MismatchError) Unwrap() error { return ErrMismatch }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -113,11 +114,11 @@ func connect(ctx context.Context, c config.MongoDB) (*mongo.Client, error) {
 		SetConnectTimeout(c.ConnectTimeout).
 		SetAppName("tenants-accounts-runner")
 	if err := opts.Validate(); err != nil {
-		return nil, &config.Error{Key: "mongodb.uri", Msg: redactIn(err.Error(), c.URI)}
+		return nil, &config.Error{Key: "mongodb.uri", Msg: RedactIn(err.Error(), c.URI)}
 	}
 	client, err := mongo.Connect(ctx, opts)
 	if err != nil {
-		return nil, &config.Error{Key: "mongodb.uri", Msg: redactIn(err.Error(), c.URI)}
+		return nil, &config.Error{Key: "mongodb.uri", Msg: RedactIn(err.Error(), c.URI)}
 	}
 	pctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout+time.Second)
 	defer cancel()
@@ -141,17 +142,25 @@ func classifyConnectErr(err error, c config.MongoDB) error {
 	if strings.Contains(reason, "auth error") {
 		return fmt.Errorf("%w at %s: check the user and password of mongodb.uri", ErrAuth, where)
 	}
-	return fmt.Errorf("%w at %s: %s", ErrUnreachable, where, redactIn(reason, c.URI))
+	return fmt.Errorf("%w at %s: %s", ErrUnreachable, where, RedactIn(reason, c.URI))
 }
 
-// redactIn removes the URI's password from a message that may quote it.
-func redactIn(msg, uri string) string {
+// RedactIn removes the URI's password, as written and unescaped, from a
+// message that may quote it, and folds the message onto one line.
+func RedactIn(msg, uri string) string {
 	if red := RedactURI(uri); red != uri {
 		msg = strings.ReplaceAll(msg, uri, red)
 		if _, rest, ok := strings.Cut(uri, "://"); ok {
-			if at := strings.LastIndex(rest, "@"); at > 0 {
+			end := strings.IndexAny(rest, "/?")
+			if end < 0 {
+				end = len(rest)
+			}
+			if at := strings.LastIndex(rest[:end], "@"); at > 0 {
 				if _, pass, ok := strings.Cut(rest[:at], ":"); ok && pass != "" {
 					msg = strings.ReplaceAll(msg, pass, "xxxxx")
+					if p, err := url.PathUnescape(pass); err == nil && p != pass {
+						msg = strings.ReplaceAll(msg, p, "xxxxx")
+					}
 				}
 			}
 		}
@@ -241,13 +250,32 @@ type Result struct {
 	To      int          `json:"to_version"`
 	Steps   []StepResult `json:"steps"`
 	Resumed bool         `json:"resumed,omitempty"` // a half-done step was resumed
+	// Verify is the reconciliation run after the steps (verify.after_steps).
+	Verify *verify.Report `json:"verify,omitempty"`
 	// Err is set by Boot when boot.on_failure is "continue".
 	Err error `json:"-"`
 }
 
 // Up applies every pending step, as a service does at boot.
 func (r *Runner) Up(ctx context.Context) (Result, error) {
-	return r.migrateWith(ctx, false, func(s *session) error { return s.m.Up() })
+	res, err := r.migrateWith(ctx, false, func(s *session) error { return s.m.Up() })
+	return r.verifyAfter(ctx, res, err)
+}
+
+// verifyAfter reconciles after a run that did something, when configured.
+func (r *Runner) verifyAfter(ctx context.Context, res Result, err error) (Result, error) {
+	if err != nil || len(res.Steps) == 0 || !r.cfg.Verify.AfterSteps {
+		return res, err
+	}
+	rep, err := r.Verify(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.Verify = rep
+	if !rep.OK() {
+		return res, &MismatchError{Problem: rep.Problem()}
+	}
+	return res, nil
 }
 
 // Down undoes the last applied step.
@@ -281,7 +309,7 @@ func (r *Runner) Phase(ctx context.Context, n int) (Result, error) {
 	if target < 0 {
 		return Result{}, fmt.Errorf("%w %d in this build's migrations", ErrNoPhase, n)
 	}
-	return r.migrateWith(ctx, false, func(s *session) error {
+	res, err := r.migrateWith(ctx, false, func(s *session) error {
 		v, _, err := s.drv.Version()
 		if err != nil {
 			return err
@@ -296,6 +324,7 @@ func (r *Runner) Phase(ctx context.Context, n int) (Result, error) {
 		defer body.Close()
 		return s.drv.Rerun(target, body)
 	})
+	return r.verifyAfter(ctx, res, err)
 }
 
 func (r *Runner) migrateWith(ctx context.Context, down bool, fn func(*session) error) (Result, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/pipelines"
@@ -99,40 +100,52 @@ func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Counts, error) {
 		return nil, fmt.Errorf("read links: %w", err)
 	}
 	defer links.Close(ctx)
-	var batch []string
-	var deleted int64
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		res, err := tenants.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: batch}}}})
-		if err != nil {
-			return fmt.Errorf("delete phase-2 tenant accounts: %w", err)
-		}
-		deleted += res.DeletedCount
-		batch = batch[:0]
-		return nil
-	}
+	del := &idDeleter{coll: tenants, batch: r.cfg.BatchSize}
 	err = sorted.Each(ctx, tenants, nil, bson.D{{Key: "_id", Value: 1}}, r.cfg.BatchSize, func(raw bson.Raw) error {
 		id, ok := raw.Lookup("_id").StringValueOK()
 		if !ok || links.SkipTo(ctx, id) != nil {
 			return nil
 		}
-		if batch = append(batch, id); len(batch) >= r.cfg.BatchSize {
-			return flush()
-		}
-		return nil
+		return del.add(ctx, id)
 	})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = del.flush(ctx)
 	}
-	if err := flush(); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	if _, err := r.db.Collection(c.State()).DeleteOne(ctx, bson.D{{Key: "_id", Value: "phase2_checkpoint"}}); err != nil {
 		return nil, fmt.Errorf("clear phase-2 checkpoint: %w", err)
 	}
-	return mongomigrate.Counts{"tenants_deleted": deleted}, nil
+	return mongomigrate.Counts{"tenants_deleted": del.deleted}, nil
+}
+
+// idDeleter deletes documents by _id, a batch per round trip.
+type idDeleter struct {
+	coll    *mongo.Collection
+	batch   int
+	ids     []string
+	deleted int64
+}
+
+func (d *idDeleter) add(ctx context.Context, id string) error {
+	if d.ids = append(d.ids, id); len(d.ids) >= d.batch {
+		return d.flush(ctx)
+	}
+	return nil
+}
+
+func (d *idDeleter) flush(ctx context.Context) error {
+	if len(d.ids) == 0 {
+		return nil
+	}
+	res, err := d.coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: d.ids}}}})
+	if err != nil {
+		return fmt.Errorf("delete from %s: %w", d.coll.Name(), err)
+	}
+	d.deleted += res.DeletedCount
+	d.ids = d.ids[:0]
+	return nil
 }
 
 func (r *Runner) logPhase1(rep *phase1.Report) {
@@ -153,20 +166,7 @@ func (r *Runner) phase1Down(ctx context.Context) (mongomigrate.Counts, error) {
 		return nil, fmt.Errorf("read links: %w", err)
 	}
 	defer cur.Close(ctx)
-	var batch []string
-	var deleted int64
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		res, err := tenants.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: batch}}}})
-		if err != nil {
-			return fmt.Errorf("delete phase-1 tenant accounts: %w", err)
-		}
-		deleted += res.DeletedCount
-		batch = batch[:0]
-		return nil
-	}
+	del := &idDeleter{coll: tenants, batch: r.cfg.BatchSize}
 	last := ""
 	for cur.Next(ctx) {
 		id, _ := cur.Current.Lookup("tenant_id").StringValueOK()
@@ -174,20 +174,18 @@ func (r *Runner) phase1Down(ctx context.Context) (mongomigrate.Counts, error) {
 			continue
 		}
 		last = id
-		if batch = append(batch, id); len(batch) >= r.cfg.BatchSize {
-			if err := flush(); err != nil {
-				return nil, err
-			}
+		if err := del.add(ctx, id); err != nil {
+			return nil, err
 		}
 	}
 	if err := cur.Err(); err != nil {
 		return nil, fmt.Errorf("read links: %w", err)
 	}
-	if err := flush(); err != nil {
+	if err := del.flush(ctx); err != nil {
 		return nil, err
 	}
 	if err := links.Drop(ctx); err != nil {
 		return nil, fmt.Errorf("drop links: %w", err)
 	}
-	return mongomigrate.Counts{"tenants_deleted": deleted}, nil
+	return mongomigrate.Counts{"tenants_deleted": del.deleted}, nil
 }

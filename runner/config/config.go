@@ -32,6 +32,7 @@ type Config struct {
 	SkipInvalid bool        `mapstructure:"skip_invalid"`
 	Phase1      Phase1      `mapstructure:"phase1"`
 	Phase2      Phase2      `mapstructure:"phase2"`
+	Verify      Verify      `mapstructure:"verify"`
 	Lock        Lock        `mapstructure:"lock"`
 	Boot        Boot        `mapstructure:"boot"`
 	Log         Log         `mapstructure:"log"`
@@ -85,6 +86,13 @@ type Phase2 struct {
 	RangeSize int `mapstructure:"range_size"`
 }
 
+// Verify configures the automatic reconciliation.
+type Verify struct {
+	// AfterSteps runs verify at the end of every run that applied or re-ran
+	// a step (runner, runner --phase N, and at boot); a mismatch fails the run.
+	AfterSteps bool `mapstructure:"after_steps"`
+}
+
 // Lock configures the lease lock that serialises runners.
 type Lock struct {
 	// Lease is how long a holder owns the lock without renewing it; a
@@ -134,6 +142,7 @@ func Default() Config {
 		BatchSize: 1000,
 		Phase1:    Phase1{PreferredApps: []string{}},
 		Phase2:    Phase2{RangeSize: 0},
+		Verify:    Verify{AfterSteps: true},
 		Lock:      Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
 		Boot:      Boot{OnFailure: "fail", OnDirty: "resume"},
 		Log:       Log{Format: "auto", Level: "info"},

@@ -56,7 +56,8 @@
 //
 // A conflict is two different non-empty values where a rule keeps only one
 // (a clash of keys, a profile field, a default-rule field, two auth type
-// entries with the same pair but different contents). Conflicts are counted
+// entries with the same pair but different contents, their own id and dates
+// aside). Conflicts are counted
 // and listed by field and legacy _ids, never by value.
 package phase1
 
@@ -326,7 +327,7 @@ func unionBy(key func(any) string, clashes bool) rule {
 		}
 		for _, v := range b {
 			if i, dup := seen[key(v)]; dup {
-				if clashes && !equal(out[i], v) {
+				if clashes && !equal(withoutBookkeeping(out[i]), withoutBookkeeping(v)) {
 					clash()
 				}
 				continue
@@ -336,6 +337,25 @@ func unionBy(key func(any) string, clashes bool) rule {
 		}
 		return out
 	}
+}
+
+// withoutBookkeeping drops an entry's own id and dates, which differ between
+// accounts for the same login by nature: two entries for one pair clash only
+// when what they say differs (credential, params, flags).
+func withoutBookkeeping(v any) any {
+	d, ok := v.(bson.D)
+	if !ok {
+		return v
+	}
+	out := make(bson.D, 0, len(d))
+	for _, e := range d {
+		switch e.Key {
+		case "id", "date_created", "date_updated":
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 func keyAt(path string) func(any) string {

@@ -180,6 +180,8 @@ func fail(stderr io.Writer, err error) int {
 		return exitLockWait
 	case errors.Is(err, runner.ErrNoPhase), errors.Is(err, runner.ErrNothingToUndo):
 		return exitUsage
+	case errors.Is(err, runner.ErrMismatch):
+		return exitMismatch
 	}
 	return exitFailed
 }
@@ -209,6 +211,9 @@ func printResult(w io.Writer, res runner.Result) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "version %d -> %d\n", res.From, res.To)
+	if res.Verify != nil {
+		res.Verify.Print(w)
+	}
 }
 
 func formatCounts(c map[string]int64) string {
