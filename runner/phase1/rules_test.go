@@ -1,10 +1,12 @@
 package phase1
 
 import (
+	"io"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 
@@ -289,4 +291,10 @@ func TestCompareVersions(t *testing.T) {
 			t.Errorf("compareVersions(%s, %s) = %d, want %d", tt.a, tt.b, got, tt.want)
 		}
 	}
+}
+
+func quietLog() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
 }

@@ -1,0 +1,97 @@
+package phase1
+
+import (
+	"context"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/bson"
+
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/scripts/fixture/gen"
+)
+
+// fixtureGroups are the fixture's merge groups as members, for benchmarks.
+func fixtureGroups(b *testing.B, n int) [][]Member {
+	b.Helper()
+	opts := gen.Options{Accounts: n, Seed: 1}
+	exp := gen.Expect(opts)
+	groupOf := map[string]int{}
+	for i, g := range exp.Groups {
+		for _, id := range g {
+			groupOf[id] = i
+		}
+	}
+	appOf := map[string]string{}
+	for _, ao := range gen.AppOrgs(opts) {
+		appOf[ao.ID] = ao.AppID
+	}
+	groups := make([][]Member, len(exp.Groups))
+	err := gen.Accounts(opts, func(a model.LegacyAccount) error {
+		i, ok := groupOf[a.ID]
+		if !ok {
+			return nil
+		}
+		raw, err := gen.Marshal(a)
+		if err != nil {
+			return err
+		}
+		var d bson.D
+		if err := bson.Unmarshal(raw, &d); err != nil {
+			return err
+		}
+		groups[i] = append(groups[i], Member{ID: a.ID, AppOrgID: a.AppOrgID, AppID: appOf[a.AppOrgID], DateCreated: a.DateCreated, Doc: d})
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return groups
+}
+
+// BenchmarkMerge merges the fixture's groups (mostly of 2-4 accounts).
+func BenchmarkMerge(b *testing.B) {
+	groups := fixtureGroups(b, 20000)
+	r := Rules{}
+	b.ResetTimer()
+	accounts := 0
+	for i := 0; i < b.N; i++ {
+		g := groups[i%len(groups)]
+		if _, err := r.Merge("org", g, r.Survivor(g, nil)); err != nil {
+			b.Fatal(err)
+		}
+		accounts += len(g)
+	}
+	b.ReportMetric(float64(accounts)/b.Elapsed().Seconds(), "accounts/s")
+}
+
+// BenchmarkGrouping is pass 2's union-find over identity keys, in memory.
+func BenchmarkGrouping(b *testing.B) {
+	opts := gen.Options{Accounts: 20000, Seed: 1}
+	orgOf := map[string]string{}
+	for _, ao := range gen.AppOrgs(opts) {
+		orgOf[ao.ID] = ao.OrgID
+	}
+	var keys []keyDoc
+	err := gen.Accounts(opts, func(a model.LegacyAccount) error {
+		for _, at := range a.AuthTypes {
+			if at.AuthTypeCode != "anonymous" {
+				keys = append(keys, keyDoc{ID: identityKey(orgOf[a.AppOrgID], at.AuthTypeCode, at.Identifier) + a.ID, A: a.ID})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p := &run{rep: &Report{GroupSizes: map[int]int{}}, keys: &memKeys{}, cfg: Config{Log: quietLog()}}
+		if err := p.keys.add(context.Background(), keys); err != nil {
+			b.Fatal(err)
+		}
+		if err := p.findGroups(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(20000*b.N)/b.Elapsed().Seconds(), "accounts/s")
+}
