@@ -1,0 +1,360 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/mongo"
+
+	"github.com/tenantmigrate/runner/runner"
+	"github.com/tenantmigrate/runner/runner/verify"
+	"github.com/tenantmigrate/runner/scripts/fixture/gen"
+)
+
+// The runner's exit codes that loadtest reads (see runner --help).
+const (
+	runnerExitOK       = 0
+	runnerExitMismatch = 6
+)
+
+// Figures are the measurements of one data set size. A part is nil when
+// measure did not get that far.
+type Figures struct {
+	Accounts int    `json:"accounts"`
+	Seed     uint64 `json:"seed"`
+	// TenantsExpected is the number of tenant accounts a correct migration
+	// of the fixture writes.
+	TenantsExpected int            `json:"tenants_expected"`
+	Load            *LoadFigures   `json:"load,omitempty"`
+	Runner          *RunnerFigures `json:"runner,omitempty"`
+	Status          *StatusFigures `json:"status,omitempty"`
+	Verify          *VerifyFigures `json:"verify,omitempty"`
+}
+
+// LoadFigures are the fixture load's.
+type LoadFigures struct {
+	Seconds           float64 `json:"seconds"`
+	AccountsPerSecond float64 `json:"accounts_per_second"`
+}
+
+// Process is what one run of the runner binary cost.
+type Process struct {
+	ExitCode   int     `json:"exit_code"`
+	Seconds    float64 `json:"seconds"`      // wall time
+	PeakRSSKiB int64   `json:"peak_rss_kib"` // the child's own, not ours; 0: unknown (Linux only)
+}
+
+// RunnerFigures are the boot run's: every pending step.
+type RunnerFigures struct {
+	Process
+	AccountsPerSecond float64 `json:"accounts_per_second"`
+}
+
+// StatusFigures are what `runner status` says after the boot run.
+type StatusFigures struct {
+	Version int           `json:"version"`
+	Dirty   bool          `json:"dirty"`
+	Steps   []StepFigures `json:"steps"`
+}
+
+// StepFigures are one step's, from its history.
+type StepFigures struct {
+	Version    uint             `json:"version"`
+	Identifier string           `json:"identifier"`
+	State      string           `json:"state"`
+	Seconds    float64          `json:"seconds"`
+	Counts     map[string]int64 `json:"counts,omitempty"`
+}
+
+// VerifyFigures are `runner verify`'s.
+type VerifyFigures struct {
+	Process
+	LegacyAccounts  int     `json:"legacy_accounts"`
+	TenantAccounts  int     `json:"tenant_accounts"`
+	Linked          int     `json:"linked_by_phase1"`
+	OneToOne        int     `json:"one_to_one"`
+	NotMigrated     int     `json:"not_migrated"`
+	MigratedPercent float64 `json:"migrated_percent"`
+	Lost            int     `json:"lost"`
+	OK              bool    `json:"ok"`
+	Problem         string  `json:"problem,omitempty"`
+}
+
+// Passed reports whether the runner succeeded, verify is OK and the tenant
+// accounts are as many as the fixture expects.
+func (f Figures) Passed() bool {
+	return f.Runner != nil && f.Runner.ExitCode == runnerExitOK &&
+		f.Verify != nil && f.Verify.OK && f.Verify.TenantAccounts == f.TenantsExpected
+}
+
+// harness runs the measurements on one database with one runner binary.
+type harness struct {
+	runner string // the runner binary; it runs in its directory, with the config.yaml there
+	db     *mongo.Database
+	env    []string  // the runner's environment
+	log    io.Writer // progress and the runner's output
+	server string    // where the database lives, for the summary; no password
+}
+
+func newHarness(bin, uri string, db *mongo.Database, log io.Writer) *harness {
+	return &harness{runner: bin, db: db, env: runnerEnv(os.Environ(), uri, db.Name()), log: log, server: runner.RedactURI(uri)}
+}
+
+// The variables that point the runner at the test database and make it log
+// text; every other variable of ours, RUNNER_* included, passes through.
+const (
+	envURI       = "RUNNER_MONGODB_URI"
+	envDatabase  = "RUNNER_MONGODB_DATABASE"
+	envLogFormat = "RUNNER_LOG_FORMAT"
+)
+
+// runnerEnv is base with the runner pointed at the test database.
+func runnerEnv(base []string, uri, database string) []string {
+	env := make([]string, 0, len(base)+3)
+	for _, kv := range base {
+		if name, _, _ := strings.Cut(kv, "="); !ourVar(name) {
+			env = append(env, kv)
+		}
+	}
+	return append(env, envURI+"="+uri, envDatabase+"="+database, envLogFormat+"=text")
+}
+
+func ourVar(name string) bool { return name == envURI || name == envDatabase || name == envLogFormat }
+
+// inheritedEnv names the RUNNER_* variables the runner gets from our own
+// environment: they change what is measured.
+func (h *harness) inheritedEnv() []string {
+	var names []string
+	for _, kv := range h.env {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "RUNNER_") && !ourVar(name) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// measure loads opts.Accounts accounts into a fresh database, runs the
+// runner as a service does at boot, then `runner status` and `runner
+// verify`. It returns the figures gathered, even with an error: a failed
+// runner is followed by status and verify all the same.
+func (h *harness) measure(ctx context.Context, opts gen.Options) (Figures, error) {
+	f := Figures{Accounts: opts.Accounts, Seed: opts.Seed}
+	load, x, err := h.load(ctx, opts)
+	if err != nil {
+		return f, err
+	}
+	f.Load, f.TenantsExpected = load, x.TenantsExpected
+
+	var errs []error
+	stages := []func() error{
+		func() (err error) { f.Runner, err = h.boot(ctx, opts.Accounts); return err },
+		func() (err error) { f.Status, err = h.status(ctx); return err },
+		func() (err error) { f.Verify, err = h.verify(ctx); return err },
+	}
+	for _, stage := range stages {
+		if err := stage(); err != nil {
+			errs = append(errs, err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return f, errors.Join(errs...)
+}
+
+func (h *harness) load(ctx context.Context, opts gen.Options) (*LoadFigures, gen.Expectations, error) {
+	if err := h.db.Drop(ctx); err != nil {
+		return nil, gen.Expectations{}, fmt.Errorf("drop database %s: %w", h.db.Name(), err)
+	}
+	fmt.Fprintf(h.log, "loading %d accounts... ", opts.Accounts)
+	start := time.Now()
+	x, err := gen.Load(ctx, h.db, opts)
+	if err != nil {
+		fmt.Fprintln(h.log, "failed")
+		return nil, x, fmt.Errorf("load the fixture: %w", err)
+	}
+	secs := time.Since(start).Seconds()
+	lf := &LoadFigures{Seconds: secs, AccountsPerSecond: float64(opts.Accounts) / secs}
+	fmt.Fprintf(h.log, "%.1f s (%.0f accounts/s)\n", lf.Seconds, lf.AccountsPerSecond)
+	return lf, x, nil
+}
+
+// boot runs the runner with no arguments, as a service at boot.
+func (h *harness) boot(ctx context.Context, accounts int) (*RunnerFigures, error) {
+	fmt.Fprintln(h.log, "running the runner as at boot...")
+	p, err := h.runRunner(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	rf := &RunnerFigures{Process: p, AccountsPerSecond: float64(accounts) / p.Seconds}
+	if p.ExitCode != runnerExitOK {
+		return rf, fmt.Errorf("runner exited with code %d (%s)", p.ExitCode, runnerExitMeaning(p.ExitCode))
+	}
+	return rf, nil
+}
+
+func (h *harness) status(ctx context.Context) (*StatusFigures, error) {
+	fmt.Fprintln(h.log, "runner status --json...")
+	var st runner.Status
+	if _, err := h.runJSON(ctx, &st, runnerExitOK, "status", "--json"); err != nil {
+		return nil, err
+	}
+	sf := &StatusFigures{Version: st.Version, Dirty: st.Dirty, Steps: make([]StepFigures, 0, len(st.Steps))}
+	for _, s := range st.Steps {
+		step := StepFigures{Version: s.Version, Identifier: s.Identifier, State: s.State}
+		if s.Up != nil {
+			step.Seconds = float64(s.Up.DurationMS) / 1000
+			step.Counts = s.Up.Counts
+		}
+		sf.Steps = append(sf.Steps, step)
+	}
+	return sf, nil
+}
+
+func (h *harness) verify(ctx context.Context) (*VerifyFigures, error) {
+	fmt.Fprintln(h.log, "runner verify --json...")
+	var rep verify.Report
+	p, err := h.runJSON(ctx, &rep, runnerExitMismatch, "verify", "--json")
+	if err != nil {
+		return nil, err
+	}
+	vf := &VerifyFigures{
+		Process:        p,
+		LegacyAccounts: rep.LegacyAccounts,
+		TenantAccounts: rep.TenantAccounts,
+		Linked:         rep.Linked,
+		OneToOne:       rep.OneToOne,
+		NotMigrated:    rep.NotMigrated.Count,
+		Lost:           rep.LegacyAccounts - rep.Linked - rep.OneToOne,
+		OK:             rep.OK(),
+		Problem:        rep.Problem(),
+	}
+	if rep.LegacyAccounts > 0 {
+		vf.MigratedPercent = 100 * float64(rep.Linked+rep.OneToOne) / float64(rep.LegacyAccounts)
+	}
+	if vf.OK != (p.ExitCode == runnerExitOK) {
+		return vf, fmt.Errorf("runner verify exited with code %d but its report says ok=%t", p.ExitCode, vf.OK)
+	}
+	return vf, nil
+}
+
+// runJSON runs the runner with args and decodes its standard output into v.
+// Exit codes other than 0 and alsoOK are errors.
+func (h *harness) runJSON(ctx context.Context, v any, alsoOK int, args ...string) (Process, error) {
+	var out bytes.Buffer
+	name := "runner " + strings.Join(args, " ")
+	p, err := h.runRunner(ctx, &out, args...)
+	if err != nil {
+		return p, err
+	}
+	if p.ExitCode != runnerExitOK && p.ExitCode != alsoOK {
+		return p, fmt.Errorf("%s exited with code %d (%s)", name, p.ExitCode, runnerExitMeaning(p.ExitCode))
+	}
+	if err := json.Unmarshal(out.Bytes(), v); err != nil {
+		return p, fmt.Errorf("%s: read its output: %w", name, err)
+	}
+	return p, nil
+}
+
+// runRunner runs the runner binary with args in its directory, its
+// standard error (and standard output, when stdout is nil) streamed to the
+// log, and measures its wall time and peak memory. An exit code is a figure,
+// not an error; an error is a runner that could not start, was killed or was
+// interrupted. When ctx ends, the runner is interrupted as by Ctrl-C and
+// killed if it has not stopped 15 s later.
+func (h *harness) runRunner(ctx context.Context, stdout io.Writer, args ...string) (Process, error) {
+	name := strings.TrimSpace("runner " + strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, h.runner, args...)
+	cmd.Dir = filepath.Dir(h.runner)
+	cmd.Env = h.env
+	logw := &prefixWriter{w: h.log, prefix: "  runner| "}
+	defer logw.Flush()
+	cmd.Stdout, cmd.Stderr = stdout, logw
+	if stdout == nil {
+		cmd.Stdout = logw
+	}
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 15 * time.Second
+
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return Process{ExitCode: -1}, fmt.Errorf("%s: %w", name, err)
+	}
+	rss := watchRSS(cmd.Process.Pid)
+	err := cmd.Wait()
+	p := Process{Seconds: time.Since(start).Seconds(), ExitCode: cmd.ProcessState.ExitCode()}
+	p.PeakRSSKiB = rss.peakKiB(cmd.ProcessState)
+	var exitErr *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		return p, fmt.Errorf("%s: %w", name, context.Cause(ctx))
+	case errors.As(err, &exitErr) && p.ExitCode >= 0:
+		return p, nil
+	case err != nil:
+		return p, fmt.Errorf("%s: %w", name, err)
+	}
+	return p, nil
+}
+
+// runnerExitMeaning names the runner's exit codes (runner --help).
+func runnerExitMeaning(code int) string {
+	switch code {
+	case 1:
+		return "a step failed"
+	case 2:
+		return "bad usage or configuration"
+	case 3:
+		return "MongoDB unreachable or authentication failed"
+	case 4:
+		return "a step was left half done"
+	case 5:
+		return "lock wait exceeded"
+	case 6:
+		return "verify found a mismatch"
+	}
+	return "unknown exit code"
+}
+
+// prefixWriter writes each complete line to w behind prefix, in one Write.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			break
+		}
+		if err := p.writeLine(p.buf[:i+1]); err != nil {
+			return len(b), err
+		}
+		p.buf = p.buf[i+1:]
+	}
+	return len(b), nil
+}
+
+// Flush writes a last line that has no newline.
+func (p *prefixWriter) Flush() {
+	if len(p.buf) > 0 {
+		_ = p.writeLine(append(p.buf, '\n'))
+		p.buf = nil
+	}
+}
+
+func (p *prefixWriter) writeLine(line []byte) error {
+	_, err := p.w.Write(append([]byte(p.prefix), line...))
+	return err
+}

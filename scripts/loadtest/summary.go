@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// report is what loadtest prints: where the figures were taken, the figures,
+// whether they pass and what went wrong.
+type report struct {
+	Server   string `json:"server"`
+	Database string `json:"database"`
+	Figures
+	Passed bool     `json:"passed"`
+	Errors []string `json:"errors,omitempty"`
+}
+
+func newReport(h *harness, f Figures, err error) report {
+	r := report{Server: h.server, Database: h.db.Name(), Figures: f, Passed: err == nil && f.Passed()}
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			r.Errors = append(r.Errors, oneLine(line))
+		}
+	}
+	return r
+}
+
+func printJSON(w io.Writer, r report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// printSummary writes the figures one per line, "name: value"; the parts
+// measure did not reach are left out.
+func printSummary(w io.Writer, r report) error {
+	var b strings.Builder
+	line := func(name, format string, args ...any) {
+		fmt.Fprintf(&b, "%-21s%s\n", name+":", fmt.Sprintf(format, args...))
+	}
+	line("server", "%s", r.Server)
+	line("database", "%s", r.Database)
+	line("accounts", "%d", r.Accounts)
+	line("seed", "%d", r.Seed)
+	if l := r.Load; l != nil {
+		line("load seconds", "%.1f   (%.0f accounts/s)", l.Seconds, l.AccountsPerSecond)
+	}
+	if s := r.Status; s != nil {
+		for _, st := range s.Steps {
+			fmt.Fprintf(&b, "step %d %s: %s\n", st.Version, st.Identifier, stepText(st))
+		}
+		if s.Dirty {
+			line("state", "dirty: a step was left half done")
+		}
+	}
+	if rf := r.Runner; rf != nil {
+		line("runner seconds", "%.2f   (all steps, as at boot)", rf.Seconds)
+		line("accounts per second", "%.0f", rf.AccountsPerSecond)
+		line("runner peak RSS", "%s", mib(rf.PeakRSSKiB))
+		if rf.ExitCode != runnerExitOK {
+			line("runner exit code", "%d (%s)", rf.ExitCode, runnerExitMeaning(rf.ExitCode))
+		}
+	}
+	if v := r.Verify; v != nil {
+		line("verify seconds", "%.2f", v.Seconds)
+		line("verify peak RSS", "%s", mib(v.PeakRSSKiB))
+		line("tenant accounts", "%d (expected %d from the fixture)", v.TenantAccounts, r.TenantsExpected)
+		line("migrated", "%.2f %%", v.MigratedPercent)
+		line("lost", "%d", v.Lost)
+		if v.OK {
+			line("verify", "OK")
+		} else {
+			line("verify", "MISMATCH: %s", v.Problem)
+		}
+	}
+	for _, e := range r.Errors {
+		line("error", "%s", e)
+	}
+	result := "PASS"
+	if !r.Passed {
+		result = "FAIL"
+	}
+	line("result", "%s", result)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// stepText is "0.01 s  k=v ...", or the state when the step is not applied.
+func stepText(st StepFigures) string {
+	if st.State == "pending" {
+		return "pending"
+	}
+	s := fmt.Sprintf("%.2f s", st.Seconds)
+	if st.State != "applied" {
+		s = st.State + " after " + s
+	}
+	keys := make([]string, 0, len(st.Counts))
+	for k := range st.Counts {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		s += fmt.Sprintf("  %s=%d", k, st.Counts[k])
+	}
+	return s
+}
+
+func mib(kib int64) string {
+	if kib <= 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(kib)/1024)
+}
