@@ -436,10 +436,24 @@ func bootFailed(cfg config.Config, opts []Option, err error) (Result, error) {
 // Verify reconciles the legacy accounts with the tenant accounts.
 func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	c := r.cfg.Collections
-	return verify.Run(ctx, r.db, verify.Collections{
+	start := time.Now()
+	r.log.Info("verify: started")
+	next := int64(50000)
+	rep, err := verify.Run(ctx, r.db, verify.Collections{
 		Accounts:                  c.Accounts,
 		TenantsAccounts:           c.TenantsAccounts,
 		ApplicationsOrganizations: c.ApplicationsOrganizations,
 		Links:                     c.Links,
-	}, r.cfg.BatchSize, nil)
+	}, r.cfg.BatchSize, func(read int64) {
+		if read >= next {
+			r.log.WithField("documents", read).Info("verify: progress")
+			next += 50000
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.log.WithFields(logrus.Fields{"duration": time.Since(start).Round(time.Millisecond).String(), "ok": rep.OK(),
+		"legacy_accounts": rep.LegacyAccounts, "tenant_accounts": rep.TenantAccounts}).Info("verify: finished")
+	return rep, nil
 }

@@ -52,7 +52,16 @@ func Start() (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := server.Start(context.Background(), server.Options{Dir: dir})
+	opts := server.Options{Dir: dir}
+	// TESTENV_LOG names a file for the embedded server's own log.
+	if path := os.Getenv("TESTENV_LOG"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, err
+		}
+		opts.Log = f
+	}
+	s, err := server.Start(context.Background(), opts)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

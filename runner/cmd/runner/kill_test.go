@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/scripts/fixture/gen"
+)
+
+// fastLease makes a killed holder block the next run for two seconds only.
+var fastLease = []string{"RUNNER_LOCK_LEASE=2s", "RUNNER_LOCK_HEARTBEAT=500ms", "RUNNER_BATCH_SIZE=100"}
+
+// dumpColl hashes every document of coll by _id.
+func dumpColl(t *testing.T, coll *mongo.Collection) map[string]string {
+	t.Helper()
+	cur, err := coll.Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for cur.Next(context.Background()) {
+		out[cur.Current.Lookup("_id").String()] = fmt.Sprintf("%x", sha256.Sum256(cur.Current))
+	}
+	if err := cur.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func diff(want, got map[string]string) (missing, extra, changed int) {
+	for id, h := range want {
+		switch g, ok := got[id]; {
+		case !ok:
+			missing++
+		case g != h:
+			changed++
+		}
+	}
+	for id := range got {
+		if _, ok := want[id]; !ok {
+			extra++
+		}
+	}
+	return
+}
+
+// killPoint is a moment of a run: the first log line holding every part of
+// event, then delay.
+type killPoint struct {
+	event []string
+	delay time.Duration
+	args  []string // the runner's arguments: none is a run as at boot
+}
+
+func (p killPoint) matches(line string) bool {
+	for _, part := range p.event {
+		if !strings.Contains(line, part) {
+			return false
+		}
+	}
+	return true
+}
+
+// runUntil starts the runner and kills it with SIGKILL at the point; it
+// reports whether the kill came before the runner finished.
+func runUntil(t *testing.T, db string, p killPoint) bool {
+	t.Helper()
+	cmd := exec.Command(bin, p.args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "RUNNER_MONGODB_URI="+env.URI, "RUNNER_MONGODB_DATABASE="+db, "RUNNER_LOG_FORMAT=json")
+	cmd.Env = append(cmd.Env, fastLease...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	hit := make(chan struct{})
+	var last []string
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		found := false
+		for sc.Scan() {
+			if last = append(last, sc.Text()); len(last) > 3 {
+				last = last[1:]
+			}
+			if !found && p.matches(sc.Text()) {
+				found = true
+				close(hit)
+			}
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-hit:
+		time.Sleep(p.delay)
+		killed := cmd.Process.Signal(syscall.SIGKILL) == nil
+		err := <-done
+		return killed && err != nil
+	case err := <-done:
+		<-scanned
+		t.Logf("kill point %q not reached: runner ended (%v): %s", p.event, err, strings.Join(last, " | "))
+		return false
+	case <-time.After(3 * time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("kill point %q not reached in 3 minutes", p.event)
+		return false
+	}
+}
+
+// Killed with SIGKILL at many points spread over every step, then run again:
+// the tenant accounts and links equal those of an uninterrupted run.
+func TestKillAnywhereThenRerun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills the runner a dozen times")
+	}
+	ctx := context.Background()
+	opts := gen.Options{Accounts: 2500, Seed: 21}
+	clean := env.Database(t)
+	if _, err := gen.Load(ctx, clean, opts); err != nil {
+		t.Fatal(err)
+	}
+	if r := runBin(t, clean.Name(), fastLease); r.code != 0 {
+		t.Fatalf("uninterrupted run: %+v", r)
+	}
+	want := [2]map[string]string{dumpColl(t, clean.Collection("tenants_accounts")), dumpColl(t, clean.Collection("tenants_accounts_links"))}
+
+	db := env.Database(t)
+	if _, err := gen.Load(ctx, db, opts); err != nil {
+		t.Fatal(err)
+	}
+	legacy := dumpColl(t, db.Collection("accounts"))
+	started := func(name string) []string { return []string{`"msg":"step started"`, `"name":"` + name + `"`} }
+	finished := func(name string) []string { return []string{`"msg":"step finished"`, `"name":"` + name + `"`} }
+	pass := func(name string) []string { return []string{"phase 1: pass started", name} }
+	var points []killPoint
+	if env.Real() {
+		// FerretDB 1.24 cancels a createIndexes whose client vanished half
+		// way and then panics on every later createIndexes of that
+		// collection ("slice bounds out of range"): a server bug, so this
+		// point runs on real MongoDB only.
+		points = append(points, killPoint{started("commands"), 0, nil})
+	}
+	points = append(points, []killPoint{
+		{pass("1 identities"), 30 * time.Millisecond, nil},
+		{pass("2 groups"), 0, nil},
+		{pass("3 collect"), 100 * time.Millisecond, nil},
+		{pass("4 merge"), 0, nil},
+		{pass("4 merge"), 300 * time.Millisecond, nil},
+		{finished("phase1"), 0, nil},
+		{started("phase2"), 300 * time.Millisecond, nil},
+		{[]string{"phase 2: progress"}, 0, nil},
+		{started("phase2"), 1500 * time.Millisecond, nil},
+		// The run after a kill in phase 2 resumes it, then verifies.
+		{[]string{"verify: started"}, 100 * time.Millisecond, nil},
+		{[]string{"verify: started"}, 100 * time.Millisecond, []string{"verify"}},
+		{[]string{"verify: started"}, 700 * time.Millisecond, []string{"verify"}},
+		{pass("1 identities"), 50 * time.Millisecond, []string{"--phase", "1"}},
+		{pass("4 merge"), 200 * time.Millisecond, []string{"--phase", "1"}},
+	}...)
+	killed := 0
+	for _, p := range points {
+		if runUntil(t, db.Name(), p) {
+			killed++
+		}
+	}
+	if killed < 10 {
+		t.Fatalf("only %d of %d kill points hit a running runner", killed, len(points))
+	}
+	if r := runBin(t, db.Name(), fastLease); r.code != 0 {
+		t.Fatalf("run after the kills: %+v", r)
+	}
+	r := runBin(t, db.Name(), fastLease, "verify", "--json")
+	var rep struct {
+		LegacyAccounts int `json:"legacy_accounts"`
+		Linked         int `json:"linked_by_phase1"`
+		OneToOne       int `json:"one_to_one"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); r.code != 0 || err != nil || rep.Linked+rep.OneToOne != rep.LegacyAccounts || rep.LegacyAccounts != opts.Accounts {
+		t.Fatalf("verify after the kills: %+v (%v) %s", rep, err, r.stderr)
+	}
+	for i, coll := range []string{"tenants_accounts", "tenants_accounts_links"} {
+		got := dumpColl(t, db.Collection(coll))
+		if m, e, c := diff(want[i], got); m+e+c != 0 {
+			t.Errorf("%s after %d kills: %d missing, %d extra, %d different of %d", coll, killed, m, e, c, len(want[i]))
+		}
+	}
+	if m, e, c := diff(legacy, dumpColl(t, db.Collection("accounts"))); m+e+c != 0 {
+		t.Errorf("legacy accounts changed: %d missing, %d extra, %d different", m, e, c)
+	}
+	t.Logf("%d kills; compared %d tenant accounts and %d links document for document; lost 0", killed, len(want[0]), len(want[1]))
+}
+
+// Info-level logs carry no identifiers, emails, names or URI passwords.
+func TestLogsCarryNoPersonalData(t *testing.T) {
+	ctx := context.Background()
+	db := env.Database(t)
+	opts := gen.Options{Accounts: 800, Seed: 4}
+	if _, err := gen.Load(ctx, db, opts); err != nil {
+		t.Fatal(err)
+	}
+	secret := map[string]bool{}
+	err := gen.Accounts(opts, func(a model.LegacyAccount) error {
+		for _, at := range a.AuthTypes {
+			secret[at.Identifier] = true
+		}
+		for _, s := range []string{a.Profile.Email, a.Profile.Phone, a.Username, strings.TrimSpace(a.Profile.FirstName + " " + a.Profile.LastName)} {
+			if len(s) >= 6 {
+				secret[s] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	for _, args := range [][]string{{"--dry-run"}, {}, {"--phase", "1"}, {"status"}, {"verify"}} {
+		r := runBin(t, db.Name(), []string{"RUNNER_LOG_LEVEL=info"}, args...)
+		if r.code != 0 {
+			t.Fatalf("runner %v: %+v", args, r)
+		}
+		logs.WriteString(r.stderr)
+	}
+	text := logs.String()
+	if !strings.Contains(text, "phase 1: report") || !strings.Contains(text, "verify: finished") {
+		t.Fatalf("the logs do not cover the phases: %s", text)
+	}
+	leaks := 0
+	for s := range secret {
+		if strings.Contains(text, s) {
+			leaks++
+			if leaks <= 3 {
+				t.Errorf("personal data in info-level logs: %q", s)
+			}
+		}
+	}
+	t.Logf("checked %d identifiers, emails, phones, usernames and names against %d bytes of logs: %d found", len(secret), len(text), leaks)
+}
