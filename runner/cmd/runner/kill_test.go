@@ -257,3 +257,99 @@ func TestLogsCarryNoPersonalData(t *testing.T) {
 	}
 	t.Logf("checked %d identifiers, emails, phones, usernames and names against %d bytes of logs: %d found", len(secret), len(text), leaks)
 }
+
+// Four runners boot together on one database; the one holding the lock is
+// killed in the middle of phase 1. Another takes over after the lease and
+// completes every step; all the others exit 0.
+func TestConcurrentBootsWithKilledHolder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs four runners over a fixture")
+	}
+	ctx := context.Background()
+	db := env.Database(t)
+	opts := gen.Options{Accounts: 1500, Seed: 8}
+	if _, err := gen.Load(ctx, db, opts); err != nil {
+		t.Fatal(err)
+	}
+	type proc struct {
+		cmd  *exec.Cmd
+		done chan error
+	}
+	const n = 4
+	procs := make([]proc, n)
+	holder := make(chan int, n)
+	for i := range procs {
+		cmd := exec.Command(bin)
+		cmd.Dir = t.TempDir()
+		cmd.Env = append(os.Environ(), "RUNNER_MONGODB_URI="+env.URI, "RUNNER_MONGODB_DATABASE="+db.Name(),
+			"RUNNER_LOG_FORMAT=json", "RUNNER_LOCK_WAIT=3m")
+		cmd.Env = append(cmd.Env, fastLease...)
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[i] = proc{cmd: cmd, done: make(chan error, 1)}
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			sc.Buffer(make([]byte, 1<<20), 1<<20)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), "phase 1: pass started") && strings.Contains(sc.Text(), "3 collect") {
+					holder <- i
+				}
+			}
+		}()
+	}
+	for i := range procs {
+		if err := procs[i].cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { procs[i].done <- procs[i].cmd.Wait() }()
+	}
+	var victim int
+	select {
+	case victim = <-holder:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("no runner reached phase 1")
+	}
+	if err := procs[victim].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for i := range procs {
+		err := <-procs[i].done
+		if i == victim {
+			continue
+		}
+		if err != nil {
+			t.Errorf("runner %d: %v", i, err)
+		}
+	}
+	r := runBin(t, db.Name(), nil, "verify", "--json")
+	if r.code != 0 {
+		t.Fatalf("verify after the takeover: %+v", r)
+	}
+	r = runBin(t, db.Name(), nil, "status", "--json")
+	var st struct {
+		Version int
+		Dirty   bool
+		Steps   []struct {
+			Version int
+			State   string
+			Up      struct {
+				Attempts int
+				Owner    string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.Dirty || st.Version != latest(t) {
+		t.Fatalf("status = %+v, %v", st, err)
+	}
+	for _, s := range st.Steps {
+		want := 1
+		if s.Version == 2 {
+			want = 2 // the killed attempt, then the new owner's
+		}
+		if s.State != "applied" || s.Up.Attempts != want || s.Up.Owner == "" {
+			t.Errorf("step %d: state %s, %d attempts by %q; want applied after %d", s.Version, s.State, s.Up.Attempts, s.Up.Owner, want)
+		}
+	}
+}
