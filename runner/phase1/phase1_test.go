@@ -2,7 +2,6 @@ package phase1_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/phase1"
@@ -46,24 +44,6 @@ func load(t *testing.T, db *mongo.Database, n int) gen.Expectations {
 	return exp
 }
 
-// dump hashes every document of coll, in _id order.
-func dump(t *testing.T, coll *mongo.Collection) map[string]string {
-	t.Helper()
-	cur, err := coll.Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for cur.Next(context.Background()) {
-		id, _ := cur.Current.Lookup("_id").StringValueOK()
-		out[id] = fmt.Sprintf("%x", sha256.Sum256(cur.Current))
-	}
-	if err := cur.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func collections(t *testing.T, db *mongo.Database) []string {
 	t.Helper()
 	names, err := db.ListCollectionNames(context.Background(), bson.D{})
@@ -78,7 +58,7 @@ func TestPhase1OnFixture(t *testing.T) {
 	db := env.Database(t)
 	exp := load(t, db, 4000)
 	ctx := context.Background()
-	legacyBefore := dump(t, db.Collection("accounts"))
+	legacyBefore := testenv.Dump(t, db.Collection("accounts"))
 
 	// Dry run first: it must write nothing.
 	before := collections(t, db)
@@ -160,7 +140,7 @@ func TestPhase1OnFixture(t *testing.T) {
 	}
 
 	// A second run changes nothing.
-	tenantsAfter, linksAfter := dump(t, db.Collection("tenants_accounts")), dump(t, db.Collection("links"))
+	tenantsAfter, linksAfter := testenv.Dump(t, db.Collection("tenants_accounts")), testenv.Dump(t, db.Collection("links"))
 	rep2, err := phase1.Run(ctx, config(db))
 	if err != nil {
 		t.Fatal(err)
@@ -168,10 +148,10 @@ func TestPhase1OnFixture(t *testing.T) {
 	if rep2.TenantsInserted+rep2.TenantsReplaced+rep2.LinksWritten+rep2.Superseded != 0 || rep2.TenantsSame != len(exp.Groups) {
 		t.Errorf("second run wrote: %+v", rep2)
 	}
-	if !maps(dump(t, db.Collection("tenants_accounts")), tenantsAfter) || !maps(dump(t, db.Collection("links")), linksAfter) {
+	if !maps(testenv.Dump(t, db.Collection("tenants_accounts")), tenantsAfter) || !maps(testenv.Dump(t, db.Collection("links")), linksAfter) {
 		t.Errorf("second run changed tenants or links")
 	}
-	if !maps(dump(t, db.Collection("accounts")), legacyBefore) {
+	if !maps(testenv.Dump(t, db.Collection("accounts")), legacyBefore) {
 		t.Errorf("phase 1 changed the legacy accounts")
 	}
 	if got := collections(t, db); slices.Contains(got, "migrations_p1_keys") || slices.Contains(got, "migrations_p1_groups") {
@@ -188,7 +168,7 @@ func TestPhase1InterruptedThenRerun(t *testing.T) {
 	if _, err := phase1.Run(context.Background(), config(clean)); err != nil {
 		t.Fatal(err)
 	}
-	want := [2]map[string]string{dump(t, clean.Collection("tenants_accounts")), dump(t, clean.Collection("links"))}
+	want := [2]map[string]string{testenv.Dump(t, clean.Collection("tenants_accounts")), testenv.Dump(t, clean.Collection("links"))}
 
 	db := env.Database(t)
 	load(t, db, 3000)
@@ -218,7 +198,7 @@ func TestPhase1InterruptedThenRerun(t *testing.T) {
 	if _, err := phase1.Run(context.Background(), config(db)); err != nil {
 		t.Fatal(err)
 	}
-	got := [2]map[string]string{dump(t, db.Collection("tenants_accounts")), dump(t, db.Collection("links"))}
+	got := [2]map[string]string{testenv.Dump(t, db.Collection("tenants_accounts")), testenv.Dump(t, db.Collection("links"))}
 	if !maps(got[0], want[0]) || !maps(got[1], want[1]) {
 		t.Errorf("after %d interrupted runs and a re-run: %d tenants, %d links; an uninterrupted run gives %d, %d (or contents differ)",
 			interrupted, len(got[0]), len(got[1]), len(want[0]), len(want[1]))

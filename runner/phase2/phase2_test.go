@@ -2,7 +2,6 @@ package phase2_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -76,20 +75,6 @@ func prepared(t *testing.T, n int) (*mongo.Database, gen.Expectations) {
 	return db, exp
 }
 
-func dump(t *testing.T, coll *mongo.Collection) map[string]string {
-	t.Helper()
-	cur, err := coll.Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for cur.Next(context.Background()) {
-		id, _ := cur.Current.Lookup("_id").StringValueOK()
-		out[id] = fmt.Sprintf("%x", sha256.Sum256(cur.Current))
-	}
-	return out
-}
-
 func TestPhase2MovesTheRestOnce(t *testing.T) {
 	probe := env.Database(t)
 	for _, fallback := range paths(t, probe) {
@@ -100,12 +85,12 @@ func TestPhase2MovesTheRestOnce(t *testing.T) {
 
 			dry := config(db, fallback)
 			dry.DryRun = true
-			before := dump(t, db.Collection(names.TenantsAccounts))
+			before := testenv.Dump(t, db.Collection(names.TenantsAccounts))
 			drep, err := phase2.Run(ctx, dry)
 			if err != nil || drep.Inserted != one {
 				t.Fatalf("dry run = %+v, %v; want %d to insert", drep, err, one)
 			}
-			if fmt.Sprint(dump(t, db.Collection(names.TenantsAccounts))) != fmt.Sprint(before) {
+			if fmt.Sprint(testenv.Dump(t, db.Collection(names.TenantsAccounts))) != fmt.Sprint(before) {
 				t.Fatal("dry run wrote tenant accounts")
 			}
 
@@ -119,12 +104,12 @@ func TestPhase2MovesTheRestOnce(t *testing.T) {
 			if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != int64(exp.TenantsExpected) {
 				t.Errorf("%d tenant accounts, fixture expects %d", n, exp.TenantsExpected)
 			}
-			after := dump(t, db.Collection(names.TenantsAccounts))
+			after := testenv.Dump(t, db.Collection(names.TenantsAccounts))
 			rep, err = phase2.Run(ctx, config(db, fallback))
 			if err != nil || rep.Inserted != 0 || rep.Refreshed != 0 || rep.Unchanged != one {
 				t.Errorf("re-run = %+v, %v; want nothing written", rep, err)
 			}
-			if fmt.Sprint(dump(t, db.Collection(names.TenantsAccounts))) != fmt.Sprint(after) {
+			if fmt.Sprint(testenv.Dump(t, db.Collection(names.TenantsAccounts))) != fmt.Sprint(after) {
 				t.Error("re-run changed tenant accounts")
 			}
 		})
@@ -198,7 +183,7 @@ func TestPhase2InterruptedThenRerun(t *testing.T) {
 				t.Fatal(err)
 			}
 			full := time.Since(start)
-			want := dump(t, clean.Collection(names.TenantsAccounts))
+			want := testenv.Dump(t, clean.Collection(names.TenantsAccounts))
 
 			db, _ := prepared(t, 2500)
 			cfg := config(db, fallback)
@@ -221,7 +206,7 @@ func TestPhase2InterruptedThenRerun(t *testing.T) {
 			if _, err := phase2.Run(context.Background(), cfg); err != nil {
 				t.Fatal(err)
 			}
-			if got := dump(t, db.Collection(names.TenantsAccounts)); fmt.Sprint(got) != fmt.Sprint(want) {
+			if got := testenv.Dump(t, db.Collection(names.TenantsAccounts)); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("after %d interrupted runs (%d resumed from a checkpoint): %d tenants, a clean run %d (or contents differ)", interrupted, resumed, len(got), len(want))
 			}
 			if n, _ := db.Collection("migrations_state").CountDocuments(context.Background(), bson.D{{Key: "_id", Value: "phase2_checkpoint"}}); n != 0 {
@@ -240,12 +225,12 @@ func TestPhase2BadData(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	before := dump(t, db.Collection(names.TenantsAccounts))
+	before := testenv.Dump(t, db.Collection(names.TenantsAccounts))
 	rep, err := phase2.Run(ctx, config(db, true))
 	if !errors.Is(err, phase2.ErrInvalidData) || rep.Invalid != 2 {
 		t.Fatalf("phase 2 over bad data = %+v, %v; want ErrInvalidData for 2", rep, err)
 	}
-	if fmt.Sprint(dump(t, db.Collection(names.TenantsAccounts))) != fmt.Sprint(before) {
+	if fmt.Sprint(testenv.Dump(t, db.Collection(names.TenantsAccounts))) != fmt.Sprint(before) {
 		t.Fatal("phase 2 wrote despite bad data")
 	}
 	cfg := config(db, true)

@@ -6,6 +6,7 @@ package testenv
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
@@ -107,4 +109,23 @@ func (e *Env) Database(t testing.TB) *mongo.Database {
 	db := e.Connect(t).Database(DBName(t))
 	t.Cleanup(func() { _ = db.Drop(context.Background()) })
 	return db
+}
+
+// Dump hashes every document of coll, keyed by its _id: two dumps are equal
+// when the collections hold the same documents, byte for byte.
+func Dump(t testing.TB, coll *mongo.Collection) map[string]string {
+	t.Helper()
+	cur, err := coll.Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		t.Fatalf("dump %s: %v", coll.Name(), err)
+	}
+	defer cur.Close(context.Background())
+	out := map[string]string{}
+	for cur.Next(context.Background()) {
+		out[cur.Current.Lookup("_id").String()] = fmt.Sprintf("%x", sha256.Sum256(cur.Current))
+	}
+	if err := cur.Err(); err != nil {
+		t.Fatalf("dump %s: %v", coll.Name(), err)
+	}
+	return out
 }

@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,33 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
+	"github.com/tenantmigrate/runner/scripts/testenv"
 )
 
 // fastLease makes a killed holder block the next run for two seconds only.
 var fastLease = []string{"RUNNER_LOCK_LEASE=2s", "RUNNER_LOCK_HEARTBEAT=500ms", "RUNNER_BATCH_SIZE=100"}
-
-// dumpColl hashes every document of coll by _id.
-func dumpColl(t *testing.T, coll *mongo.Collection) map[string]string {
-	t.Helper()
-	cur, err := coll.Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for cur.Next(context.Background()) {
-		out[cur.Current.Lookup("_id").String()] = fmt.Sprintf("%x", sha256.Sum256(cur.Current))
-	}
-	if err := cur.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 func diff(want, got map[string]string) (missing, extra, changed int) {
 	for id, h := range want {
@@ -143,13 +121,13 @@ func TestKillAnywhereThenRerun(t *testing.T) {
 	if r := runBin(t, clean.Name(), fastLease); r.code != 0 {
 		t.Fatalf("uninterrupted run: %+v", r)
 	}
-	want := [2]map[string]string{dumpColl(t, clean.Collection("tenants_accounts")), dumpColl(t, clean.Collection("tenants_accounts_links"))}
+	want := [2]map[string]string{testenv.Dump(t, clean.Collection("tenants_accounts")), testenv.Dump(t, clean.Collection("tenants_accounts_links"))}
 
 	db := env.Database(t)
 	if _, err := gen.Load(ctx, db, opts); err != nil {
 		t.Fatal(err)
 	}
-	legacy := dumpColl(t, db.Collection("accounts"))
+	legacy := testenv.Dump(t, db.Collection("accounts"))
 	started := func(name string) []string { return []string{`"msg":"step started"`, `"name":"` + name + `"`} }
 	finished := func(name string) []string { return []string{`"msg":"step finished"`, `"name":"` + name + `"`} }
 	pass := func(name string) []string { return []string{"phase 1: pass started", name} }
@@ -200,12 +178,12 @@ func TestKillAnywhereThenRerun(t *testing.T) {
 		t.Fatalf("verify after the kills: %+v (%v) %s", rep, err, r.stderr)
 	}
 	for i, coll := range []string{"tenants_accounts", "tenants_accounts_links"} {
-		got := dumpColl(t, db.Collection(coll))
+		got := testenv.Dump(t, db.Collection(coll))
 		if m, e, c := diff(want[i], got); m+e+c != 0 {
 			t.Errorf("%s after %d kills: %d missing, %d extra, %d different of %d", coll, killed, m, e, c, len(want[i]))
 		}
 	}
-	if m, e, c := diff(legacy, dumpColl(t, db.Collection("accounts"))); m+e+c != 0 {
+	if m, e, c := diff(legacy, testenv.Dump(t, db.Collection("accounts"))); m+e+c != 0 {
 		t.Errorf("legacy accounts changed: %d missing, %d extra, %d different", m, e, c)
 	}
 	t.Logf("%d kills; compared %d tenant accounts and %d links document for document; lost 0", killed, len(want[0]), len(want[1]))
