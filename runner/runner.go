@@ -29,8 +29,10 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/readpref"
 
 	"github.com/tenantmigrate/runner/migrations"
+	"github.com/tenantmigrate/runner/runner/capability"
 	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/runner/progress"
 	"github.com/tenantmigrate/runner/runner/verify"
 )
 
@@ -46,6 +48,9 @@ type Runner struct {
 	goStep map[string]mongomigrate.StepFunc
 	owner  string
 	host   string
+	// progress shows long work: a bar on a terminal, log lines otherwise.
+	progress progress.Reporter
+	caps     capability.Caps
 }
 
 // Option customises a Runner.
@@ -53,6 +58,9 @@ type Option func(*Runner)
 
 // WithLogger makes the runner log through l (a service's own logger).
 func WithLogger(l logrus.FieldLogger) Option { return func(r *Runner) { r.log = l } }
+
+// WithProgress makes the runner show long work through p.
+func WithProgress(p progress.Reporter) Option { return func(r *Runner) { r.progress = p } }
 
 // WithSteps replaces the embedded migrations/ steps and Go step registry;
 // for services with steps of their own, and for tests.
@@ -85,6 +93,13 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 	}
 	r.client = client
 	r.db = client.Database(cfg.MongoDB.Database)
+	if r.caps, err = capability.Detect(ctx, r.db); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if r.progress == nil {
+		r.progress = progress.NewLog(r.log, 10*time.Second)
+	}
 	r.log.WithFields(logrus.Fields{"uri": RedactURI(cfg.MongoDB.URI), "database": cfg.MongoDB.Database, "owner": r.owner}).Debug("connected")
 	return r, nil
 }
@@ -438,17 +453,21 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	c := r.cfg.Collections
 	start := time.Now()
 	r.log.Info("verify: started")
-	next := int64(50000)
+	total := r.estimate(ctx, c.Accounts)
+	if total > 0 {
+		total += r.estimate(ctx, c.TenantsAccounts)
+	}
+	task := r.progress.Start("verify", total)
+	defer task.Done()
+	seen := int64(0)
 	rep, err := verify.Run(ctx, r.db, verify.Collections{
 		Accounts:                  c.Accounts,
 		TenantsAccounts:           c.TenantsAccounts,
 		ApplicationsOrganizations: c.ApplicationsOrganizations,
 		Links:                     c.Links,
 	}, r.cfg.BatchSize, func(read int64) {
-		if read >= next {
-			r.log.WithField("documents", read).Info("verify: progress")
-			next += 50000
-		}
+		task.Add(read - seen)
+		seen = read
 	})
 	if err != nil {
 		return nil, err
@@ -456,4 +475,17 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	r.log.WithFields(logrus.Fields{"duration": time.Since(start).Round(time.Millisecond).String(), "ok": rep.OK(),
 		"legacy_accounts": rep.LegacyAccounts, "tenant_accounts": rep.TenantAccounts}).Info("verify: finished")
 	return rep, nil
+}
+
+// estimate is coll's document count when the server knows it cheaply
+// (MongoDB's collection metadata), else 0: FerretDB counts with a full scan.
+func (r *Runner) estimate(ctx context.Context, coll string) int64 {
+	if r.caps.Server != "mongodb" {
+		return 0
+	}
+	n, err := r.db.Collection(coll).EstimatedDocumentCount(ctx)
+	if err != nil {
+		return 0
+	}
+	return n
 }

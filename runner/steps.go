@@ -72,6 +72,8 @@ func (r *Runner) phase1Config(dry bool) phase1.Config {
 		SkipInvalid:               r.cfg.SkipInvalid,
 		DryRun:                    dry,
 		Log:                       r.log,
+		Progress:                  r.progress,
+		Total:                     r.estimate(context.Background(), c.Accounts),
 	}
 }
 
@@ -87,6 +89,8 @@ func (r *Runner) phase2Config(dry bool) phase2.Config {
 		SkipInvalid: r.cfg.SkipInvalid,
 		DryRun:      dry,
 		Log:         r.log,
+		Progress:    r.progress,
+		Total:       r.estimate(context.Background(), c.Accounts),
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/progress"
 )
 
 // How phase 1 runs, in four streaming passes that need no aggregation, no
@@ -64,6 +65,10 @@ type Config struct {
 	// DryRun writes nothing: scratch state is kept in memory instead.
 	DryRun bool
 	Log    logrus.FieldLogger
+	// Progress shows the passes; nil shows nothing. Total is the number
+	// of legacy accounts if known cheaply, else 0.
+	Progress progress.Reporter
+	Total    int64
 }
 
 // maxListed bounds the ids a report lists per kind.
@@ -200,6 +205,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 1000
 	}
+	if cfg.Progress == nil {
+		cfg.Progress = progress.Discard{}
+	}
 	rep := &Report{DryRun: cfg.DryRun, GroupSizes: map[int]int{}, InvalidReasons: map[string]int{},
 		ConflictFields: map[string]int{}, Durations: map[string]string{}}
 	p := &run{cfg: cfg, rep: rep}
@@ -317,8 +325,11 @@ func (p *run) scanIdentities(ctx context.Context) error {
 	}
 	proj := bson.D{{Key: "app_org_id", Value: 1}, {Key: "auth_types", Value: 1}, {Key: "date_created", Value: 1}}
 	buf := make([]keyDoc, 0, p.cfg.Batch)
+	task := p.cfg.Progress.Start("phase 1: identities", p.cfg.Total)
+	defer task.Done()
 	err := scan(ctx, p.cfg.DB.Collection(p.cfg.Accounts), p.cfg.Batch, proj, func(raw bson.Raw) error {
 		p.rep.Accounts++
+		task.Add(1)
 		var d bson.D
 		if err := bson.Unmarshal(raw, &d); err != nil {
 			return fmt.Errorf("decode account: %w", err)
@@ -349,9 +360,6 @@ func (p *run) scanIdentities(ctx context.Context) error {
 				return err
 			}
 			buf = buf[:0]
-		}
-		if p.rep.Accounts%50000 == 0 {
-			p.cfg.Log.WithField("accounts", p.rep.Accounts).Info("phase 1: scanning identities")
 		}
 		return nil
 	})
@@ -468,7 +476,10 @@ func (p *run) collectMembers(ctx context.Context) error {
 	}
 	defer tenants.Close(ctx)
 	buf := make([]groupDoc, 0, p.cfg.Batch)
+	task := p.cfg.Progress.Start("phase 1: collect groups", p.cfg.Total)
+	defer task.Done()
 	err = scan(ctx, p.cfg.DB.Collection(p.cfg.Accounts), p.cfg.Batch, nil, func(raw bson.Raw) error {
+		task.Add(1)
 		id, ok := raw.Lookup("_id").StringValueOK()
 		if !ok {
 			return nil
@@ -520,7 +531,10 @@ func (p *run) mergeGroups(ctx context.Context) error {
 		}
 	}
 	w := newWriter(p.cfg, p.rep)
+	task := p.cfg.Progress.Start("phase 1: merge groups", int64(p.rep.Groups))
+	defer task.Done()
 	err := p.groups.groups(ctx, func(members []groupDoc) error {
+		task.Add(1)
 		if err := p.mergeOne(members, w); err != nil {
 			return err
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
@@ -43,8 +42,11 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *
 
 	w := &batchWriter{cfg: cfg, rep: rep}
 	read := 0
+	task := cfg.Progress.Start("phase 2: copy", cfg.Total)
+	defer task.Done()
 	err = sorted.Each(ctx, cfg.DB.Collection(cfg.Names.Accounts), filter, nil, cfg.Batch, func(raw bson.Raw) error {
 		read++
+		task.Add(1)
 		id, ok := raw.Lookup("_id").StringValueOK()
 		if !ok {
 			return nil // counted by checkInvalid
@@ -87,9 +89,6 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *
 			if err := w.flush(ctx); err != nil {
 				return err
 			}
-		}
-		if read%(cfg.Batch*20) == 0 {
-			cfg.Log.WithFields(logrus.Fields{"read": read, "inserted": rep.Inserted, "refreshed": rep.Refreshed}).Info("phase 2: progress")
 		}
 		return nil
 	})

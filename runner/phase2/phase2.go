@@ -35,6 +35,7 @@ import (
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/capability"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/progress"
 )
 
 // Config configures a run.
@@ -52,6 +53,10 @@ type Config struct {
 	// ForceFallback runs the Go path even where $merge exists (tests).
 	ForceFallback bool
 	Log           logrus.FieldLogger
+	// Progress shows the copy; nil shows nothing. Total is the number of
+	// legacy accounts if known cheaply, else 0.
+	Progress progress.Reporter
+	Total    int64
 }
 
 // Paths.
@@ -117,6 +122,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 1000
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = progress.Discard{}
 	}
 	caps, err := capability.Detect(ctx, cfg.DB)
 	if err != nil {
@@ -264,6 +272,8 @@ func runMerge(ctx context.Context, cfg Config, valid []string, rep *Report) erro
 		}
 		rep.Resumed = after
 	}
+	task := cfg.Progress.Start("phase 2: $merge", cfg.Total)
+	defer task.Done()
 	for {
 		r := &pipelines.Range{After: after}
 		if cfg.RangeSize > 0 {
@@ -278,6 +288,7 @@ func runMerge(ctx context.Context, cfg Config, valid []string, rep *Report) erro
 		}
 		// Counting first, with the same stages, says what the write will
 		// do: $merge itself reports nothing.
+		before := rep.Inserted + rep.Refreshed + rep.Unchanged
 		if err := preview(ctx, cfg, valid, r, rep); err != nil {
 			return err
 		}
@@ -289,6 +300,7 @@ func runMerge(ctx context.Context, cfg Config, valid []string, rep *Report) erro
 			cur.Close(ctx)
 		}
 		rep.Ranges++
+		task.Add(rep.Inserted + rep.Refreshed + rep.Unchanged - before)
 		if r == nil || r.Through == "" {
 			break
 		}

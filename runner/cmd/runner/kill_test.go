@@ -147,7 +147,7 @@ func TestKillAnywhereThenRerun(t *testing.T) {
 		{pass("4 merge"), 300 * time.Millisecond, nil},
 		{finished("phase1"), 0, nil},
 		{started("phase2"), 300 * time.Millisecond, nil},
-		{[]string{"phase 2: progress"}, 0, nil},
+		{started("phase2"), 800 * time.Millisecond, nil},
 		{started("phase2"), 1500 * time.Millisecond, nil},
 		// The run after a kill in phase 2 resumes it, then verifies.
 		{[]string{"verify: started"}, 100 * time.Millisecond, nil},

@@ -16,11 +16,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 
 	"github.com/tenantmigrate/runner/runner"
 	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/lease"
+	"github.com/tenantmigrate/runner/runner/progress"
 )
 
 const usage = `runner: migrate legacy per-app accounts into per-organisation tenant accounts.
@@ -106,7 +108,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	r, err := runner.New(ctx, cfg, runner.WithLogger(runner.NewLogger(cfg.Log, os.Stderr)))
+	log := runner.NewLogger(cfg.Log, os.Stderr)
+	opts := []runner.Option{runner.WithLogger(log)}
+	if _, text := log.Formatter.(*logrus.TextFormatter); text && isTerminal(os.Stderr) {
+		opts = append(opts, runner.WithProgress(progress.NewBar(os.Stderr)))
+	}
+	r, err := runner.New(ctx, cfg, opts...)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -165,6 +172,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func fail(stderr io.Writer, err error) int {
