@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/migrations"
 	"github.com/tenantmigrate/runner/runner"
@@ -40,8 +41,8 @@ func testConfig(t *testing.T) (config.Config, *mongo.Database) {
 	cfg := config.Default()
 	cfg.MongoDB.URI = env.URI
 	cfg.MongoDB.Database = db.Name()
-	cfg.Lock.Lease = 2 * time.Second
-	cfg.Lock.Heartbeat = 500 * time.Millisecond
+	cfg.Lock.Lease = 4 * time.Second
+	cfg.Lock.Heartbeat = time.Second
 	cfg.Lock.Wait = 20 * time.Second
 	return cfg, db
 }
@@ -559,5 +560,100 @@ func TestEndToEndOnFixture(t *testing.T) {
 	}
 	if rep, err := r.Verify(ctx); err != nil || !rep.OK() || rep.TenantAccounts != exp.TenantsExpected {
 		t.Fatalf("verify after down and up = %+v, %v", rep, err)
+	}
+}
+
+// Legacy accounts inserted and updated while phase 2 runs, and after it, are
+// migrated and refreshed by the next runs; a new account of a person already
+// migrated joins that person's tenant account.
+func TestConcurrentEditsThenRerun(t *testing.T) {
+	cfg, db := testConfig(t)
+	ctx := context.Background()
+	opts := gen.Options{Accounts: 1500, Seed: 13}
+	exp, err := gen.Load(ctx, db, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRunner(t, cfg)
+	if _, err := r.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	accounts := db.Collection("accounts")
+	var someone bson.M // a one-to-one account whose person gains a second account
+	if err := db.Collection("tenants_accounts").FindOne(ctx, bson.D{{Key: "org_apps_memberships", Value: bson.D{{Key: "$size", Value: 1}}},
+		{Key: "auth_types.auth_type_code", Value: "email"}}).Decode(&someone); err != nil {
+		t.Fatal(err)
+	}
+	var email string
+	for _, at := range someone["auth_types"].(bson.A) {
+		if m := at.(bson.M); m["auth_type_code"] == "email" {
+			email = m["identifier"].(string)
+		}
+	}
+	var appOrg string
+	for _, ao := range gen.AppOrgs(opts) {
+		if ao.OrgID == someone["org_id"] && ao.ID != someone["org_apps_memberships"].(bson.A)[0].(bson.M)["app_org_id"] {
+			appOrg = ao.ID
+		}
+	}
+	newAccount := func(id, ao, identifier string) bson.D {
+		return bson.D{{Key: "_id", Value: id}, {Key: "app_org_id", Value: ao}, {Key: "date_created", Value: time.Now().UTC()},
+			{Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: identifier}}}}}
+	}
+	// Edits while phase 2 runs again.
+	done := make(chan error, 1)
+	go func() { _, err := r.Phase(ctx, 2); done <- err }()
+	later := time.Now().UTC().Add(time.Minute).Truncate(time.Millisecond)
+	var updated []string
+	cur, err := accounts.Find(ctx, bson.D{}, options.Find().SetLimit(20).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cur.Next(ctx) {
+		id := cur.Current.Lookup("_id").StringValue()
+		if _, err := accounts.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: later}, {Key: "username", Value: "edited-" + id}}}}); err != nil {
+			t.Fatal(err)
+		}
+		updated = append(updated, id)
+	}
+	for i := 0; i < 30; i++ {
+		if _, err := accounts.InsertOne(ctx, newAccount(fmt.Sprintf("zz-new-%02d", i), appOrg, fmt.Sprintf("new-%d@example.org", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil && !errors.Is(err, runner.ErrMismatch) {
+		t.Fatalf("phase 2 during edits: %v", err)
+	}
+	// After: one more account, of a person already migrated.
+	if _, err := accounts.InsertOne(ctx, newAccount("zz-joiner", appOrg, email)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Phase(ctx, 1); err != nil && !errors.Is(err, runner.ErrMismatch) {
+		t.Fatal(err)
+	}
+	if _, err := r.Phase(ctx, 2); err != nil {
+		t.Fatalf("phase 2 after the edits: %v", err)
+	}
+	rep, err := r.Verify(ctx)
+	if err != nil || !rep.OK() || rep.LegacyAccounts != exp.Accounts+31 {
+		t.Fatalf("verify = %+v (%s), %v", rep, rep.Problem(), err)
+	}
+	for _, id := range updated {
+		var tn bson.M
+		var link bson.M
+		tenantID := id
+		if db.Collection("tenants_accounts_links").FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&link) == nil {
+			continue // merged by phase 1: the survivor's fields win
+		}
+		if err := db.Collection("tenants_accounts").FindOne(ctx, bson.D{{Key: "_id", Value: tenantID}}).Decode(&tn); err != nil || tn["username"] != "edited-"+id {
+			t.Errorf("tenant %s not refreshed: %v, %v", id, tn["username"], err)
+		}
+	}
+	var tn bson.M
+	if err := db.Collection("tenants_accounts").FindOne(ctx, bson.D{{Key: "_id", Value: someone["_id"]}}).Decode(&tn); err != nil || len(tn["org_apps_memberships"].(bson.A)) != 2 {
+		t.Errorf("the joining account did not join its person's tenant account: %v, %v", tn["org_apps_memberships"], err)
+	}
+	if n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{{Key: "_id", Value: "zz-joiner"}}); n != 0 {
+		t.Error("the joining account kept a tenant account of its own")
 	}
 }

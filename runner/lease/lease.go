@@ -192,7 +192,9 @@ func (l *Lease) heartbeat() {
 		case <-t.C:
 		}
 		now := o.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), o.Renew)
+		// A slow server may take longer than a heartbeat period to answer:
+		// wait for it as long as the lease lasts, not just one period.
+		ctx, cancel := context.WithTimeout(context.Background(), max(o.Renew, expires.Sub(now)))
 		res, err := o.Coll.UpdateOne(ctx,
 			bson.D{{Key: "_id", Value: l.id}, {Key: "owner", Value: o.Owner}},
 			bson.D{{Key: "$set", Value: bson.D{{Key: "heartbeat_at", Value: now}, {Key: "expires_at", Value: now.Add(o.TTL)}}}})

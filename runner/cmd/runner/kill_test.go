@@ -16,8 +16,8 @@ import (
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
 
-// fastLease makes a killed holder block the next run for two seconds only.
-var fastLease = []string{"RUNNER_LOCK_LEASE=2s", "RUNNER_LOCK_HEARTBEAT=500ms", "RUNNER_BATCH_SIZE=100"}
+// fastLease makes a killed holder block the next run for three seconds only.
+var fastLease = []string{"RUNNER_LOCK_LEASE=3s", "RUNNER_LOCK_HEARTBEAT=1s", "RUNNER_BATCH_SIZE=100"}
 
 func diff(want, got map[string]string) (missing, extra, changed int) {
 	for id, h := range want {
