@@ -377,7 +377,9 @@ func (d *Driver) Run(r io.Reader) error {
 		c, err = d.runStep(stepCtx, step)
 	}
 	if err != nil {
-		if cause := context.Cause(stepCtx); errors.Is(cause, lease.ErrLost) {
+		// Name the lost lease only when it is what stopped the step; a step
+		// that failed on its own (a lost connection) keeps its own error.
+		if cause := context.Cause(stepCtx); errors.Is(cause, lease.ErrLost) && errors.Is(err, context.Canceled) {
 			err = fmt.Errorf("%w (%v)", lease.ErrLost, err)
 		}
 		err = &StepError{Version: version, Direction: direction, Name: step.Name, Err: err}
