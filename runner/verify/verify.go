@@ -146,8 +146,23 @@ func (r *Report) Print(w io.Writer) {
 }
 
 type legacyRow struct {
-	ID       string `bson:"_id"`
-	AppOrgID string `bson:"app_org_id"`
+	RawID    bson.RawValue `bson:"_id"`
+	AppOrgID any           `bson:"app_org_id"`
+	ID       string        `bson:"-"`
+}
+
+// key is the row's _id as a join key. No tenant or link has a non-string
+// _id, so such an account can only be reported: its key starts with a NUL
+// byte and can match nothing.
+func (r *legacyRow) key() string {
+	if r.ID == "" {
+		if s, ok := r.RawID.StringValueOK(); ok {
+			r.ID = s
+		} else {
+			r.ID = "\x00" + r.RawID.String()
+		}
+	}
+	return r.ID
 }
 
 type membershipRow struct {
@@ -174,7 +189,7 @@ func Run(ctx context.Context, db *mongo.Database, c Collections, batch int, prog
 		return nil, err
 	}
 	byID := bson.D{{Key: "_id", Value: 1}}
-	legacy, err := openStream[legacyRow](ctx, db.Collection(c.Accounts), batch, byID, bson.D{{Key: "app_org_id", Value: 1}}, func(r legacyRow) string { return r.ID })
+	legacy, err := openStream[legacyRow](ctx, db.Collection(c.Accounts), batch, byID, bson.D{{Key: "app_org_id", Value: 1}}, func(r legacyRow) string { return r.key() })
 	if err != nil {
 		return nil, fmt.Errorf("verify: read legacy accounts: %w", err)
 	}
@@ -270,11 +285,13 @@ func (v *verifier) danglingLink(l Link) {
 // account with the links that point at it.
 func (v *verifier) check(id string, l legacyRow, hasL bool, k Link, hasK bool, t tenantRow, hasT bool, tl []Link) {
 	rep := v.rep
+	ao, _ := l.AppOrgID.(string)
+	shown := strings.TrimPrefix(id, "\x00") // a non-string _id, shown as such
 	if hasL {
 		rep.LegacyAccounts++
-		org, ok := v.orgOf[l.AppOrgID]
+		org, ok := v.orgOf[ao]
 		if !ok {
-			rep.NoAppOrg.add(id)
+			rep.NoAppOrg.add(shown)
 			org = "(no org)"
 		}
 		v.org(org).Legacy++
@@ -284,11 +301,11 @@ func (v *verifier) check(id string, l legacyRow, hasL bool, k Link, hasK bool, t
 			rep.InTwoTenants.add(id)
 		case hasK:
 			// Judged with its tenant's links.
-		case hasT && holds(t, model.MembershipID(l.AppOrgID, id), l.AppOrgID):
+		case hasT && holds(t, model.MembershipID(ao, id), ao):
 			rep.OneToOne++
 			v.org(org).Migrated++
 		default:
-			rep.NotMigrated.add(id)
+			rep.NotMigrated.add(shown)
 		}
 	} else if hasK {
 		rep.OrphanLinks.add(id)
@@ -316,7 +333,7 @@ func (v *verifier) check(id string, l legacyRow, hasL bool, k Link, hasK bool, t
 	}
 	own := ""
 	if hasL && !hasK {
-		own = model.MembershipID(l.AppOrgID, id)
+		own = model.MembershipID(ao, id)
 	}
 	seen := map[string]bool{}
 	for _, m := range t.Memberships {

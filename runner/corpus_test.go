@@ -1,0 +1,140 @@
+package runner_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
+
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/scripts/fixture/gen"
+	"github.com/tenantmigrate/runner/scripts/testenv"
+)
+
+// A corpus of malformed and extreme legacy accounts, each with its asserted
+// outcome: migrated (into the tenant named), or left out and reported.
+func TestBadInputCorpus(t *testing.T) {
+	cfg, db := testConfig(t)
+	cfg.SkipInvalid = true
+	ctx := context.Background()
+	aos := gen.AppOrgs(gen.Options{})
+	ao1, ao2 := aos[0].ID, ""
+	for _, ao := range aos[1:] {
+		if ao.OrgID == aos[0].OrgID {
+			ao2 = ao.ID
+			break
+		}
+	}
+	var appOrgs []any
+	for _, ao := range aos {
+		appOrgs = append(appOrgs, ao)
+	}
+	appOrgs = append(appOrgs, bson.D{{Key: "_id", Value: "ao-orphan"}, {Key: "app_id", Value: "x"}})
+	if _, err := db.Collection("applications_organizations").InsertMany(ctx, appOrgs); err != nil {
+		t.Fatal(err)
+	}
+	email := func(id string) bson.A {
+		return bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: id}}}
+	}
+	acct := func(id any, ao any, auth any, extra ...bson.E) bson.D {
+		d := bson.D{{Key: "_id", Value: id}, {Key: "app_org_id", Value: ao}, {Key: "date_created", Value: time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)}}
+		if auth != nil {
+			d = append(d, bson.E{Key: "auth_types", Value: auth})
+		}
+		return append(d, extra...)
+	}
+	big := strings.Repeat("x", 15<<20)
+	cases := []struct {
+		name   string
+		docs   []bson.D
+		tenant string // "" = not migrated, reported
+	}{
+		{"missing auth_types", []bson.D{acct("c-noauth", ao1, nil)}, ""},
+		{"empty auth_types", []bson.D{acct("c-emptyauth", ao1, bson.A{})}, ""},
+		{"null identifier", []bson.D{acct("c-nullid", ao1, bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: nil}}})}, ""},
+		{"empty identifier", []bson.D{acct("c-emptyid", ao1, email(""))}, ""},
+		{"string where an array belongs", []bson.D{acct("c-stringauth", ao1, "email:x@y")}, ""},
+		{"number _id", []bson.D{acct(int64(42), ao1, email("n42@x.org"))}, ""},
+		{"ObjectId _id", []bson.D{acct(primitive.NewObjectID(), ao1, email("oid@x.org"))}, ""},
+		{"dangling app_org_id", []bson.D{acct("c-dangling", "ao-nowhere", email("d@x.org"))}, ""},
+		{"app-org without org", []bson.D{acct("c-orphanorg", "ao-orphan", email("o@x.org"))}, ""},
+		{"two accounts on one app-org", []bson.D{acct("c-dup-a", ao1, email("dup@x.org")), acct("c-dup-b", ao1, email("dup@x.org"))}, "c-dup-a"},
+		{"near 16 MB", []bson.D{acct("c-big", ao1, email("big@x.org"), bson.E{Key: "preferences", Value: bson.D{{Key: "blob", Value: big}}})}, "c-big"},
+		{"unicode everywhere", []bson.D{
+			acct("c-ünï-çødé-名前", ao1, email("josé.müller@exämple.org"), bson.E{Key: "profile", Value: bson.D{{Key: "first_name", Value: "Zoë 🌟"}, {Key: "last_name", Value: "Ñandú"}}}),
+			acct("c-ünï-çødé-2", ao2, email("josé.müller@exämple.org")),
+		}, "c-ünï-çødé-2"},
+	}
+	var large []bson.D // one person with 1,000 accounts
+	for i := 0; i < 1000; i++ {
+		ao := ao1
+		if i%2 == 1 {
+			ao = ao2
+		}
+		large = append(large, acct(fmt.Sprintf("c-large-%04d", i), ao, email("many@x.org")))
+	}
+	cases = append(cases, struct {
+		name   string
+		docs   []bson.D
+		tenant string
+	}{"1,000 accounts of one person", large, "c-large-0000"})
+	for _, c := range cases {
+		for _, d := range c.docs {
+			if _, err := db.Collection("accounts").InsertOne(ctx, d); err != nil {
+				t.Fatalf("%s: insert: %v", c.name, err)
+			}
+		}
+	}
+	legacy := testenv.Dump(t, db.Collection("accounts"))
+
+	res, err := newRunner(t, cfg).Up(ctx)
+	if res.Verify == nil {
+		t.Fatalf("Up = %+v, %v; want the steps run and verified", res, err)
+	}
+	rep := res.Verify
+	wantOut := 0
+	for _, c := range cases {
+		if c.tenant == "" {
+			wantOut += len(c.docs)
+		}
+	}
+	if rep.NotMigrated.Count != wantOut || rep.InTwoTenants.Count+rep.OrphanTenants.Count+rep.OrphanMembers.Count+rep.DupMemberships.Count+rep.OrgMismatch.Count != 0 {
+		t.Errorf("verify: %d not migrated (want the %d bad accounts), other problems: %+v", rep.NotMigrated.Count, wantOut, rep)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.tenant == "" {
+				for _, d := range c.docs {
+					if n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{{Key: "_id", Value: d[0].Value}}); n != 0 {
+						t.Errorf("bad account %v was migrated", d[0].Value)
+					}
+				}
+				return
+			}
+			var tn model.TenantAccount
+			if err := db.Collection("tenants_accounts").FindOne(ctx, bson.D{{Key: "_id", Value: c.tenant}}).Decode(&tn); err != nil {
+				t.Fatalf("tenant %s: %v", c.tenant, err)
+			}
+			appOrgs := map[string]bool{}
+			for _, d := range c.docs {
+				appOrgs[d[1].Value.(string)] = true
+			}
+			if len(tn.Memberships) != len(appOrgs) || len(tn.AuthTypes) != 1 {
+				t.Errorf("tenant %s: %d memberships for %d app-orgs, %d auth types", c.tenant, len(tn.Memberships), len(appOrgs), len(tn.AuthTypes))
+			}
+			if len(c.docs) > 1 {
+				n, _ := db.Collection("tenants_accounts_links").CountDocuments(ctx, bson.D{{Key: "tenant_id", Value: c.tenant}})
+				if n != int64(len(c.docs)) {
+					t.Errorf("%d links to %s, want %d", n, c.tenant, len(c.docs))
+				}
+			}
+		})
+	}
+	if got := testenv.Dump(t, db.Collection("accounts")); fmt.Sprint(got) != fmt.Sprint(legacy) {
+		t.Error("the legacy collection changed")
+	}
+}
