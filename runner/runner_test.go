@@ -541,6 +541,8 @@ func TestEndToEndOnFixture(t *testing.T) {
 			}
 		}
 	}
+	firstTenants := fmt.Sprint(testenv.Dump(t, db.Collection("tenants_accounts")))
+	firstLinks := fmt.Sprint(testenv.Dump(t, db.Collection("tenants_accounts_links")))
 	// Down past the phase steps removes what they wrote.
 	for v := latest; v >= 1; v-- {
 		if _, err := r.Down(ctx); err != nil {
@@ -560,6 +562,10 @@ func TestEndToEndOnFixture(t *testing.T) {
 	}
 	if rep, err := r.Verify(ctx); err != nil || !rep.OK() || rep.TenantAccounts != exp.TenantsExpected {
 		t.Fatalf("verify after down and up = %+v, %v", rep, err)
+	}
+	if fmt.Sprint(testenv.Dump(t, db.Collection("tenants_accounts"))) != firstTenants ||
+		fmt.Sprint(testenv.Dump(t, db.Collection("tenants_accounts_links"))) != firstLinks {
+		t.Error("down then up did not give the same tenants and links as the first run")
 	}
 }
 
