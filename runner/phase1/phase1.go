@@ -2,6 +2,7 @@ package phase1
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -218,11 +219,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.DryRun {
 		p.keys, p.groups = &memKeys{}, &memGroups{}
 	} else {
-		p.keys = &collKeys{coll: cfg.DB.Collection(cfg.ScratchPrefix + "_p1_keys")}
-		p.groups = &collGroups{coll: cfg.DB.Collection(cfg.ScratchPrefix + "_p1_groups")}
-		if err := p.dropScratch(ctx); err != nil {
+		// Scratch names are new for every run: a killed run's writes still
+		// in flight on the server land in its own scratch, never in ours.
+		if err := dropOldScratch(ctx, cfg.DB, cfg.ScratchPrefix+"_p1_"); err != nil {
 			return nil, err
 		}
+		run := runID()
+		p.keys = &collKeys{coll: cfg.DB.Collection(cfg.ScratchPrefix + "_p1_keys_" + run)}
+		p.groups = &collGroups{coll: cfg.DB.Collection(cfg.ScratchPrefix + "_p1_groups_" + run)}
 	}
 	for _, pass := range []struct {
 		name string
@@ -265,6 +269,28 @@ type run struct {
 	// groupOf maps each account that shares an identity to its group key
 	// (the smallest _id of its group).
 	groupOf map[string]string
+}
+
+func runID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// dropOldScratch drops the scratch collections earlier runs left behind.
+func dropOldScratch(ctx context.Context, db *mongo.Database, prefix string) error {
+	names, err := db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("phase 1: list scratch collections: %w", err)
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			if err := db.Collection(n).Drop(ctx); err != nil {
+				return fmt.Errorf("phase 1: drop old scratch %s: %w", n, err)
+			}
+		}
+	}
+	return nil
 }
 
 func (p *run) dropScratch(ctx context.Context) error {

@@ -3,7 +3,6 @@ package phase1
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 
@@ -13,29 +12,12 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
 
 // scan reads coll in _id order, batch documents per round trip.
 func scan(ctx context.Context, coll *mongo.Collection, batch int, proj bson.D, fn func(bson.Raw) error) error {
 	return sorted.Each(ctx, coll, nil, proj, batch, fn)
-}
-
-func isOnlyDuplicates(err error) bool {
-	return err != nil && mongo.IsDuplicateKeyError(err) && allDup(err)
-}
-func insertOpts() *options.InsertManyOptions { return options.InsertMany().SetOrdered(false) }
-
-func allDup(err error) bool {
-	var bwe mongo.BulkWriteException
-	if errors.As(err, &bwe) {
-		for _, we := range bwe.WriteErrors {
-			if we.Code != 11000 {
-				return false
-			}
-		}
-		return bwe.WriteConcernError == nil
-	}
-	return true
 }
 
 // keyIndex sorts identity keys so that accounts sharing one are adjacent:
@@ -59,7 +41,7 @@ func (k *collKeys) add(ctx context.Context, keys []keyDoc) error {
 		docs[i] = keys[i]
 	}
 	// One account listing the same identity twice gives one key document.
-	if _, err := k.coll.InsertMany(ctx, docs, insertOpts()); err != nil && !isOnlyDuplicates(err) {
+	if err := writes.InsertMany(ctx, k.coll, docs); err != nil {
 		return fmt.Errorf("write identity keys: %w", err)
 	}
 	return nil
@@ -146,7 +128,7 @@ func (g *collGroups) put(ctx context.Context, docs []groupDoc) error {
 	for i := range docs {
 		out[i] = docs[i]
 	}
-	if _, err := g.coll.InsertMany(ctx, out, insertOpts()); err != nil {
+	if err := writes.InsertMany(ctx, g.coll, out); err != nil {
 		return fmt.Errorf("write group members: %w", err)
 	}
 	return nil
@@ -289,7 +271,7 @@ func (w *writer) flush(ctx context.Context) error {
 	if len(w.inserts) > 0 {
 		w.rep.TenantsInserted += len(w.inserts)
 		if !dry {
-			if _, err := tenants.InsertMany(ctx, w.inserts, insertOpts()); err != nil {
+			if err := writes.InsertMany(ctx, tenants, w.inserts); err != nil {
 				return fmt.Errorf("insert tenant accounts: %w", err)
 			}
 		}
@@ -317,7 +299,7 @@ func (w *writer) flush(ctx context.Context) error {
 	if len(w.newLinks) > 0 {
 		w.rep.LinksWritten += len(w.newLinks)
 		if !dry {
-			if _, err := links.InsertMany(ctx, w.newLinks, insertOpts()); err != nil {
+			if err := writes.InsertMany(ctx, links, w.newLinks); err != nil {
 				return fmt.Errorf("insert links: %w", err)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
 
 // runFallback is the path for servers without $merge: the same transform in
@@ -127,7 +128,7 @@ func (w *batchWriter) flush(ctx context.Context) error {
 	}
 	tenants := w.cfg.DB.Collection(w.cfg.Names.TenantsAccounts)
 	if len(w.inserts) > 0 {
-		if _, err := tenants.InsertMany(ctx, w.inserts, options.InsertMany().SetOrdered(false)); err != nil {
+		if err := writes.InsertMany(ctx, tenants, w.inserts); err != nil {
 			return fmt.Errorf("insert tenant accounts: %w", err)
 		}
 	}
