@@ -293,7 +293,7 @@ func checkDatabase(ctx context.Context, db *mongo.Database, force bool) error {
 func ownCollection(name string) bool {
 	c := config.Default().Collections
 	switch name {
-	case gen.CollAccounts, gen.CollAppOrgs, c.Accounts, c.ApplicationsOrganizations, c.Links, c.State(), c.History(), c.LockColl():
+	case gen.CollAccounts, gen.CollAppOrgs, c.Accounts, c.ApplicationsOrganizations, c.Links, c.State(), c.History(), c.LockColl(), baselineColl:
 		return true
 	}
 	return strings.HasPrefix(name, c.TenantsAccounts) || strings.HasPrefix(name, c.MigrationsPrefix+"_") ||

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,12 @@ func TestMeasureSmall(t *testing.T) {
 	}
 	if f.Accounts != accounts || f.Load == nil || f.Load.Seconds <= 0 {
 		t.Fatalf("accounts %d, load %+v; want %d accounts loaded", f.Accounts, f.Load, accounts)
+	}
+	if f.Baseline == nil || f.Baseline.Seconds <= 0 || f.Baseline.Method == "" {
+		t.Fatalf("baseline = %+v; want the plain copy measured", f.Baseline)
+	}
+	if names, _ := h.db.ListCollectionNames(ctx, bson.D{}); slices.Contains(names, baselineColl) {
+		t.Errorf("the baseline copy was left behind")
 	}
 	if f.TenantsExpected <= 0 || f.TenantsExpected > accounts {
 		t.Errorf("tenants expected = %d, want 1..%d", f.TenantsExpected, accounts)

@@ -13,9 +13,12 @@ import (
 	"strings"
 	"time"
 
+	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/runner"
+	"github.com/tenantmigrate/runner/runner/capability"
 	"github.com/tenantmigrate/runner/runner/verify"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 )
@@ -33,11 +36,12 @@ type Figures struct {
 	Seed     uint64 `json:"seed"`
 	// TenantsExpected is the number of tenant accounts a correct migration
 	// of the fixture writes.
-	TenantsExpected int            `json:"tenants_expected"`
-	Load            *LoadFigures   `json:"load,omitempty"`
-	Runner          *RunnerFigures `json:"runner,omitempty"`
-	Status          *StatusFigures `json:"status,omitempty"`
-	Verify          *VerifyFigures `json:"verify,omitempty"`
+	TenantsExpected int              `json:"tenants_expected"`
+	Load            *LoadFigures     `json:"load,omitempty"`
+	Baseline        *BaselineFigures `json:"baseline,omitempty"`
+	Runner          *RunnerFigures   `json:"runner,omitempty"`
+	Status          *StatusFigures   `json:"status,omitempty"`
+	Verify          *VerifyFigures   `json:"verify,omitempty"`
 }
 
 // LoadFigures are the fixture load's.
@@ -45,6 +49,16 @@ type LoadFigures struct {
 	Seconds           float64 `json:"seconds"`
 	AccountsPerSecond float64 `json:"accounts_per_second"`
 }
+
+// BaselineFigures are the fastest plain copy of the legacy collection the
+// same server offers: what the phases are compared with.
+type BaselineFigures struct {
+	Method  string  `json:"method"`
+	Seconds float64 `json:"seconds"`
+}
+
+// baselineColl receives the baseline copy; it is dropped right after.
+const baselineColl = "loadtest_baseline_copy"
 
 // Process is what one run of the runner binary cost.
 type Process struct {
@@ -153,6 +167,9 @@ func (h *harness) measure(ctx context.Context, opts gen.Options) (Figures, error
 		return f, err
 	}
 	f.Load, f.TenantsExpected = load, x.TenantsExpected
+	if f.Baseline, err = h.baseline(ctx); err != nil {
+		return f, err
+	}
 
 	var errs []error
 	stages := []func() error{
@@ -169,6 +186,64 @@ func (h *harness) measure(ctx context.Context, opts gen.Options) (Figures, error
 		}
 	}
 	return f, errors.Join(errs...)
+}
+
+// baseline copies the legacy accounts the fastest plain way the server
+// offers: a bare $out on servers with output stages, else an unbuffered
+// stream with unordered bulk inserts of 1,000.
+func (h *harness) baseline(ctx context.Context) (*BaselineFigures, error) {
+	caps, err := capability.Detect(ctx, h.db)
+	if err != nil {
+		return nil, err
+	}
+	src, dst := h.db.Collection(gen.CollAccounts), h.db.Collection(baselineColl)
+	if err := dst.Drop(ctx); err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	defer dst.Drop(context.WithoutCancel(ctx))
+	fmt.Fprintln(h.log, "baseline copy of the legacy collection...")
+	start := time.Now()
+	b := &BaselineFigures{}
+	if caps.Merge {
+		b.Method = "$out copy"
+		cur, err := src.Aggregate(ctx, mongo.Pipeline{{{Key: "$out", Value: baselineColl}}}, options.Aggregate().SetAllowDiskUse(true))
+		if err != nil {
+			return nil, fmt.Errorf("baseline: %w", err)
+		}
+		cur.Close(ctx)
+	} else {
+		b.Method = "unordered bulk insert copy"
+		cur, err := src.Find(ctx, bson.D{}, options.Find().SetBatchSize(1000))
+		if err != nil {
+			return nil, fmt.Errorf("baseline: %w", err)
+		}
+		defer cur.Close(ctx)
+		batch := make([]any, 0, 1000)
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			_, err := dst.InsertMany(ctx, batch, options.InsertMany().SetOrdered(false))
+			batch = batch[:0]
+			return err
+		}
+		for cur.Next(ctx) {
+			batch = append(batch, bson.Raw(append([]byte(nil), cur.Current...)))
+			if len(batch) == cap(batch) {
+				if err := flush(); err != nil {
+					return nil, fmt.Errorf("baseline: %w", err)
+				}
+			}
+		}
+		if err := cur.Err(); err != nil {
+			return nil, fmt.Errorf("baseline: %w", err)
+		}
+		if err := flush(); err != nil {
+			return nil, fmt.Errorf("baseline: %w", err)
+		}
+	}
+	b.Seconds = time.Since(start).Seconds()
+	return b, nil
 }
 
 func (h *harness) load(ctx context.Context, opts gen.Options) (*LoadFigures, gen.Expectations, error) {

@@ -48,16 +48,28 @@ func printSummary(w io.Writer, r report) error {
 	if l := r.Load; l != nil {
 		line("load seconds", "%.1f   (%.0f accounts/s)", l.Seconds, l.AccountsPerSecond)
 	}
+	base := 0.0
+	if bl := r.Baseline; bl != nil {
+		base = bl.Seconds
+		line("baseline seconds", "%.1f   (%s of the same collection, same server)", bl.Seconds, bl.Method)
+	}
 	if s := r.Status; s != nil {
 		for _, st := range s.Steps {
-			fmt.Fprintf(&b, "step %d %s: %s\n", st.Version, st.Identifier, stepText(st))
+			ratio := ""
+			if base > 0 && st.State == "applied" {
+				ratio = fmt.Sprintf("  [%.2fx baseline]", st.Seconds/base)
+			}
+			fmt.Fprintf(&b, "step %d %s: %s%s\n", st.Version, st.Identifier, stepText(st), ratio)
 		}
 		if s.Dirty {
 			line("state", "dirty: a step was left half done")
 		}
 	}
 	if rf := r.Runner; rf != nil {
-		line("runner seconds", "%.2f   (all steps, as at boot)", rf.Seconds)
+		line("runner seconds", "%.2f   (all steps and the automatic verify, as at boot)", rf.Seconds)
+		if base > 0 {
+			line("runner / baseline", "%.2fx", rf.Seconds/base)
+		}
 		line("accounts per second", "%.0f", rf.AccountsPerSecond)
 		line("runner peak RSS", "%s", mib(rf.PeakRSSKiB))
 		if rf.ExitCode != runnerExitOK {
