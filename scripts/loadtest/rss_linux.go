@@ -64,10 +64,16 @@ func watchRSS(pid int) *rssWatch {
 func (w *rssWatch) peakKiB(ps *os.ProcessState) int64 {
 	close(w.stopc)
 	<-w.done
+	// The child's own VmHWM, sampled from /proc, is the truth whenever it
+	// was read at all; rusage is a fallback for a child too short-lived to
+	// sample, since it can carry memory counted at the fork from us.
+	if kib := w.sampled.Load(); kib > 0 {
+		return kib
+	}
 	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok && ru != nil && int64(ru.Maxrss) > w.parentHWM {
 		return int64(ru.Maxrss) // KiB
 	}
-	return w.sampled.Load()
+	return 0
 }
 
 // selfHWM is our own high-water mark in KiB, 0 if unknown.
