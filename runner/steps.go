@@ -22,7 +22,7 @@ type dryRunFunc func(ctx context.Context) (any, error)
 func (r *Runner) goSteps() map[string]mongomigrate.StepFunc {
 	return map[string]mongomigrate.StepFunc{
 		"phase1": func(ctx context.Context) (mongomigrate.Counts, error) {
-			rep, err := phase1.Run(ctx, r.phase1Config(false))
+			rep, err := phase1.Run(ctx, r.phase1Config(ctx, false))
 			if rep != nil {
 				r.logPhase1(rep)
 			}
@@ -33,7 +33,7 @@ func (r *Runner) goSteps() map[string]mongomigrate.StepFunc {
 		},
 		"phase1_down": r.phase1Down,
 		"phase2": func(ctx context.Context) (mongomigrate.Counts, error) {
-			rep, err := phase2.Run(ctx, r.phase2Config(false))
+			rep, err := phase2.Run(ctx, r.phase2Config(ctx, false))
 			if rep != nil {
 				r.log.WithField("path", rep.Path).WithField("counts", rep.Counts()).Info("phase 2: report")
 			}
@@ -49,15 +49,15 @@ func (r *Runner) goSteps() map[string]mongomigrate.StepFunc {
 func (r *Runner) dryRuns() map[string]dryRunFunc {
 	return map[string]dryRunFunc{
 		"phase1": func(ctx context.Context) (any, error) {
-			return phase1.Run(ctx, r.phase1Config(true))
+			return phase1.Run(ctx, r.phase1Config(ctx, true))
 		},
 		"phase2": func(ctx context.Context) (any, error) {
-			return phase2.Run(ctx, r.phase2Config(true))
+			return phase2.Run(ctx, r.phase2Config(ctx, true))
 		},
 	}
 }
 
-func (r *Runner) phase1Config(dry bool) phase1.Config {
+func (r *Runner) phase1Config(ctx context.Context, dry bool) phase1.Config {
 	c := r.cfg.Collections
 	return phase1.Config{
 		DB:                        r.db,
@@ -73,11 +73,11 @@ func (r *Runner) phase1Config(dry bool) phase1.Config {
 		DryRun:                    dry,
 		Log:                       r.log,
 		Progress:                  r.progress,
-		Total:                     r.estimate(context.Background(), c.Accounts),
+		Total:                     r.estimate(ctx, c.Accounts),
 	}
 }
 
-func (r *Runner) phase2Config(dry bool) phase2.Config {
+func (r *Runner) phase2Config(ctx context.Context, dry bool) phase2.Config {
 	c := r.cfg.Collections
 	return phase2.Config{
 		DB: r.db,
@@ -90,7 +90,7 @@ func (r *Runner) phase2Config(dry bool) phase2.Config {
 		DryRun:      dry,
 		Log:         r.log,
 		Progress:    r.progress,
-		Total:       r.estimate(context.Background(), c.Accounts),
+		Total:       r.estimate(ctx, c.Accounts),
 	}
 }
 

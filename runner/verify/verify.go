@@ -380,6 +380,7 @@ func appOrgs(ctx context.Context, coll *mongo.Collection) (map[string]string, er
 
 // stream is a sorted cursor with one document of look-ahead.
 type stream[T any] struct {
+	ctx    context.Context // the run's: a cancelled verify stops reading
 	cur    *mongo.Cursor
 	key    func(T) string
 	head   T
@@ -396,14 +397,14 @@ func openStream[T any](ctx context.Context, coll *mongo.Collection, batch int, s
 	if err != nil {
 		return nil, err
 	}
-	s := &stream[T]{cur: cur, key: key}
-	s.advance(ctx)
+	s := &stream[T]{ctx: ctx, cur: cur, key: key}
+	s.advance()
 	return s, nil
 }
 
-func (s *stream[T]) advance(ctx context.Context) {
+func (s *stream[T]) advance() {
 	s.has = false
-	if s.failed != nil || !s.cur.Next(ctx) {
+	if s.failed != nil || !s.cur.Next(s.ctx) {
 		return
 	}
 	var v T
@@ -416,7 +417,7 @@ func (s *stream[T]) advance(ctx context.Context) {
 
 func (s *stream[T]) peek() (T, bool) { return s.head, s.has }
 
-func (s *stream[T]) next() { s.advance(context.Background()) }
+func (s *stream[T]) next() { s.advance() }
 
 // take returns the head and advances when the head's key is id.
 func (s *stream[T]) take(id string) (T, bool) {
