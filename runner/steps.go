@@ -68,6 +68,7 @@ func (r *Runner) phase1Config(ctx context.Context, dry bool) phase1.Config {
 		ScratchPrefix:             c.MigrationsPrefix,
 		IdentityCodes:             r.cfg.Identity.AuthTypeCodes,
 		Rules:                     phase1.Rules{PreferredApps: r.cfg.Phase1.PreferredApps},
+		MemoryGroupLimit:          r.cfg.Phase1.MemoryGroupLimit,
 		Batch:                     r.cfg.BatchSize,
 		SkipInvalid:               r.cfg.SkipInvalid,
 		DryRun:                    dry,

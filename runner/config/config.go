@@ -76,6 +76,11 @@ type Phase1 struct {
 	// preferred first: the survivor of a group is the account on the
 	// earliest of them, then the oldest, then the smallest _id.
 	PreferredApps []string `mapstructure:"preferred_apps"`
+	// MemoryGroupLimit is how many accounts that share identities phase 1
+	// groups in memory (about 150 bytes each). Past it, and always at 0,
+	// it groups on the server in scratch collections: slower, with memory
+	// bounded by the largest group whatever the number of accounts.
+	MemoryGroupLimit int `mapstructure:"memory_group_limit"`
 }
 
 // Phase2 configures the one-to-one move.
@@ -140,7 +145,7 @@ func Default() Config {
 		},
 		Identity:  Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}},
 		BatchSize: 1000,
-		Phase1:    Phase1{PreferredApps: []string{}},
+		Phase1:    Phase1{PreferredApps: []string{}, MemoryGroupLimit: 100000},
 		Phase2:    Phase2{RangeSize: 0},
 		Verify:    Verify{AfterSteps: true},
 		Lock:      Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
@@ -358,6 +363,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.BatchSize < 1 || c.BatchSize > 100000:
 		return &Error{Key: "batch_size", Msg: fmt.Sprintf("%d is out of range 1..100000", c.BatchSize)}
+	case c.Phase1.MemoryGroupLimit < 0:
+		return &Error{Key: "phase1.memory_group_limit", Msg: "must not be negative"}
 	case c.Phase2.RangeSize < 0:
 		return &Error{Key: "phase2.range_size", Msg: "must not be negative"}
 	case c.Lock.Lease < time.Second:

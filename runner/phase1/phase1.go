@@ -65,7 +65,12 @@ type Config struct {
 	SkipInvalid bool
 	// DryRun writes nothing: scratch state is kept in memory instead.
 	DryRun bool
-	Log    logrus.FieldLogger
+	// MemoryGroupLimit is how many accounts sharing identities grouping
+	// holds in memory (about 150 bytes each); past it, and always at 0, it
+	// groups on the server in scratch collections (see groups.go). The dry
+	// run always groups in memory.
+	MemoryGroupLimit int
+	Log              logrus.FieldLogger
 	// Progress shows the passes; nil shows nothing. Total is the number
 	// of legacy accounts if known cheaply, else 0.
 	Progress progress.Reporter
@@ -83,13 +88,17 @@ type InvalidAccount struct {
 
 // Report is what a run did (or, dry, would do).
 type Report struct {
-	DryRun          bool              `json:"dry_run"`
-	Accounts        int64             `json:"accounts_read"`
-	IdentityKeys    int64             `json:"identity_keys"`
-	Groups          int               `json:"groups"`
-	GroupedAccounts int               `json:"grouped_accounts"`
-	GroupSizes      map[int]int       `json:"group_sizes"`
-	LargestGroup    int               `json:"largest_group"`
+	DryRun          bool        `json:"dry_run"`
+	Accounts        int64       `json:"accounts_read"`
+	IdentityKeys    int64       `json:"identity_keys"`
+	Groups          int         `json:"groups"`
+	GroupedAccounts int         `json:"grouped_accounts"`
+	GroupSizes      map[int]int `json:"group_sizes"`
+	LargestGroup    int         `json:"largest_group"`
+	// GroupedIn is where the groups were found: "memory" or "server" (in
+	// GroupingRounds rounds of label propagation).
+	GroupedIn       string            `json:"grouped_in,omitempty"`
+	GroupingRounds  int               `json:"grouping_rounds,omitempty"`
 	Invalid         int               `json:"invalid_accounts"`
 	InvalidReasons  map[string]int    `json:"invalid_reasons,omitempty"`
 	FirstInvalid    []InvalidAccount  `json:"first_invalid,omitempty"`
@@ -124,6 +133,9 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "phase 1: %d accounts read, %d groups of one person (%d accounts; sizes %s; largest %d)\n",
 		r.Accounts, r.Groups, r.GroupedAccounts, strings.Join(dist, " "), r.LargestGroup)
+	if r.GroupedIn == "server" {
+		fmt.Fprintf(w, "phase 1: groups found on the server in %d rounds (more accounts share identities than phase1.memory_group_limit)\n", r.GroupingRounds)
+	}
 	fmt.Fprintf(w, "phase 1: %s %d new tenant accounts, replaced %d, left %d unchanged, superseded %d; %d links written\n",
 		verb, r.TenantsInserted, r.TenantsReplaced, r.TenantsSame, r.Superseded, r.LinksWritten)
 	fmt.Fprintf(w, "phase 1: %d conflicts%s\n", r.Conflicts, formatMap(r.ConflictFields))
@@ -224,9 +236,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err := dropOldScratch(ctx, cfg.DB, cfg.ScratchPrefix+"_p1_"); err != nil {
 			return nil, err
 		}
-		run := runID()
-		p.keys = &collKeys{coll: cfg.DB.Collection(cfg.ScratchPrefix + "_p1_keys_" + run)}
-		p.groups = &collGroups{coll: cfg.DB.Collection(cfg.ScratchPrefix + "_p1_groups_" + run)}
+		p.runID = runID()
+		p.keys = &collKeys{coll: cfg.DB.Collection(cfg.ScratchPrefix + "_p1_keys_" + p.runID)}
+		p.groups = &collGroups{coll: cfg.DB.Collection(cfg.ScratchPrefix + "_p1_groups_" + p.runID)}
 	}
 	for _, pass := range []struct {
 		name string
@@ -264,11 +276,13 @@ type run struct {
 	cfg     Config
 	rep     *Report
 	appOrgs map[string]model.ApplicationOrganization
+	runID   string
 	keys    keyIndex
 	groups  groupStore
-	// groupOf maps each account that shares an identity to its group key
-	// (the smallest _id of its group).
-	groupOf map[string]string
+	// lookup gives the accounts that share an identity their group key
+	// (the smallest _id of the group); grouped is how many they are.
+	lookup  groupLookup
+	grouped int
 }
 
 func runID() string {
@@ -293,12 +307,18 @@ func dropOldScratch(ctx context.Context, db *mongo.Database, prefix string) erro
 	return nil
 }
 
+// dropScratch drops this run's scratch collections.
 func (p *run) dropScratch(ctx context.Context) error {
-	if err := p.keys.drop(ctx); err != nil {
-		return fmt.Errorf("phase 1: drop scratch: %w", err)
+	names, err := p.cfg.DB.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("phase 1: list scratch collections: %w", err)
 	}
-	if err := p.groups.drop(ctx); err != nil {
-		return fmt.Errorf("phase 1: drop scratch: %w", err)
+	for _, n := range names {
+		if strings.HasPrefix(n, p.cfg.ScratchPrefix+"_p1_") && strings.HasSuffix(n, "_"+p.runID) {
+			if err := p.cfg.DB.Collection(n).Drop(ctx); err != nil {
+				return fmt.Errorf("phase 1: drop scratch %s: %w", n, err)
+			}
+		}
 	}
 	return nil
 }
@@ -424,59 +444,6 @@ func idString(v bson.RawValue) string {
 	return v.String()
 }
 
-// pass 2
-func (p *run) findGroups(ctx context.Context) error {
-	parent := map[string]string{}
-	var find func(string) string
-	find = func(a string) string {
-		for parent[a] != a {
-			parent[a] = parent[parent[a]]
-			a = parent[a]
-		}
-		return a
-	}
-	union := func(a, b string) {
-		for _, x := range []string{a, b} {
-			if _, ok := parent[x]; !ok {
-				parent[x] = x
-			}
-		}
-		ra, rb := find(a), find(b)
-		if ra == rb {
-			return
-		}
-		// The smaller _id becomes the root: the root is the group key.
-		if rb < ra {
-			ra, rb = rb, ra
-		}
-		parent[rb] = ra
-	}
-	err := p.keys.runs(ctx, func(run []keyDoc) error {
-		for _, k := range run[1:] {
-			union(run[0].A, k.A)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	p.groupOf = make(map[string]string, len(parent))
-	sizes := map[string]int{}
-	for a := range parent {
-		g := find(a)
-		p.groupOf[a] = g
-		sizes[g]++
-	}
-	for _, n := range sizes {
-		p.rep.Groups++
-		p.rep.GroupedAccounts += n
-		p.rep.GroupSizes[n]++
-		p.rep.LargestGroup = max(p.rep.LargestGroup, n)
-	}
-	p.cfg.Log.WithFields(logrus.Fields{"groups": p.rep.Groups, "accounts": p.rep.GroupedAccounts, "largest": p.rep.LargestGroup}).Info("phase 1: groups found")
-	return nil
-}
-
 // groupDoc is one account of one group, in the scratch groups.
 type groupDoc struct {
 	ID        string      `bson:"_id"` // account _id
@@ -488,9 +455,10 @@ type groupDoc struct {
 
 // pass 3
 func (p *run) collectMembers(ctx context.Context) error {
-	if len(p.groupOf) == 0 {
+	if p.grouped == 0 {
 		return nil
 	}
+	defer p.lookup.close(ctx)
 	links, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.Links), nil, nil, p.cfg.Batch)
 	if err != nil {
 		return fmt.Errorf("read links: %w", err)
@@ -510,7 +478,10 @@ func (p *run) collectMembers(ctx context.Context) error {
 		if !ok {
 			return nil
 		}
-		g, grouped := p.groupOf[id]
+		g, grouped, err := p.lookup.group(ctx, id)
+		if err != nil {
+			return err
+		}
 		linkRaw := links.SkipTo(ctx, id)
 		hasTenant := tenants.SkipTo(ctx, id) != nil
 		if !grouped {
@@ -557,10 +528,15 @@ func (p *run) mergeGroups(ctx context.Context) error {
 		}
 	}
 	w := newWriter(p.cfg, p.rep)
-	task := p.cfg.Progress.Start("phase 1: merge groups", int64(p.rep.Groups))
+	task := p.cfg.Progress.Start("phase 1: merge groups", int64(p.grouped))
 	defer task.Done()
 	err := p.groups.groups(ctx, func(members []groupDoc) error {
-		task.Add(1)
+		task.Add(int64(len(members)))
+		n := len(members)
+		p.rep.Groups++
+		p.rep.GroupedAccounts += n
+		p.rep.GroupSizes[n]++
+		p.rep.LargestGroup = max(p.rep.LargestGroup, n)
 		if err := p.mergeOne(members, w); err != nil {
 			return err
 		}
@@ -572,6 +548,7 @@ func (p *run) mergeGroups(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.cfg.Log.WithFields(logrus.Fields{"groups": p.rep.Groups, "accounts": p.rep.GroupedAccounts, "largest": p.rep.LargestGroup}).Info("phase 1: groups merged")
 	return w.flush(ctx)
 }
 

@@ -68,6 +68,15 @@ func (c *Cursor) SkipTo(ctx context.Context, id string) bson.Raw {
 	return nil
 }
 
+// Next returns the next document, valid until the next call, or false at
+// the end (see Err). Not to be mixed with SkipTo.
+func (c *Cursor) Next(ctx context.Context) (bson.Raw, bool) {
+	if !c.cur.Next(ctx) {
+		return nil, false
+	}
+	return c.cur.Current, true
+}
+
 // Err is the cursor's error, if any.
 func (c *Cursor) Err() error { return c.cur.Err() }
 

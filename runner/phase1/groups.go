@@ -1,0 +1,369 @@
+package phase1
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+
+	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/internal/writes"
+)
+
+// Grouping (pass 2) gives every account that shares an identity with
+// another its group key: the smallest _id of its connected component in the
+// graph "shares an identity key with".
+//
+// While the accounts that share identities are at most Config.MemoryGroupLimit,
+// a union-find in memory does it in the one scan of the keys. Past that (and
+// always with a limit of 0) it runs on the server, in scratch collections,
+// by label propagation: every account starts labelled with its own _id; a
+// round gives each key the smallest label of its accounts, then each account
+// the smallest label of its keys; it stops at the first round that changes
+// nothing. Each round is two sorted scans and two insert-only writes, so
+// memory holds one key run or one account's keys at a time: the largest
+// group, not the collection. Rounds are as many as the longest chain of
+// shared identities in a group (plus one), one or two for most people.
+
+// groupLookup answers, for ids asked in ascending order, the group key of
+// an account, or false for an account in no group.
+type groupLookup interface {
+	group(ctx context.Context, id string) (string, bool, error)
+	close(ctx context.Context)
+}
+
+// memLookup is the in-memory answer.
+type memLookup map[string]string
+
+func (m memLookup) group(_ context.Context, id string) (string, bool, error) {
+	g, ok := m[id]
+	return g, ok, nil
+}
+
+func (memLookup) close(context.Context) {}
+
+// errOverBudget stops the in-memory union-find.
+var errOverBudget = errors.New("over the in-memory grouping limit")
+
+// pass 2
+func (p *run) findGroups(ctx context.Context) error {
+	limit := p.cfg.MemoryGroupLimit
+	if p.cfg.DryRun || limit > 0 {
+		if p.cfg.DryRun {
+			limit = 0 // the dry run writes nothing: memory is all it has
+		}
+		groupOf, err := p.unionFind(ctx, limit)
+		if err == nil {
+			p.lookup, p.grouped = groupOf, len(groupOf)
+			p.rep.GroupedIn = "memory"
+			p.cfg.Log.WithFields(logrus.Fields{"accounts": p.grouped, "where": "memory"}).Info("phase 1: groups found")
+			return nil
+		}
+		if !errors.Is(err, errOverBudget) {
+			return err
+		}
+		p.cfg.Log.WithField("limit", limit).Info("phase 1: more accounts share identities than the in-memory limit; grouping on the server")
+	}
+	return p.propagate(ctx)
+}
+
+// unionFind groups in memory; a limit above 0 stops it with errOverBudget
+// once more accounts than that share identities.
+func (p *run) unionFind(ctx context.Context, limit int) (memLookup, error) {
+	parent := map[string]string{}
+	find := func(a string) string {
+		for parent[a] != a {
+			parent[a] = parent[parent[a]]
+			a = parent[a]
+		}
+		return a
+	}
+	union := func(a, b string) {
+		for _, x := range []string{a, b} {
+			if _, ok := parent[x]; !ok {
+				parent[x] = x
+			}
+		}
+		ra, rb := find(a), find(b)
+		if ra == rb {
+			return
+		}
+		// The smaller _id becomes the root: the root is the group key.
+		if rb < ra {
+			ra, rb = rb, ra
+		}
+		parent[rb] = ra
+	}
+	err := p.keys.runs(ctx, func(run []keyDoc) error {
+		for _, k := range run[1:] {
+			union(run[0].A, k.A)
+		}
+		if limit > 0 && len(parent) > limit {
+			return errOverBudget
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	groupOf := make(memLookup, len(parent))
+	for a := range parent {
+		groupOf[a] = find(a)
+	}
+	return groupOf, nil
+}
+
+// labelDoc is one (account, identity key) pair of a propagation round, in
+// two orders: by account (_id = accountKey(a) + hash), where an account
+// takes the smallest label of its keys, and by key (_id = hash + a), where
+// a key takes the smallest label of its accounts.
+type labelDoc struct {
+	ID string `bson:"_id"`
+	A  string `bson:"a"`
+	H  string `bson:"h"`
+	// L is the account's label; M the smallest label of the key's accounts
+	// (by-account documents only).
+	L string `bson:"l"`
+	M string `bson:"m,omitempty"`
+}
+
+// accountKey orders by account whatever bytes an _id holds: hex keeps the
+// byte order of the _id, and "-", below every hex digit, ends it, so all
+// the documents of one account are adjacent and accounts come in the same
+// order as a sort of the legacy _ids.
+func accountKey(a string) string { return hex.EncodeToString([]byte(a)) + "-" }
+
+func (p *run) scratch(kind string, round int) *mongo.Collection {
+	return p.cfg.DB.Collection(fmt.Sprintf("%s_p1_%s%d_%s", p.cfg.ScratchPrefix, kind, round, p.runID))
+}
+
+// propagate groups on the server; the last by-account collection then
+// answers the lookups of pass 3.
+func (p *run) propagate(ctx context.Context) error {
+	// Round 0 needs no labels: each key's smallest account is its label.
+	byAccount := p.scratch("acct", 0)
+	out := newInserter(ctx, byAccount, p.cfg.Batch)
+	task := p.cfg.Progress.Start("phase 1: group round 0", 0)
+	err := p.keys.runs(ctx, func(run []keyDoc) error {
+		h := run[0].ID[:hashLen]
+		for _, k := range run {
+			task.Add(1)
+			if err := out.add(labelDoc{ID: accountKey(k.A) + h, A: k.A, H: h, L: k.A, M: run[0].A}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	task.Done()
+	if err == nil {
+		err = out.flush()
+	}
+	if err != nil {
+		return fmt.Errorf("group round 0: %w", err)
+	}
+	for round := 1; ; round++ {
+		byKey := p.scratch("key", round)
+		accounts, changed, err := p.settleAccounts(ctx, byAccount, byKey, round)
+		if err != nil {
+			return fmt.Errorf("group round %d: %w", round, err)
+		}
+		p.cfg.Log.WithFields(logrus.Fields{"round": round, "accounts": accounts, "changed": changed}).Info("phase 1: group round")
+		if changed == 0 {
+			_ = byKey.Drop(ctx)
+			p.grouped = accounts
+			p.rep.GroupedIn, p.rep.GroupingRounds = "server", round
+			p.lookup = &collLookup{coll: byAccount, batch: p.cfg.Batch}
+			return nil
+		}
+		if err := byAccount.Drop(ctx); err != nil {
+			return fmt.Errorf("group round %d: drop scratch: %w", round, err)
+		}
+		byAccount = p.scratch("acct", round)
+		if err := p.settleKeys(ctx, byKey, byAccount, round); err != nil {
+			return fmt.Errorf("group round %d: %w", round, err)
+		}
+		if err := byKey.Drop(ctx); err != nil {
+			return fmt.Errorf("group round %d: drop scratch: %w", round, err)
+		}
+	}
+}
+
+// settleAccounts gives each account the smallest label of its keys and
+// writes its pairs by key; it counts the accounts and those whose label
+// went down.
+func (p *run) settleAccounts(ctx context.Context, from, to *mongo.Collection, round int) (accounts, changed int, err error) {
+	out := newInserter(ctx, to, p.cfg.Batch)
+	task := p.cfg.Progress.Start(fmt.Sprintf("phase 1: group round %d accounts", round), 0)
+	defer task.Done()
+	var one []labelDoc // the pairs of one account
+	settle := func() error {
+		if len(one) == 0 {
+			return nil
+		}
+		accounts++
+		label := one[0].L
+		for _, d := range one {
+			label = min(label, d.M)
+		}
+		if label != one[0].L {
+			changed++
+		}
+		for _, d := range one {
+			if err := out.add(labelDoc{ID: d.H + d.A, A: d.A, H: d.H, L: label}); err != nil {
+				return err
+			}
+		}
+		one = one[:0]
+		return nil
+	}
+	err = sorted.Each(ctx, from, nil, nil, p.cfg.Batch, func(raw bson.Raw) error {
+		task.Add(1)
+		var d labelDoc
+		if err := bson.Unmarshal(raw, &d); err != nil {
+			return err
+		}
+		if len(one) > 0 && one[0].A != d.A {
+			if err := settle(); err != nil {
+				return err
+			}
+		}
+		one = append(one, d)
+		return nil
+	})
+	if err == nil {
+		err = settle()
+	}
+	if err == nil {
+		err = out.flush()
+	}
+	return accounts, changed, err
+}
+
+// settleKeys gives each key the smallest label of its accounts and writes
+// its pairs by account.
+func (p *run) settleKeys(ctx context.Context, from, to *mongo.Collection, round int) error {
+	out := newInserter(ctx, to, p.cfg.Batch)
+	task := p.cfg.Progress.Start(fmt.Sprintf("phase 1: group round %d keys", round), 0)
+	defer task.Done()
+	var run []labelDoc // the pairs of one key
+	settle := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		label := run[0].L
+		for _, d := range run {
+			label = min(label, d.L)
+		}
+		for _, d := range run {
+			if err := out.add(labelDoc{ID: accountKey(d.A) + d.H, A: d.A, H: d.H, L: d.L, M: label}); err != nil {
+				return err
+			}
+		}
+		run = run[:0]
+		return nil
+	}
+	err := sorted.Each(ctx, from, nil, nil, p.cfg.Batch, func(raw bson.Raw) error {
+		task.Add(1)
+		var d labelDoc
+		if err := bson.Unmarshal(raw, &d); err != nil {
+			return err
+		}
+		if len(run) > 0 && run[0].H != d.H {
+			if err := settle(); err != nil {
+				return err
+			}
+		}
+		run = append(run, d)
+		return nil
+	})
+	if err == nil {
+		err = settle()
+	}
+	if err == nil {
+		err = out.flush()
+	}
+	return err
+}
+
+// collLookup reads the settled by-account pairs alongside the legacy scan.
+type collLookup struct {
+	coll  *mongo.Collection
+	batch int
+	cur   *sorted.Cursor
+	head  *labelDoc
+	done  bool
+}
+
+func (c *collLookup) group(ctx context.Context, id string) (string, bool, error) {
+	if c.cur == nil && !c.done {
+		cur, err := sorted.Open(ctx, c.coll, nil, nil, c.batch)
+		if err != nil {
+			return "", false, fmt.Errorf("read groups: %w", err)
+		}
+		c.cur = cur
+	}
+	prefix := accountKey(id)
+	for !c.done && (c.head == nil || c.head.ID < prefix) {
+		raw, ok := c.cur.Next(ctx)
+		if !ok {
+			c.done, c.head = true, nil
+			if err := c.cur.Err(); err != nil {
+				return "", false, fmt.Errorf("read groups: %w", err)
+			}
+			break
+		}
+		var d labelDoc
+		if err := bson.Unmarshal(raw, &d); err != nil {
+			return "", false, fmt.Errorf("read groups: %w", err)
+		}
+		c.head = &d
+	}
+	// Settled: every pair of an account carries the same label.
+	if c.head != nil && strings.HasPrefix(c.head.ID, prefix) {
+		return c.head.L, true, nil
+	}
+	return "", false, nil
+}
+
+func (c *collLookup) close(ctx context.Context) {
+	if c.cur != nil {
+		c.cur.Close(ctx)
+	}
+}
+
+// inserter batches inserts into a scratch collection.
+type inserter struct {
+	ctx   context.Context
+	coll  *mongo.Collection
+	batch int
+	buf   []any
+}
+
+func newInserter(ctx context.Context, coll *mongo.Collection, batch int) *inserter {
+	return &inserter{ctx: ctx, coll: coll, batch: batch}
+}
+
+func (w *inserter) add(d any) error {
+	w.buf = append(w.buf, d)
+	if len(w.buf) >= w.batch {
+		return w.flush()
+	}
+	return nil
+}
+
+func (w *inserter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	err := writes.InsertMany(w.ctx, w.coll, w.buf)
+	w.buf = w.buf[:0]
+	if err != nil {
+		return fmt.Errorf("write %s: %w", w.coll.Name(), err)
+	}
+	return nil
+}
