@@ -118,7 +118,7 @@ func TestMeasureSmall(t *testing.T) {
 	if err := printSummary(&out, rep); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"accounts:            2000\n", "step 1 ", "runner peak RSS:", "verify peak RSS:", "migrated:", "lost:", "verify:"} {
+	for _, want := range []string{"accounts:            2000\n", "step 1 ", "runner peak RSS:", "verify peak RSS:", "migrated:", "lost:", "verify:", "all steps seconds:", "target 3x: "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}
