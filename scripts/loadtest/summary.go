@@ -28,10 +28,11 @@ func newReport(h *harness, f Figures, err error) report {
 	return r
 }
 
-func printJSON(w io.Writer, r report) error {
+// printJSON writes v (a report, or a sweep's) as one indented JSON object.
+func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return enc.Encode(v)
 }
 
 // printSummary writes the figures one per line, "name: value"; the parts
