@@ -7,11 +7,21 @@
 //
 //	go run ./scripts/loadtest [--accounts 93000] [--seed 1] [--json]
 //	go run ./scripts/loadtest --uri mongodb://127.0.0.1:27017 [--database loadtest] [--force]
+//	go run ./scripts/loadtest --sweep 10000,93000,300000 [--json]
 //
 // Without --uri it starts an embedded FerretDB in-process (data in --dir, by
 // default a temporary directory removed at the end unless --keep). It exits
 // 0 when verify is OK and the tenant accounts are as many as the fixture
 // expects, 1 otherwise (after printing the figures), 2 on bad usage.
+//
+// --sweep (instead of --accounts) measures each size in the order given, on
+// the same server and database, each from an empty database, and prints each
+// size's figures as it has them, then one table row per size and the
+// runner's peak RSS at the largest size against the smallest: how time and
+// memory grow with the number of accounts. A failed size does not stop the
+// sweep. It exits 0 when every size passed and the runner's peak RSS stayed
+// below 150 MiB at every size, 1 otherwise. With --json it prints one object:
+// every size's report and the summary.
 package main
 
 import (
@@ -27,6 +37,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -62,6 +73,7 @@ func main() {
 // flags are the command line.
 type flags struct {
 	accounts int
+	sweep    []int // --sweep's sizes, in order; nil without --sweep
 	seed     uint64
 	uri      string
 	database string
@@ -76,6 +88,7 @@ func parseFlags(args []string, stdout io.Writer) (flags, error) {
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.IntVar(&f.accounts, "accounts", 93000, "number of legacy accounts to load")
+	sweep := fs.String("sweep", "", "measure each of these `sizes` in turn (comma-separated numbers of accounts, e.g. 10000,93000,300000) and compare them")
 	fs.Uint64Var(&f.seed, "seed", 1, "fixture seed")
 	fs.StringVar(&f.uri, "uri", "", "a MongoDB server to use instead of the embedded one")
 	fs.StringVar(&f.database, "database", "loadtest", "database to drop, load and migrate")
@@ -85,15 +98,19 @@ func parseFlags(args []string, stdout io.Writer) (flags, error) {
 	fs.BoolVar(&f.json, "json", false, "print the figures as one JSON object")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "usage: go run ./scripts/loadtest [--accounts N] [--seed S] [--uri URI] [--database DB] [--dir DIR] [--keep] [--force] [--json]")
+			fmt.Fprintln(stdout, "usage: go run ./scripts/loadtest [--accounts N | --sweep N1,N2,...] [--seed S] [--uri URI] [--database DB] [--dir DIR] [--keep] [--force] [--json]")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 		}
 		return f, err
 	}
+	explicit := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { explicit[fl.Name] = true })
 	switch {
 	case fs.NArg() > 0:
 		return f, fmt.Errorf("unexpected arguments %q", fs.Args())
+	case explicit["sweep"] && explicit["accounts"]:
+		return f, errors.New("--sweep and --accounts go apart: --sweep names every size")
 	case f.accounts < 1:
 		return f, errors.New("--accounts must be at least 1")
 	case f.database == "":
@@ -101,7 +118,39 @@ func parseFlags(args []string, stdout io.Writer) (flags, error) {
 	case f.uri != "" && f.dir != "":
 		return f, errors.New("--dir is the embedded server's; it goes without --uri")
 	}
+	if explicit["sweep"] {
+		var err error
+		if f.sweep, err = parseSweep(*sweep); err != nil {
+			return f, err
+		}
+	}
 	return f, nil
+}
+
+// parseSweep reads --sweep: numbers of accounts, at least 1 each, each once.
+func parseSweep(list string) ([]int, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, errors.New(`--sweep wants sizes, e.g. --sweep 10000,93000,300000`)
+	}
+	var sizes []int
+	for _, field := range strings.Split(list, ",") {
+		field = strings.TrimSpace(field)
+		n, err := strconv.Atoi(field)
+		switch {
+		case field == "":
+			return nil, fmt.Errorf("--sweep %q: an empty size; want sizes like 10000,93000,300000", list)
+		case errors.Is(err, strconv.ErrRange):
+			return nil, fmt.Errorf("--sweep %q: %s is out of range", list, field)
+		case err != nil:
+			return nil, fmt.Errorf("--sweep %q: %q is not a number of accounts", list, field)
+		case n < 1:
+			return nil, fmt.Errorf("--sweep %q: each size must be at least 1 account, not %d", list, n)
+		case slices.Contains(sizes, n):
+			return nil, fmt.Errorf("--sweep %q: %d is listed twice", list, n)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes, nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -119,14 +168,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "loadtest: "+oneLine(redact(err.Error(), f.uri)))
 		return exitFailed
 	}
-	figures, err := h.measure(ctx, gen.Options{Accounts: f.accounts, Seed: f.seed})
-	if ctx.Err() != nil {
-		err = errors.Join(fmt.Errorf("interrupted: %w", context.Cause(ctx)), err)
+	if f.sweep != nil {
+		return runSweep(ctx, h, f, stdout, stderr)
 	}
-	rep := newReport(h, figures, err)
-	for i, e := range rep.Errors {
-		rep.Errors[i] = redact(e, f.uri)
-	}
+	rep := h.measureReport(ctx, f.accounts, f.seed, f.uri)
 	if f.json {
 		err = printJSON(stdout, rep)
 	} else {
@@ -140,6 +185,55 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	return exitPassed
+}
+
+// runSweep measures every size of --sweep on the one server and database,
+// printing each size's figures as soon as it has them (not with --json),
+// then the comparison of the sizes. A failed size does not stop the sweep;
+// an interruption does.
+func runSweep(ctx context.Context, h *harness, f flags, stdout, stderr io.Writer) int {
+	var printErr error
+	each := func(i int, r report) {
+		if f.json || printErr != nil {
+			return
+		}
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		if _, printErr = fmt.Fprintf(stdout, "=== %d accounts (size %d of %d) ===\n", r.Accounts, i+1, len(f.sweep)); printErr == nil {
+			printErr = printSummary(stdout, r)
+		}
+	}
+	s := h.sweep(ctx, f.sweep, f.seed, f.uri, each)
+	if printErr == nil {
+		if f.json {
+			printErr = printJSON(stdout, s)
+		} else if _, printErr = fmt.Fprintln(stdout); printErr == nil {
+			printErr = printSweep(stdout, s)
+		}
+	}
+	if printErr != nil {
+		fmt.Fprintf(stderr, "loadtest: print the figures: %v\n", printErr)
+		return exitFailed
+	}
+	if !s.Summary.Passed {
+		return exitFailed
+	}
+	return exitPassed
+}
+
+// measureReport measures one size and makes its report, with the server's
+// password hidden from its errors.
+func (h *harness) measureReport(ctx context.Context, accounts int, seed uint64, uri string) report {
+	figures, err := h.measure(ctx, gen.Options{Accounts: accounts, Seed: seed})
+	if ctx.Err() != nil {
+		err = errors.Join(fmt.Errorf("interrupted: %w", context.Cause(ctx)), err)
+	}
+	rep := newReport(h, figures, err)
+	for i, e := range rep.Errors {
+		rep.Errors[i] = redact(e, uri)
+	}
+	return rep
 }
 
 // setup finds the module root, starts (or reaches) the server, checks the

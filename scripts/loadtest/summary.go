@@ -28,10 +28,11 @@ func newReport(h *harness, f Figures, err error) report {
 	return r
 }
 
-func printJSON(w io.Writer, r report) error {
+// printJSON writes v (a report, or a sweep's) as one indented JSON object.
+func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return enc.Encode(v)
 }
 
 // printSummary writes the figures one per line, "name: value"; the parts
@@ -63,6 +64,13 @@ func printSummary(w io.Writer, r report) error {
 		}
 		if s.Dirty {
 			line("state", "dirty: a step was left half done")
+		}
+		if all, ok := r.allStepsSeconds(); ok {
+			ratio := ""
+			if base > 0 {
+				ratio = fmt.Sprintf("   [%.2fx baseline; target %gx: %s]", all/base, baselineTarget, metText(all/base <= baselineTarget))
+			}
+			line("all steps seconds", "%.2f%s", all, ratio)
 		}
 	}
 	if rf := r.Runner; rf != nil {
@@ -118,6 +126,46 @@ func stepText(st StepFigures) string {
 		s += fmt.Sprintf("  %s=%d", k, st.Counts[k])
 	}
 	return s
+}
+
+// baselineTarget is the target on the embedded server: all steps
+// together within this many times the baseline copy. It is a figure, not a
+// condition of the result.
+const baselineTarget = 3.0
+
+// stepSeconds is the time of the step of that version, when it is applied.
+func (f Figures) stepSeconds(version uint) (float64, bool) {
+	if f.Status == nil {
+		return 0, false
+	}
+	for _, st := range f.Status.Steps {
+		if st.Version == version {
+			return st.Seconds, st.State == "applied"
+		}
+	}
+	return 0, false
+}
+
+// allStepsSeconds is the time of every step together, when all are applied.
+func (f Figures) allStepsSeconds() (float64, bool) {
+	if f.Status == nil || len(f.Status.Steps) == 0 {
+		return 0, false
+	}
+	total := 0.0
+	for _, st := range f.Status.Steps {
+		if st.State != "applied" {
+			return 0, false
+		}
+		total += st.Seconds
+	}
+	return total, true
+}
+
+func metText(met bool) string {
+	if met {
+		return "met"
+	}
+	return "not met"
 }
 
 func mib(kib int64) string {
