@@ -77,9 +77,10 @@ type Phase1 struct {
 	// earliest of them, then the oldest, then the smallest _id.
 	PreferredApps []string `mapstructure:"preferred_apps"`
 	// MemoryGroupLimit is how many accounts that share identities phase 1
-	// groups in memory (about 150 bytes each). Past it, and always at 0,
-	// it groups on the server in scratch collections: slower, with memory
-	// bounded by the largest group whatever the number of accounts.
+	// may group in memory (about 150 bytes each), a little faster. Past
+	// it, and always at 0 (the default), it groups on the server in scratch
+	// collections, with memory bounded by the largest group whatever the
+	// number of accounts.
 	MemoryGroupLimit int `mapstructure:"memory_group_limit"`
 }
 
@@ -145,7 +146,7 @@ func Default() Config {
 		},
 		Identity:  Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}},
 		BatchSize: 1000,
-		Phase1:    Phase1{PreferredApps: []string{}, MemoryGroupLimit: 100000},
+		Phase1:    Phase1{PreferredApps: []string{}, MemoryGroupLimit: 0},
 		Phase2:    Phase2{RangeSize: 0},
 		Verify:    Verify{AfterSteps: true},
 		Lock:      Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
