@@ -259,4 +259,8 @@ type Link struct {
 	// TenantHash, on the survivor's link, is a hash of the tenant account
 	// phase 1 wrote: a re-run that would write the same skips the write.
 	TenantHash string `bson:"tenant_hash,omitempty" json:"-"`
+	// Skipped, with no TenantID, says why phase 1 left the account out
+	// (its group would not fit in one document); phase 2 then leaves it
+	// out too, and verify lists it as not migrated.
+	Skipped string `bson:"skipped,omitempty" json:"skipped,omitempty"`
 }

@@ -48,6 +48,7 @@ func TestBadInputCorpus(t *testing.T) {
 		return append(d, extra...)
 	}
 	big := strings.Repeat("x", 15<<20)
+	half := strings.Repeat("y", 9<<20)
 	cases := []struct {
 		name   string
 		docs   []bson.D
@@ -64,6 +65,11 @@ func TestBadInputCorpus(t *testing.T) {
 		{"app-org without org", []bson.D{acct("c-orphanorg", "ao-orphan", email("o@x.org"))}, ""},
 		{"two accounts on one app-org", []bson.D{acct("c-dup-a", ao1, email("dup@x.org")), acct("c-dup-b", ao1, email("dup@x.org"))}, "c-dup-a"},
 		{"near 16 MB", []bson.D{acct("c-big", ao1, email("big@x.org"), bson.E{Key: "preferences", Value: bson.D{{Key: "blob", Value: big}}})}, "c-big"},
+		// Each fits; merged, one person's tenant account would not.
+		{"group over 16 MB", []bson.D{
+			acct("c-half-a", ao1, email("half@x.org"), bson.E{Key: "preferences", Value: bson.D{{Key: "a", Value: half}}}),
+			acct("c-half-b", ao2, email("half@x.org"), bson.E{Key: "preferences", Value: bson.D{{Key: "b", Value: half}}}),
+		}, ""},
 		{"unicode everywhere", []bson.D{
 			acct("c-ünï-çødé-名前", ao1, email("josé.müller@exämple.org"), bson.E{Key: "profile", Value: bson.D{{Key: "first_name", Value: "Zoë 🌟"}, {Key: "last_name", Value: "Ñandú"}}}),
 			acct("c-ünï-çødé-2", ao2, email("josé.müller@exämple.org")),
@@ -101,6 +107,9 @@ func TestBadInputCorpus(t *testing.T) {
 		if c.tenant == "" {
 			wantOut += len(c.docs)
 		}
+	}
+	if rep.Skipped.Count != 2 {
+		t.Errorf("verify: %d accounts left out by phase 1, want the 2 of the group over 16 MB", rep.Skipped.Count)
 	}
 	if rep.NotMigrated.Count != wantOut || rep.InTwoTenants.Count+rep.OrphanTenants.Count+rep.OrphanMembers.Count+rep.DupMemberships.Count+rep.OrgMismatch.Count != 0 {
 		t.Errorf("verify: %d not migrated (want the %d bad accounts), other problems: %+v", rep.NotMigrated.Count, wantOut, rep)

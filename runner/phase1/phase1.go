@@ -381,7 +381,7 @@ func (p *run) scanIdentities(ctx context.Context) error {
 			return fmt.Errorf("decode account: %w", err)
 		}
 		if reason := pipelines.Invalid(d, orgOf); reason != "" {
-			p.invalid(raw, reason)
+			p.invalid(idString(raw.Lookup("_id")), reason)
 			return nil
 		}
 		id, _ := get(d, model.FieldID)
@@ -425,11 +425,11 @@ func (p *run) scanIdentities(ctx context.Context) error {
 	return nil
 }
 
-func (p *run) invalid(raw bson.Raw, reason string) {
+func (p *run) invalid(id, reason string) {
 	p.rep.Invalid++
 	p.rep.InvalidReasons[reason]++
 	if len(p.rep.FirstInvalid) < maxListed {
-		p.rep.FirstInvalid = append(p.rep.FirstInvalid, InvalidAccount{ID: idString(raw.Lookup("_id")), Reason: reason})
+		p.rep.FirstInvalid = append(p.rep.FirstInvalid, InvalidAccount{ID: id, Reason: reason})
 	}
 }
 
@@ -516,6 +516,38 @@ func (p *run) collectMembers(ctx context.Context) error {
 	return p.groups.put(ctx, buf)
 }
 
+// maxDocument is MongoDB's document size limit.
+const maxDocument = 16 * 1024 * 1024
+
+// ReasonTooLarge is why a group too large for one document is left out.
+const ReasonTooLarge = "merged tenant account over the 16 MB document limit"
+
+// tooLarge handles a group whose tenant account would not fit in one
+// document: by default the phase stops; skipping invalid data, the group's
+// accounts get links that say so, which keep phase 2 from moving them one
+// by one into several tenant accounts, and they stay listed as not
+// migrated. Accounts the group already had in a tenant account stay there.
+func (p *run) tooLarge(docs []groupDoc, org, survivor string, size int, w *writer) error {
+	if !p.cfg.SkipInvalid {
+		return fmt.Errorf("%w: the group of %d accounts with tenant %s would be %d bytes, over MongoDB's 16 MB document limit; run with --skip-invalid to migrate the others and leave this group listed as not migrated",
+			ErrInvalidData, len(docs), survivor, size)
+	}
+	for _, gd := range docs {
+		p.invalid(gd.ID, ReasonTooLarge)
+		if (gd.Link != nil && gd.Link.TenantID != "") || gd.HasTenant {
+			continue
+		}
+		ao, _ := gd.Doc.Lookup("app_org_id").StringValueOK()
+		l := model.Link{LegacyID: gd.ID, OrgID: org, AppOrgID: ao, Skipped: ReasonTooLarge}
+		if gd.Link != nil && *gd.Link == l {
+			p.rep.LinksSame++
+			continue
+		}
+		w.link(l, gd.Link != nil)
+	}
+	return nil
+}
+
 // pass 4
 func (p *run) mergeGroups(ctx context.Context) error {
 	if !p.cfg.DryRun {
@@ -588,8 +620,8 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 	if err != nil {
 		return fmt.Errorf("tenant %s: %w", survivor, err)
 	}
-	if len(raw) > 16*1024*1024 {
-		return fmt.Errorf("tenant %s would be %d bytes, over MongoDB's 16 MB document limit", survivor, len(raw))
+	if len(raw) > maxDocument {
+		return p.tooLarge(docs, org, survivor, len(raw), w)
 	}
 	sum := sha256.Sum256(raw)
 	hash := hex.EncodeToString(sum[:16])

@@ -278,3 +278,52 @@ func TestPhase1JoinsNewAccount(t *testing.T) {
 		t.Errorf("%d tenants; tenant %s with %d memberships; want one tenant b with 3", n, tn.ID, len(tn.Memberships))
 	}
 }
+
+// A group whose tenant account would pass 16 MB stops the phase, or with
+// SkipInvalid is left out with links that say why (keeping phase 2 from
+// moving its accounts one by one), and a re-run writes nothing more.
+func TestPhase1GroupTooLarge(t *testing.T) {
+	db := env.Database(t)
+	ctx := context.Background()
+	aos := []any{bson.D{{Key: "_id", Value: "ao1"}, {Key: "app_id", Value: "app1"}, {Key: "org_id", Value: "o"}},
+		bson.D{{Key: "_id", Value: "ao2"}, {Key: "app_id", Value: "app2"}, {Key: "org_id", Value: "o"}}}
+	if _, err := db.Collection("applications_organizations").InsertMany(ctx, aos); err != nil {
+		t.Fatal(err)
+	}
+	half := strings.Repeat("y", 9<<20)
+	for i, ao := range []string{"ao1", "ao2"} {
+		d := bson.D{{Key: "_id", Value: fmt.Sprintf("big-%d", i)}, {Key: "app_org_id", Value: ao},
+			{Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: "p@x.org"}}}},
+			{Key: "preferences", Value: bson.D{{Key: fmt.Sprintf("k%d", i), Value: half}}}}
+		if _, err := db.Collection("accounts").InsertOne(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := phase1.Run(ctx, config(db))
+	if !errors.Is(err, phase1.ErrInvalidData) || !strings.Contains(err.Error(), "16 MB") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("err = %v; want one line naming the 16 MB limit", err)
+	}
+	cfg := config(db)
+	cfg.SkipInvalid = true
+	for run := 0; run < 2; run++ {
+		rep, err := phase1.Run(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.InvalidReasons[phase1.ReasonTooLarge] != 2 || rep.TenantsInserted != 0 || rep.LinksWritten+rep.LinksSame != 2 || (run == 1 && rep.LinksWritten != 0) {
+			t.Errorf("run %d: %+v", run, rep)
+		}
+	}
+	var links []model.Link
+	cur, err := db.Collection("links").Find(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cur.All(ctx, &links); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{})
+	if len(links) != 2 || links[0].TenantID != "" || links[0].Skipped != phase1.ReasonTooLarge || n != 0 {
+		t.Errorf("links %+v, %d tenants; want 2 links that say why, no tenant", links, n)
+	}
+}

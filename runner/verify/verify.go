@@ -69,6 +69,7 @@ type Report struct {
 	PerOrg         map[string]*OrgCounts `json:"per_org"`
 
 	NotMigrated    Problem `json:"not_migrated"`           // legacy accounts no tenant holds
+	Skipped        Problem `json:"skipped_by_phase1"`      // of those, left out by phase 1 (too large a group)
 	InTwoTenants   Problem `json:"in_two_tenants"`         // legacy accounts held twice
 	NoAppOrg       Problem `json:"legacy_without_app_org"` // legacy app_org_id matches nothing
 	OrphanTenants  Problem `json:"tenants_without_source"` // tenant _id is no legacy account
@@ -93,6 +94,7 @@ func (r *Report) problems() []struct {
 		p    *Problem
 	}{
 		{"legacy accounts not migrated", &r.NotMigrated},
+		{"legacy accounts phase 1 left out (their merged tenant account would exceed 16 MB)", &r.Skipped},
 		{"legacy accounts in two tenant accounts", &r.InTwoTenants},
 		{"legacy accounts whose app_org_id matches no app-org", &r.NoAppOrg},
 		{"tenant accounts without a legacy source", &r.OrphanTenants},
@@ -277,7 +279,11 @@ func (v *verifier) org(name string) *OrgCounts {
 }
 
 func (v *verifier) danglingLink(l Link) {
-	v.rep.DanglingLinks.add(l.LegacyID)
+	if l.TenantID == "" && l.Skipped != "" {
+		v.rep.Skipped.add(l.LegacyID)
+	} else {
+		v.rep.DanglingLinks.add(l.LegacyID)
+	}
 	v.rep.NotMigrated.add(l.LegacyID)
 }
 
