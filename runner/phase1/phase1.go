@@ -170,9 +170,12 @@ func formatMap(m map[string]int) string {
 	return " (" + strings.Join(parts, ", ") + ")"
 }
 
+// SkippedPrefix starts the count keys of skipped accounts by reason.
+const SkippedPrefix = "skipped: "
+
 // Counts flattens the report for the step history.
 func (r *Report) Counts() map[string]int64 {
-	return map[string]int64{
+	c := map[string]int64{
 		"accounts_read":      r.Accounts,
 		"groups":             int64(r.Groups),
 		"grouped_accounts":   int64(r.GroupedAccounts),
@@ -185,6 +188,10 @@ func (r *Report) Counts() map[string]int64 {
 		"tenants_superseded": int64(r.Superseded),
 		"links_written":      int64(r.LinksWritten),
 	}
+	for reason, n := range r.InvalidReasons {
+		c[SkippedPrefix+reason] = int64(n)
+	}
+	return c
 }
 
 // ErrInvalidData: legacy accounts that cannot be migrated were found and

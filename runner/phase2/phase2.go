@@ -89,6 +89,8 @@ type Report struct {
 // Counts flattens the report for the step history.
 func (r *Report) Counts() map[string]int64 {
 	return map[string]int64{
+		// Every account read falls in exactly one of the others.
+		"accounts_read":   r.Inserted + r.Refreshed + r.Unchanged + r.Merged + r.Invalid,
 		"inserted":        r.Inserted,
 		"refreshed":       r.Refreshed,
 		"unchanged":       r.Unchanged,

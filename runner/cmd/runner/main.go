@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -22,6 +23,7 @@ import (
 	"github.com/tenantmigrate/runner/runner"
 	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/lease"
+	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/progress"
 )
 
@@ -217,15 +219,57 @@ func printResult(w io.Writer, res runner.Result) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "STEP\tNAME\tDIRECTION\tDURATION\tCOUNTS")
+	fmt.Fprintln(tw, "STEP\tNAME\tDIRECTION\tDURATION\tREAD\tWRITTEN\tMERGED\tREFRESHED\tSKIPPED")
 	for _, s := range res.Steps {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", s.Version, s.Name, s.Direction, s.Duration.Round(time.Millisecond), formatCounts(s.Counts))
+		r := summarize(s.Counts)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Version, s.Name, s.Direction, s.Duration.Round(time.Millisecond),
+			r.read, r.written, r.merged, r.refreshed, r.skipped)
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "(READ legacy accounts; WRITTEN tenant accounts inserted or replaced; MERGED accounts phase 1 merged with another; all counts: runner status)")
 	fmt.Fprintf(w, "version %d -> %d\n", res.From, res.To)
 	if res.Verify != nil {
 		res.Verify.Print(w)
 	}
+}
+
+// summaryRow is one step in the final summary.
+type summaryRow struct{ read, written, merged, refreshed, skipped string }
+
+// summarize maps a step's counts on the summary's columns; "-" is a column
+// the step has nothing to say about (an index step reads no account).
+func summarize(c map[string]int64) summaryRow {
+	sum := func(keys ...string) string {
+		var n int64
+		found := false
+		for _, k := range keys {
+			if v, ok := c[k]; ok {
+				n, found = n+v, true
+			}
+		}
+		if !found {
+			return "-"
+		}
+		return strconv.FormatInt(n, 10)
+	}
+	r := summaryRow{
+		read:      sum("accounts_read"),
+		written:   sum("tenants_inserted", "tenants_replaced", "inserted", "refreshed"),
+		merged:    sum("grouped_accounts"),
+		refreshed: sum("tenants_replaced", "refreshed"),
+		skipped:   sum("invalid_skipped"),
+	}
+	var reasons []string
+	for k, v := range c {
+		if reason, ok := strings.CutPrefix(k, phase1.SkippedPrefix); ok {
+			reasons = append(reasons, fmt.Sprintf("%s: %d", reason, v))
+		}
+	}
+	if len(reasons) > 0 {
+		sort.Strings(reasons)
+		r.skipped += " (" + strings.Join(reasons, ", ") + ")"
+	}
+	return r
 }
 
 func formatCounts(c map[string]int64) string {

@@ -154,7 +154,8 @@ func TestUpStatusDownThroughTheBinary(t *testing.T) {
 		t.Fatalf("dry run wrote the state")
 	}
 	r = runBin(t, db.Name(), nil)
-	if r.code != 0 || !strings.Contains(r.stdout, "tenants_accounts_indexes") || !strings.Contains(r.stdout, fmt.Sprintf("version -1 -> %d", top)) {
+	if r.code != 0 || !strings.Contains(r.stdout, "tenants_accounts_indexes") || !strings.Contains(r.stdout, fmt.Sprintf("version -1 -> %d", top)) ||
+		!strings.Contains(r.stdout, "READ  WRITTEN  MERGED  REFRESHED  SKIPPED") {
 		t.Fatalf("runner = %+v", r)
 	}
 	r = runBin(t, db.Name(), nil)
@@ -287,6 +288,28 @@ func TestOneLineErrors(t *testing.T) {
 			}
 			if tt.absent != "" && strings.Contains(r.stdout+r.stderr, tt.absent) {
 				t.Errorf("output leaks %q: %s", tt.absent, msg)
+			}
+		})
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	tests := []struct {
+		name   string
+		counts map[string]int64
+		want   summaryRow
+	}{
+		{"index step", map[string]int64{"commands": 1}, summaryRow{"-", "-", "-", "-", "-"}},
+		{"phase 1", map[string]int64{"accounts_read": 100, "grouped_accounts": 9, "tenants_inserted": 3, "tenants_replaced": 1,
+			"invalid_skipped": 2, "skipped: no auth_types": 1, "skipped: dangling app_org_id": 1},
+			summaryRow{"100", "4", "9", "1", "2 (dangling app_org_id: 1, no auth_types: 1)"}},
+		{"phase 2", map[string]int64{"accounts_read": 100, "inserted": 80, "refreshed": 5, "unchanged": 4, "left_to_phase1": 9, "invalid_skipped": 2},
+			summaryRow{"100", "85", "-", "5", "2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := summarize(tt.counts); got != tt.want {
+				t.Errorf("summarize = %+v, want %+v", got, tt.want)
 			}
 		})
 	}
