@@ -28,12 +28,13 @@ import (
 // transaction and no per-document lookup (FerretDB answers each lookup with a
 // full scan; MongoDB answers them all fast):
 //
-//  1. Scan the legacy accounts in _id order; check each (bad data stops the
+//  1. Scan the legacy accounts in any order; check each (bad data stops the
 //     phase before anything is written, unless skipped); write one scratch
 //     document per identity pair, _id = hash(org, code, identifier) + _id.
 //     Hashing keeps identifiers out of the scratch collection.
 //  2. Scan the scratch keys in _id order: accounts sharing a key are adjacent.
-//     Union them; the components of two or more accounts are the groups.
+//     Connect them (groups.go); the components of two or more accounts are
+//     the groups.
 //  3. Scan the legacy accounts again, merge-joined with the links and the
 //     tenant accounts, and copy each grouped account (with its existing link
 //     and whether it owns a tenant account) to a second scratch collection,
@@ -44,9 +45,9 @@ import (
 //
 // Every run rebuilds the scratch collections, and every write is keyed by a
 // deterministic id and skipped when equal, so a run killed anywhere and run
-// again ends exactly as an uninterrupted run. Memory holds the union-find
-// over accounts that share an identity and one batch of groups: never the
-// collection.
+// again ends exactly as an uninterrupted run. Memory holds a batch and a
+// group (and, up to Config.MemoryGroupLimit, the accounts that share an
+// identity): never the collection.
 
 // Config configures a run.
 type Config struct {
@@ -380,7 +381,7 @@ func (p *run) scanIdentities(ctx context.Context) error {
 	buf := make([]keyDoc, 0, p.cfg.Batch)
 	task := p.cfg.Progress.Start("phase 1: identities", p.cfg.Total)
 	defer task.Done()
-	err := scan(ctx, p.cfg.DB.Collection(p.cfg.Accounts), p.cfg.Batch, proj, func(raw bson.Raw) error {
+	err := scanNatural(ctx, p.cfg.DB.Collection(p.cfg.Accounts), p.cfg.Batch, proj, func(raw bson.Raw) error {
 		p.rep.Accounts++
 		task.Add(1)
 		var d bson.D

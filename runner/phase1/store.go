@@ -20,6 +20,27 @@ func scan(ctx context.Context, coll *mongo.Collection, batch int, proj bson.D, f
 	return sorted.Each(ctx, coll, nil, proj, batch, fn)
 }
 
+// scanNatural reads coll in the order the server keeps it, for a pass that
+// joins nothing: a server that cannot sort from an index (FerretDB) would
+// otherwise read and sort the whole collection before the first document.
+func scanNatural(ctx context.Context, coll *mongo.Collection, batch int, proj bson.D, fn func(bson.Raw) error) error {
+	opts := options.Find().SetBatchSize(int32(batch))
+	if proj != nil {
+		opts.SetProjection(proj)
+	}
+	cur, err := coll.Find(ctx, bson.D{}, opts)
+	if err != nil {
+		return err
+	}
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		if err := fn(cur.Current); err != nil {
+			return err
+		}
+	}
+	return cur.Err()
+}
+
 // keyIndex sorts identity keys so that accounts sharing one are adjacent:
 // a scratch collection for real runs, memory for dry runs (which write
 // nothing, at the cost of memory that grows with the number of identities).
