@@ -95,6 +95,7 @@ func TestBadInputCorpus(t *testing.T) {
 			}
 		}
 	}
+	env.Seeded(t, db)
 	legacy := testenv.Dump(t, db.Collection("accounts"))
 
 	res, err := newRunner(t, cfg).Up(ctx)

@@ -510,10 +510,7 @@ func TestBootAppliesSteps(t *testing.T) {
 func TestEndToEndOnFixture(t *testing.T) {
 	cfg, db := testConfig(t)
 	ctx := context.Background()
-	exp, err := gen.Load(ctx, db, gen.Options{Accounts: 3000, Seed: 11})
-	if err != nil {
-		t.Fatal(err)
-	}
+	exp := env.Load(t, db, gen.Options{Accounts: 3000, Seed: 11})
 	before := fmt.Sprint(testenv.Dump(t, db.Collection("accounts")))
 	r := newRunner(t, cfg)
 	_, latest := steps(t)
@@ -576,10 +573,7 @@ func TestConcurrentEditsThenRerun(t *testing.T) {
 	cfg, db := testConfig(t)
 	ctx := context.Background()
 	opts := gen.Options{Accounts: 1500, Seed: 13}
-	exp, err := gen.Load(ctx, db, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	exp := env.Load(t, db, opts)
 	r := newRunner(t, cfg)
 	if _, err := r.Up(ctx); err != nil {
 		t.Fatal(err)
@@ -634,6 +628,7 @@ func TestConcurrentEditsThenRerun(t *testing.T) {
 	if _, err := accounts.InsertOne(ctx, newAccount("zz-joiner", appOrg, email)); err != nil {
 		t.Fatal(err)
 	}
+	env.Seeded(t, db)
 	if _, err := r.Phase(ctx, 1); err != nil && !errors.Is(err, runner.ErrMismatch) {
 		t.Fatal(err)
 	}

@@ -126,6 +126,7 @@ func TestGroupingFollowsLongChains(t *testing.T) {
 			if _, err := db.Collection("accounts").InsertMany(ctx, docs); err != nil {
 				t.Fatal(err)
 			}
+			env.Seeded(t, db)
 			cfg := config(db)
 			cfg.MemoryGroupLimit = limit
 			rep, err := phase1.Run(ctx, cfg)

@@ -38,11 +38,7 @@ func config(db *mongo.Database) phase1.Config {
 
 func load(t *testing.T, db *mongo.Database, n int) gen.Expectations {
 	t.Helper()
-	exp, err := gen.Load(context.Background(), db, gen.Options{Accounts: n, Seed: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return exp
+	return env.Load(t, db, gen.Options{Accounts: n, Seed: 3})
 }
 
 func collections(t *testing.T, db *mongo.Database) []string {
@@ -219,6 +215,7 @@ func TestPhase1BadData(t *testing.T) {
 	if _, err := db.Collection("accounts").InsertMany(ctx, bad); err != nil {
 		t.Fatal(err)
 	}
+	env.Seeded(t, db)
 	before := collections(t, db)
 	_, err := phase1.Run(ctx, config(db))
 	var ie *phase1.InvalidError
@@ -254,6 +251,7 @@ func TestPhase1JoinsNewAccount(t *testing.T) {
 	if _, err := db.Collection("accounts").InsertMany(ctx, []any{acct("b", "ao1", 2), acct("c", "ao2", 3)}); err != nil {
 		t.Fatal(err)
 	}
+	env.Seeded(t, db)
 	if _, err := phase1.Run(ctx, config(db)); err != nil {
 		t.Fatal(err)
 	}
@@ -262,6 +260,7 @@ func TestPhase1JoinsNewAccount(t *testing.T) {
 	if _, err := db.Collection("accounts").InsertOne(ctx, acct("a", "ao3", 1)); err != nil {
 		t.Fatal(err)
 	}
+	env.Seeded(t, db)
 	rep, err := phase1.Run(ctx, config(db))
 	if err != nil {
 		t.Fatal(err)
@@ -299,6 +298,7 @@ func TestPhase1GroupTooLarge(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	env.Seeded(t, db)
 	_, err := phase1.Run(ctx, config(db))
 	if !errors.Is(err, phase1.ErrInvalidData) || !strings.Contains(err.Error(), "16 MB") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("err = %v; want one line naming the 16 MB limit", err)

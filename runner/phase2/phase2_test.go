@@ -62,11 +62,8 @@ func name(fallback bool) string {
 func prepared(t *testing.T, n int) (*mongo.Database, gen.Expectations) {
 	t.Helper()
 	db := env.Database(t)
-	exp, err := gen.Load(context.Background(), db, gen.Options{Accounts: n, Seed: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = phase1.Run(context.Background(), phase1.Config{DB: db, Accounts: names.Accounts, TenantsAccounts: names.TenantsAccounts,
+	exp := env.Load(t, db, gen.Options{Accounts: n, Seed: 5})
+	_, err := phase1.Run(context.Background(), phase1.Config{DB: db, Accounts: names.Accounts, TenantsAccounts: names.TenantsAccounts,
 		ApplicationsOrganizations: names.ApplicationsOrganizations, Links: names.Links, ScratchPrefix: "migrations",
 		IdentityCodes: gen.DefaultIdentityCodes(), Batch: 500, Log: quiet()})
 	if err != nil {
@@ -150,6 +147,7 @@ func TestPhase2Refresh(t *testing.T) {
 				bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: later}, {Key: "username", Value: "renamed"}}}}); err != nil {
 				t.Fatal(err)
 			}
+			env.Seeded(t, db)
 			rep, err := phase2.Run(ctx, config(db, fallback))
 			if err != nil || rep.Refreshed != 1 {
 				t.Fatalf("re-run after a legacy edit = %+v, %v; want 1 refreshed", rep, err)
@@ -225,6 +223,7 @@ func TestPhase2BadData(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	env.Seeded(t, db)
 	before := testenv.Dump(t, db.Collection(names.TenantsAccounts))
 	rep, err := phase2.Run(ctx, config(db, true))
 	if !errors.Is(err, phase2.ErrInvalidData) || rep.Invalid != 2 {

@@ -108,6 +108,7 @@ func TestVerify(t *testing.T) {
 					}
 				}
 			}
+			env.Seeded(t, db)
 			rep, err := verify.Run(ctx, db, colls, 2, nil)
 			if err != nil {
 				t.Fatal(err)

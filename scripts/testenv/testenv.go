@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/scripts/embedded/server"
+	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 )
 
 // Env is the server a test binary uses.
@@ -27,7 +29,15 @@ type Env struct {
 	// Embedded is the in-process server, nil on a real MongoDB.
 	Embedded *server.Server
 	dir      string
+
+	mu sync.Mutex
+	// legacy is, per test database, the hash of its legacy collections as
+	// the test itself last left them (see Seeded).
+	legacy map[string]string
 }
+
+// LegacyCollections are the collections the runner only reads.
+func LegacyCollections() []string { return []string{"accounts", "applications_organizations"} }
 
 // Real reports whether the tests run against MONGODB_URI.
 func (e *Env) Real() bool { return e.Embedded == nil }
@@ -104,11 +114,63 @@ func (e *Env) Connect(t testing.TB) *mongo.Client {
 }
 
 // Database returns a fresh database for the test, dropped at cleanup.
+//
+// It guards the legacy collections: at cleanup they must hash the same as
+// when the test last wrote them itself (Seeded, Load), so a test fails if
+// anything else (the runner) wrote them. A test that already failed is not
+// checked.
 func (e *Env) Database(t testing.TB) *mongo.Database {
 	t.Helper()
 	db := e.Connect(t).Database(DBName(t))
 	t.Cleanup(func() { _ = db.Drop(context.Background()) })
+	e.Seeded(t, db)
+	t.Cleanup(func() {
+		if t.Failed() {
+			return
+		}
+		e.mu.Lock()
+		want := e.legacy[db.Name()]
+		delete(e.legacy, db.Name())
+		e.mu.Unlock()
+		if got := legacyHash(t, db); got != want {
+			t.Errorf("the legacy collections of %s changed after the test last wrote them: something else wrote them", db.Name())
+		}
+	})
 	return db
+}
+
+// Seeded records the legacy collections of db as the test itself has just
+// left them: call it after every write the test makes to them.
+func (e *Env) Seeded(t testing.TB, db *mongo.Database) {
+	t.Helper()
+	h := legacyHash(t, db)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.legacy == nil {
+		e.legacy = map[string]string{}
+	}
+	e.legacy[db.Name()] = h
+}
+
+// Load loads a fixture into db (gen.Load) and records it (Seeded).
+func (e *Env) Load(t testing.TB, db *mongo.Database, opts gen.Options) gen.Expectations {
+	t.Helper()
+	exp, err := gen.Load(context.Background(), db, opts)
+	if err != nil {
+		t.Fatalf("load the fixture: %v", err)
+	}
+	e.Seeded(t, db)
+	return exp
+}
+
+// legacyHash hashes every document of the legacy collections.
+func legacyHash(t testing.TB, db *mongo.Database) string {
+	t.Helper()
+	h := sha256.New()
+	for _, c := range LegacyCollections() {
+		fmt.Fprintf(h, "%s\n%v\n", c, Dump(t, db.Collection(c)))
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Dump hashes every document of coll, keyed by its _id: two dumps are equal

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -112,21 +111,16 @@ func TestKillAnywhereThenRerun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills the runner a dozen times")
 	}
-	ctx := context.Background()
 	opts := gen.Options{Accounts: 2500, Seed: 21}
 	clean := env.Database(t)
-	if _, err := gen.Load(ctx, clean, opts); err != nil {
-		t.Fatal(err)
-	}
+	env.Load(t, clean, opts)
 	if r := runBin(t, clean.Name(), fastLease); r.code != 0 {
 		t.Fatalf("uninterrupted run: %+v", r)
 	}
 	want := [2]map[string]string{testenv.Dump(t, clean.Collection("tenants_accounts")), testenv.Dump(t, clean.Collection("tenants_accounts_links"))}
 
 	db := env.Database(t)
-	if _, err := gen.Load(ctx, db, opts); err != nil {
-		t.Fatal(err)
-	}
+	env.Load(t, db, opts)
 	legacy := testenv.Dump(t, db.Collection("accounts"))
 	started := func(name string) []string { return []string{`"msg":"step started"`, `"name":"` + name + `"`} }
 	finished := func(name string) []string { return []string{`"msg":"step finished"`, `"name":"` + name + `"`} }
@@ -191,12 +185,9 @@ func TestKillAnywhereThenRerun(t *testing.T) {
 
 // Info-level logs carry no identifiers, emails, names or URI passwords.
 func TestLogsCarryNoPersonalData(t *testing.T) {
-	ctx := context.Background()
 	db := env.Database(t)
 	opts := gen.Options{Accounts: 800, Seed: 4}
-	if _, err := gen.Load(ctx, db, opts); err != nil {
-		t.Fatal(err)
-	}
+	env.Load(t, db, opts)
 	secret := map[string]bool{}
 	err := gen.Accounts(opts, func(a model.LegacyAccount) error {
 		for _, at := range a.AuthTypes {
@@ -243,12 +234,9 @@ func TestConcurrentBootsWithKilledHolder(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs four runners over a fixture")
 	}
-	ctx := context.Background()
 	db := env.Database(t)
 	opts := gen.Options{Accounts: 1500, Seed: 8}
-	if _, err := gen.Load(ctx, db, opts); err != nil {
-		t.Fatal(err)
-	}
+	env.Load(t, db, opts)
 	type proc struct {
 		cmd  *exec.Cmd
 		done chan error
