@@ -224,8 +224,15 @@ func TestDownUndoesIndexStep(t *testing.T) {
 			t.Errorf("index %s still there after Down", n)
 		}
 	}
-	if h := history(t, db, "1.up"); h.State != mongomigrate.StateReverted {
-		t.Errorf("up history after Down: state %q, want reverted", h.State)
+	// The step's history goes with what it wrote; the down keeps its own.
+	if n, _ := db.Collection("migrations_history").CountDocuments(ctx, bson.D{{Key: "_id", Value: "1.up"}}); n != 0 {
+		t.Error("the up history of step 1 is still there after Down")
+	}
+	if h := history(t, db, "1.down"); h.State != mongomigrate.StateApplied {
+		t.Errorf("down history: %+v", h)
+	}
+	if st, err := r.Status(ctx); err != nil || st.Steps[0].State != "pending" || st.Steps[0].Up != nil {
+		t.Errorf("status after Down = %+v, %v; want step 1 pending with no up history", st, err)
 	}
 	if _, err := r.Down(ctx); !errors.Is(err, runner.ErrNothingToUndo) {
 		t.Errorf("second Down: err = %v, want ErrNothingToUndo", err)
@@ -233,7 +240,7 @@ func TestDownUndoesIndexStep(t *testing.T) {
 	if _, err := r.Up(ctx); err != nil {
 		t.Fatalf("Up after Down: %v", err)
 	}
-	if h := history(t, db, "1.up"); h.State != mongomigrate.StateApplied || h.Attempts != 2 {
+	if h := history(t, db, "1.up"); h.State != mongomigrate.StateApplied || h.Attempts != 1 {
 		t.Errorf("up history after re-Up: %+v", h)
 	}
 }
@@ -550,6 +557,9 @@ func TestEndToEndOnFixture(t *testing.T) {
 		if n, _ := db.Collection(coll).CountDocuments(ctx, bson.D{}); n != 0 {
 			t.Errorf("%d documents left in %s after down", n, coll)
 		}
+	}
+	if n, _ := db.Collection("migrations_history").CountDocuments(ctx, bson.D{{Key: "direction", Value: "up"}}); n != 0 {
+		t.Errorf("%d step histories left after down past every step", n)
 	}
 	if got := fmt.Sprint(testenv.Dump(t, db.Collection("accounts"))); got != before {
 		t.Error("the legacy collection changed")

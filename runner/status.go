@@ -76,7 +76,7 @@ type StepStatus struct {
 	Identifier string                `json:"identifier"`
 	Kind       string                `json:"kind"`
 	Phase      int                   `json:"phase,omitempty"`
-	State      string                `json:"state"` // pending, applied, running, failed, reverted
+	State      string                `json:"state"` // pending, applied, running, failed; "down ..." for a down that did not finish
 	Up         *mongomigrate.History `json:"up,omitempty"`
 	Down       *mongomigrate.History `json:"down,omitempty"`
 	// Changed is true when the step file differs from the one that ran.
@@ -178,7 +178,7 @@ func (r *Runner) stepsSince(ctx context.Context, start time.Time) ([]StepResult,
 		if err := cur.Decode(&h); err != nil {
 			return nil, fmt.Errorf("read history: %w", err)
 		}
-		if h.State != mongomigrate.StateApplied && h.State != mongomigrate.StateReverted {
+		if h.State != mongomigrate.StateApplied {
 			continue
 		}
 		name := h.Name

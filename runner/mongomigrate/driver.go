@@ -95,10 +95,9 @@ const LockName = "migrations"
 
 // History states.
 const (
-	StateRunning  = "running"
-	StateApplied  = "applied"
-	StateFailed   = "failed"
-	StateReverted = "reverted"
+	StateRunning = "running"
+	StateApplied = "applied"
+	StateFailed  = "failed"
 )
 
 // WithInstance returns a driver bound to ctx: cancelling ctx cancels the step
@@ -320,10 +319,10 @@ func (d *Driver) finishStep(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("record end of step %d: %w", r.version, err)
 	}
 	if r.direction == "down" {
-		_, err := hist.UpdateOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, "up")}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: StateReverted}, {Key: "reverted_at", Value: now}}}})
-		if err != nil {
-			return fmt.Errorf("record revert of step %d: %w", r.version, err)
+		// Undoing a step removes what it wrote, its history included; the
+		// down's own document records the revert.
+		if _, err := hist.DeleteOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, "up")}}); err != nil {
+			return fmt.Errorf("remove the history of step %d: %w", r.version, err)
 		}
 	}
 	return nil
@@ -542,5 +541,4 @@ type History struct {
 	Counts     Counts     `bson:"counts,omitempty" json:"counts,omitempty"`
 	Attempts   int        `bson:"attempts" json:"attempts"`
 	Checksum   string     `bson:"checksum" json:"checksum"`
-	RevertedAt *time.Time `bson:"reverted_at,omitempty" json:"reverted_at,omitempty"`
 }
