@@ -127,6 +127,28 @@ func Validity(validAppOrgs []string) bson.D {
 	return validity(validAppOrgs, nil)
 }
 
+// ValidityIn is Validity restricted to the range r (nil: every account),
+// exactly as stage 1 matches.
+func ValidityIn(validAppOrgs []string, r *Range) bson.D {
+	return validity(validAppOrgs, r)
+}
+
+// IDFilter selects the _ids of the range r in another collection keyed by
+// legacy _id (the links); nil selects all.
+func (r *Range) IDFilter() bson.D {
+	var id bson.D
+	if r != nil && r.After != "" {
+		id = append(id, d("$gt", r.After))
+	}
+	if r != nil && r.Through != "" {
+		id = append(id, d("$lte", r.Through))
+	}
+	if id == nil {
+		return bson.D{}
+	}
+	return bson.D{d(model.FieldID, id)}
+}
+
 func validity(validAppOrgs []string, r *Range) bson.D {
 	in := bson.A{} // never nil: {$in: null} is an error, {$in: []} matches nothing
 	for _, ao := range validAppOrgs {

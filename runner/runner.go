@@ -343,6 +343,7 @@ func (r *Runner) Phase(ctx context.Context, n int) (Result, error) {
 }
 
 func (r *Runner) migrateWith(ctx context.Context, down bool, fn func(*session) error) (Result, error) {
+	ctx = withRunState(ctx)
 	var res Result
 	start := time.Now().UTC()
 	err := r.withLock(ctx, func(s *session) error {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
@@ -25,6 +26,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/runner/phase2"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -519,11 +521,22 @@ func TestEndToEndOnFixture(t *testing.T) {
 	ctx := context.Background()
 	exp := env.Load(t, db, gen.Options{Accounts: 3000, Seed: 11})
 	before := fmt.Sprint(testenv.Dump(t, db.Collection("accounts")))
-	r := newRunner(t, cfg)
+	logger, logs := logtest.NewNullLogger()
+	r := newRunner(t, cfg, runner.WithLogger(logger))
 	_, latest := steps(t)
 	res, err := r.Up(ctx)
 	if err != nil || res.To != latest {
 		t.Fatalf("Up = %+v, %v", res, err)
+	}
+	caps, err := capability.Detect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Phase 1 has just checked every account: the streaming phase 2 does
+	// not read them all once more to check them again.
+	wantChecked := map[bool]string{true: phase2.CheckedOnServer, false: phase2.CheckedInScan}[caps.Merge]
+	if got := phase2Checked(logs); got != wantChecked {
+		t.Errorf("phase 2 at boot checked accounts %q, want %q", got, wantChecked)
 	}
 	rep, err := r.Verify(ctx)
 	if err != nil {
@@ -535,9 +548,14 @@ func TestEndToEndOnFixture(t *testing.T) {
 	}
 	// Each phase again changes nothing.
 	for _, phase := range []int{1, 2} {
+		logs.Reset()
 		res, err := r.Phase(ctx, phase)
 		if err != nil || len(res.Steps) != 1 {
 			t.Fatalf("Phase(%d) again = %+v, %v", phase, res, err)
+		}
+		// Run alone, phase 2 checks before it writes.
+		if want := map[bool]string{true: phase2.CheckedOnServer, false: phase2.CheckedBefore}[caps.Merge]; phase == 2 && phase2Checked(logs) != want {
+			t.Errorf("phase 2 run alone checked accounts %q, want %q", phase2Checked(logs), want)
 		}
 		for k, v := range res.Steps[0].Counts {
 			if (k == "tenants_inserted" || k == "tenants_replaced" || k == "links_written" || k == "inserted" || k == "refreshed") && v != 0 {
@@ -667,4 +685,15 @@ func TestConcurrentEditsThenRerun(t *testing.T) {
 	if n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{{Key: "_id", Value: "zz-joiner"}}); n != 0 {
 		t.Error("the joining account kept a tenant account of its own")
 	}
+}
+
+// phase2Checked is where the last phase 2 of the logs checked accounts.
+func phase2Checked(logs *logtest.Hook) string {
+	checked := ""
+	for _, e := range logs.AllEntries() {
+		if e.Message == "phase 2: report" {
+			checked, _ = e.Data["checked"].(string)
+		}
+	}
+	return checked
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
@@ -29,13 +30,16 @@ func (r *Runner) goSteps() map[string]mongomigrate.StepFunc {
 			if err != nil {
 				return nil, err
 			}
+			runStateOf(ctx).setLegacyChecked()
 			return rep.Counts(), nil
 		},
 		"phase1_down": r.phase1Down,
 		"phase2": func(ctx context.Context) (mongomigrate.Counts, error) {
-			rep, err := phase2.Run(ctx, r.phase2Config(ctx, false))
+			cfg := r.phase2Config(ctx, false)
+			cfg.Prechecked = runStateOf(ctx).isLegacyChecked()
+			rep, err := phase2.Run(ctx, cfg)
 			if rep != nil {
-				r.log.WithField("path", rep.Path).WithField("counts", rep.Counts()).Info("phase 2: report")
+				r.log.WithFields(logrus.Fields{"path": rep.Path, "checked": rep.Checked, "counts": rep.Counts()}).Info("phase 2: report")
 			}
 			if err != nil {
 				return nil, err
@@ -87,6 +91,7 @@ func (r *Runner) phase2Config(ctx context.Context, dry bool) phase2.Config {
 		State:       c.State(),
 		Batch:       r.cfg.BatchSize,
 		RangeSize:   r.cfg.Phase2.RangeSize,
+		ExactCounts: r.cfg.Phase2.ExactCounts,
 		SkipInvalid: r.cfg.SkipInvalid,
 		DryRun:      dry,
 		Log:         r.log,

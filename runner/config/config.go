@@ -90,6 +90,12 @@ type Phase2 struct {
 	// of this many accounts, one after the other, with a checkpoint and a
 	// progress line after each: a killed run resumes at its last range.
 	RangeSize int `mapstructure:"range_size"`
+	// ExactCounts, on servers that run the pipeline, runs the same stages
+	// once more before the $merge, only to count what it will insert,
+	// refresh and leave alone ($merge itself reports nothing): about twice
+	// the server's work. Off, inserts are counted from the number of tenant
+	// accounts before and after, and refreshes are not told apart.
+	ExactCounts bool `mapstructure:"exact_counts"`
 }
 
 // Verify configures the automatic reconciliation.

@@ -17,6 +17,13 @@ import (
 // runFallback is the path for servers without $merge: the same transform in
 // Go over one merge join, legacy accounts ⋈ links ⋈ tenant accounts by _id.
 // Memory holds one batch.
+//
+// It checks every account it reads. Unless invalid accounts are skipped,
+// the first one it meets ends the writes: the batch in hand is dropped,
+// the checkpoint stays before it, and the scan goes on only to count and
+// list the others for the error. Only an account that turned bad after the
+// check before the copy (Run) can get there: what was written before it is
+// correct, and a run after the fix resumes from the checkpoint.
 func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *Report) error {
 	after := ""
 	if !cfg.DryRun {
@@ -50,13 +57,24 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *
 		task.Add(1)
 		id, ok := raw.Lookup("_id").StringValueOK()
 		if !ok {
-			return nil // counted by checkInvalid
+			noteInvalid(rep, raw.Lookup("_id"), pipelines.ReasonID)
+			if !cfg.SkipInvalid && !cfg.DryRun {
+				w.stop()
+			}
+			return nil
 		}
 		var legacy bson.D
 		if err := bson.Unmarshal(raw, &legacy); err != nil {
 			return fmt.Errorf("decode account %s: %w", id, err)
 		}
-		if pipelines.Invalid(legacy, orgOf) != "" {
+		if reason := pipelines.Invalid(legacy, orgOf); reason != "" {
+			noteInvalid(rep, raw.Lookup("_id"), reason)
+			if !cfg.SkipInvalid && !cfg.DryRun {
+				w.stop()
+			}
+			return nil
+		}
+		if w.stopped {
 			return nil
 		}
 		if links.SkipTo(ctx, id) != nil {
@@ -102,6 +120,9 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *
 	if err := tenants.Err(); err != nil {
 		return fmt.Errorf("read tenant accounts: %w", err)
 	}
+	if w.stopped {
+		return invalidError(rep, "writing stopped at the first of them (the tenant accounts written before it are complete)")
+	}
 	if err := w.flush(ctx); err != nil {
 		return err
 	}
@@ -119,10 +140,22 @@ type batchWriter struct {
 	inserts  []any
 	replaces []mongo.WriteModel
 	last     string
+	// stopped: an invalid account was met; nothing more is written.
+	stopped bool
+}
+
+func (w *batchWriter) stop() {
+	if w.stopped {
+		return
+	}
+	w.stopped = true
+	w.rep.Inserted -= int64(len(w.inserts))
+	w.rep.Refreshed -= int64(len(w.replaces))
+	w.inserts, w.replaces, w.last = nil, nil, ""
 }
 
 func (w *batchWriter) flush(ctx context.Context) error {
-	if w.cfg.DryRun {
+	if w.cfg.DryRun || w.stopped {
 		w.inserts, w.replaces = nil, nil
 		return nil
 	}

@@ -47,12 +47,23 @@ type Config struct {
 	Batch int
 	// RangeSize, if > 0, runs the server-side pipeline over _id ranges of
 	// this many accounts, with a checkpoint after each.
-	RangeSize   int
+	RangeSize int
+	// ExactCounts previews every server-side run with the same stages to
+	// count inserts, refreshes and unchanged accounts (twice the work);
+	// without it inserts come from the tenant count and Report.Exact is
+	// false. Dry runs always preview.
+	ExactCounts bool
 	SkipInvalid bool
 	DryRun      bool
 	// ForceFallback runs the Go path even where $merge exists (tests).
 	ForceFallback bool
-	Log           logrus.FieldLogger
+	// Prechecked: this run's phase 1 has just read and checked every legacy
+	// account (and stops on bad data unless skipping), so the streaming path
+	// checks accounts in its copy scan instead of reading the collection
+	// once more first. An account that turned bad since still stops the
+	// writes (see runFallback).
+	Prechecked bool
+	Log        logrus.FieldLogger
 	// Progress shows the copy; nil shows nothing. Total is the number of
 	// legacy accounts if known cheaply, else 0.
 	Progress progress.Reporter
@@ -63,6 +74,13 @@ type Config struct {
 const (
 	PathMerge    = "server-side $merge"
 	PathFallback = "streaming fallback (server has no $merge)"
+)
+
+// Where bad data was looked for.
+const (
+	CheckedOnServer = "counted on the server before the pipeline"
+	CheckedBefore   = "a scan before the copy"
+	CheckedInScan   = "in the copy scan"
 )
 
 const checkpointID = "phase2_checkpoint"
@@ -78,25 +96,34 @@ type Report struct {
 	Merged    int64    `json:"left_to_phase1"` // accounts with a phase-1 link
 	Invalid   int64    `json:"invalid_skipped"`
 	FirstBad  []string `json:"first_invalid,omitempty"`
-	Ranges    int      `json:"ranges,omitempty"`
-	Resumed   string   `json:"resumed_after,omitempty"`
-	Duration  string   `json:"duration"`
-	// Exact is false when the server path could not count inserts and
-	// refreshes apart (it does not when --dry-run previews first).
-	Exact bool `json:"exact"`
+	// Checked says where the accounts were checked: CheckedOnServer,
+	// CheckedBefore or CheckedInScan.
+	Checked  string `json:"checked"`
+	Ranges   int    `json:"ranges,omitempty"`
+	Resumed  string `json:"resumed_after,omitempty"`
+	Duration string `json:"duration"`
+	// Exact is false when the server path did not count refreshes apart
+	// from unchanged accounts (phase2.exact_counts off): Inserted is then
+	// the growth of the tenant count, and RefreshedOrUnchanged the rest.
+	Exact                bool  `json:"exact"`
+	RefreshedOrUnchanged int64 `json:"refreshed_or_unchanged,omitempty"`
 }
 
 // Counts flattens the report for the step history.
 func (r *Report) Counts() map[string]int64 {
-	return map[string]int64{
+	c := map[string]int64{
 		// Every account read falls in exactly one of the others.
-		"accounts_read":   r.Inserted + r.Refreshed + r.Unchanged + r.Merged + r.Invalid,
+		"accounts_read":   r.Inserted + r.Refreshed + r.Unchanged + r.RefreshedOrUnchanged + r.Merged + r.Invalid,
 		"inserted":        r.Inserted,
-		"refreshed":       r.Refreshed,
-		"unchanged":       r.Unchanged,
 		"left_to_phase1":  r.Merged,
 		"invalid_skipped": r.Invalid,
 	}
+	if r.Exact {
+		c["refreshed"], c["unchanged"] = r.Refreshed, r.Unchanged
+	} else {
+		c["refreshed_or_unchanged"] = r.RefreshedOrUnchanged
+	}
+	return c
 }
 
 // Print writes a human summary.
@@ -105,8 +132,13 @@ func (r *Report) Print(w io.Writer) {
 	if r.DryRun {
 		verb = "would insert"
 	}
-	fmt.Fprintf(w, "phase 2 (%s on %s): %s %d tenant accounts, refreshed %d, left %d unchanged; %d merged by phase 1\n",
-		r.Path, r.Server, verb, r.Inserted, r.Refreshed, r.Unchanged, r.Merged)
+	if r.Exact {
+		fmt.Fprintf(w, "phase 2 (%s on %s): %s %d tenant accounts, refreshed %d, left %d unchanged; %d merged by phase 1\n",
+			r.Path, r.Server, verb, r.Inserted, r.Refreshed, r.Unchanged, r.Merged)
+	} else {
+		fmt.Fprintf(w, "phase 2 (%s on %s): %s %d tenant accounts, refreshed or left unchanged %d (phase2.exact_counts tells them apart); %d merged by phase 1\n",
+			r.Path, r.Server, verb, r.Inserted, r.RefreshedOrUnchanged, r.Merged)
+	}
 	if r.Invalid > 0 {
 		fmt.Fprintf(w, "phase 2: %d accounts cannot be migrated (first: %s)\n", r.Invalid, strings.Join(r.FirstBad, ", "))
 	}
@@ -138,11 +170,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	merge := caps.Merge && !cfg.ForceFallback
-	if err := checkInvalid(ctx, cfg, orgOf, valid, merge, rep); err != nil {
-		return rep, err
+	// The streaming path checks every account it reads and counts them
+	// itself; a scan of its own first is only needed to stop before
+	// anything is written.
+	switch {
+	case merge:
+		rep.Checked = CheckedOnServer
+	case cfg.Prechecked || cfg.SkipInvalid || cfg.DryRun:
+		rep.Checked = CheckedInScan
+	default:
+		rep.Checked = CheckedBefore
+	}
+	if rep.Checked != CheckedInScan {
+		if err := checkInvalid(ctx, cfg, orgOf, valid, merge, rep); err != nil {
+			return rep, err
+		}
 	}
 	if merge {
-		rep.Path, rep.Exact = PathMerge, true
+		rep.Path, rep.Exact = PathMerge, cfg.DryRun || cfg.ExactCounts
 		err = runMerge(ctx, cfg, valid, rep)
 	} else {
 		rep.Path, rep.Exact = PathFallback, true
@@ -185,11 +230,13 @@ func checkInvalid(ctx context.Context, cfg Config, orgOf map[string]string, vali
 			return err
 		}
 		if reason := pipelines.Invalid(d, orgOf); reason != "" {
-			if !serverSide {
-				rep.Invalid++
-			}
-			if len(rep.FirstBad) < 10 {
-				rep.FirstBad = append(rep.FirstBad, fmt.Sprintf("%v (%s)", raw.Lookup("_id"), reason))
+			if serverSide {
+				// counted on the server; these are the first ones.
+				if len(rep.FirstBad) < 10 {
+					rep.FirstBad = append(rep.FirstBad, fmt.Sprintf("%v (%s)", raw.Lookup("_id"), reason))
+				}
+			} else {
+				noteInvalid(rep, raw.Lookup("_id"), reason)
 			}
 		}
 		return nil
@@ -223,10 +270,26 @@ func checkInvalid(ctx context.Context, cfg Config, orgOf map[string]string, vali
 		}
 	}
 	if rep.Invalid == 0 || cfg.SkipInvalid || cfg.DryRun {
+		if !serverSide {
+			// The copy scan counts them again, with the accounts it reads.
+			rep.Invalid, rep.FirstBad = 0, nil
+		}
 		return nil
 	}
-	return fmt.Errorf("%d %w (first: %s); nothing was written: fix them, or run with --skip-invalid to migrate the others",
-		rep.Invalid, ErrInvalidData, strings.Join(rep.FirstBad, ", "))
+	return invalidError(rep, "nothing was written")
+}
+
+func invalidError(rep *Report, written string) error {
+	return fmt.Errorf("%d %w (first: %s); %s: fix them, or run with --skip-invalid to migrate the others",
+		rep.Invalid, ErrInvalidData, strings.Join(rep.FirstBad, ", "), written)
+}
+
+// noteInvalid counts an account the pipeline's first stage leaves out.
+func noteInvalid(rep *Report, id bson.RawValue, reason string) {
+	rep.Invalid++
+	if len(rep.FirstBad) < 10 {
+		rep.FirstBad = append(rep.FirstBad, fmt.Sprintf("%v (%s)", id, reason))
+	}
 }
 
 type checkpoint struct {
@@ -288,21 +351,21 @@ func runMerge(ctx context.Context, cfg Config, valid []string, rep *Report) erro
 		if after == "" && r.Through == "" {
 			r = nil
 		}
-		// Counting first, with the same stages, says what the write will
-		// do: $merge itself reports nothing.
-		before := rep.Inserted + rep.Refreshed + rep.Unchanged
-		if err := preview(ctx, cfg, valid, r, rep); err != nil {
-			return err
+		before := rep.Inserted + rep.Refreshed + rep.Unchanged + rep.RefreshedOrUnchanged
+		if rep.Exact {
+			// Counting first, with the same stages, says what the write
+			// will do: $merge itself reports nothing.
+			if err := preview(ctx, cfg, valid, r, rep); err != nil {
+				return err
+			}
 		}
 		if !cfg.DryRun {
-			cur, err := accounts.Aggregate(ctx, pipelines.Phase2(cfg.Names, valid, r), options.Aggregate().SetAllowDiskUse(true))
-			if err != nil {
-				return fmt.Errorf("phase 2 pipeline: %w", err)
+			if err := mergeRange(ctx, cfg, valid, r, rep); err != nil {
+				return err
 			}
-			cur.Close(ctx)
 		}
 		rep.Ranges++
-		task.Add(rep.Inserted + rep.Refreshed + rep.Unchanged - before)
+		task.Add(rep.Inserted + rep.Refreshed + rep.Unchanged + rep.RefreshedOrUnchanged - before)
 		if r == nil || r.Through == "" {
 			break
 		}
@@ -318,6 +381,61 @@ func runMerge(ctx context.Context, cfg Config, valid []string, rep *Report) erro
 		return nil
 	}
 	return clearCheckpoint(ctx, cfg)
+}
+
+// mergeRange runs the pipeline over one range. Without a preview it counts
+// what it can cheaply, with no join: the accounts the pipeline takes (valid,
+// in the range, without a link) and how many tenant accounts it added.
+func mergeRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Range, rep *Report) error {
+	tenants := cfg.DB.Collection(cfg.Names.TenantsAccounts)
+	var taken, before int64
+	if !rep.Exact {
+		var err error
+		if taken, err = countTaken(ctx, cfg, valid, r); err != nil {
+			return err
+		}
+		if before, err = tenants.CountDocuments(ctx, bson.D{}); err != nil {
+			return fmt.Errorf("count tenant accounts: %w", err)
+		}
+	}
+	cur, err := cfg.DB.Collection(cfg.Names.Accounts).Aggregate(ctx, pipelines.Phase2(cfg.Names, valid, r), options.Aggregate().SetAllowDiskUse(true))
+	if err != nil {
+		return fmt.Errorf("phase 2 pipeline: %w", err)
+	}
+	cur.Close(ctx)
+	if rep.Exact {
+		return nil
+	}
+	after, err := tenants.CountDocuments(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("count tenant accounts: %w", err)
+	}
+	// The growth is what the pipeline inserted as long as nothing else
+	// writes tenant accounts meanwhile: true at boot, where the lease holder
+	// is the only writer, not for a re-run next to a live service.
+	inserted := max(after-before, 0)
+	rep.Inserted += inserted
+	rep.RefreshedOrUnchanged += max(taken-inserted, 0)
+	links, err := cfg.DB.Collection(cfg.Names.Links).CountDocuments(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("count links: %w", err)
+	}
+	rep.Merged = links
+	return nil
+}
+
+// countTaken counts the accounts of the range that pass the pipeline's
+// validity stage and have no phase-1 link.
+func countTaken(ctx context.Context, cfg Config, valid []string, r *pipelines.Range) (int64, error) {
+	n, err := cfg.DB.Collection(cfg.Names.Accounts).CountDocuments(ctx, pipelines.ValidityIn(valid, r))
+	if err != nil {
+		return 0, fmt.Errorf("count accounts: %w", err)
+	}
+	linked, err := cfg.DB.Collection(cfg.Names.Links).CountDocuments(ctx, r.IDFilter())
+	if err != nil {
+		return 0, fmt.Errorf("count links: %w", err)
+	}
+	return max(n-linked, 0), nil
 }
 
 // rangeEnd is the _id size accounts after `after`, or "" for the rest.

@@ -35,7 +35,9 @@ func quiet() *logrus.Logger {
 var names = pipelines.Names{Accounts: "accounts", TenantsAccounts: "tenants_accounts", ApplicationsOrganizations: "applications_organizations", Links: "links"}
 
 func config(db *mongo.Database, fallback bool) phase2.Config {
-	return phase2.Config{DB: db, Names: names, State: "migrations_state", Batch: 400, ForceFallback: fallback, Log: quiet()}
+	// ExactCounts: the tests below check refreshes on both paths;
+	// TestPhase2MergeCountsWithoutPreview checks the lean default.
+	return phase2.Config{DB: db, Names: names, State: "migrations_state", Batch: 400, ForceFallback: fallback, ExactCounts: true, Log: quiet()}
 }
 
 // paths are the paths this server can run: the fallback everywhere, $merge
@@ -110,6 +112,31 @@ func TestPhase2MovesTheRestOnce(t *testing.T) {
 				t.Error("re-run changed tenant accounts")
 			}
 		})
+	}
+}
+
+// Without phase2.exact_counts the $merge path runs the pipeline alone: it
+// counts inserts from the tenant count and does not tell refreshed from
+// unchanged. Only servers with $merge run it.
+func TestPhase2MergeCountsWithoutPreview(t *testing.T) {
+	db, exp := prepared(t, 3000)
+	if caps, err := capability.Detect(context.Background(), db); err != nil || !caps.Merge {
+		t.Skipf("the server has no $merge (%+v, %v): this path runs on MongoDB 4.2+ only (MONGODB_URI)", caps, err)
+	}
+	ctx := context.Background()
+	one := int64(exp.Accounts - exp.GroupedAccounts)
+	cfg := config(db, false)
+	cfg.ExactCounts = false
+	rep, err := phase2.Run(ctx, cfg)
+	if err != nil || rep.Exact || rep.Inserted != one || rep.RefreshedOrUnchanged != 0 || rep.Merged != int64(exp.GroupedAccounts) {
+		t.Fatalf("phase 2 = %+v, %v; want %d inserted, none refreshed or unchanged, %d left to phase 1", rep, err, one, exp.GroupedAccounts)
+	}
+	if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != int64(exp.TenantsExpected) {
+		t.Errorf("%d tenant accounts, fixture expects %d", n, exp.TenantsExpected)
+	}
+	rep, err = phase2.Run(ctx, cfg)
+	if err != nil || rep.Inserted != 0 || rep.RefreshedOrUnchanged != one || rep.Counts()["accounts_read"] != int64(exp.Accounts) {
+		t.Errorf("re-run = %+v (counts %v), %v; want 0 inserted, %d refreshed or unchanged, %d read", rep, rep.Counts(), err, one, exp.Accounts)
 	}
 }
 
@@ -240,4 +267,91 @@ func TestPhase2BadData(t *testing.T) {
 	if err := db.Collection(names.TenantsAccounts).FindOne(ctx, bson.D{{Key: "_id", Value: "dangling"}}).Err(); !errors.Is(err, mongo.ErrNoDocuments) {
 		t.Errorf("an invalid account was migrated: %v", err)
 	}
+}
+
+// After this run's phase 1 checked every account, the streaming path checks
+// in its copy scan: an account that turned bad since stops the writes where
+// it stands, the scan still counts every bad one, and a run that skips them
+// completes the rest.
+func TestPhase2FallbackChecksInItsScan(t *testing.T) {
+	db, exp := prepared(t, 300)
+	ctx := context.Background()
+	ids := legacyIDs(t, db)
+	mid, last := ids[len(ids)/2]+"~", ids[len(ids)-1]+"~"
+	bad := func(id string) bson.D {
+		return bson.D{{Key: "_id", Value: id}, {Key: "app_org_id", Value: "nope"},
+			{Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: "a@b"}}}}}
+	}
+	if _, err := db.Collection(names.Accounts).InsertMany(ctx, []any{bad(mid), bad(last)}); err != nil {
+		t.Fatal(err)
+	}
+	env.Seeded(t, db)
+	before := map[string]bool{}
+	for _, id := range tenantIDs(t, db) {
+		before[id] = true
+	}
+	cfg := config(db, true)
+	cfg.Batch, cfg.Prechecked = 20, true
+	rep, err := phase2.Run(ctx, cfg)
+	if !errors.Is(err, phase2.ErrInvalidData) || rep.Invalid != 2 || rep.Checked != phase2.CheckedInScan {
+		t.Fatalf("phase 2 over bad data, prechecked = %+v, %v; want ErrInvalidData for 2, checked in the copy scan", rep, err)
+	}
+	written := 0
+	for _, id := range tenantIDs(t, db) {
+		if before[id] {
+			continue
+		}
+		written++
+		if id > mid {
+			t.Errorf("tenant %s written after the first bad account %s", id, mid)
+		}
+	}
+	if written == 0 {
+		t.Fatal("nothing was written before the first bad account: the test proves nothing")
+	}
+
+	cfg.SkipInvalid = true
+	if rep, err = phase2.Run(ctx, cfg); err != nil || rep.Invalid != 2 || rep.Resumed == "" {
+		t.Fatalf("with SkipInvalid = %+v, %v; want 2 skipped, resumed from the checkpoint", rep, err)
+	}
+	if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != int64(exp.TenantsExpected) {
+		t.Errorf("%d tenant accounts, fixture expects %d", n, exp.TenantsExpected)
+	}
+	for _, id := range []string{mid, last} {
+		if err := db.Collection(names.TenantsAccounts).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Err(); !errors.Is(err, mongo.ErrNoDocuments) {
+			t.Errorf("invalid account %s was migrated: %v", id, err)
+		}
+	}
+	// Not prechecked, the same data stops the phase before any write.
+	if rep, err = phase2.Run(ctx, config(db, true)); !errors.Is(err, phase2.ErrInvalidData) || rep.Checked != phase2.CheckedBefore {
+		t.Errorf("not prechecked = %+v, %v; want a scan before the copy to stop it", rep, err)
+	}
+}
+
+func legacyIDs(t *testing.T, db *mongo.Database) []string {
+	t.Helper()
+	return sortedIDs(t, db.Collection(names.Accounts))
+}
+
+func tenantIDs(t *testing.T, db *mongo.Database) []string {
+	t.Helper()
+	return sortedIDs(t, db.Collection(names.TenantsAccounts))
+}
+
+func sortedIDs(t *testing.T, coll *mongo.Collection) []string {
+	t.Helper()
+	cur, err := coll.Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for cur.Next(context.Background()) {
+		if id, ok := cur.Current.Lookup("_id").StringValueOK(); ok {
+			out = append(out, id)
+		}
+	}
+	if err := cur.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
