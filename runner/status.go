@@ -117,7 +117,8 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 	out := Status{Version: st.Version, Dirty: st.Dirty}
 	for _, in := range infos {
 		s := StepStatus{Version: in.Version, Identifier: in.Identifier, Kind: in.Up.Kind, Phase: in.Phase, State: "pending"}
-		if h, ok := hist[mongomigrate.HistoryID(int(in.Version), "up")]; ok {
+		// "reverted": how runners before this one recorded an undone step.
+		if h, ok := hist[mongomigrate.HistoryID(int(in.Version), "up")]; ok && h.State != "reverted" {
 			s.Up = &h
 			s.State = h.State
 			s.Changed = h.Checksum != "" && h.Checksum != in.Checksum && h.State == mongomigrate.StateApplied

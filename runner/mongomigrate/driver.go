@@ -232,6 +232,17 @@ func (d *Driver) SetVersion(version int, dirty bool) error {
 		{Key: "owner", Value: d.cfg.Owner},
 	}
 	if !dirty {
+		d.mu.Lock()
+		cur := d.cur
+		d.mu.Unlock()
+		if cur != nil && cur.direction == "down" {
+			// Undoing a step removes what it wrote, its history included,
+			// before the version says it is undone: killed in between, the
+			// state is still dirty and the down runs again.
+			if _, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).DeleteOne(ctx, bson.D{{Key: "_id", Value: HistoryID(cur.version, "up")}}); err != nil {
+				return fmt.Errorf("remove the history of step %d: %w", cur.version, err)
+			}
+		}
 		update := bson.D{{Key: "$set", Value: set}, {Key: "$unset", Value: bson.D{{Key: "step", Value: ""}, {Key: "direction", Value: ""}}}}
 		if _, err := state.UpdateOne(ctx, bson.D{{Key: "_id", Value: stateID}}, update, options.Update().SetUpsert(true)); err != nil {
 			return fmt.Errorf("set version %d: %w", version, err)
@@ -317,13 +328,6 @@ func (d *Driver) finishStep(ctx context.Context, now time.Time) error {
 	}
 	if _, err := hist.UpdateOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}}, bson.D{{Key: "$set", Value: set}}); err != nil {
 		return fmt.Errorf("record end of step %d: %w", r.version, err)
-	}
-	if r.direction == "down" {
-		// Undoing a step removes what it wrote, its history included; the
-		// down's own document records the revert.
-		if _, err := hist.DeleteOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, "up")}}); err != nil {
-			return fmt.Errorf("remove the history of step %d: %w", r.version, err)
-		}
 	}
 	return nil
 }
