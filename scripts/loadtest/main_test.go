@@ -63,14 +63,12 @@ func TestMeasureSmall(t *testing.T) {
 	}
 	db := env.Database(t)
 	h := newHarness(bin, env.URI, db, t.Output())
+	h.loaded = func() { env.Seeded(t, db) } // the harness loads the fixture itself
 
 	f, err := h.measure(ctx, gen.Options{Accounts: accounts, Seed: 1})
 	if err != nil {
 		t.Errorf("measure: %v", err)
 	}
-	// The harness loads the legacy collections itself, between the runs
-	// it measures; verify's figures below stand for the runner's.
-	env.Seeded(t, db)
 	if f.Accounts != accounts || f.Load == nil || f.Load.Seconds <= 0 {
 		t.Fatalf("accounts %d, load %+v; want %d accounts loaded", f.Accounts, f.Load, accounts)
 	}
@@ -429,6 +427,7 @@ func TestSweepSmall(t *testing.T) {
 	}
 	db := env.Database(t)
 	h := newHarness(bin, env.URI, db, t.Output())
+	h.loaded = func() { env.Seeded(t, db) } // the harness loads each size itself
 
 	var blocks bytes.Buffer
 	var seen []int
@@ -438,7 +437,6 @@ func TestSweepSmall(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	env.Seeded(t, db) // the harness loads each size itself
 	if !slices.Equal(seen, sizes) || len(s.Reports) != len(sizes) {
 		t.Fatalf("sizes reported as measured %v, reports %d; want %v", seen, len(s.Reports), sizes)
 	}
@@ -499,13 +497,13 @@ func TestSweepKeepsGoing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	db := env.Database(t)
-	h := &harness{runner: os.Args[0], db: db, log: t.Output(), server: "test", env: append(os.Environ(), "LOADTEST_TEST_CHILD=sleep")}
+	h := &harness{runner: os.Args[0], db: db, log: t.Output(), server: "test", env: append(os.Environ(), "LOADTEST_TEST_CHILD=sleep"),
+		loaded: func() { env.Seeded(t, db) }}
 	s := h.sweep(ctx, []int{50, 100, 150}, 1, "", func(i int, r report) {
 		if i == 1 {
 			cancel()
 		}
 	})
-	env.Seeded(t, db) // the harness loads each size itself
 	if len(s.Reports) != 2 || s.Reports[0].Passed || s.Reports[1].Passed || s.Reports[0].Load == nil || s.Reports[1].Accounts != 100 {
 		t.Fatalf("reports = %+v; want 50 and 100 measured, both failed", s.Reports)
 	}

@@ -117,6 +117,9 @@ type harness struct {
 	env    []string  // the runner's environment
 	log    io.Writer // progress and the runner's output
 	server string    // where the database lives, for the summary; no password
+	// loaded, if set, is called once the fixture is in: from then on only
+	// the runner works on the database (tests guard the legacy collections).
+	loaded func()
 }
 
 func newHarness(bin, uri string, db *mongo.Database, log io.Writer) *harness {
@@ -167,6 +170,9 @@ func (h *harness) measure(ctx context.Context, opts gen.Options) (Figures, error
 		return f, err
 	}
 	f.Load, f.TenantsExpected = load, x.TenantsExpected
+	if h.loaded != nil {
+		h.loaded()
+	}
 	if f.Baseline, err = h.baseline(ctx); err != nil {
 		return f, err
 	}

@@ -93,7 +93,12 @@ func (e *Env) Stop() {
 func DBName(t testing.TB) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	name := strings.NewReplacer("/", "_", " ", "_", "#", "_").Replace(t.Name())
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, t.Name())
 	if len(name) > 40 {
 		name = name[:40]
 	}
