@@ -18,13 +18,14 @@ import (
 // Go over one merge join, legacy accounts ⋈ links ⋈ tenant accounts by _id.
 // Memory holds one batch.
 //
-// It checks every account it reads. Unless invalid accounts are skipped,
-// the first one it meets ends the writes: the batch in hand is dropped,
-// the checkpoint stays before it, and the scan goes on only to count and
-// list the others for the error. Only an account that turned bad after the
-// check before the copy (Run) can get there: what was written before it is
-// correct, and a run after the fix resumes from the checkpoint.
-func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *Report) error {
+// It checks every account it reads, and counts the invalid ones when Run
+// did not (countInScan). Unless they are skipped, the first one it meets
+// ends the writes: the batch in hand is dropped, the checkpoint stays before
+// it, and the scan goes on only to list the others for the error. Only an
+// account that turned bad after the last full check (this run's phase 1, or
+// Run's scan) can get there: what was written before it is correct, and a
+// run after the fix resumes from the checkpoint.
+func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *Report, countInScan bool) error {
 	after := ""
 	if !cfg.DryRun {
 		var err error
@@ -49,6 +50,15 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *
 	defer tenants.Close(ctx)
 
 	w := &batchWriter{cfg: cfg, rep: rep}
+	// seen counts what this scan meets; it is the report's count when Run
+	// did not count, and the error's when an account turned bad since.
+	seen := &Report{}
+	bad := func(id bson.RawValue, reason string) {
+		noteInvalid(seen, id, reason)
+		if !cfg.SkipInvalid && !cfg.DryRun {
+			w.stop()
+		}
+	}
 	read := 0
 	task := cfg.Progress.Start("phase 2: copy", cfg.Total)
 	defer task.Done()
@@ -57,10 +67,7 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *
 		task.Add(1)
 		id, ok := raw.Lookup("_id").StringValueOK()
 		if !ok {
-			noteInvalid(rep, raw.Lookup("_id"), pipelines.ReasonID)
-			if !cfg.SkipInvalid && !cfg.DryRun {
-				w.stop()
-			}
+			bad(raw.Lookup("_id"), pipelines.ReasonID)
 			return nil
 		}
 		var legacy bson.D
@@ -68,10 +75,7 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *
 			return fmt.Errorf("decode account %s: %w", id, err)
 		}
 		if reason := pipelines.Invalid(legacy, orgOf); reason != "" {
-			noteInvalid(rep, raw.Lookup("_id"), reason)
-			if !cfg.SkipInvalid && !cfg.DryRun {
-				w.stop()
-			}
+			bad(raw.Lookup("_id"), reason)
 			return nil
 		}
 		if w.stopped {
@@ -119,6 +123,12 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *
 	}
 	if err := tenants.Err(); err != nil {
 		return fmt.Errorf("read tenant accounts: %w", err)
+	}
+	if countInScan || w.stopped {
+		rep.Invalid = max(rep.Invalid, seen.Invalid)
+		if len(rep.FirstBad) == 0 || w.stopped {
+			rep.FirstBad = seen.FirstBad
+		}
 	}
 	if w.stopped {
 		return invalidError(rep, "writing stopped at the first of them (the tenant accounts written before it are complete)")

@@ -170,13 +170,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	merge := caps.Merge && !cfg.ForceFallback
-	// The streaming path checks every account it reads and counts them
-	// itself; a scan of its own first is only needed to stop before
-	// anything is written.
+	resuming := false
+	if !merge && !cfg.DryRun {
+		after, err := readCheckpoint(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		resuming = after != ""
+	}
+	// The streaming path checks every account it reads and can count them
+	// itself; a scan of its own first is needed to stop before anything is
+	// written, and to count the accounts a resumed run does not read.
 	switch {
 	case merge:
 		rep.Checked = CheckedOnServer
-	case cfg.Prechecked || cfg.SkipInvalid || cfg.DryRun:
+	case !resuming && (cfg.Prechecked || cfg.SkipInvalid || cfg.DryRun):
 		rep.Checked = CheckedInScan
 	default:
 		rep.Checked = CheckedBefore
@@ -191,7 +199,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		err = runMerge(ctx, cfg, valid, rep)
 	} else {
 		rep.Path, rep.Exact = PathFallback, true
-		err = runFallback(ctx, cfg, orgOf, rep)
+		err = runFallback(ctx, cfg, orgOf, rep, rep.Checked == CheckedInScan)
 	}
 	rep.Duration = time.Since(start).Round(time.Millisecond).String()
 	return rep, err
@@ -270,10 +278,6 @@ func checkInvalid(ctx context.Context, cfg Config, orgOf map[string]string, vali
 		}
 	}
 	if rep.Invalid == 0 || cfg.SkipInvalid || cfg.DryRun {
-		if !serverSide {
-			// The copy scan counts them again, with the accounts it reads.
-			rep.Invalid, rep.FirstBad = 0, nil
-		}
 		return nil
 	}
 	return invalidError(rep, "nothing was written")
@@ -380,12 +384,20 @@ func runMerge(ctx context.Context, cfg Config, valid []string, rep *Report) erro
 	if cfg.DryRun {
 		return nil
 	}
+	if !rep.Exact {
+		n, err := cfg.DB.Collection(cfg.Names.Links).CountDocuments(ctx, bson.D{})
+		if err != nil {
+			return fmt.Errorf("count links: %w", err)
+		}
+		rep.Merged = n
+	}
 	return clearCheckpoint(ctx, cfg)
 }
 
 // mergeRange runs the pipeline over one range. Without a preview it counts
-// what it can cheaply, with no join: the accounts the pipeline takes (valid,
-// in the range, without a link) and how many tenant accounts it added.
+// what it can cheaply, with no join and within the range only (a tenant
+// account's _id is its legacy account's): the accounts the pipeline takes
+// (valid, without a link) and how many tenant accounts it added.
 func mergeRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Range, rep *Report) error {
 	tenants := cfg.DB.Collection(cfg.Names.TenantsAccounts)
 	var taken, before int64
@@ -394,7 +406,7 @@ func mergeRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Ra
 		if taken, err = countTaken(ctx, cfg, valid, r); err != nil {
 			return err
 		}
-		if before, err = tenants.CountDocuments(ctx, bson.D{}); err != nil {
+		if before, err = tenants.CountDocuments(ctx, r.IDFilter()); err != nil {
 			return fmt.Errorf("count tenant accounts: %w", err)
 		}
 	}
@@ -406,7 +418,7 @@ func mergeRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Ra
 	if rep.Exact {
 		return nil
 	}
-	after, err := tenants.CountDocuments(ctx, bson.D{})
+	after, err := tenants.CountDocuments(ctx, r.IDFilter())
 	if err != nil {
 		return fmt.Errorf("count tenant accounts: %w", err)
 	}
@@ -416,16 +428,13 @@ func mergeRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Ra
 	inserted := max(after-before, 0)
 	rep.Inserted += inserted
 	rep.RefreshedOrUnchanged += max(taken-inserted, 0)
-	links, err := cfg.DB.Collection(cfg.Names.Links).CountDocuments(ctx, bson.D{})
-	if err != nil {
-		return fmt.Errorf("count links: %w", err)
-	}
-	rep.Merged = links
 	return nil
 }
 
 // countTaken counts the accounts of the range that pass the pipeline's
-// validity stage and have no phase-1 link.
+// validity stage and have no phase-1 link. It takes every link of the range
+// for a valid account, as phase 1 writes them; one whose account was
+// deleted or turned bad since makes the count low by one.
 func countTaken(ctx context.Context, cfg Config, valid []string, r *pipelines.Range) (int64, error) {
 	n, err := cfg.DB.Collection(cfg.Names.Accounts).CountDocuments(ctx, pipelines.ValidityIn(valid, r))
 	if err != nil {

@@ -125,18 +125,29 @@ func TestPhase2MergeCountsWithoutPreview(t *testing.T) {
 	}
 	ctx := context.Background()
 	one := int64(exp.Accounts - exp.GroupedAccounts)
-	cfg := config(db, false)
-	cfg.ExactCounts = false
-	rep, err := phase2.Run(ctx, cfg)
-	if err != nil || rep.Exact || rep.Inserted != one || rep.RefreshedOrUnchanged != 0 || rep.Merged != int64(exp.GroupedAccounts) {
-		t.Fatalf("phase 2 = %+v, %v; want %d inserted, none refreshed or unchanged, %d left to phase 1", rep, err, one, exp.GroupedAccounts)
-	}
-	if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != int64(exp.TenantsExpected) {
-		t.Errorf("%d tenant accounts, fixture expects %d", n, exp.TenantsExpected)
-	}
-	rep, err = phase2.Run(ctx, cfg)
-	if err != nil || rep.Inserted != 0 || rep.RefreshedOrUnchanged != one || rep.Counts()["accounts_read"] != int64(exp.Accounts) {
-		t.Errorf("re-run = %+v (counts %v), %v; want 0 inserted, %d refreshed or unchanged, %d read", rep, rep.Counts(), err, one, exp.Accounts)
+	for i, size := range []int{0, 700} { // one pipeline, then ranges
+		cfg := config(db, false)
+		cfg.ExactCounts, cfg.RangeSize = false, size
+		if i > 0 { // phase 2's tenant accounts go: those no link names
+			merged, err := db.Collection(names.Links).Distinct(ctx, "tenant_id", bson.D{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Collection(names.TenantsAccounts).DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$nin", Value: merged}}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rep, err := phase2.Run(ctx, cfg)
+		if err != nil || rep.Exact || rep.Inserted != one || rep.RefreshedOrUnchanged != 0 || rep.Merged != int64(exp.GroupedAccounts) {
+			t.Fatalf("range size %d: phase 2 = %+v, %v; want %d inserted, none refreshed or unchanged, %d left to phase 1", size, rep, err, one, exp.GroupedAccounts)
+		}
+		if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != int64(exp.TenantsExpected) {
+			t.Errorf("range size %d: %d tenant accounts, fixture expects %d", size, n, exp.TenantsExpected)
+		}
+		rep, err = phase2.Run(ctx, cfg)
+		if err != nil || rep.Inserted != 0 || rep.RefreshedOrUnchanged != one || rep.Counts()["accounts_read"] != int64(exp.Accounts) {
+			t.Errorf("range size %d: re-run = %+v (counts %v), %v; want 0 inserted, %d refreshed or unchanged, %d read", size, rep, rep.Counts(), err, one, exp.Accounts)
+		}
 	}
 }
 
@@ -325,6 +336,14 @@ func TestPhase2FallbackChecksInItsScan(t *testing.T) {
 	// Not prechecked, the same data stops the phase before any write.
 	if rep, err = phase2.Run(ctx, config(db, true)); !errors.Is(err, phase2.ErrInvalidData) || rep.Checked != phase2.CheckedBefore {
 		t.Errorf("not prechecked = %+v, %v; want a scan before the copy to stop it", rep, err)
+	}
+	// A run resumed past the first bad account still counts both: it scans
+	// before the copy, which reads only what follows the checkpoint.
+	if _, err := db.Collection("migrations_state").InsertOne(ctx, bson.D{{Key: "_id", Value: "phase2_checkpoint"}, {Key: "through", Value: mid}}); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err = phase2.Run(ctx, cfg); err != nil || rep.Resumed != mid || rep.Invalid != 2 || rep.Checked != phase2.CheckedBefore {
+		t.Errorf("resumed after the first bad account = %+v, %v; want both counted by a scan before the copy", rep, err)
 	}
 }
 

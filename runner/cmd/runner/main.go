@@ -226,7 +226,7 @@ func printResult(w io.Writer, res runner.Result) {
 			r.read, r.written, r.merged, r.refreshed, r.skipped)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "(READ legacy accounts; WRITTEN tenant accounts inserted or replaced; MERGED accounts phase 1 merged with another; all counts: runner status)")
+	fmt.Fprintln(w, "(READ legacy accounts; WRITTEN tenant accounts inserted or replaced; MERGED accounts phase 1 merged with another; ≥ ≤ bounds where $merge did not tell refreshes apart, see phase2.exact_counts; all counts: runner status)")
 	fmt.Fprintf(w, "version %d -> %d\n", res.From, res.To)
 	if res.Verify != nil {
 		res.Verify.Print(w)
@@ -258,6 +258,15 @@ func summarize(c map[string]int64) summaryRow {
 		merged:    sum("grouped_accounts"),
 		refreshed: sum("tenants_replaced", "refreshed"),
 		skipped:   sum("invalid_skipped"),
+	}
+	// $merge without phase2.exact_counts: refreshes are not told apart
+	// from unchanged accounts, only bounded by them.
+	if n, ok := c["refreshed_or_unchanged"]; ok {
+		r.refreshed = "0"
+		if n > 0 {
+			r.written = "≥" + r.written
+			r.refreshed = "≤" + strconv.FormatInt(n, 10)
+		}
 	}
 	var reasons []string
 	for k, v := range c {

@@ -305,6 +305,10 @@ func TestSummarize(t *testing.T) {
 			summaryRow{"100", "4", "9", "1", "2 (dangling app_org_id: 1, no auth_types: 1)"}},
 		{"phase 2", map[string]int64{"accounts_read": 100, "inserted": 80, "refreshed": 5, "unchanged": 4, "left_to_phase1": 9, "invalid_skipped": 2},
 			summaryRow{"100", "85", "-", "5", "2"}},
+		{"phase 2, $merge without exact counts", map[string]int64{"accounts_read": 100, "inserted": 80, "refreshed_or_unchanged": 9, "left_to_phase1": 9, "invalid_skipped": 2},
+			summaryRow{"100", "≥80", "-", "≤9", "2"}},
+		{"phase 2, $merge without exact counts, nothing else", map[string]int64{"accounts_read": 89, "inserted": 80, "refreshed_or_unchanged": 0, "left_to_phase1": 9},
+			summaryRow{"89", "80", "-", "0", "-"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
