@@ -9,10 +9,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-
-	"github.com/tenantmigrate/runner/runner/internal/sorted"
-	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
 
 // Grouping (pass 2) gives every account that shares an identity with
@@ -21,8 +17,8 @@ import (
 //
 // While the accounts that share identities are at most Config.MemoryGroupLimit,
 // a union-find in memory does it in the one scan of the keys. Past that (and
-// always with a limit of 0) it runs on the server, in scratch collections,
-// by label propagation: every account starts labelled with its own _id; a
+// always with a limit of 0) it runs in scratch tables (scratch.go: on the
+// server, or on local disk for a dry run) by label propagation: every account starts labelled with its own _id; a
 // round gives each key the smallest label of its accounts, then each account
 // the smallest label of its keys; it stops at the first round that changes
 // nothing. Each round is two sorted scans and two insert-only writes, so
@@ -52,11 +48,7 @@ var errOverBudget = errors.New("over the in-memory grouping limit")
 
 // pass 2
 func (p *run) findGroups(ctx context.Context) error {
-	limit := p.cfg.MemoryGroupLimit
-	if p.cfg.DryRun || limit > 0 {
-		if p.cfg.DryRun {
-			limit = 0 // the dry run writes nothing: memory is all it has
-		}
+	if limit := p.cfg.MemoryGroupLimit; limit > 0 {
 		groupOf, err := p.unionFind(ctx, limit)
 		if err == nil {
 			p.lookup, p.grouped = groupOf, len(groupOf)
@@ -67,7 +59,7 @@ func (p *run) findGroups(ctx context.Context) error {
 		if !errors.Is(err, errOverBudget) {
 			return err
 		}
-		p.cfg.Log.WithField("limit", limit).Info("phase 1: more accounts share identities than the in-memory limit; grouping on the server")
+		p.cfg.Log.WithFields(logrus.Fields{"limit": limit, "where": p.scratchIn}).Info("phase 1: more accounts share identities than the in-memory limit; grouping in scratch tables")
 	}
 	return p.propagate(ctx)
 }
@@ -138,8 +130,8 @@ type labelDoc struct {
 // order as a sort of the legacy _ids.
 func accountKey(a string) string { return hex.EncodeToString([]byte(a)) + "-" }
 
-func (p *run) scratch(kind string, round int) *mongo.Collection {
-	return p.cfg.DB.Collection(fmt.Sprintf("%s_p1_%s%d_%s", p.cfg.ScratchPrefix, kind, round, p.runID))
+func (p *run) scratch(kind string, round int) table {
+	return p.store.table(fmt.Sprintf("%s%d", kind, round), "_id")
 }
 
 // propagate groups on the server; the last by-account collection then
@@ -174,21 +166,21 @@ func (p *run) propagate(ctx context.Context) error {
 		}
 		p.cfg.Log.WithFields(logrus.Fields{"round": round, "accounts": accounts, "changed": changed}).Info("phase 1: group round")
 		if changed == 0 {
-			_ = byKey.Drop(ctx)
+			_ = byKey.drop(ctx)
 			p.grouped = accounts
-			p.rep.GroupedIn, p.rep.GroupingRounds = "server", round
-			p.lookup = &collLookup{coll: byAccount, batch: p.cfg.Batch}
+			p.rep.GroupedIn, p.rep.GroupingRounds = p.scratchIn, round
+			p.lookup = &tableLookup{t: byAccount}
 			return nil
 		}
-		if err := byAccount.Drop(ctx); err != nil {
-			return fmt.Errorf("group round %d: drop scratch: %w", round, err)
+		if err := byAccount.drop(ctx); err != nil {
+			return fmt.Errorf("group round %d: %w", round, err)
 		}
 		byAccount = p.scratch("acct", round)
 		if err := p.settleKeys(ctx, byKey, byAccount, round); err != nil {
 			return fmt.Errorf("group round %d: %w", round, err)
 		}
-		if err := byKey.Drop(ctx); err != nil {
-			return fmt.Errorf("group round %d: drop scratch: %w", round, err)
+		if err := byKey.drop(ctx); err != nil {
+			return fmt.Errorf("group round %d: %w", round, err)
 		}
 	}
 }
@@ -196,7 +188,7 @@ func (p *run) propagate(ctx context.Context) error {
 // settleAccounts gives each account the smallest label of its keys and
 // writes its pairs by key; it counts the accounts and those whose label
 // went down.
-func (p *run) settleAccounts(ctx context.Context, from, to *mongo.Collection, round int) (accounts, changed int, err error) {
+func (p *run) settleAccounts(ctx context.Context, from, to table, round int) (accounts, changed int, err error) {
 	out := newInserter(ctx, to, p.cfg.Batch)
 	task := p.cfg.Progress.Start(fmt.Sprintf("phase 1: group round %d accounts", round), 0)
 	defer task.Done()
@@ -221,7 +213,7 @@ func (p *run) settleAccounts(ctx context.Context, from, to *mongo.Collection, ro
 		one = one[:0]
 		return nil
 	}
-	err = sorted.Each(ctx, from, nil, nil, p.cfg.Batch, func(raw bson.Raw) error {
+	err = each(ctx, from, func(raw bson.Raw) error {
 		task.Add(1)
 		var d labelDoc
 		if err := bson.Unmarshal(raw, &d); err != nil {
@@ -246,7 +238,7 @@ func (p *run) settleAccounts(ctx context.Context, from, to *mongo.Collection, ro
 
 // settleKeys gives each key the smallest label of its accounts and writes
 // its pairs by account.
-func (p *run) settleKeys(ctx context.Context, from, to *mongo.Collection, round int) error {
+func (p *run) settleKeys(ctx context.Context, from, to table, round int) error {
 	out := newInserter(ctx, to, p.cfg.Batch)
 	task := p.cfg.Progress.Start(fmt.Sprintf("phase 1: group round %d keys", round), 0)
 	defer task.Done()
@@ -267,7 +259,7 @@ func (p *run) settleKeys(ctx context.Context, from, to *mongo.Collection, round 
 		run = run[:0]
 		return nil
 	}
-	err := sorted.Each(ctx, from, nil, nil, p.cfg.Batch, func(raw bson.Raw) error {
+	err := each(ctx, from, func(raw bson.Raw) error {
 		task.Add(1)
 		var d labelDoc
 		if err := bson.Unmarshal(raw, &d); err != nil {
@@ -290,29 +282,28 @@ func (p *run) settleKeys(ctx context.Context, from, to *mongo.Collection, round 
 	return err
 }
 
-// collLookup reads the settled by-account pairs alongside the legacy scan.
-type collLookup struct {
-	coll  *mongo.Collection
-	batch int
-	cur   *sorted.Cursor
-	head  *labelDoc
-	done  bool
+// tableLookup reads the settled by-account pairs alongside the legacy scan.
+type tableLookup struct {
+	t    table
+	rows rows
+	head *labelDoc
+	done bool
 }
 
-func (c *collLookup) group(ctx context.Context, id string) (string, bool, error) {
-	if c.cur == nil && !c.done {
-		cur, err := sorted.Open(ctx, c.coll, nil, nil, c.batch)
+func (c *tableLookup) group(ctx context.Context, id string) (string, bool, error) {
+	if c.rows == nil && !c.done {
+		r, err := c.t.open(ctx)
 		if err != nil {
 			return "", false, fmt.Errorf("read groups: %w", err)
 		}
-		c.cur = cur
+		c.rows = r
 	}
 	prefix := accountKey(id)
 	for !c.done && (c.head == nil || c.head.ID < prefix) {
-		raw, ok := c.cur.Next(ctx)
+		raw, ok := c.rows.next(ctx)
 		if !ok {
 			c.done, c.head = true, nil
-			if err := c.cur.Err(); err != nil {
+			if err := c.rows.err(); err != nil {
 				return "", false, fmt.Errorf("read groups: %w", err)
 			}
 			break
@@ -330,22 +321,22 @@ func (c *collLookup) group(ctx context.Context, id string) (string, bool, error)
 	return "", false, nil
 }
 
-func (c *collLookup) close(ctx context.Context) {
-	if c.cur != nil {
-		c.cur.Close(ctx)
+func (c *tableLookup) close(ctx context.Context) {
+	if c.rows != nil {
+		c.rows.close(ctx)
 	}
 }
 
-// inserter batches inserts into a scratch collection.
+// inserter batches inserts into a scratch table.
 type inserter struct {
 	ctx   context.Context
-	coll  *mongo.Collection
+	t     table
 	batch int
 	buf   []any
 }
 
-func newInserter(ctx context.Context, coll *mongo.Collection, batch int) *inserter {
-	return &inserter{ctx: ctx, coll: coll, batch: batch}
+func newInserter(ctx context.Context, t table, batch int) *inserter {
+	return &inserter{ctx: ctx, t: t, batch: batch}
 }
 
 func (w *inserter) add(d any) error {
@@ -360,10 +351,7 @@ func (w *inserter) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	err := writes.InsertMany(w.ctx, w.coll, w.buf)
+	err := w.t.insert(w.ctx, w.buf)
 	w.buf = w.buf[:0]
-	if err != nil {
-		return fmt.Errorf("write %s: %w", w.coll.Name(), err)
-	}
-	return nil
+	return err
 }

@@ -134,8 +134,8 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "phase 1: %d accounts read, %d groups of one person (%d accounts; sizes %s; largest %d)\n",
 		r.Accounts, r.Groups, r.GroupedAccounts, strings.Join(dist, " "), r.LargestGroup)
-	if r.GroupedIn == "server" {
-		fmt.Fprintf(w, "phase 1: groups found on the server in %d rounds (more accounts share identities than phase1.memory_group_limit)\n", r.GroupingRounds)
+	if r.GroupedIn != "" && r.GroupedIn != "memory" {
+		fmt.Fprintf(w, "phase 1: groups found in scratch tables (%s) in %d rounds\n", r.GroupedIn, r.GroupingRounds)
 	}
 	fmt.Fprintf(w, "phase 1: %s %d new tenant accounts, replaced %d, left %d unchanged, superseded %d; %d links written\n",
 		verb, r.TenantsInserted, r.TenantsReplaced, r.TenantsSame, r.Superseded, r.LinksWritten)
@@ -237,17 +237,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	if cfg.DryRun {
-		p.keys, p.groups = &memKeys{}, &memGroups{}
+		// A dry run writes nothing to the server: its scratch is on disk.
+		fs, err := newFileStore()
+		if err != nil {
+			return nil, fmt.Errorf("phase 1: %w", err)
+		}
+		p.store, p.scratchIn = fs, "local disk"
 	} else {
 		// Scratch names are new for every run: a killed run's writes still
 		// in flight on the server land in its own scratch, never in ours.
 		if err := dropOldScratch(ctx, cfg.DB, cfg.ScratchPrefix+"_p1_"); err != nil {
 			return nil, err
 		}
-		p.runID = runID()
-		p.keys = &collKeys{coll: cfg.DB.Collection(cfg.ScratchPrefix + "_p1_keys_" + p.runID)}
-		p.groups = &collGroups{coll: cfg.DB.Collection(cfg.ScratchPrefix + "_p1_groups_" + p.runID)}
+		p.store = &collStore{db: cfg.DB, prefix: cfg.ScratchPrefix + "_p1_", runID: runID(), batch: cfg.Batch}
+		p.scratchIn = "server"
 	}
+	p.keys = &keyTable{t: p.store.table("keys", "_id")}
+	p.groups = &groupTable{t: p.store.table("groups", "g", "_id")}
 	for _, pass := range []struct {
 		name string
 		fn   func(context.Context) error
@@ -260,9 +266,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		start := time.Now()
 		cfg.Log.WithField("pass", pass.name).Info("phase 1: pass started")
 		if err := pass.fn(ctx); err != nil {
-			if !cfg.DryRun {
-				_ = p.dropScratch(context.WithoutCancel(ctx))
-			}
+			_ = p.store.close(context.WithoutCancel(ctx))
 			var ie *InvalidError
 			if errors.As(err, &ie) {
 				return rep, err
@@ -272,10 +276,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Durations[pass.name] = time.Since(start).Round(time.Millisecond).String()
 		cfg.Log.WithFields(logrus.Fields{"pass": pass.name, "duration": rep.Durations[pass.name]}).Info("phase 1: pass finished")
 	}
-	if !cfg.DryRun {
-		if err := p.dropScratch(ctx); err != nil {
-			return rep, err
-		}
+	if err := p.store.close(ctx); err != nil {
+		return rep, fmt.Errorf("phase 1: %w", err)
 	}
 	return rep, nil
 }
@@ -284,9 +286,11 @@ type run struct {
 	cfg     Config
 	rep     *Report
 	appOrgs map[string]model.ApplicationOrganization
-	runID   string
-	keys    keyIndex
-	groups  groupStore
+	store   scratchStore
+	// scratchIn is where the scratch tables are: "server" or "local disk".
+	scratchIn string
+	keys      *keyTable
+	groups    *groupTable
 	// lookup gives the accounts that share an identity their group key
 	// (the smallest _id of the group); grouped is how many they are.
 	lookup  groupLookup
@@ -309,22 +313,6 @@ func dropOldScratch(ctx context.Context, db *mongo.Database, prefix string) erro
 		if strings.HasPrefix(n, prefix) {
 			if err := db.Collection(n).Drop(ctx); err != nil {
 				return fmt.Errorf("phase 1: drop old scratch %s: %w", n, err)
-			}
-		}
-	}
-	return nil
-}
-
-// dropScratch drops this run's scratch collections.
-func (p *run) dropScratch(ctx context.Context) error {
-	names, err := p.cfg.DB.ListCollectionNames(ctx, bson.D{})
-	if err != nil {
-		return fmt.Errorf("phase 1: list scratch collections: %w", err)
-	}
-	for _, n := range names {
-		if strings.HasPrefix(n, p.cfg.ScratchPrefix+"_p1_") && strings.HasSuffix(n, "_"+p.runID) {
-			if err := p.cfg.DB.Collection(n).Drop(ctx); err != nil {
-				return fmt.Errorf("phase 1: drop scratch %s: %w", n, err)
 			}
 		}
 	}

@@ -57,7 +57,10 @@ func TestPhase1OnFixture(t *testing.T) {
 	ctx := context.Background()
 	legacyBefore := testenv.Dump(t, db.Collection("accounts"))
 
-	// Dry run first: it must write nothing.
+	// Dry run first: it must write nothing to the server; its scratch
+	// tables are files, removed at the end.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	before := collections(t, db)
 	dry := config(db)
 	dry.DryRun = true
@@ -67,6 +70,9 @@ func TestPhase1OnFixture(t *testing.T) {
 	}
 	if got := collections(t, db); !slices.Equal(got, before) {
 		t.Fatalf("dry run changed the collections: %v -> %v", before, got)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 || drep.GroupedIn != "local disk" {
+		t.Errorf("dry run grouped in %q and left %d entries in its temporary directory; want local disk, none left", drep.GroupedIn, len(left))
 	}
 	if drep.Groups != len(exp.Groups) || drep.TenantsInserted != len(exp.Groups) {
 		t.Errorf("dry run: %d groups, %d would be inserted; fixture expects %d groups", drep.Groups, drep.TenantsInserted, len(exp.Groups))
@@ -78,6 +84,14 @@ func TestPhase1OnFixture(t *testing.T) {
 	}
 	if rep.Groups != len(exp.Groups) || rep.GroupedAccounts != exp.GroupedAccounts || rep.TenantsInserted != len(exp.Groups) || rep.LinksWritten != exp.GroupedAccounts {
 		t.Errorf("report = %+v; fixture expects %d groups of %d accounts", rep, len(exp.Groups), exp.GroupedAccounts)
+	}
+	// The dry run said what the run did.
+	said := func(r *phase1.Report) string {
+		return fmt.Sprint(r.Groups, r.GroupedAccounts, r.GroupSizes, r.LargestGroup, r.Conflicts, r.ConflictFields, r.FirstConflicts,
+			r.TenantsInserted, r.TenantsReplaced, r.LinksWritten, r.GroupingRounds)
+	}
+	if said(drep) != said(rep) {
+		t.Errorf("dry run said %s, the run did %s", said(drep), said(rep))
 	}
 
 	// Links describe exactly the fixture's groups.

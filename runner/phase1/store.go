@@ -41,107 +41,77 @@ func scanNatural(ctx context.Context, coll *mongo.Collection, batch int, proj bs
 	return cur.Err()
 }
 
-// keyIndex sorts identity keys so that accounts sharing one are adjacent:
-// a scratch collection for real runs, memory for dry runs (which write
-// nothing, at the cost of memory that grows with the number of identities).
-type keyIndex interface {
-	add(ctx context.Context, keys []keyDoc) error
-	// runs calls fn for every key shared by two or more accounts.
-	runs(ctx context.Context, fn func([]keyDoc) error) error
-	drop(ctx context.Context) error
-}
+// keyTable sorts identity keys so that the accounts sharing one are
+// adjacent.
+type keyTable struct{ t table }
 
-type collKeys struct{ coll *mongo.Collection }
-
-func (k *collKeys) add(ctx context.Context, keys []keyDoc) error {
-	if len(keys) == 0 {
-		return nil
-	}
+func (k *keyTable) add(ctx context.Context, keys []keyDoc) error {
 	docs := make([]any, len(keys))
 	for i := range keys {
 		docs[i] = keys[i]
 	}
 	// One account listing the same identity twice gives one key document.
-	if err := writes.InsertMany(ctx, k.coll, docs); err != nil {
+	if err := k.t.insert(ctx, docs); err != nil {
 		return fmt.Errorf("write identity keys: %w", err)
 	}
 	return nil
 }
 
-func (k *collKeys) runs(ctx context.Context, fn func([]keyDoc) error) error {
+// runs calls fn for every key shared by two or more accounts.
+func (k *keyTable) runs(ctx context.Context, fn func([]keyDoc) error) error {
 	var run []keyDoc
+	var fnErr error // the caller's, returned as it is
 	emit := func() error {
 		if len(run) < 2 {
 			return nil
 		}
 		return fn(run)
 	}
-	err := scan(ctx, k.coll, 1000, nil, func(raw bson.Raw) error {
+	err := each(ctx, k.t, func(raw bson.Raw) error {
 		var kd keyDoc
 		if err := bson.Unmarshal(raw, &kd); err != nil {
 			return err
 		}
 		if len(run) > 0 && run[0].ID[:hashLen] != kd.ID[:hashLen] {
-			if err := emit(); err != nil {
-				return err
+			if fnErr = emit(); fnErr != nil {
+				return fnErr
 			}
 			run = run[:0]
 		}
 		run = append(run, kd)
 		return nil
 	})
+	if fnErr != nil {
+		return fnErr
+	}
 	if err != nil {
 		return fmt.Errorf("read identity keys: %w", err)
 	}
 	return emit()
 }
 
-func (k *collKeys) drop(ctx context.Context) error { return k.coll.Drop(ctx) }
-
-type memKeys struct{ m map[string][]keyDoc }
-
-func (k *memKeys) add(_ context.Context, keys []keyDoc) error {
-	if k.m == nil {
-		k.m = map[string][]keyDoc{}
+// each calls fn with every document of t in order.
+func each(ctx context.Context, t table, fn func(bson.Raw) error) error {
+	r, err := t.open(ctx)
+	if err != nil {
+		return err
 	}
-	for _, kd := range keys {
-		h := kd.ID[:hashLen]
-		if run := k.m[h]; len(run) == 0 || run[len(run)-1].A != kd.A {
-			k.m[h] = append(run, kd)
+	defer r.close(ctx)
+	for {
+		raw, ok := r.next(ctx)
+		if !ok {
+			return r.err()
 		}
-	}
-	return nil
-}
-
-func (k *memKeys) runs(_ context.Context, fn func([]keyDoc) error) error {
-	hashes := make([]string, 0, len(k.m))
-	for h, run := range k.m {
-		if len(run) > 1 {
-			hashes = append(hashes, h)
-		}
-	}
-	sort.Strings(hashes)
-	for _, h := range hashes {
-		if err := fn(k.m[h]); err != nil {
+		if err := fn(raw); err != nil {
 			return err
 		}
 	}
-	return nil
 }
 
-func (k *memKeys) drop(context.Context) error { k.m = nil; return nil }
+// groupTable brings the accounts of each group together.
+type groupTable struct{ t table }
 
-// groupStore brings the accounts of each group together.
-type groupStore interface {
-	put(ctx context.Context, docs []groupDoc) error
-	// groups calls fn with the accounts of each group, in group-key order.
-	groups(ctx context.Context, fn func([]groupDoc) error) error
-	drop(ctx context.Context) error
-}
-
-type collGroups struct{ coll *mongo.Collection }
-
-func (g *collGroups) put(ctx context.Context, docs []groupDoc) error {
+func (g *groupTable) put(ctx context.Context, docs []groupDoc) error {
 	if len(docs) == 0 {
 		return nil
 	}
@@ -149,35 +119,35 @@ func (g *collGroups) put(ctx context.Context, docs []groupDoc) error {
 	for i := range docs {
 		out[i] = docs[i]
 	}
-	if err := writes.InsertMany(ctx, g.coll, out); err != nil {
+	if err := g.t.insert(ctx, out); err != nil {
 		return fmt.Errorf("write group members: %w", err)
 	}
 	return nil
 }
 
-func (g *collGroups) groups(ctx context.Context, fn func([]groupDoc) error) error {
-	cur, err := g.coll.Find(ctx, bson.D{}, options.Find().
-		SetSort(bson.D{{Key: "g", Value: 1}, {Key: "_id", Value: 1}}).SetAllowDiskUse(true).SetBatchSize(1000))
-	if err != nil {
-		return fmt.Errorf("read group members: %w", err)
-	}
-	defer cur.Close(ctx)
+// groups calls fn with the accounts of each group, in group-key order.
+func (g *groupTable) groups(ctx context.Context, fn func([]groupDoc) error) error {
 	var group []groupDoc
-	for cur.Next(ctx) {
+	var fnErr error // the caller's, returned as it is
+	err := each(ctx, g.t, func(raw bson.Raw) error {
 		var gd groupDoc
-		if err := cur.Decode(&gd); err != nil {
-			return fmt.Errorf("read group members: %w", err)
+		if err := bson.Unmarshal(raw, &gd); err != nil {
+			return err
 		}
 		gd.Doc = append(bson.Raw(nil), gd.Doc...)
 		if len(group) > 0 && group[0].G != gd.G {
-			if err := fn(group); err != nil {
-				return err
+			if fnErr = fn(group); fnErr != nil {
+				return fnErr
 			}
 			group = nil
 		}
 		group = append(group, gd)
+		return nil
+	})
+	if fnErr != nil {
+		return fnErr
 	}
-	if err := cur.Err(); err != nil {
+	if err != nil {
 		return fmt.Errorf("read group members: %w", err)
 	}
 	if len(group) > 0 {
@@ -185,36 +155,6 @@ func (g *collGroups) groups(ctx context.Context, fn func([]groupDoc) error) erro
 	}
 	return nil
 }
-
-func (g *collGroups) drop(ctx context.Context) error { return g.coll.Drop(ctx) }
-
-type memGroups struct{ m map[string][]groupDoc }
-
-func (g *memGroups) put(_ context.Context, docs []groupDoc) error {
-	if g.m == nil {
-		g.m = map[string][]groupDoc{}
-	}
-	for _, d := range docs {
-		g.m[d.G] = append(g.m[d.G], d)
-	}
-	return nil
-}
-
-func (g *memGroups) groups(_ context.Context, fn func([]groupDoc) error) error {
-	keys := make([]string, 0, len(g.m))
-	for k := range g.m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if err := fn(g.m[k]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (g *memGroups) drop(context.Context) error { g.m = nil; return nil }
 
 // writer batches phase 1's writes. Order within a flush: tenant accounts,
 // then superseded tenant accounts, then links, so that a link never points

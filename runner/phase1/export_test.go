@@ -1,0 +1,38 @@
+package phase1
+
+import (
+	"context"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+)
+
+// ScratchReadBack writes batches into a fresh scratch table of each store
+// (collections of db, and files holding at most runBytes in memory), reads
+// each table back and returns, per store, the documents in the order read.
+func ScratchReadBack(ctx context.Context, db *mongo.Database, runBytes int, batches [][]any, sort ...string) (map[string][]string, error) {
+	fs, err := newFileStore()
+	if err != nil {
+		return nil, err
+	}
+	fs.runBytes = runBytes
+	stores := map[string]scratchStore{"server": &collStore{db: db, prefix: "scratch_test_", runID: "t", batch: 7}, "local disk": fs}
+	out := map[string][]string{}
+	for name, st := range stores {
+		t := st.table("tbl", sort...)
+		for _, b := range batches {
+			if err := t.insert(ctx, b); err != nil {
+				return nil, err
+			}
+		}
+		var got []string
+		if err := each(ctx, t, func(raw bson.Raw) error { got = append(got, raw.String()); return nil }); err != nil {
+			return nil, err
+		}
+		out[name] = got
+		if err := st.close(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
