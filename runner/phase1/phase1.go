@@ -345,10 +345,10 @@ func (p *run) orgOf() map[string]string {
 
 // keyDoc is one identity pair of one account, in the scratch keys.
 type keyDoc struct {
-	ID string             `bson:"_id"` // hash + account _id: adjacent when sorted
-	A  string             `bson:"a"`
-	AO string             `bson:"ao"`
-	DC primitive.DateTime `bson:"dc"`
+	ID string `bson:"_id"` // hash + account _id: adjacent when sorted
+	// A is the account _id, the end of ID: not stored, as every account has
+	// a key document per identity (the largest scratch table).
+	A string `bson:"-"`
 }
 
 const hashLen = 32
@@ -365,7 +365,7 @@ func (p *run) scanIdentities(ctx context.Context) error {
 	for _, c := range p.cfg.IdentityCodes {
 		codes[c] = true
 	}
-	proj := bson.D{{Key: "app_org_id", Value: 1}, {Key: "auth_types", Value: 1}, {Key: "date_created", Value: 1}}
+	proj := bson.D{{Key: "app_org_id", Value: 1}, {Key: "auth_types", Value: 1}}
 	buf := make([]keyDoc, 0, p.cfg.Batch)
 	task := p.cfg.Progress.Start("phase 1: identities", p.cfg.Total)
 	defer task.Done()
@@ -382,9 +382,7 @@ func (p *run) scanIdentities(ctx context.Context) error {
 		}
 		id, _ := get(d, model.FieldID)
 		ao, _ := get(d, model.FieldAppOrgID)
-		dc, _ := get(d, model.FieldDateCreated)
 		acct, appOrg := id.(string), ao.(string)
-		created, _ := dc.(primitive.DateTime)
 		org := orgOf[appOrg]
 		ats, _ := get(d, model.FieldAuthTypes)
 		for _, at := range ats.(bson.A) {
@@ -394,7 +392,7 @@ func (p *run) scanIdentities(ctx context.Context) error {
 			if !codes[c] {
 				continue
 			}
-			buf = append(buf, keyDoc{ID: identityKey(org, c, ident.(string)) + acct, A: acct, AO: appOrg, DC: created})
+			buf = append(buf, keyDoc{ID: identityKey(org, c, ident.(string)) + acct, A: acct})
 		}
 		if len(buf) >= p.cfg.Batch {
 			p.rep.IdentityKeys += int64(len(buf))

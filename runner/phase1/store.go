@@ -72,6 +72,7 @@ func (k *keyTable) runs(ctx context.Context, fn func([]keyDoc) error) error {
 		if err := bson.Unmarshal(raw, &kd); err != nil {
 			return err
 		}
+		kd.A = kd.ID[hashLen:]
 		if len(run) > 0 && run[0].ID[:hashLen] != kd.ID[:hashLen] {
 			if fnErr = emit(); fnErr != nil {
 				return fnErr
