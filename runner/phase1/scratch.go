@@ -129,15 +129,16 @@ func (r *collRows) close(ctx context.Context) { _ = r.cur.Close(ctx) }
 
 // fileStore keeps tables on local disk, in one temporary directory per run:
 // an external merge sort. Inserts collect in memory up to runBytes, then go
-// to a sorted run file; reading merges the run files. Memory holds one
-// buffer and one document per run file.
+// to a sorted run file; reading spills what is left and merges the run
+// files. Memory holds the buffer of the table being written and, per run
+// file being read, one document and a read buffer.
 type fileStore struct {
 	dir      string
 	runBytes int
 }
 
 // defaultRunBytes bounds the documents a file table holds in memory.
-const defaultRunBytes = 16 << 20
+const defaultRunBytes = 8 << 20
 
 func newFileStore() (*fileStore, error) {
 	dir, err := os.MkdirTemp("", "tenants-runner-dry-run-")
@@ -269,12 +270,14 @@ func readRecord(r *bufio.Reader) (keyed, error) {
 	return keyed{key: string(key), doc: doc}, nil
 }
 
-// open merges the run files and the buffer. Inserting after open is not
-// supported (no pass does).
+// open merges the run files, the buffer spilled first so that a table
+// read holds no buffer. Inserting after open is not supported (no pass
+// does).
 func (t *fileTable) open(context.Context) (rows, error) {
-	t.sortBuf()
+	if err := t.spill(); err != nil {
+		return nil, err
+	}
 	m := &mergeRows{}
-	m.sources = append(m.sources, &sliceSource{rows: t.buf})
 	for i := 0; i < t.runs; i++ {
 		f, err := os.Open(filepath.Join(t.dir, fmt.Sprintf("run-%06d", i)))
 		if err != nil {
@@ -305,17 +308,6 @@ func (t *fileTable) drop(context.Context) error {
 
 type source interface {
 	next() (keyed, bool, error)
-}
-
-type sliceSource struct{ rows []keyed }
-
-func (s *sliceSource) next() (keyed, bool, error) {
-	if len(s.rows) == 0 {
-		return keyed{}, false, nil
-	}
-	k := s.rows[0]
-	s.rows = s.rows[1:]
-	return k, true, nil
 }
 
 type fileSource struct{ r *bufio.Reader }
