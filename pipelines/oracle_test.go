@@ -809,3 +809,137 @@ func TestOracleComparisonMatchesRefresh(t *testing.T) {
 	}
 	t.Logf("%d pairs compared", len(docs))
 }
+
+// splitRun evaluates the split path with mingo as the runner runs it: the
+// refresh pipeline on the tenants, each refresh written only where its
+// conditional filter (RefreshFilter, evaluated by mingo too) still holds,
+// then the insert pipeline. It returns the target and how many refreshes
+// were written.
+func splitRun(t *testing.T, w *world, tenants []bson.D, r *pipelines.Range) ([]bson.Raw, int) {
+	t.Helper()
+	candidates := runOracle(t, pipelines.Phase2Refreshes(names, w.valid, r), w.collections(tenants), names.TenantsAccounts)
+	target := make([]bson.D, len(tenants))
+	copy(target, tenants)
+	refreshed := 0
+	if len(candidates) > 0 {
+		var or bson.A
+		byID := map[string]bson.D{}
+		for _, raw := range candidates {
+			var c bson.D
+			if err := bson.Unmarshal(raw, &c); err != nil {
+				t.Fatal(err)
+			}
+			or = append(or, pipelines.RefreshFilter(raw.Lookup("_id"), raw.Lookup("date_updated")))
+			byID[idOf(c)] = c
+		}
+		matched := runOracle(t, mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "$or", Value: or}}}}}, w.collections(target), names.TenantsAccounts)
+		hit := map[string]bool{}
+		for _, m := range matched {
+			hit[m.Lookup("_id").StringValue()] = true
+		}
+		for i, tn := range target {
+			if hit[idOf(tn)] {
+				target[i] = byID[idOf(tn)]
+				refreshed++
+			}
+		}
+		if refreshed != len(candidates) {
+			t.Errorf("%d refresh candidates, %d matched their own conditional filter", len(candidates), refreshed)
+		}
+	}
+	return runOracle(t, pipelines.Phase2Inserts(names, w.valid, r), w.collections(target), names.Accounts), refreshed
+}
+
+// The split path (no pipeline in whenMatched) leaves exactly the target of
+// the one pipeline, full and ranged, and a re-run writes nothing.
+func TestOracleSplitRun(t *testing.T) {
+	t.Parallel()
+	w := sharedWorld(t)
+	for _, r := range []*pipelines.Range{nil, {After: "4", Through: "b"}} {
+		want := expect(t, w, r)
+		got, refreshed := splitRun(t, w, w.tenants, r)
+		compareTarget(t, got, want.docs)
+		if refreshed != want.counts[pipelines.OutcomeRefresh] || refreshed == 0 {
+			t.Errorf("range %+v: %d refreshed, the one pipeline refreshes %d", r, refreshed, want.counts[pipelines.OutcomeRefresh])
+		}
+		after := make([]bson.D, len(got))
+		for i, raw := range got {
+			if err := bson.Unmarshal(raw, &after[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		again, n := splitRun(t, w, after, r)
+		compareTarget(t, again, after)
+		if n != 0 {
+			t.Errorf("range %+v: a re-run refreshed %d", r, n)
+		}
+	}
+}
+
+// The conditional filters of the refreshes hold exactly where Refresh says
+// a refresh is due, and no longer once the stored tenant changed.
+func TestOracleConditionalFilters(t *testing.T) {
+	t.Parallel()
+	w := sharedWorld(t)
+	legacy := map[string]bson.D{}
+	for _, a := range w.accounts {
+		legacy[idOf(a)] = a
+	}
+	var refresh, same bson.A
+	wantRefresh, checked := map[string]bool{}, 0
+	for _, tn := range w.tenants {
+		id := idOf(tn)
+		a, ok := legacy[id]
+		if !ok || pipelines.Invalid(a, w.orgOf) != "" {
+			continue
+		}
+		raw, err := bson.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		traw, err := bson.Marshal(tn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if date, err := bson.Raw(raw).LookupErr("date_updated"); err == nil {
+			refresh = append(refresh, pipelines.RefreshFilter(bson.Raw(raw).Lookup("_id"), date))
+			wantRefresh[id] = pipelines.Refresh(tn, a)
+		}
+		same = append(same, pipelines.SameDateFilter(bson.Raw(traw).Lookup("_id"), bson.Raw(traw).Lookup("date_updated")))
+		checked++
+	}
+	match := func(or bson.A) map[string]bool {
+		out := map[string]bool{}
+		for _, m := range runOracle(t, mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "$or", Value: or}}}}}, w.collections(w.tenants), names.TenantsAccounts) {
+			out[m.Lookup("_id").StringValue()] = true
+		}
+		return out
+	}
+	got := match(refresh)
+	due := 0
+	for id, want := range wantRefresh {
+		if got[id] != want {
+			t.Errorf("tenant %s: RefreshFilter matches %v, Refresh says %v", id, got[id], want)
+		}
+		if want {
+			due++
+		}
+	}
+	if due == 0 || due == len(wantRefresh) {
+		t.Errorf("%d of %d refreshes due: the data does not tell the filter apart", due, len(wantRefresh))
+	}
+	if got := match(same); len(got) != checked {
+		t.Errorf("SameDateFilter with each tenant's own date matched %d of %d", len(got), checked)
+	}
+	// Once the stored date changed, neither filter holds.
+	moved := make([]bson.D, len(w.tenants))
+	for i, tn := range w.tenants {
+		moved[i] = set(clone(t, tn), "date_updated", primitive.NewDateTimeFromTime(time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)))
+	}
+	for name, or := range map[string]bson.A{"RefreshFilter": refresh, "SameDateFilter": same} {
+		out := runOracle(t, mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "$or", Value: or}}}}}, w.collections(moved), names.TenantsAccounts)
+		if len(out) != 0 {
+			t.Errorf("%s matched %d tenants written after the comparison", name, len(out))
+		}
+	}
+}

@@ -91,6 +91,7 @@ const (
 	tmpLink     = "_p2_link"     // stage 2: the link documents of the account
 	tmpAppOrg   = "_p2_ao"       // stage 4: the app-org document of the account
 	tmpExisting = "_p2_existing" // preview only: the existing tenant
+	tmpSource   = "_p2_src"      // Phase2Refreshes only: the legacy account
 )
 
 // Outcomes counted by Phase2Preview, one per account that stage 6 emits.
@@ -136,17 +137,22 @@ func ValidityIn(validAppOrgs []string, r *Range) bson.D {
 // IDFilter selects the _ids of the range r in another collection keyed by
 // legacy _id (the links); nil selects all.
 func (r *Range) IDFilter() bson.D {
-	var id bson.D
+	if b := r.bounds(); len(b) > 0 {
+		return bson.D{d(model.FieldID, b)}
+	}
+	return bson.D{}
+}
+
+// bounds are the _id conditions of the range; none for nil.
+func (r *Range) bounds() bson.D {
+	var b bson.D
 	if r != nil && r.After != "" {
-		id = append(id, d("$gt", r.After))
+		b = append(b, d("$gt", r.After))
 	}
 	if r != nil && r.Through != "" {
-		id = append(id, d("$lte", r.Through))
+		b = append(b, d("$lte", r.Through))
 	}
-	if id == nil {
-		return bson.D{}
-	}
-	return bson.D{d(model.FieldID, id)}
+	return b
 }
 
 func validity(validAppOrgs []string, r *Range) bson.D {
@@ -154,13 +160,7 @@ func validity(validAppOrgs []string, r *Range) bson.D {
 	for _, ao := range validAppOrgs {
 		in = append(in, ao)
 	}
-	id := bson.D{d("$type", "string")}
-	if r != nil && r.After != "" {
-		id = append(id, d("$gt", r.After))
-	}
-	if r != nil && r.Through != "" {
-		id = append(id, d("$lte", r.Through))
-	}
+	id := append(bson.D{d("$type", "string")}, r.bounds()...)
 	notString := func(f string) bson.D { return bson.D{d(f, bson.D{d("$not", bson.D{d("$type", "string")})})} }
 	isArray := func(f string) bson.D { return bson.D{d(f, bson.D{d("$type", "array")})} }
 	badAuthType := bson.A{
@@ -235,6 +235,74 @@ func Phase2(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 			d("whenNotMatched", "insert"),
 		})},
 	)
+}
+
+// Phase2Inserts is the first pipeline of the split path, for servers whose
+// $merge takes no pipeline in whenMatched (FerretDB 2 / DocumentDB, Amazon
+// DocumentDB): stages 1-6, then a $merge that inserts the tenants that do
+// not exist and keeps every existing one as it is. Phase2Refreshes and
+// RefreshFilter do the refreshes stage 7 of Phase2 does, so that the two
+// together leave exactly the tenants Phase2 leaves.
+func Phase2Inserts(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
+	return append(transform(n, validAppOrgs, r),
+		bson.D{d("$merge", bson.D{
+			d("into", n.TenantsAccounts),
+			d("on", "_id"),
+			d("whenMatched", "keepExisting"),
+			d("whenNotMatched", "insert"),
+		})},
+	)
+}
+
+// Phase2Refreshes is the other pipeline of the split path, run on
+// n.TenantsAccounts before Phase2Inserts: the tenants of the range whose
+// legacy account is newer (Refresh), each as stages 1-6 make it anew. Only
+// existing tenants are read, so on a first run it reads phase 1's few. The
+// runner writes each with RefreshFilter, never blindly: the server still
+// compares the dates at the write.
+func Phase2Refreshes(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
+	src := bson.D{d("$arrayElemAt", bson.A{"$" + tmpSource, 0})}
+	return append(mongo.Pipeline{
+		{d("$match", r.IDFilter())},
+		{d("$project", bson.D{d(model.FieldDateUpdated, 1)})},
+		{d("$lookup", bson.D{d("from", n.Accounts), d("localField", model.FieldID), d("foreignField", "_id"), d("as", tmpSource)})},
+		// newer as stage 7 compares: $gt of the legacy date over the
+		// tenant's; no legacy account is missing, which is never greater
+		{d("$match", bson.D{d("$expr", bson.D{d("$gt", bson.A{
+			bson.D{d("$let", bson.D{d("vars", bson.D{d("s", src)}), d("in", "$$s."+model.FieldDateUpdated)})},
+			"$" + model.FieldDateUpdated,
+		})})})},
+		{d("$replaceWith", src)},
+	}, transform(n, validAppOrgs, r)...)
+}
+
+// RefreshFilter selects the tenant id for a refresh by a tenant account
+// whose date_updated is newDate: only while the stored tenant is older, as
+// stage 7 compares ({$gt: [new, old]}), so a tenant written in between by a
+// service is kept. newDate is the refreshing document's own value.
+func RefreshFilter(id, newDate bson.RawValue) bson.D {
+	return bson.D{
+		d(model.FieldID, id),
+		d("$expr", bson.D{d("$gt", bson.A{bson.D{d("$literal", newDate)}, "$" + model.FieldDateUpdated})}),
+	}
+}
+
+// SameDateFilter selects the tenant id while its date_updated is still old
+// (the zero RawValue: missing): the streaming path's refresh, conditional
+// on the tenant it compared with (Refresh), for servers whose filters take
+// no $expr comparison (FerretDB 1). A tenant whose date changed since is
+// kept.
+func SameDateFilter(id, old bson.RawValue) bson.D {
+	var date bson.D
+	switch old.Type {
+	case 0:
+		date = bson.D{d("$exists", false)}
+	case bsontype.Null:
+		date = bson.D{d("$type", "null")}
+	default:
+		date = bson.D{d("$eq", old)}
+	}
+	return bson.D{d(model.FieldID, id), d(model.FieldDateUpdated, date)}
 }
 
 // Phase2Preview is Phase2 without the write: stages 1-6, then a $lookup of

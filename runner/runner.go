@@ -257,6 +257,8 @@ type StepResult struct {
 	Direction string              `json:"direction"`
 	Duration  time.Duration       `json:"duration_ns"`
 	Counts    mongomigrate.Counts `json:"counts,omitempty"`
+	// Notes say which way the step went and why (phase 2's path).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Result is the outcome of Up, Phase or Down.

@@ -359,17 +359,17 @@ func TestGoStepFailureLeavesDirtyThenResumes(t *testing.T) {
 	calls := 0
 	fail := true
 	steps := map[string]mongomigrate.StepFunc{
-		"phase1": func(ctx context.Context) (mongomigrate.Counts, error) {
+		"phase1": func(ctx context.Context) (mongomigrate.Result, error) {
 			calls++
 			if ctx == nil || ctx.Err() != nil {
-				return nil, errors.New("no live context")
+				return mongomigrate.Result{}, errors.New("no live context")
 			}
 			if fail {
-				return nil, errors.New("boom")
+				return mongomigrate.Result{}, errors.New("boom")
 			}
-			return mongomigrate.Counts{"written": 7}, nil
+			return mongomigrate.Result{Counts: mongomigrate.Counts{"written": 7}}, nil
 		},
-		"phase1_down": func(context.Context) (mongomigrate.Counts, error) { return nil, nil },
+		"phase1_down": func(context.Context) (mongomigrate.Result, error) { return mongomigrate.Result{}, nil },
 	}
 	r := newRunner(t, cfg, runner.WithSteps(goSteps(), steps))
 	ctx := context.Background()
@@ -416,11 +416,11 @@ func TestPhaseRunsPrerequisitesThenReruns(t *testing.T) {
 	cfg, db := testConfig(t)
 	calls := 0
 	steps := map[string]mongomigrate.StepFunc{
-		"phase1": func(context.Context) (mongomigrate.Counts, error) {
+		"phase1": func(context.Context) (mongomigrate.Result, error) {
 			calls++
-			return mongomigrate.Counts{"n": int64(calls)}, nil
+			return mongomigrate.Result{Counts: mongomigrate.Counts{"n": int64(calls)}}, nil
 		},
-		"phase1_down": func(context.Context) (mongomigrate.Counts, error) { return nil, nil },
+		"phase1_down": func(context.Context) (mongomigrate.Result, error) { return mongomigrate.Result{}, nil },
 	}
 	r := newRunner(t, cfg, runner.WithSteps(goSteps(), steps))
 	ctx := context.Background()
@@ -448,16 +448,16 @@ func TestLostLeaseCancelsTheStep(t *testing.T) {
 	cfg, db := testConfig(t)
 	started := make(chan struct{})
 	steps := map[string]mongomigrate.StepFunc{
-		"phase1": func(ctx context.Context) (mongomigrate.Counts, error) {
+		"phase1": func(ctx context.Context) (mongomigrate.Result, error) {
 			close(started)
 			select {
 			case <-ctx.Done():
-				return nil, context.Cause(ctx)
+				return mongomigrate.Result{}, context.Cause(ctx)
 			case <-time.After(30 * time.Second):
-				return nil, errors.New("step was not cancelled")
+				return mongomigrate.Result{}, errors.New("step was not cancelled")
 			}
 		},
-		"phase1_down": func(context.Context) (mongomigrate.Counts, error) { return nil, nil },
+		"phase1_down": func(context.Context) (mongomigrate.Result, error) { return mongomigrate.Result{}, nil },
 	}
 	r := newRunner(t, cfg, runner.WithSteps(goSteps(), steps))
 	go func() {
@@ -528,13 +528,18 @@ func TestEndToEndOnFixture(t *testing.T) {
 	if err != nil || res.To != latest {
 		t.Fatalf("Up = %+v, %v", res, err)
 	}
-	caps, err := capability.Detect(ctx, db)
+	probe, err := phase2.Probe(ctx, phase2.Config{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}
+	serverSide := probe.Chose != phase2.PathStream
+	// The step's notes say which path ran, chosen by the probe.
+	if n := strings.Join(res.Steps[len(res.Steps)-1].Notes, "\n"); !strings.Contains(n, "path "+probe.Chose.String()+" (") || !strings.Contains(n, "chosen by a probe") {
+		t.Errorf("phase 2's notes %q do not name the probed path %s", n, probe.Chose)
+	}
 	// Phase 1 has just checked every account: the streaming phase 2 does
 	// not read them all once more to check them again.
-	wantChecked := map[bool]string{true: phase2.CheckedOnServer, false: phase2.CheckedInScan}[caps.Merge]
+	wantChecked := map[bool]string{true: phase2.CheckedOnServer, false: phase2.CheckedInScan}[serverSide]
 	if got := phase2Checked(logs); got != wantChecked {
 		t.Errorf("phase 2 at boot checked accounts %q, want %q", got, wantChecked)
 	}
@@ -554,7 +559,7 @@ func TestEndToEndOnFixture(t *testing.T) {
 			t.Fatalf("Phase(%d) again = %+v, %v", phase, res, err)
 		}
 		// Run alone, phase 2 checks before it writes.
-		if want := map[bool]string{true: phase2.CheckedOnServer, false: phase2.CheckedBefore}[caps.Merge]; phase == 2 && phase2Checked(logs) != want {
+		if want := map[bool]string{true: phase2.CheckedOnServer, false: phase2.CheckedBefore}[serverSide]; phase == 2 && phase2Checked(logs) != want {
 			t.Errorf("phase 2 run alone checked accounts %q, want %q", phase2Checked(logs), want)
 		}
 		for k, v := range res.Steps[0].Counts {

@@ -2,17 +2,16 @@ package runner
 
 import (
 	"context"
-	"sync"
+	"sync/atomic"
 )
 
 // runState is what the steps of one call (Up, Phase) learn for the steps
 // after them. It lives in that call's context, so nothing carries over to
 // the next call.
 type runState struct {
-	mu sync.Mutex
 	// legacyChecked: phase 1 read and checked every legacy account in this
 	// call and did not stop on bad data.
-	legacyChecked bool
+	legacyChecked atomic.Bool
 }
 
 type runStateKey struct{}
@@ -26,16 +25,4 @@ func runStateOf(ctx context.Context) *runState {
 		return st
 	}
 	return &runState{} // a call without one learns nothing
-}
-
-func (s *runState) setLegacyChecked() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.legacyChecked = true
-}
-
-func (s *runState) isLegacyChecked() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.legacyChecked
 }

@@ -187,7 +187,7 @@ func (r *Runner) stepsSince(ctx context.Context, start time.Time) ([]StepResult,
 			name = ident
 		}
 		out = append(out, StepResult{Version: h.Version, Name: name, Direction: h.Direction,
-			Duration: time.Duration(h.DurationMS) * time.Millisecond, Counts: h.Counts})
+			Duration: time.Duration(h.DurationMS) * time.Millisecond, Counts: h.Counts, Notes: h.Notes})
 	}
 	return out, cur.Err()
 }

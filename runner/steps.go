@@ -22,29 +22,29 @@ type dryRunFunc func(ctx context.Context) (any, error)
 // goSteps are the Go steps the files of migrations/ name.
 func (r *Runner) goSteps() map[string]mongomigrate.StepFunc {
 	return map[string]mongomigrate.StepFunc{
-		"phase1": func(ctx context.Context) (mongomigrate.Counts, error) {
+		"phase1": func(ctx context.Context) (mongomigrate.Result, error) {
 			rep, err := phase1.Run(ctx, r.phase1Config(ctx, false))
 			if rep != nil {
 				r.logPhase1(rep)
 			}
 			if err != nil {
-				return nil, err
+				return mongomigrate.Result{}, err
 			}
-			runStateOf(ctx).setLegacyChecked()
-			return rep.Counts(), nil
+			runStateOf(ctx).legacyChecked.Store(true)
+			return mongomigrate.Result{Counts: rep.Counts()}, nil
 		},
 		"phase1_down": r.phase1Down,
-		"phase2": func(ctx context.Context) (mongomigrate.Counts, error) {
+		"phase2": func(ctx context.Context) (mongomigrate.Result, error) {
 			cfg := r.phase2Config(ctx, false)
-			cfg.Prechecked = runStateOf(ctx).isLegacyChecked()
+			cfg.Prechecked = runStateOf(ctx).legacyChecked.Load()
 			rep, err := phase2.Run(ctx, cfg)
 			if rep != nil {
 				r.log.WithFields(logrus.Fields{"path": rep.Path, "checked": rep.Checked, "counts": rep.Counts()}).Info("phase 2: report")
 			}
 			if err != nil {
-				return nil, err
+				return mongomigrate.Result{}, err
 			}
-			return rep.Counts(), nil
+			return mongomigrate.Result{Counts: rep.Counts(), Notes: rep.Notes()}, nil
 		},
 		"phase2_down": r.phase2Down,
 	}
@@ -84,30 +84,33 @@ func (r *Runner) phase1Config(ctx context.Context, dry bool) phase1.Config {
 
 func (r *Runner) phase2Config(ctx context.Context, dry bool) phase2.Config {
 	c := r.cfg.Collections
+	path, _ := phase2.ParsePath(r.cfg.Phase2.Path) // config.Validate checked it
 	return phase2.Config{
 		DB: r.db,
 		Names: pipelines.Names{Accounts: c.Accounts, TenantsAccounts: c.TenantsAccounts,
 			ApplicationsOrganizations: c.ApplicationsOrganizations, Links: c.Links},
-		State:       c.State(),
-		Batch:       r.cfg.BatchSize,
-		RangeSize:   r.cfg.Phase2.RangeSize,
-		ExactCounts: r.cfg.Phase2.ExactCounts,
-		SkipInvalid: r.cfg.SkipInvalid,
-		DryRun:      dry,
-		Log:         r.log,
-		Progress:    r.progress,
-		Total:       r.estimate(ctx, c.Accounts),
+		State:         c.State(),
+		Batch:         r.cfg.BatchSize,
+		RangeSize:     r.cfg.Phase2.RangeSize,
+		ExactCounts:   r.cfg.Phase2.ExactCounts,
+		Path:          path,
+		ScratchPrefix: c.MigrationsPrefix,
+		SkipInvalid:   r.cfg.SkipInvalid,
+		DryRun:        dry,
+		Log:           r.log,
+		Progress:      r.progress,
+		Total:         r.estimate(ctx, c.Accounts),
 	}
 }
 
 // phase2Down removes the one-to-one tenant accounts: those with no link for
 // their own _id. Idempotent.
-func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Counts, error) {
+func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Result, error) {
 	c := r.cfg.Collections
 	tenants := r.db.Collection(c.TenantsAccounts)
 	links, err := sorted.Open(ctx, r.db.Collection(c.Links), nil, bson.D{{Key: "_id", Value: 1}}, r.cfg.BatchSize)
 	if err != nil {
-		return nil, fmt.Errorf("read links: %w", err)
+		return mongomigrate.Result{}, fmt.Errorf("read links: %w", err)
 	}
 	defer links.Close(ctx)
 	del := &idDeleter{coll: tenants, batch: r.cfg.BatchSize}
@@ -122,12 +125,12 @@ func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Counts, error) {
 		err = del.flush(ctx)
 	}
 	if err != nil {
-		return nil, err
+		return mongomigrate.Result{}, err
 	}
 	if _, err := r.db.Collection(c.State()).DeleteOne(ctx, bson.D{{Key: "_id", Value: "phase2_checkpoint"}}); err != nil {
-		return nil, fmt.Errorf("clear phase-2 checkpoint: %w", err)
+		return mongomigrate.Result{}, fmt.Errorf("clear phase-2 checkpoint: %w", err)
 	}
-	return mongomigrate.Counts{"tenants_deleted": del.deleted}, nil
+	return mongomigrate.Result{Counts: mongomigrate.Counts{"tenants_deleted": del.deleted}}, nil
 }
 
 // idDeleter deletes documents by _id, a batch per round trip.
@@ -166,14 +169,14 @@ func (r *Runner) logPhase1(rep *phase1.Report) {
 // phase1Down removes what phase 1 wrote: the tenant accounts its links name,
 // then the links. It is idempotent: a half-done down is finished by running
 // it again.
-func (r *Runner) phase1Down(ctx context.Context) (mongomigrate.Counts, error) {
+func (r *Runner) phase1Down(ctx context.Context) (mongomigrate.Result, error) {
 	c := r.cfg.Collections
 	links := r.db.Collection(c.Links)
 	tenants := r.db.Collection(c.TenantsAccounts)
 	cur, err := links.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "tenant_id", Value: 1}}).
 		SetSort(bson.D{{Key: "tenant_id", Value: 1}}).SetBatchSize(int32(r.cfg.BatchSize)).SetAllowDiskUse(true))
 	if err != nil {
-		return nil, fmt.Errorf("read links: %w", err)
+		return mongomigrate.Result{}, fmt.Errorf("read links: %w", err)
 	}
 	defer cur.Close(ctx)
 	del := &idDeleter{coll: tenants, batch: r.cfg.BatchSize}
@@ -185,17 +188,17 @@ func (r *Runner) phase1Down(ctx context.Context) (mongomigrate.Counts, error) {
 		}
 		last = id
 		if err := del.add(ctx, id); err != nil {
-			return nil, err
+			return mongomigrate.Result{}, err
 		}
 	}
 	if err := cur.Err(); err != nil {
-		return nil, fmt.Errorf("read links: %w", err)
+		return mongomigrate.Result{}, fmt.Errorf("read links: %w", err)
 	}
 	if err := del.flush(ctx); err != nil {
-		return nil, err
+		return mongomigrate.Result{}, err
 	}
 	if err := links.Drop(ctx); err != nil {
-		return nil, fmt.Errorf("drop links: %w", err)
+		return mongomigrate.Result{}, fmt.Errorf("drop links: %w", err)
 	}
-	return mongomigrate.Counts{"tenants_deleted": del.deleted}, nil
+	return mongomigrate.Result{Counts: mongomigrate.Counts{"tenants_deleted": del.deleted}}, nil
 }

@@ -1,39 +1,34 @@
-// Package capability says what the connected server can do, detected from
-// the server itself rather than configured: FerretDB (the embedded test
-// server) and MongoDB before 4.2 have no $merge, and FerretDB does not
-// enforce unique indexes over array fields.
+// Package capability names the connected server, for reports, and says
+// whether it enforces unique indexes over array fields (FerretDB 1 does
+// not). What a server accepts of $merge is never read from here: a
+// version string says nothing of it (FerretDB 2 calls itself MongoDB 7 and
+// refuses a pipeline in whenMatched), so phase 2 probes it (phase2.Probe).
 package capability
 
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 )
 
-// Caps are the detected capabilities.
+// Caps describe the server.
 type Caps struct {
 	Server  string `json:"server"` // "mongodb" or "ferretdb"
 	Version string `json:"version"`
-	// Merge: the server runs aggregation pipelines ending in $merge.
-	Merge bool `json:"merge"`
 	// UniqueArrayIndexes: a unique index over an array field rejects a
 	// second document holding the same element.
 	UniqueArrayIndexes bool `json:"unique_array_indexes"`
 }
 
 type buildInfo struct {
-	Version          string  `bson:"version"`
-	VersionArray     []int32 `bson:"versionArray"`
-	FerretDBVersion  *string `bson:"ferretdbVersion"`
-	FerretDBFeatures *struct {
-		AggregationStages []string `bson:"aggregationStages"`
-	} `bson:"ferretdbFeatures"`
+	Version          string    `bson:"version"`
+	FerretDBVersion  *string   `bson:"ferretdbVersion"`
+	FerretDBFeatures *bson.Raw `bson:"ferretdbFeatures"`
 }
 
-// Detect asks the server. FerretDB reports a MongoDB 7 version; its own
+// Detect asks the server. FerretDB 1 reports a MongoDB 7 version; its own
 // buildInfo fields give it away.
 func Detect(ctx context.Context, db *mongo.Database) (Caps, error) {
 	var bi buildInfo
@@ -45,15 +40,7 @@ func Detect(ctx context.Context, db *mongo.Database) (Caps, error) {
 		if bi.FerretDBVersion != nil {
 			c.Version = *bi.FerretDBVersion
 		}
-		if bi.FerretDBFeatures != nil {
-			c.Merge = slices.Contains(bi.FerretDBFeatures.AggregationStages, "$merge")
-		}
 		return c, nil
 	}
-	c := Caps{Server: "mongodb", Version: bi.Version, UniqueArrayIndexes: true}
-	if len(bi.VersionArray) >= 2 {
-		major, minor := bi.VersionArray[0], bi.VersionArray[1]
-		c.Merge = major > 4 || major == 4 && minor >= 2
-	}
-	return c, nil
+	return Caps{Server: "mongodb", Version: bi.Version, UniqueArrayIndexes: true}, nil
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/tenantmigrate/runner/runner/phase2"
 )
 
 // EnvPrefix prefixes every environment variable the runner reads:
@@ -96,6 +98,11 @@ type Phase2 struct {
 	// the server's work. Off, inserts are counted from the number of tenant
 	// accounts before and after, and refreshes are not told apart.
 	ExactCounts bool `mapstructure:"exact_counts"`
+	// Path is how phase 2 writes: "probe" (the default) tries the
+	// server-side paths on scratch collections before it writes and takes
+	// the best the server accepts; "merge", "split" or "stream" force one
+	// (a forced server-side path the server refuses fails the step).
+	Path string `mapstructure:"path"`
 }
 
 // Verify configures the automatic reconciliation.
@@ -153,7 +160,7 @@ func Default() Config {
 		Identity:  Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}},
 		BatchSize: 1000,
 		Phase1:    Phase1{PreferredApps: []string{}, MemoryGroupLimit: 0},
-		Phase2:    Phase2{RangeSize: 0},
+		Phase2:    Phase2{RangeSize: 0, Path: "probe"},
 		Verify:    Verify{AfterSteps: true},
 		Lock:      Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
 		Boot:      Boot{OnFailure: "fail", OnDirty: "resume"},
@@ -374,6 +381,8 @@ func (c Config) Validate() error {
 		return &Error{Key: "phase1.memory_group_limit", Msg: "must not be negative"}
 	case c.Phase2.RangeSize < 0:
 		return &Error{Key: "phase2.range_size", Msg: "must not be negative"}
+	case phase2PathErr(c.Phase2.Path) != nil:
+		return &Error{Key: "phase2.path", Msg: phase2PathErr(c.Phase2.Path).Error()}
 	case c.Lock.Lease < time.Second:
 		return &Error{Key: "lock.lease", Msg: "must be at least 1s"}
 	case c.Lock.Heartbeat <= 0 || c.Lock.Heartbeat*2 > c.Lock.Lease:
@@ -412,4 +421,9 @@ func oneLine(s string) string {
 func IsError(err error) bool {
 	var e *Error
 	return errors.As(err, &e)
+}
+
+func phase2PathErr(s string) error {
+	_, err := phase2.ParsePath(s)
+	return err
 }

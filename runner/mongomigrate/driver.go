@@ -44,9 +44,17 @@ import (
 // Counts are what a step reports it did, by name (read, written, ...).
 type Counts map[string]int64
 
+// Result is what a Go step reports: its counts, and notes for the people
+// who read the history (which way it went, and why). Notes carry no
+// personal data.
+type Result struct {
+	Counts Counts
+	Notes  []string
+}
+
 // StepFunc is a step written in Go. It must be idempotent: a step killed at
 // any instant is run again from the start by the next runner.
-type StepFunc func(ctx context.Context) (Counts, error)
+type StepFunc func(ctx context.Context) (Result, error)
 
 // Config configures a Driver.
 type Config struct {
@@ -83,7 +91,7 @@ type running struct {
 	version   int
 	direction string
 	started   time.Time
-	counts    Counts
+	result    Result
 }
 
 var _ database.Driver = (*Driver)(nil)
@@ -278,7 +286,7 @@ func (d *Driver) startStep(ctx context.Context, r *running) error {
 				{Key: "host", Value: d.cfg.Host},
 				{Key: "owner", Value: d.cfg.Owner},
 			}},
-			{Key: "$unset", Value: bson.D{{Key: "ended_at", Value: ""}, {Key: "duration_ms", Value: ""}, {Key: "error", Value: ""}, {Key: "counts", Value: ""}}},
+			{Key: "$unset", Value: bson.D{{Key: "ended_at", Value: ""}, {Key: "duration_ms", Value: ""}, {Key: "error", Value: ""}, {Key: "counts", Value: ""}, {Key: "notes", Value: ""}}},
 			{Key: "$inc", Value: bson.D{{Key: "attempts", Value: 1}}},
 		},
 		options.Update().SetUpsert(true))
@@ -323,8 +331,11 @@ func (d *Driver) finishStep(ctx context.Context, now time.Time) error {
 		{Key: "ended_at", Value: now},
 		{Key: "duration_ms", Value: now.Sub(r.started).Milliseconds()},
 	}
-	if r.counts != nil {
-		set = append(set, bson.E{Key: "counts", Value: r.counts})
+	if r.result.Counts != nil {
+		set = append(set, bson.E{Key: "counts", Value: r.result.Counts})
+	}
+	if len(r.result.Notes) > 0 {
+		set = append(set, bson.E{Key: "notes", Value: r.result.Notes})
 	}
 	if _, err := hist.UpdateOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}}, bson.D{{Key: "$set", Value: set}}); err != nil {
 		return fmt.Errorf("record end of step %d: %w", r.version, err)
@@ -374,7 +385,7 @@ func (d *Driver) Run(r io.Reader) error {
 	log := d.cfg.Log.WithFields(logrus.Fields{"step": version, "direction": direction, "kind": step.Kind, "name": step.Name})
 	log.Info("step started")
 	start := time.Now()
-	var c Counts
+	var c Result
 	err = perr
 	if err == nil {
 		c, err = d.runStep(stepCtx, step)
@@ -402,10 +413,10 @@ func (d *Driver) Run(r io.Reader) error {
 		}
 		return err
 	}
-	log.WithField("duration", time.Since(start).Round(time.Millisecond).String()).WithField("counts", c).Info("step finished")
+	log.WithField("duration", time.Since(start).Round(time.Millisecond).String()).WithField("counts", c.Counts).Info("step finished")
 	if cur != nil {
 		d.mu.Lock()
-		cur.counts = c
+		cur.result = c
 		d.mu.Unlock()
 	}
 	return nil
@@ -425,20 +436,20 @@ func (e *StepError) Error() string {
 
 func (e *StepError) Unwrap() error { return e.Err }
 
-func (d *Driver) runStep(ctx context.Context, s Step) (Counts, error) {
+func (d *Driver) runStep(ctx context.Context, s Step) (Result, error) {
 	if s.Kind == KindGo {
 		fn, ok := d.cfg.Steps[s.Name]
 		if !ok {
-			return nil, fmt.Errorf("step names Go step %q, which this build does not have", s.Name)
+			return Result{}, fmt.Errorf("step names Go step %q, which this build does not have", s.Name)
 		}
 		return fn(ctx)
 	}
 	for i, cmd := range s.Commands {
 		if err := d.cfg.DB.RunCommand(ctx, cmd).Err(); err != nil && !alreadyGone(cmd, err) {
-			return nil, fmt.Errorf("command %d of %d: %w", i+1, len(s.Commands), err)
+			return Result{}, fmt.Errorf("command %d of %d: %w", i+1, len(s.Commands), err)
 		}
 	}
-	return Counts{"commands": int64(len(s.Commands))}, nil
+	return Result{Counts: Counts{"commands": int64(len(s.Commands))}}, nil
 }
 
 // Drop is refused: the database holds the legacy data, which the runner
@@ -543,6 +554,7 @@ type History struct {
 	Owner      string     `bson:"owner" json:"owner"`
 	Error      string     `bson:"error,omitempty" json:"error,omitempty"`
 	Counts     Counts     `bson:"counts,omitempty" json:"counts,omitempty"`
+	Notes      []string   `bson:"notes,omitempty" json:"notes,omitempty"`
 	Attempts   int        `bson:"attempts" json:"attempts"`
 	Checksum   string     `bson:"checksum" json:"checksum"`
 }

@@ -96,7 +96,7 @@ func BenchmarkGrouping(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				p := &run{rep: &Report{GroupSizes: map[int]int{}}, store: fs, scratchIn: "local disk",
+				p := &run{rep: &Report{GroupSizes: map[int]int{}}, store: fs,
 					keys: &keyTable{t: fs.table("keys", "_id")}, cfg: Config{Log: quietLog(), Batch: 1000, MemoryGroupLimit: bc.limit, Progress: progress.Discard{}}}
 				if err := p.keys.add(context.Background(), keys); err != nil {
 					b.Fatal(err)

@@ -26,7 +26,7 @@ func ScratchReadBack(ctx context.Context, db *mongo.Database, runBytes int, batc
 			}
 		}
 		var got []string
-		if err := each(ctx, t, func(raw bson.Raw) error { got = append(got, raw.String()); return nil }); err != nil {
+		if err := each(ctx, t, "table", func(raw bson.Raw) error { got = append(got, raw.String()); return nil }); err != nil {
 			return nil, err
 		}
 		out[name] = got

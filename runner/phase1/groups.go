@@ -18,9 +18,10 @@ import (
 // While the accounts that share identities are at most Config.MemoryGroupLimit,
 // a union-find in memory does it in the one scan of the keys. Past that (and
 // always with a limit of 0) it runs in scratch tables (scratch.go: on the
-// server, or on local disk for a dry run) by label propagation: every account starts labelled with its own _id; a
-// round gives each key the smallest label of its accounts, then each account
-// the smallest label of its keys; it stops at the first round that changes
+// server, or on local disk for a dry run) by label propagation: every
+// account starts labelled with its own _id; a round gives each key the
+// smallest label of its accounts, then each account the smallest label of
+// its keys; it stops at the first round that changes
 // nothing. Each round is two sorted scans and two insert-only writes, so
 // memory holds one key run or one account's keys at a time: the largest
 // group, not the collection. Rounds are as many as the longest chain of
@@ -59,7 +60,7 @@ func (p *run) findGroups(ctx context.Context) error {
 		if !errors.Is(err, errOverBudget) {
 			return err
 		}
-		p.cfg.Log.WithFields(logrus.Fields{"limit": limit, "where": p.scratchIn}).Info("phase 1: more accounts share identities than the in-memory limit; grouping in scratch tables")
+		p.cfg.Log.WithFields(logrus.Fields{"limit": limit, "where": p.store.where()}).Info("phase 1: more accounts share identities than the in-memory limit; grouping in scratch tables")
 	}
 	return p.propagate(ctx)
 }
@@ -134,7 +135,7 @@ func (p *run) scratch(kind string, round int) table {
 	return p.store.table(fmt.Sprintf("%s%d", kind, round), "_id")
 }
 
-// propagate groups on the server; the last by-account collection then
+// propagate groups in the scratch tables; the last by-account table then
 // answers the lookups of pass 3.
 func (p *run) propagate(ctx context.Context) error {
 	// Round 0 needs no labels: each key's smallest account is its label.
@@ -168,7 +169,7 @@ func (p *run) propagate(ctx context.Context) error {
 		if changed == 0 {
 			_ = byKey.drop(ctx)
 			p.grouped = accounts
-			p.rep.GroupedIn, p.rep.GroupingRounds = p.scratchIn, round
+			p.rep.GroupedIn, p.rep.GroupingRounds = p.store.where(), round
 			p.lookup = &tableLookup{t: byAccount}
 			return nil
 		}
@@ -213,7 +214,7 @@ func (p *run) settleAccounts(ctx context.Context, from, to table, round int) (ac
 		one = one[:0]
 		return nil
 	}
-	err = each(ctx, from, func(raw bson.Raw) error {
+	err = each(ctx, from, "group labels", func(raw bson.Raw) error {
 		task.Add(1)
 		var d labelDoc
 		if err := bson.Unmarshal(raw, &d); err != nil {
@@ -259,7 +260,7 @@ func (p *run) settleKeys(ctx context.Context, from, to table, round int) error {
 		run = run[:0]
 		return nil
 	}
-	err := each(ctx, from, func(raw bson.Raw) error {
+	err := each(ctx, from, "group labels", func(raw bson.Raw) error {
 		task.Add(1)
 		var d labelDoc
 		if err := bson.Unmarshal(raw, &d); err != nil {
@@ -300,10 +301,10 @@ func (c *tableLookup) group(ctx context.Context, id string) (string, bool, error
 	}
 	prefix := accountKey(id)
 	for !c.done && (c.head == nil || c.head.ID < prefix) {
-		raw, ok := c.rows.next(ctx)
+		raw, ok := c.rows.Next(ctx)
 		if !ok {
 			c.done, c.head = true, nil
-			if err := c.rows.err(); err != nil {
+			if err := c.rows.Err(); err != nil {
 				return "", false, fmt.Errorf("read groups: %w", err)
 			}
 			break
@@ -323,7 +324,7 @@ func (c *tableLookup) group(ctx context.Context, id string) (string, bool, error
 
 func (c *tableLookup) close(ctx context.Context) {
 	if c.rows != nil {
-		c.rows.close(ctx)
+		c.rows.Close(ctx)
 	}
 }
 

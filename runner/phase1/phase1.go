@@ -2,7 +2,6 @@ package phase1
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/internal/scratch"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/progress"
 )
@@ -64,12 +64,12 @@ type Config struct {
 	// SkipInvalid migrates around bad accounts instead of stopping; they
 	// stay listed in the report, not migrated.
 	SkipInvalid bool
-	// DryRun writes nothing: scratch state is kept in memory instead.
+	// DryRun writes nothing to the server: the scratch tables are files on
+	// local disk instead (scratch.go).
 	DryRun bool
 	// MemoryGroupLimit is how many accounts sharing identities grouping
 	// holds in memory (about 150 bytes each); past it, and always at 0, it
-	// groups on the server in scratch collections (see groups.go). The dry
-	// run always groups in memory.
+	// groups in the scratch tables (see groups.go).
 	MemoryGroupLimit int
 	Log              logrus.FieldLogger
 	// Progress shows the passes; nil shows nothing. Total is the number
@@ -96,8 +96,9 @@ type Report struct {
 	GroupedAccounts int         `json:"grouped_accounts"`
 	GroupSizes      map[int]int `json:"group_sizes"`
 	LargestGroup    int         `json:"largest_group"`
-	// GroupedIn is where the groups were found: "memory" or "server" (in
-	// GroupingRounds rounds of label propagation).
+	// GroupedIn is where the groups were found: "memory", or the scratch
+	// tables' place, "server" or "local disk" (in GroupingRounds rounds of
+	// label propagation).
 	GroupedIn       string            `json:"grouped_in,omitempty"`
 	GroupingRounds  int               `json:"grouping_rounds,omitempty"`
 	Invalid         int               `json:"invalid_accounts"`
@@ -242,15 +243,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("phase 1: %w", err)
 		}
-		p.store, p.scratchIn = fs, "local disk"
+		p.store = fs
 	} else {
 		// Scratch names are new for every run: a killed run's writes still
 		// in flight on the server land in its own scratch, never in ours.
-		if err := dropOldScratch(ctx, cfg.DB, cfg.ScratchPrefix+"_p1_"); err != nil {
-			return nil, err
+		if err := scratch.Drop(ctx, cfg.DB, cfg.ScratchPrefix+"_p1_", ""); err != nil {
+			return nil, fmt.Errorf("phase 1: %w", err)
 		}
-		p.store = &collStore{db: cfg.DB, prefix: cfg.ScratchPrefix + "_p1_", runID: runID(), batch: cfg.Batch}
-		p.scratchIn = "server"
+		p.store = &collStore{db: cfg.DB, prefix: cfg.ScratchPrefix + "_p1_", runID: scratch.RunID(), batch: cfg.Batch}
 	}
 	p.keys = &keyTable{t: p.store.table("keys", "_id")}
 	p.groups = &groupTable{t: p.store.table("groups", "g", "_id")}
@@ -287,36 +287,12 @@ type run struct {
 	rep     *Report
 	appOrgs map[string]model.ApplicationOrganization
 	store   scratchStore
-	// scratchIn is where the scratch tables are: "server" or "local disk".
-	scratchIn string
-	keys      *keyTable
-	groups    *groupTable
+	keys    *keyTable
+	groups  *groupTable
 	// lookup gives the accounts that share an identity their group key
 	// (the smallest _id of the group); grouped is how many they are.
 	lookup  groupLookup
 	grouped int
-}
-
-func runID() string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// dropOldScratch drops the scratch collections earlier runs left behind.
-func dropOldScratch(ctx context.Context, db *mongo.Database, prefix string) error {
-	names, err := db.ListCollectionNames(ctx, bson.D{})
-	if err != nil {
-		return fmt.Errorf("phase 1: list scratch collections: %w", err)
-	}
-	for _, n := range names {
-		if strings.HasPrefix(n, prefix) {
-			if err := db.Collection(n).Drop(ctx); err != nil {
-				return fmt.Errorf("phase 1: drop old scratch %s: %w", n, err)
-			}
-		}
-	}
-	return nil
 }
 
 func readAppOrgs(ctx context.Context, coll *mongo.Collection) (map[string]model.ApplicationOrganization, error) {
@@ -369,7 +345,8 @@ func (p *run) scanIdentities(ctx context.Context) error {
 	buf := make([]keyDoc, 0, p.cfg.Batch)
 	task := p.cfg.Progress.Start("phase 1: identities", p.cfg.Total)
 	defer task.Done()
-	err := scanNatural(ctx, p.cfg.DB.Collection(p.cfg.Accounts), p.cfg.Batch, proj, func(raw bson.Raw) error {
+	// Natural order: this pass joins nothing.
+	err := sorted.EachBy(ctx, p.cfg.DB.Collection(p.cfg.Accounts), nil, proj, nil, p.cfg.Batch, func(raw bson.Raw) error {
 		p.rep.Accounts++
 		task.Add(1)
 		var d bson.D
@@ -466,7 +443,7 @@ func (p *run) collectMembers(ctx context.Context) error {
 	buf := make([]groupDoc, 0, p.cfg.Batch)
 	task := p.cfg.Progress.Start("phase 1: collect groups", p.cfg.Total)
 	defer task.Done()
-	err = scan(ctx, p.cfg.DB.Collection(p.cfg.Accounts), p.cfg.Batch, nil, func(raw bson.Raw) error {
+	err = sorted.Each(ctx, p.cfg.DB.Collection(p.cfg.Accounts), nil, nil, p.cfg.Batch, func(raw bson.Raw) error {
 		task.Add(1)
 		id, ok := raw.Lookup("_id").StringValueOK()
 		if !ok {

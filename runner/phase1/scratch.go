@@ -15,8 +15,9 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/tenantmigrate/runner/runner/internal/scratch"
+	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
 
@@ -37,12 +38,12 @@ type table interface {
 	drop(ctx context.Context) error
 }
 
-// rows reads a table.
+// rows reads a table; a *sorted.Cursor is one.
 type rows interface {
-	// next returns the next document, valid until the next call.
-	next(ctx context.Context) (bson.Raw, bool)
-	err() error
-	close(ctx context.Context)
+	// Next returns the next document, valid until the next call.
+	Next(ctx context.Context) (bson.Raw, bool)
+	Err() error
+	Close(ctx context.Context)
 }
 
 // scratchStore makes the tables of one run.
@@ -51,6 +52,8 @@ type scratchStore interface {
 	table(name string, sort ...string) table
 	// close removes every table of the run.
 	close(ctx context.Context) error
+	// where says where the tables are, for reports.
+	where() string
 }
 
 // collStore keeps tables in collections named <prefix><name>_<run id>.
@@ -70,19 +73,10 @@ func (s *collStore) table(name string, sort ...string) table {
 }
 
 func (s *collStore) close(ctx context.Context) error {
-	names, err := s.db.ListCollectionNames(ctx, bson.D{})
-	if err != nil {
-		return fmt.Errorf("list scratch collections: %w", err)
-	}
-	for _, n := range names {
-		if strings.HasPrefix(n, s.prefix) && strings.HasSuffix(n, "_"+s.runID) {
-			if err := s.db.Collection(n).Drop(ctx); err != nil {
-				return fmt.Errorf("drop scratch %s: %w", n, err)
-			}
-		}
-	}
-	return nil
+	return scratch.Drop(ctx, s.db, s.prefix, "_"+s.runID)
 }
+
+func (s *collStore) where() string { return "server" }
 
 type collTable struct {
 	coll  *mongo.Collection
@@ -101,11 +95,11 @@ func (t *collTable) insert(ctx context.Context, docs []any) error {
 }
 
 func (t *collTable) open(ctx context.Context) (rows, error) {
-	cur, err := t.coll.Find(ctx, bson.D{}, options.Find().SetSort(t.sort).SetAllowDiskUse(true).SetBatchSize(int32(t.batch)))
+	cur, err := sorted.OpenBy(ctx, t.coll, nil, nil, t.sort, t.batch)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", t.coll.Name(), err)
 	}
-	return &collRows{cur: cur}, nil
+	return cur, nil
 }
 
 func (t *collTable) drop(ctx context.Context) error {
@@ -114,18 +108,6 @@ func (t *collTable) drop(ctx context.Context) error {
 	}
 	return nil
 }
-
-type collRows struct{ cur *mongo.Cursor }
-
-func (r *collRows) next(ctx context.Context) (bson.Raw, bool) {
-	if !r.cur.Next(ctx) {
-		return nil, false
-	}
-	return r.cur.Current, true
-}
-
-func (r *collRows) err() error                { return r.cur.Err() }
-func (r *collRows) close(ctx context.Context) { _ = r.cur.Close(ctx) }
 
 // fileStore keeps tables on local disk, in one temporary directory per run:
 // an external merge sort. Inserts collect in memory up to runBytes, then go
@@ -153,6 +135,8 @@ func (s *fileStore) table(name string, sort ...string) table {
 }
 
 func (s *fileStore) close(context.Context) error { return os.RemoveAll(s.dir) }
+
+func (s *fileStore) where() string { return "local disk" }
 
 type fileTable struct {
 	dir      string
@@ -281,7 +265,7 @@ func (t *fileTable) open(context.Context) (rows, error) {
 	for i := 0; i < t.runs; i++ {
 		f, err := os.Open(filepath.Join(t.dir, fmt.Sprintf("run-%06d", i)))
 		if err != nil {
-			m.close(context.Background())
+			m.Close(context.Background())
 			return nil, fmt.Errorf("dry-run scratch: %w", err)
 		}
 		m.files = append(m.files, f)
@@ -290,7 +274,7 @@ func (t *fileTable) open(context.Context) (rows, error) {
 	for i, s := range m.sources {
 		k, ok, err := s.next()
 		if err != nil {
-			m.close(context.Background())
+			m.Close(context.Background())
 			return nil, err
 		}
 		if ok {
@@ -354,7 +338,7 @@ type mergeRows struct {
 	e       error
 }
 
-func (m *mergeRows) next(context.Context) (bson.Raw, bool) {
+func (m *mergeRows) Next(context.Context) (bson.Raw, bool) {
 	for m.e == nil && len(m.h) > 0 {
 		top := m.h[0]
 		k, ok, err := m.sources[top.src].next()
@@ -377,9 +361,9 @@ func (m *mergeRows) next(context.Context) (bson.Raw, bool) {
 	return nil, false
 }
 
-func (m *mergeRows) err() error { return m.e }
+func (m *mergeRows) Err() error { return m.e }
 
-func (m *mergeRows) close(context.Context) {
+func (m *mergeRows) Close(context.Context) {
 	for _, f := range m.files {
 		f.Close()
 	}

@@ -11,35 +11,8 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
-	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
-
-// scan reads coll in _id order, batch documents per round trip.
-func scan(ctx context.Context, coll *mongo.Collection, batch int, proj bson.D, fn func(bson.Raw) error) error {
-	return sorted.Each(ctx, coll, nil, proj, batch, fn)
-}
-
-// scanNatural reads coll in the order the server keeps it, for a pass that
-// joins nothing: a server that cannot sort from an index (FerretDB) would
-// otherwise read and sort the whole collection before the first document.
-func scanNatural(ctx context.Context, coll *mongo.Collection, batch int, proj bson.D, fn func(bson.Raw) error) error {
-	opts := options.Find().SetBatchSize(int32(batch))
-	if proj != nil {
-		opts.SetProjection(proj)
-	}
-	cur, err := coll.Find(ctx, bson.D{}, opts)
-	if err != nil {
-		return err
-	}
-	defer cur.Close(ctx)
-	for cur.Next(ctx) {
-		if err := fn(cur.Current); err != nil {
-			return err
-		}
-	}
-	return cur.Err()
-}
 
 // keyTable sorts identity keys so that the accounts sharing one are
 // adjacent.
@@ -60,48 +33,48 @@ func (k *keyTable) add(ctx context.Context, keys []keyDoc) error {
 // runs calls fn for every key shared by two or more accounts.
 func (k *keyTable) runs(ctx context.Context, fn func([]keyDoc) error) error {
 	var run []keyDoc
-	var fnErr error // the caller's, returned as it is
 	emit := func() error {
 		if len(run) < 2 {
 			return nil
 		}
 		return fn(run)
 	}
-	err := each(ctx, k.t, func(raw bson.Raw) error {
+	err := each(ctx, k.t, "identity keys", func(raw bson.Raw) error {
 		var kd keyDoc
 		if err := bson.Unmarshal(raw, &kd); err != nil {
-			return err
+			return fmt.Errorf("read identity keys: %w", err)
 		}
 		kd.A = kd.ID[hashLen:]
 		if len(run) > 0 && run[0].ID[:hashLen] != kd.ID[:hashLen] {
-			if fnErr = emit(); fnErr != nil {
-				return fnErr
+			if err := emit(); err != nil {
+				return err
 			}
 			run = run[:0]
 		}
 		run = append(run, kd)
 		return nil
 	})
-	if fnErr != nil {
-		return fnErr
-	}
 	if err != nil {
-		return fmt.Errorf("read identity keys: %w", err)
+		return err
 	}
 	return emit()
 }
 
-// each calls fn with every document of t in order.
-func each(ctx context.Context, t table, fn func(bson.Raw) error) error {
+// each calls fn with every document of t in order. Its own read errors
+// say they read what; fn's come back as they are.
+func each(ctx context.Context, t table, what string, fn func(bson.Raw) error) error {
 	r, err := t.open(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("read %s: %w", what, err)
 	}
-	defer r.close(ctx)
+	defer r.Close(ctx)
 	for {
-		raw, ok := r.next(ctx)
+		raw, ok := r.Next(ctx)
 		if !ok {
-			return r.err()
+			if err := r.Err(); err != nil {
+				return fmt.Errorf("read %s: %w", what, err)
+			}
+			return nil
 		}
 		if err := fn(raw); err != nil {
 			return err
@@ -129,27 +102,23 @@ func (g *groupTable) put(ctx context.Context, docs []groupDoc) error {
 // groups calls fn with the accounts of each group, in group-key order.
 func (g *groupTable) groups(ctx context.Context, fn func([]groupDoc) error) error {
 	var group []groupDoc
-	var fnErr error // the caller's, returned as it is
-	err := each(ctx, g.t, func(raw bson.Raw) error {
+	err := each(ctx, g.t, "group members", func(raw bson.Raw) error {
 		var gd groupDoc
 		if err := bson.Unmarshal(raw, &gd); err != nil {
-			return err
+			return fmt.Errorf("read group members: %w", err)
 		}
 		gd.Doc = append(bson.Raw(nil), gd.Doc...)
 		if len(group) > 0 && group[0].G != gd.G {
-			if fnErr = fn(group); fnErr != nil {
-				return fnErr
+			if err := fn(group); err != nil {
+				return err
 			}
 			group = nil
 		}
 		group = append(group, gd)
 		return nil
 	})
-	if fnErr != nil {
-		return fnErr
-	}
 	if err != nil {
-		return fmt.Errorf("read group members: %w", err)
+		return err
 	}
 	if len(group) > 0 {
 		return fn(group)

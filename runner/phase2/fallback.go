@@ -15,8 +15,8 @@ import (
 )
 
 // runFallback is the path for servers without $merge: the same transform in
-// Go over one merge join, legacy accounts ⋈ links ⋈ tenant accounts by _id.
-// Memory holds one batch.
+// Go over one merge join, legacy accounts ⋈ links ⋈ tenant accounts by _id,
+// from the checkpoint `after` on. Memory holds one batch.
 //
 // It checks every account it reads, and counts the invalid ones when Run
 // did not (countInScan). Unless they are skipped, the first one it meets
@@ -25,15 +25,8 @@ import (
 // account that turned bad after the last full check (this run's phase 1, or
 // Run's scan) can get there: what was written before it is correct, and a
 // run after the fix resumes from the checkpoint.
-func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *Report, countInScan bool) error {
-	after := ""
-	if !cfg.DryRun {
-		var err error
-		if after, err = readCheckpoint(ctx, cfg); err != nil {
-			return err
-		}
-		rep.Resumed = after
-	}
+func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, after string, rep *Report, countInScan bool) error {
+	rep.Resumed = after
 	var filter bson.D
 	if after != "" {
 		filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}}}
@@ -102,7 +95,9 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, rep *
 			}
 			if pipelines.Refresh(old, tenant) {
 				rep.Refreshed++
-				w.replaces = append(w.replaces, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(tenant))
+				// Copies: raw and existing live only until the cursors move.
+				filter := pipelines.SameDateFilter(own(raw.Lookup(model.FieldID)), own(existing.Lookup(model.FieldDateUpdated)))
+				w.replaces = append(w.replaces, mongo.NewReplaceOneModel().SetFilter(filter).SetReplacement(tenant))
 			} else {
 				rep.Unchanged++
 			}
@@ -176,13 +171,27 @@ func (w *batchWriter) flush(ctx context.Context) error {
 		}
 	}
 	if len(w.replaces) > 0 {
-		if _, err := tenants.BulkWrite(ctx, w.replaces, options.BulkWrite().SetOrdered(false)); err != nil {
+		if w.cfg.beforeRefresh != nil {
+			w.cfg.beforeRefresh()
+		}
+		res, err := tenants.BulkWrite(ctx, w.replaces, options.BulkWrite().SetOrdered(false))
+		if err != nil {
 			return fmt.Errorf("refresh tenant accounts: %w", err)
 		}
+		// A tenant whose date changed since it was read is kept.
+		kept := int64(len(w.replaces)) - res.MatchedCount
+		w.rep.Refreshed -= kept
+		w.rep.Unchanged += kept
 	}
 	w.inserts, w.replaces = nil, nil
 	if w.last == "" {
 		return nil
 	}
 	return saveCheckpoint(ctx, w.cfg, w.last)
+}
+
+// own copies a value out of a cursor's buffer.
+func own(v bson.RawValue) bson.RawValue {
+	v.Value = append([]byte(nil), v.Value...)
+	return v
 }

@@ -55,8 +55,12 @@ type Config struct {
 	ExactCounts bool
 	SkipInvalid bool
 	DryRun      bool
-	// ForceFallback runs the Go path even where $merge exists (tests).
-	ForceFallback bool
+	// Path forces a path; PathProbe (the zero value) probes the server for
+	// the best one it takes. A forced server-side path the server refuses
+	// fails the run.
+	Path Path
+	// ScratchPrefix starts the names of the probe's scratch collections.
+	ScratchPrefix string
 	// Prechecked: this run's phase 1 has just read and checked every legacy
 	// account (and stops on bad data unless skipping), so the streaming path
 	// checks accounts in its copy scan instead of reading the collection
@@ -68,13 +72,11 @@ type Config struct {
 	// legacy accounts if known cheaply, else 0.
 	Progress progress.Reporter
 	Total    int64
-}
 
-// Paths.
-const (
-	PathMerge    = "server-side $merge"
-	PathFallback = "streaming fallback (server has no $merge)"
-)
+	// beforeRefresh, if set, runs before each batch of conditional
+	// refreshes is sent (tests: a service writes in between).
+	beforeRefresh func()
+}
 
 // Where bad data was looked for.
 const (
@@ -87,15 +89,21 @@ const checkpointID = "phase2_checkpoint"
 
 // Report is what a run did (or, dry, would do).
 type Report struct {
-	DryRun    bool     `json:"dry_run"`
-	Path      string   `json:"path"`
-	Server    string   `json:"server"`
-	Inserted  int64    `json:"inserted"`
-	Refreshed int64    `json:"refreshed"`
-	Unchanged int64    `json:"unchanged"`
-	Merged    int64    `json:"left_to_phase1"` // accounts with a phase-1 link
-	Invalid   int64    `json:"invalid_skipped"`
-	FirstBad  []string `json:"first_invalid,omitempty"`
+	DryRun bool `json:"dry_run"`
+	// Path is the path that ran; PathProbe for a dry run, which does not
+	// probe (it counts on the server where the server runs the preview
+	// pipeline, else in Go).
+	Path Path `json:"path"`
+	// Probe is what the probe tried and why it chose Path; nil where
+	// nothing was probed (a dry run, a forced path).
+	Probe     *ProbeReport `json:"probe,omitempty"`
+	Server    string       `json:"server"`
+	Inserted  int64        `json:"inserted"`
+	Refreshed int64        `json:"refreshed"`
+	Unchanged int64        `json:"unchanged"`
+	Merged    int64        `json:"left_to_phase1"` // accounts with a phase-1 link
+	Invalid   int64        `json:"invalid_skipped"`
+	FirstBad  []string     `json:"first_invalid,omitempty"`
 	// Checked says where the accounts were checked: CheckedOnServer,
 	// CheckedBefore or CheckedInScan.
 	Checked  string `json:"checked"`
@@ -133,11 +141,16 @@ func (r *Report) Print(w io.Writer) {
 		verb = "would insert"
 	}
 	if r.Exact {
-		fmt.Fprintf(w, "phase 2 (%s on %s): %s %d tenant accounts, refreshed %d, left %d unchanged; %d merged by phase 1\n",
-			r.Path, r.Server, verb, r.Inserted, r.Refreshed, r.Unchanged, r.Merged)
+		fmt.Fprintf(w, "phase 2 (path %s: %s; on %s): %s %d tenant accounts, refreshed %d, left %d unchanged; %d merged by phase 1\n",
+			r.Path, r.Path.Describe(), r.Server, verb, r.Inserted, r.Refreshed, r.Unchanged, r.Merged)
 	} else {
-		fmt.Fprintf(w, "phase 2 (%s on %s): %s %d tenant accounts, refreshed or left unchanged %d (phase2.exact_counts tells them apart); %d merged by phase 1\n",
-			r.Path, r.Server, verb, r.Inserted, r.RefreshedOrUnchanged, r.Merged)
+		fmt.Fprintf(w, "phase 2 (path %s: %s; on %s): %s %d tenant accounts, refreshed or left unchanged %d (phase2.exact_counts tells them apart); %d merged by phase 1\n",
+			r.Path, r.Path.Describe(), r.Server, verb, r.Inserted, r.RefreshedOrUnchanged, r.Merged)
+	}
+	if r.Probe != nil {
+		for _, f := range r.Probe.Refused {
+			fmt.Fprintf(w, "phase 2: path %s refused by the server: %s\n", f.Path, f.Error)
+		}
 	}
 	if r.Invalid > 0 {
 		fmt.Fprintf(w, "phase 2: %d accounts cannot be migrated (first: %s)\n", r.Invalid, strings.Join(r.FirstBad, ", "))
@@ -148,9 +161,7 @@ func (r *Report) Print(w io.Writer) {
 // SkipInvalid is off.
 var ErrInvalidData = errors.New("legacy accounts cannot be migrated")
 
-// Run runs phase 2.
-func Run(ctx context.Context, cfg Config) (*Report, error) {
-	start := time.Now()
+func (cfg Config) withDefaults() Config {
 	if cfg.Log == nil {
 		cfg.Log = logrus.New()
 	}
@@ -160,50 +171,114 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Progress == nil {
 		cfg.Progress = progress.Discard{}
 	}
-	caps, err := capability.Detect(ctx, cfg.DB)
+	if cfg.ScratchPrefix == "" {
+		cfg.ScratchPrefix = "migrations"
+	}
+	return cfg
+}
+
+// Run runs phase 2.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	start := time.Now()
+	cfg = cfg.withDefaults()
+	info, err := capability.Detect(ctx, cfg.DB)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{DryRun: cfg.DryRun, Server: caps.Server + " " + caps.Version}
+	rep := &Report{DryRun: cfg.DryRun, Server: info.Server + " " + info.Version}
 	orgOf, valid, err := appOrgs(ctx, cfg.DB.Collection(cfg.Names.ApplicationsOrganizations))
 	if err != nil {
 		return nil, err
 	}
-	merge := caps.Merge && !cfg.ForceFallback
-	resuming := false
-	if !merge && !cfg.DryRun {
-		after, err := readCheckpoint(ctx, cfg)
-		if err != nil {
+	path := cfg.Path
+	serverSide := path.serverSide()
+	after := "" // where a run killed earlier stopped
+	if cfg.DryRun {
+		if path == PathProbe {
+			if serverSide, err = previewTaken(ctx, cfg, valid); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		if err := ensureCollections(ctx, cfg); err != nil {
 			return nil, err
 		}
-		resuming = after != ""
+		if path == PathProbe {
+			if rep.Probe, err = probe(ctx, cfg); err != nil {
+				return rep, err
+			}
+			path = rep.Probe.Chose
+			serverSide = path.serverSide()
+			cfg.Log.WithFields(logrus.Fields{"path": path, "refused": len(rep.Probe.Refused), "took": rep.Probe.Took}).Info("phase 2: probed the server")
+		}
+		if after, err = readCheckpoint(ctx, cfg); err != nil {
+			return nil, err
+		}
 	}
+	rep.Path = path
 	// The streaming path checks every account it reads and can count them
 	// itself; a scan of its own first is needed to stop before anything is
 	// written, and to count the accounts a resumed run does not read.
 	switch {
-	case merge:
+	case serverSide:
 		rep.Checked = CheckedOnServer
-	case !resuming && (cfg.Prechecked || cfg.SkipInvalid || cfg.DryRun):
+	case after == "" && (cfg.Prechecked || cfg.SkipInvalid || cfg.DryRun):
 		rep.Checked = CheckedInScan
 	default:
 		rep.Checked = CheckedBefore
 	}
 	if rep.Checked != CheckedInScan {
-		if err := checkInvalid(ctx, cfg, orgOf, valid, merge, rep); err != nil {
+		if err := checkInvalid(ctx, cfg, orgOf, valid, serverSide, rep); err != nil {
 			return rep, err
 		}
 	}
-	if merge {
-		rep.Path, rep.Exact = PathMerge, cfg.DryRun || cfg.ExactCounts
-		err = runMerge(ctx, cfg, valid, rep)
-	} else {
-		rep.Path, rep.Exact = PathFallback, true
-		err = runFallback(ctx, cfg, orgOf, rep, rep.Checked == CheckedInScan)
+	switch {
+	case serverSide:
+		// The split path counts its own writes; the one pipeline says
+		// nothing of what it wrote unless previewed.
+		rep.Exact = cfg.DryRun || path == PathSplit || cfg.ExactCounts
+		sp := path
+		if cfg.DryRun {
+			sp = PathMerge // counted by the preview only
+		}
+		err = runServer(ctx, cfg, sp, valid, after, rep)
+	default:
+		rep.Exact = true
+		err = runFallback(ctx, cfg, orgOf, after, rep, rep.Checked == CheckedInScan)
 	}
 	rep.Duration = time.Since(start).Round(time.Millisecond).String()
 	return rep, err
 }
+
+// previewTaken says whether the server runs the preview pipeline, by
+// asking it for a range that holds no account: a dry run counts with it
+// where it can. Only a refusal says no; no answer is an error.
+func previewTaken(ctx context.Context, cfg Config, valid []string) (bool, error) {
+	err := preview(ctx, cfg, valid, &pipelines.Range{After: noAccountAfter}, &Report{})
+	if err != nil && noAnswer(ctx, err) {
+		return false, err
+	}
+	return err == nil, nil
+}
+
+// noAccountAfter is past every string _id: U+10FFFF is the last code point.
+const noAccountAfter = "\U0010FFFF\U0010FFFF\U0010FFFF\U0010FFFF"
+
+// ensureCollections creates the collections the pipelines read and write
+// that do not exist yet (the links, when phase 1 merged nobody): a server
+// may refuse a $merge whose $lookup names a missing collection.
+func ensureCollections(ctx context.Context, cfg Config) error {
+	for _, name := range []string{cfg.Names.Links, cfg.Names.TenantsAccounts} {
+		err := cfg.DB.CreateCollection(ctx, name)
+		var ce mongo.CommandError
+		if err != nil && !(errors.As(err, &ce) && ce.Code == namespaceExists) {
+			return fmt.Errorf("create %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+const namespaceExists = 48
 
 func appOrgs(ctx context.Context, coll *mongo.Collection) (map[string]string, []string, error) {
 	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "org_id", Value: 1}}))
@@ -238,14 +313,7 @@ func checkInvalid(ctx context.Context, cfg Config, orgOf map[string]string, vali
 			return err
 		}
 		if reason := pipelines.Invalid(d, orgOf); reason != "" {
-			if serverSide {
-				// counted on the server; these are the first ones.
-				if len(rep.FirstBad) < 10 {
-					rep.FirstBad = append(rep.FirstBad, fmt.Sprintf("%v (%s)", raw.Lookup("_id"), reason))
-				}
-			} else {
-				noteInvalid(rep, raw.Lookup("_id"), reason)
-			}
+			noteInvalid(rep, raw.Lookup("_id"), reason)
 		}
 		return nil
 	}
@@ -255,8 +323,8 @@ func checkInvalid(ctx context.Context, cfg Config, orgOf map[string]string, vali
 		if err != nil {
 			return fmt.Errorf("count invalid accounts: %w", err)
 		}
-		rep.Invalid = n
 		if n > 0 {
+			// The first ones, for the report; the count is the server's.
 			cur, err := accounts.Find(ctx, bad, options.Find().SetLimit(10).SetSort(bson.D{{Key: "_id", Value: 1}}))
 			if err != nil {
 				return fmt.Errorf("read invalid accounts: %w", err)
@@ -271,6 +339,7 @@ func checkInvalid(ctx context.Context, cfg Config, orgOf map[string]string, vali
 				return fmt.Errorf("read invalid accounts: %w", err)
 			}
 		}
+		rep.Invalid = n
 	} else {
 		proj := bson.D{{Key: model.FieldAppOrgID, Value: 1}, {Key: model.FieldAuthTypes, Value: 1}}
 		if err := sorted.Each(ctx, accounts, nil, proj, cfg.Batch, note); err != nil {
@@ -330,18 +399,13 @@ func clearCheckpoint(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// runMerge is the server-side path.
-func runMerge(ctx context.Context, cfg Config, valid []string, rep *Report) error {
+// runServer is a server-side path, PathMerge or PathSplit, from the
+// checkpoint `after` on: optionally over _id ranges, each one server-side
+// run, with a checkpoint after each.
+func runServer(ctx context.Context, cfg Config, path Path, valid []string, after string, rep *Report) error {
 	accounts := cfg.DB.Collection(cfg.Names.Accounts)
-	after := ""
-	if !cfg.DryRun {
-		var err error
-		if after, err = readCheckpoint(ctx, cfg); err != nil {
-			return err
-		}
-		rep.Resumed = after
-	}
-	task := cfg.Progress.Start("phase 2: $merge", cfg.Total)
+	rep.Resumed = after
+	task := cfg.Progress.Start("phase 2: "+path.String(), cfg.Total)
 	defer task.Done()
 	for {
 		r := &pipelines.Range{After: after}
@@ -356,7 +420,7 @@ func runMerge(ctx context.Context, cfg Config, valid []string, rep *Report) erro
 			r = nil
 		}
 		before := rep.Inserted + rep.Refreshed + rep.Unchanged + rep.RefreshedOrUnchanged
-		if rep.Exact {
+		if cfg.DryRun || path == PathMerge && rep.Exact {
 			// Counting first, with the same stages, says what the write
 			// will do: $merge itself reports nothing.
 			if err := preview(ctx, cfg, valid, r, rep); err != nil {
@@ -364,7 +428,13 @@ func runMerge(ctx context.Context, cfg Config, valid []string, rep *Report) erro
 			}
 		}
 		if !cfg.DryRun {
-			if err := mergeRange(ctx, cfg, valid, r, rep); err != nil {
+			var err error
+			if path == PathSplit {
+				err = splitRange(ctx, cfg, valid, r, rep)
+			} else {
+				err = mergeRange(ctx, cfg, valid, r, rep)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -384,7 +454,7 @@ func runMerge(ctx context.Context, cfg Config, valid []string, rep *Report) erro
 	if cfg.DryRun {
 		return nil
 	}
-	if !rep.Exact {
+	if !rep.Exact || path == PathSplit {
 		n, err := cfg.DB.Collection(cfg.Names.Links).CountDocuments(ctx, bson.D{})
 		if err != nil {
 			return fmt.Errorf("count links: %w", err)

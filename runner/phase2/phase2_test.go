@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +18,6 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/pipelines"
-	"github.com/tenantmigrate/runner/runner/capability"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
@@ -34,30 +36,42 @@ func quiet() *logrus.Logger {
 
 var names = pipelines.Names{Accounts: "accounts", TenantsAccounts: "tenants_accounts", ApplicationsOrganizations: "applications_organizations", Links: "links"}
 
-func config(db *mongo.Database, fallback bool) phase2.Config {
-	// ExactCounts: the tests below check refreshes on both paths;
+func config(db *mongo.Database, path phase2.Path) phase2.Config {
+	// ExactCounts: the tests below check refreshes on every path;
 	// TestPhase2MergeCountsWithoutPreview checks the lean default.
-	return phase2.Config{DB: db, Names: names, State: "migrations_state", Batch: 400, ForceFallback: fallback, ExactCounts: true, Log: quiet()}
+	return phase2.Config{DB: db, Names: names, State: "migrations_state", Batch: 400, Path: path, ExactCounts: true, Log: quiet()}
 }
 
-// paths are the paths this server can run: the fallback everywhere, $merge
-// where the server has it.
-func paths(t *testing.T, db *mongo.Database) []bool {
-	caps, err := capability.Detect(context.Background(), db)
+// paths are the paths this server takes, as the probe finds them: the
+// streaming one everywhere, the server-side ones where the server runs them.
+func paths(t *testing.T, db *mongo.Database) []phase2.Path {
+	t.Helper()
+	rep, err := phase2.Probe(context.Background(), phase2.Config{DB: db, Names: names, State: "migrations_state", Log: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if caps.Merge {
-		return []bool{true, false}
+	refused := map[phase2.Path]bool{}
+	for _, r := range rep.Refused {
+		refused[r.Path] = true
 	}
-	return []bool{true}
+	var out []phase2.Path
+	for _, p := range []phase2.Path{phase2.PathMerge, phase2.PathSplit} {
+		if !refused[p] {
+			out = append(out, p)
+		}
+	}
+	t.Logf("the probe chose %s; refused: %v", rep.Chose, rep.Refused)
+	return append(out, phase2.PathStream)
 }
 
-func name(fallback bool) string {
-	if fallback {
-		return "fallback"
+func takes(t *testing.T, db *mongo.Database, p phase2.Path) bool {
+	t.Helper()
+	for _, q := range paths(t, db) {
+		if q == p {
+			return true
+		}
 	}
-	return "merge"
+	return false
 }
 
 // prepared loads a fixture and runs phase 1 on it.
@@ -76,13 +90,13 @@ func prepared(t *testing.T, n int) (*mongo.Database, gen.Expectations) {
 
 func TestPhase2MovesTheRestOnce(t *testing.T) {
 	probe := env.Database(t)
-	for _, fallback := range paths(t, probe) {
-		t.Run(name(fallback), func(t *testing.T) {
+	for _, path := range paths(t, probe) {
+		t.Run(path.String(), func(t *testing.T) {
 			db, exp := prepared(t, 3000)
 			ctx := context.Background()
 			one := int64(exp.Accounts - exp.GroupedAccounts)
 
-			dry := config(db, fallback)
+			dry := config(db, path)
 			dry.DryRun = true
 			before := testenv.Dump(t, db.Collection(names.TenantsAccounts))
 			drep, err := phase2.Run(ctx, dry)
@@ -93,7 +107,7 @@ func TestPhase2MovesTheRestOnce(t *testing.T) {
 				t.Fatal("dry run wrote tenant accounts")
 			}
 
-			rep, err := phase2.Run(ctx, config(db, fallback))
+			rep, err := phase2.Run(ctx, config(db, path))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +118,7 @@ func TestPhase2MovesTheRestOnce(t *testing.T) {
 				t.Errorf("%d tenant accounts, fixture expects %d", n, exp.TenantsExpected)
 			}
 			after := testenv.Dump(t, db.Collection(names.TenantsAccounts))
-			rep, err = phase2.Run(ctx, config(db, fallback))
+			rep, err = phase2.Run(ctx, config(db, path))
 			if err != nil || rep.Inserted != 0 || rep.Refreshed != 0 || rep.Unchanged != one {
 				t.Errorf("re-run = %+v, %v; want nothing written", rep, err)
 			}
@@ -120,13 +134,13 @@ func TestPhase2MovesTheRestOnce(t *testing.T) {
 // unchanged. Only servers with $merge run it.
 func TestPhase2MergeCountsWithoutPreview(t *testing.T) {
 	db, exp := prepared(t, 3000)
-	if caps, err := capability.Detect(context.Background(), db); err != nil || !caps.Merge {
-		t.Skipf("the server has no $merge (%+v, %v): this path runs on MongoDB 4.2+ only (MONGODB_URI)", caps, err)
+	if !takes(t, db, phase2.PathMerge) {
+		t.Skip("the server refuses the one-pipeline path: it runs on MongoDB 4.2+ only (MONGODB_URI)")
 	}
 	ctx := context.Background()
 	one := int64(exp.Accounts - exp.GroupedAccounts)
 	for i, size := range []int{0, 700} { // one pipeline, then ranges
-		cfg := config(db, false)
+		cfg := config(db, phase2.PathMerge)
 		cfg.ExactCounts, cfg.RangeSize = false, size
 		if i > 0 { // phase 2's tenant accounts go: those no link names
 			merged, err := db.Collection(names.Links).Distinct(ctx, "tenant_id", bson.D{})
@@ -171,11 +185,11 @@ func lastOneToOne(t *testing.T, db *mongo.Database) string {
 
 func TestPhase2Refresh(t *testing.T) {
 	probe := env.Database(t)
-	for _, fallback := range paths(t, probe) {
-		t.Run(name(fallback), func(t *testing.T) {
+	for _, path := range paths(t, probe) {
+		t.Run(path.String(), func(t *testing.T) {
 			db, _ := prepared(t, 600)
 			ctx := context.Background()
-			if _, err := phase2.Run(ctx, config(db, fallback)); err != nil {
+			if _, err := phase2.Run(ctx, config(db, path)); err != nil {
 				t.Fatal(err)
 			}
 			id := lastOneToOne(t, db)
@@ -186,7 +200,7 @@ func TestPhase2Refresh(t *testing.T) {
 				t.Fatal(err)
 			}
 			env.Seeded(t, db)
-			rep, err := phase2.Run(ctx, config(db, fallback))
+			rep, err := phase2.Run(ctx, config(db, path))
 			if err != nil || rep.Refreshed != 1 {
 				t.Fatalf("re-run after a legacy edit = %+v, %v; want 1 refreshed", rep, err)
 			}
@@ -199,7 +213,7 @@ func TestPhase2Refresh(t *testing.T) {
 				bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: later.Add(time.Hour)}, {Key: "username", Value: "service-edit"}}}}); err != nil {
 				t.Fatal(err)
 			}
-			if rep, err = phase2.Run(ctx, config(db, fallback)); err != nil || rep.Refreshed != 0 {
+			if rep, err = phase2.Run(ctx, config(db, path)); err != nil || rep.Refreshed != 0 {
 				t.Fatalf("re-run over a newer tenant = %+v, %v", rep, err)
 			}
 			if err := db.Collection(names.TenantsAccounts).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&tn); err != nil || tn["username"] != "service-edit" {
@@ -211,18 +225,18 @@ func TestPhase2Refresh(t *testing.T) {
 
 func TestPhase2InterruptedThenRerun(t *testing.T) {
 	probe := env.Database(t)
-	for _, fallback := range paths(t, probe) {
-		t.Run(name(fallback), func(t *testing.T) {
+	for _, path := range paths(t, probe) {
+		t.Run(path.String(), func(t *testing.T) {
 			clean, _ := prepared(t, 2500)
 			start := time.Now()
-			if _, err := phase2.Run(context.Background(), config(clean, fallback)); err != nil {
+			if _, err := phase2.Run(context.Background(), config(clean, path)); err != nil {
 				t.Fatal(err)
 			}
 			full := time.Since(start)
 			want := testenv.Dump(t, clean.Collection(names.TenantsAccounts))
 
 			db, _ := prepared(t, 2500)
-			cfg := config(db, fallback)
+			cfg := config(db, path)
 			cfg.RangeSize = 500
 			interrupted, resumed := 0, 0
 			for _, frac := range []float64{0.2, 0.4, 0.6, 0.8} {
@@ -263,14 +277,14 @@ func TestPhase2BadData(t *testing.T) {
 	}
 	env.Seeded(t, db)
 	before := testenv.Dump(t, db.Collection(names.TenantsAccounts))
-	rep, err := phase2.Run(ctx, config(db, true))
+	rep, err := phase2.Run(ctx, config(db, phase2.PathStream))
 	if !errors.Is(err, phase2.ErrInvalidData) || rep.Invalid != 2 {
 		t.Fatalf("phase 2 over bad data = %+v, %v; want ErrInvalidData for 2", rep, err)
 	}
 	if fmt.Sprint(testenv.Dump(t, db.Collection(names.TenantsAccounts))) != fmt.Sprint(before) {
 		t.Fatal("phase 2 wrote despite bad data")
 	}
-	cfg := config(db, true)
+	cfg := config(db, phase2.PathStream)
 	cfg.SkipInvalid = true
 	if rep, err = phase2.Run(ctx, cfg); err != nil || rep.Invalid != 2 || rep.Inserted == 0 {
 		t.Fatalf("with SkipInvalid = %+v, %v", rep, err)
@@ -301,7 +315,7 @@ func TestPhase2FallbackChecksInItsScan(t *testing.T) {
 	for _, id := range tenantIDs(t, db) {
 		before[id] = true
 	}
-	cfg := config(db, true)
+	cfg := config(db, phase2.PathStream)
 	cfg.Batch, cfg.Prechecked = 20, true
 	rep, err := phase2.Run(ctx, cfg)
 	if !errors.Is(err, phase2.ErrInvalidData) || rep.Invalid != 2 || rep.Checked != phase2.CheckedInScan {
@@ -334,7 +348,7 @@ func TestPhase2FallbackChecksInItsScan(t *testing.T) {
 		}
 	}
 	// Not prechecked, the same data stops the phase before any write.
-	if rep, err = phase2.Run(ctx, config(db, true)); !errors.Is(err, phase2.ErrInvalidData) || rep.Checked != phase2.CheckedBefore {
+	if rep, err = phase2.Run(ctx, config(db, phase2.PathStream)); !errors.Is(err, phase2.ErrInvalidData) || rep.Checked != phase2.CheckedBefore {
 		t.Errorf("not prechecked = %+v, %v; want a scan before the copy to stop it", rep, err)
 	}
 	// A run resumed past the first bad account still counts both: it scans
@@ -373,4 +387,134 @@ func sortedIDs(t *testing.T, coll *mongo.Collection) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// The probe picks the best path the server takes, says why it refused the
+// better ones in the server's words, and leaves nothing behind.
+func TestPhase2ProbeChoosesAndExplains(t *testing.T) {
+	db, exp := prepared(t, 300)
+	ctx := context.Background()
+	collections := func() []string {
+		n, err := db.ListCollectionNames(ctx, bson.D{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sort.Strings(n)
+		return n
+	}
+	before := collections()
+	rep, err := phase2.Run(ctx, phase2.Config{DB: db, Names: names, State: "migrations_state", Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Probe == nil || rep.Path != rep.Probe.Chose || rep.Path == phase2.PathProbe {
+		t.Fatalf("report = %+v, probe %+v; want the probe's choice to run", rep, rep.Probe)
+	}
+	// Paths are tried best first: every refused one is better than the
+	// choice, and each refusal carries the server's words.
+	for _, r := range rep.Probe.Refused {
+		if r.Path >= rep.Path || r.Error == "" {
+			t.Errorf("refusal %+v next to the choice %s", r, rep.Path)
+		}
+	}
+	if len(rep.Probe.Refused) != int(rep.Path-phase2.PathMerge) {
+		t.Errorf("refused %v, chose %s: a better path was skipped without a refusal", rep.Probe.Refused, rep.Path)
+	}
+	if env.Embedded != nil && rep.Path != phase2.PathStream {
+		t.Errorf("the embedded FerretDB 1 has no $merge, but the probe chose %s", rep.Path)
+	}
+	if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != int64(exp.TenantsExpected) {
+		t.Errorf("%d tenant accounts after the probed run, fixture expects %d", n, exp.TenantsExpected)
+	}
+	after := collections()
+	for _, n := range after {
+		if strings.Contains(n, "_p2probe_") {
+			t.Errorf("the probe left %s behind", n)
+		}
+	}
+	if !slices.Equal(slices.DeleteFunc(slices.Clone(after), func(n string) bool { return n == "migrations_state" }), before) {
+		t.Errorf("collections before %v, after %v (the checkpoint's aside)", before, after)
+	}
+	before = after
+	notes := strings.Join(rep.Notes(), "\n")
+	if !strings.Contains(notes, "path "+rep.Path.String()) || len(rep.Notes()) != 1+len(rep.Probe.Refused) {
+		t.Errorf("notes %q do not say the path and each refusal", notes)
+	}
+	t.Logf("notes:\n%s", notes)
+
+	// A dry run writes nothing, not even the probe's scratch.
+	dry := config(db, phase2.PathProbe)
+	dry.DryRun = true
+	if rep, err := phase2.Run(ctx, dry); err != nil || rep.Probe != nil || rep.Path != phase2.PathProbe || rep.Unchanged != int64(exp.Accounts-exp.GroupedAccounts) {
+		t.Errorf("dry run = %+v, %v; want no probe, everything unchanged", rep, err)
+	}
+	if got := collections(); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("collections after a dry run %v, before %v", got, before)
+	}
+}
+
+// A refresh is a conditional write: a tenant account the service writes
+// after phase 2 read it, and before phase 2 writes it, is kept.
+func TestPhase2RefreshKeepsATenantWrittenMeanwhile(t *testing.T) {
+	probe := env.Database(t)
+	for _, path := range paths(t, probe) {
+		if path == phase2.PathMerge {
+			continue // one server-side write: nothing comes in between
+		}
+		t.Run(path.String(), func(t *testing.T) {
+			db, _ := prepared(t, 400)
+			ctx := context.Background()
+			if _, err := phase2.Run(ctx, config(db, path)); err != nil {
+				t.Fatal(err)
+			}
+			id := lastOneToOne(t, db)
+			later := time.Now().UTC().Truncate(time.Millisecond)
+			if _, err := db.Collection(names.Accounts).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: later}, {Key: "username", Value: "renamed"}}}}); err != nil {
+				t.Fatal(err)
+			}
+			env.Seeded(t, db)
+			calls := 0
+			cfg := phase2.WithBeforeRefresh(config(db, path), func() {
+				calls++
+				if _, err := db.Collection(names.TenantsAccounts).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
+					bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: later.Add(time.Hour)}, {Key: "username", Value: "service-edit"}}}}); err != nil {
+					t.Error(err)
+				}
+			})
+			rep, err := phase2.Run(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if calls == 0 {
+				t.Fatal("no refresh was attempted: the test proves nothing")
+			}
+			var tn bson.M
+			if err := db.Collection(names.TenantsAccounts).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&tn); err != nil || tn["username"] != "service-edit" {
+				t.Errorf("the tenant the service wrote meanwhile was overwritten: %v, %v", tn["username"], err)
+			}
+			if rep.Refreshed != 0 {
+				t.Errorf("report = %+v; want 0 refreshed (the one candidate was kept)", rep)
+			}
+		})
+	}
+}
+
+// Phase 2 creates the collections its pipelines read: a server may refuse
+// a $merge whose $lookup names a missing one (DocumentDB does).
+func TestPhase2WithoutLinksCollection(t *testing.T) {
+	db := env.Database(t)
+	exp := env.Load(t, db, gen.Options{Accounts: 300, Seed: 3})
+	ctx := context.Background()
+	rep, err := phase2.Run(ctx, config(db, phase2.PathProbe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Inserted != int64(exp.Accounts) {
+		t.Errorf("phase 2 alone (no phase 1, no links) = %+v; want all %d inserted", rep, exp.Accounts)
+	}
+	names, err := db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: "links"}})
+	if err != nil || len(names) != 1 {
+		t.Errorf("links collection after phase 2: %v, %v", names, err)
+	}
 }

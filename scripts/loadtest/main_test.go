@@ -101,8 +101,8 @@ func TestMeasureSmall(t *testing.T) {
 	if v == nil {
 		t.Fatal("no verify figures")
 	}
-	if v.PeakRSSKiB <= 0 || v.Seconds <= 0 || v.LegacyAccounts != accounts || v.Lost != v.LegacyAccounts-v.Linked-v.OneToOne {
-		t.Errorf("verify = %+v; want a time, a peak RSS, %d legacy accounts and lost = legacy - linked - one-to-one", v, accounts)
+	if v.PeakRSSKiB <= 0 || v.Seconds <= 0 || v.LegacyAccounts != accounts || v.Lost != 0 {
+		t.Errorf("verify = %+v; want a time, a peak RSS, %d legacy accounts and none lost (the runner only reads them)", v, accounts)
 	}
 	// Until phase 2 exists, verify rightly reports the accounts as not migrated.
 	phase2 := false

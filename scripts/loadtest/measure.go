@@ -18,7 +18,6 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/runner"
-	"github.com/tenantmigrate/runner/runner/capability"
 	"github.com/tenantmigrate/runner/runner/verify"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 )
@@ -87,6 +86,7 @@ type StepFigures struct {
 	State      string           `json:"state"`
 	Seconds    float64          `json:"seconds"`
 	Counts     map[string]int64 `json:"counts,omitempty"`
+	Notes      []string         `json:"notes,omitempty"`
 }
 
 // VerifyFigures are `runner verify`'s.
@@ -98,9 +98,10 @@ type VerifyFigures struct {
 	OneToOne        int     `json:"one_to_one"`
 	NotMigrated     int     `json:"not_migrated"`
 	MigratedPercent float64 `json:"migrated_percent"`
-	Lost            int     `json:"lost"`
-	OK              bool    `json:"ok"`
-	Problem         string  `json:"problem,omitempty"`
+	// Lost are legacy accounts the fixture wrote that are gone.
+	Lost    int    `json:"lost"`
+	OK      bool   `json:"ok"`
+	Problem string `json:"problem,omitempty"`
 }
 
 // Passed reports whether the runner succeeded, verify is OK and the tenant
@@ -181,7 +182,7 @@ func (h *harness) measure(ctx context.Context, opts gen.Options) (Figures, error
 	stages := []func() error{
 		func() (err error) { f.Runner, err = h.boot(ctx, opts.Accounts); return err },
 		func() (err error) { f.Status, err = h.status(ctx); return err },
-		func() (err error) { f.Verify, err = h.verify(ctx); return err },
+		func() (err error) { f.Verify, err = h.verify(ctx, opts.Accounts); return err },
 	}
 	for _, stage := range stages {
 		if err := stage(); err != nil {
@@ -195,13 +196,9 @@ func (h *harness) measure(ctx context.Context, opts gen.Options) (Figures, error
 }
 
 // baseline copies the legacy accounts the fastest plain way the server
-// offers: a bare $out on servers with output stages, else an unbuffered
-// stream with unordered bulk inserts of 1,000.
+// offers: a bare $out where the server takes it, else (FerretDB 1 refuses
+// it) an unbuffered stream with unordered bulk inserts of 1,000.
 func (h *harness) baseline(ctx context.Context) (*BaselineFigures, error) {
-	caps, err := capability.Detect(ctx, h.db)
-	if err != nil {
-		return nil, err
-	}
 	src, dst := h.db.Collection(gen.CollAccounts), h.db.Collection(baselineColl)
 	if err := dst.Drop(ctx); err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
@@ -209,47 +206,52 @@ func (h *harness) baseline(ctx context.Context) (*BaselineFigures, error) {
 	defer dst.Drop(context.WithoutCancel(ctx))
 	fmt.Fprintln(h.log, "baseline copy of the legacy collection...")
 	start := time.Now()
-	b := &BaselineFigures{}
-	if caps.Merge {
-		b.Method = "$out copy"
-		cur, err := src.Aggregate(ctx, mongo.Pipeline{{{Key: "$out", Value: baselineColl}}}, options.Aggregate().SetAllowDiskUse(true))
-		if err != nil {
-			return nil, fmt.Errorf("baseline: %w", err)
-		}
+	b := &BaselineFigures{Method: "$out copy"}
+	cur, err := src.Aggregate(ctx, mongo.Pipeline{{{Key: "$out", Value: baselineColl}}}, options.Aggregate().SetAllowDiskUse(true))
+	var refused mongo.ServerError
+	switch {
+	case err == nil:
 		cur.Close(ctx)
-	} else {
+	case errors.As(err, &refused):
 		b.Method = "unordered bulk insert copy"
-		cur, err := src.Find(ctx, bson.D{}, options.Find().SetBatchSize(1000))
-		if err != nil {
+		start = time.Now()
+		if err := bulkCopy(ctx, src, dst); err != nil {
 			return nil, fmt.Errorf("baseline: %w", err)
 		}
-		defer cur.Close(ctx)
-		batch := make([]any, 0, 1000)
-		flush := func() error {
-			if len(batch) == 0 {
-				return nil
-			}
-			_, err := dst.InsertMany(ctx, batch, options.InsertMany().SetOrdered(false))
-			batch = batch[:0]
-			return err
-		}
-		for cur.Next(ctx) {
-			batch = append(batch, bson.Raw(append([]byte(nil), cur.Current...)))
-			if len(batch) == cap(batch) {
-				if err := flush(); err != nil {
-					return nil, fmt.Errorf("baseline: %w", err)
-				}
-			}
-		}
-		if err := cur.Err(); err != nil {
-			return nil, fmt.Errorf("baseline: %w", err)
-		}
-		if err := flush(); err != nil {
-			return nil, fmt.Errorf("baseline: %w", err)
-		}
+	default:
+		return nil, fmt.Errorf("baseline: %w", err)
 	}
 	b.Seconds = time.Since(start).Seconds()
 	return b, nil
+}
+
+func bulkCopy(ctx context.Context, src, dst *mongo.Collection) error {
+	cur, err := src.Find(ctx, bson.D{}, options.Find().SetBatchSize(1000))
+	if err != nil {
+		return err
+	}
+	defer cur.Close(ctx)
+	batch := make([]any, 0, 1000)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		_, err := dst.InsertMany(ctx, batch, options.InsertMany().SetOrdered(false))
+		batch = batch[:0]
+		return err
+	}
+	for cur.Next(ctx) {
+		batch = append(batch, bson.Raw(append([]byte(nil), cur.Current...)))
+		if len(batch) == cap(batch) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return err
+	}
+	return flush()
 }
 
 func (h *harness) load(ctx context.Context, opts gen.Options) (*LoadFigures, gen.Expectations, error) {
@@ -294,14 +296,16 @@ func (h *harness) status(ctx context.Context) (*StatusFigures, error) {
 		step := StepFigures{Version: s.Version, Identifier: s.Identifier, State: s.State}
 		if s.Up != nil {
 			step.Seconds = float64(s.Up.DurationMS) / 1000
-			step.Counts = s.Up.Counts
+			step.Counts, step.Notes = s.Up.Counts, s.Up.Notes
 		}
 		sf.Steps = append(sf.Steps, step)
 	}
 	return sf, nil
 }
 
-func (h *harness) verify(ctx context.Context) (*VerifyFigures, error) {
+// verify runs `runner verify`; loaded is how many legacy accounts the
+// fixture wrote.
+func (h *harness) verify(ctx context.Context, loaded int) (*VerifyFigures, error) {
 	fmt.Fprintln(h.log, "runner verify --json...")
 	var rep verify.Report
 	p, err := h.runJSON(ctx, &rep, runnerExitMismatch, "verify", "--json")
@@ -315,9 +319,12 @@ func (h *harness) verify(ctx context.Context) (*VerifyFigures, error) {
 		Linked:         rep.Linked,
 		OneToOne:       rep.OneToOne,
 		NotMigrated:    rep.NotMigrated.Count,
-		Lost:           rep.LegacyAccounts - rep.Linked - rep.OneToOne,
-		OK:             rep.OK(),
-		Problem:        rep.Problem(),
+		// Not migrated is not lost: the legacy account is still there.
+		// Lost is a legacy account gone from the collection the runner
+		// only reads.
+		Lost:    max(loaded-rep.LegacyAccounts, 0),
+		OK:      rep.OK(),
+		Problem: rep.Problem(),
 	}
 	if rep.LegacyAccounts > 0 {
 		vf.MigratedPercent = 100 * float64(rep.Linked+rep.OneToOne) / float64(rep.LegacyAccounts)

@@ -61,6 +61,9 @@ func printSummary(w io.Writer, r report) error {
 				ratio = fmt.Sprintf("  [%.2fx baseline]", st.Seconds/base)
 			}
 			fmt.Fprintf(&b, "step %d %s: %s%s\n", st.Version, st.Identifier, stepText(st), ratio)
+			for _, n := range st.Notes {
+				fmt.Fprintf(&b, "  step %d: %s\n", st.Version, n)
+			}
 		}
 		if s.Dirty {
 			line("state", "dirty: a step was left half done")
@@ -89,7 +92,8 @@ func printSummary(w io.Writer, r report) error {
 		line("verify peak RSS", "%s", mib(v.PeakRSSKiB))
 		line("tenant accounts", "%d (expected %d from the fixture)", v.TenantAccounts, r.TenantsExpected)
 		line("migrated", "%.2f %%", v.MigratedPercent)
-		line("lost", "%d", v.Lost)
+		line("not migrated", "%d (legacy accounts in no tenant account; still in the legacy collection)", v.LegacyAccounts-v.Linked-v.OneToOne)
+		line("lost", "%d (legacy accounts gone from the legacy collection)", v.Lost)
 		if v.OK {
 			line("verify", "OK")
 		} else {

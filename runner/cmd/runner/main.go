@@ -227,6 +227,11 @@ func printResult(w io.Writer, res runner.Result) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "(READ legacy accounts; WRITTEN tenant accounts inserted or replaced; MERGED accounts phase 1 merged with another; ≥ ≤ bounds where $merge did not tell refreshes apart, see phase2.exact_counts; all counts: runner status)")
+	for _, s := range res.Steps {
+		for _, n := range s.Notes {
+			fmt.Fprintf(w, "step %d: %s\n", s.Version, n)
+		}
+	}
 	fmt.Fprintf(w, "version %d -> %d\n", res.From, res.To)
 	if res.Verify != nil {
 		res.Verify.Print(w)
@@ -329,6 +334,13 @@ func printStatus(w io.Writer, st runner.Status) {
 		}
 	}
 	tw.Flush()
+	for _, s := range st.Steps {
+		if s.Up != nil && s.State != "pending" {
+			for _, n := range s.Up.Notes {
+				fmt.Fprintf(w, "step %d: %s\n", s.Version, n)
+			}
+		}
+	}
 	if l := st.Lock; l != nil {
 		if l.Free {
 			fmt.Fprintf(w, "lock: free (last held by %s)\n", l.Owner)

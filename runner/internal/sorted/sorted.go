@@ -1,6 +1,7 @@
 // Package sorted reads a collection in _id order for merge joins: the
 // runner pairs documents of several collections by _id without a lookup per
-// document (which some servers answer with a full scan each).
+// document (which some servers answer with a full scan each). OpenBy and
+// EachBy read in another order, or in the server's own.
 package sorted
 
 import (
@@ -19,12 +20,30 @@ type Cursor struct {
 	done bool
 }
 
+// byID is the order of merge joins.
+var byID = bson.D{{Key: "_id", Value: 1}}
+
 // Open opens coll in _id order; filter and proj may be nil.
 func Open(ctx context.Context, coll *mongo.Collection, filter, proj bson.D, batch int) (*Cursor, error) {
+	return OpenBy(ctx, coll, filter, proj, byID, batch)
+}
+
+// OpenBy opens coll in the order of sort; nil is the order the server keeps
+// the documents in, for a pass that joins nothing (a server that cannot
+// sort from an index, FerretDB, reads the whole collection before the first
+// document of any sorted read). A sort other than by _id may spill to disk.
+// SkipTo works only in _id order.
+func OpenBy(ctx context.Context, coll *mongo.Collection, filter, proj, sort bson.D, batch int) (*Cursor, error) {
 	if filter == nil {
 		filter = bson.D{}
 	}
-	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetBatchSize(int32(batch))
+	opts := options.Find().SetBatchSize(int32(batch))
+	if sort != nil {
+		opts.SetSort(sort)
+		if len(sort) != 1 || sort[0].Key != "_id" {
+			opts.SetAllowDiskUse(true)
+		}
+	}
 	if proj != nil {
 		opts.SetProjection(proj)
 	}
@@ -35,10 +54,15 @@ func Open(ctx context.Context, coll *mongo.Collection, filter, proj bson.D, batc
 	return &Cursor{cur: cur}, nil
 }
 
-// Each calls fn with every document in order; the document is valid only
-// during the call.
+// Each calls fn with every document in _id order; the document is valid
+// only during the call.
 func Each(ctx context.Context, coll *mongo.Collection, filter, proj bson.D, batch int, fn func(bson.Raw) error) error {
-	c, err := Open(ctx, coll, filter, proj, batch)
+	return EachBy(ctx, coll, filter, proj, byID, batch, fn)
+}
+
+// EachBy is Each in the order of sort (see OpenBy).
+func EachBy(ctx context.Context, coll *mongo.Collection, filter, proj, sort bson.D, batch int, fn func(bson.Raw) error) error {
+	c, err := OpenBy(ctx, coll, filter, proj, sort, batch)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,221 @@
+package phase2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/internal/scratch"
+	"github.com/tenantmigrate/runner/runner/progress"
+)
+
+// Probe finds the best path the server takes, as Run does before it writes
+// (see probe). cfg needs DB and may set ScratchPrefix and ExactCounts.
+func Probe(ctx context.Context, cfg Config) (*ProbeReport, error) {
+	return probe(ctx, cfg.withDefaults())
+}
+
+// probe finds the best path the server takes, by running each server-side
+// path's own code (the very pipelines and writes of a real run) over a few
+// accounts in scratch collections of its own, best path first, and checking
+// that the tenant accounts it leaves are the ones the Go transform expects.
+// A version string says nothing of this: FerretDB 2 calls itself MongoDB 7
+// and refuses a pipeline in whenMatched. The legacy collections are never
+// touched; the scratch collections are dropped afterwards.
+//
+// A refusal is any answer of the server (an error, or a wrong result); a
+// network error or a cancelled context is no answer and fails the run.
+func probe(ctx context.Context, cfg Config) (*ProbeReport, error) {
+	start := time.Now()
+	prefix := cfg.ScratchPrefix + "_p2probe_"
+	if err := scratch.Drop(ctx, cfg.DB, prefix, ""); err != nil { // a killed probe's
+		return nil, fmt.Errorf("probe: %w", err)
+	}
+	id := scratch.RunID()
+	pc := cfg
+	pc.Names = pipelines.Names{
+		Accounts:                  prefix + "accounts_" + id,
+		TenantsAccounts:           prefix + "tenants_" + id,
+		ApplicationsOrganizations: prefix + "app_orgs_" + id,
+		Links:                     prefix + "links_" + id,
+	}
+	pc.State = prefix + "state_" + id // never the real checkpoint
+	pc.RangeSize, pc.DryRun, pc.Progress, pc.Total = 0, false, progress.Discard{}, 0
+	defer func() { _ = scratch.Drop(context.WithoutCancel(ctx), cfg.DB, prefix, "_"+id) }()
+
+	w := newProbeWorld()
+	rep := &ProbeReport{Chose: PathStream}
+	for _, path := range []Path{PathMerge, PathSplit} {
+		if err := w.seed(ctx, pc); err != nil {
+			return nil, fmt.Errorf("probe: %w", err)
+		}
+		err := runServer(ctx, pc, path, w.valid, "", &Report{Path: path, Exact: path == PathSplit || cfg.ExactCounts})
+		if err == nil {
+			err = w.check(ctx, pc)
+		}
+		if err == nil {
+			rep.Chose = path
+			break
+		}
+		if noAnswer(ctx, err) {
+			return nil, fmt.Errorf("probe of path %s: %w", path, err)
+		}
+		rep.Refused = append(rep.Refused, Refusal{Path: path, Error: oneLine(err.Error())})
+	}
+	rep.Took = time.Since(start).Round(time.Millisecond).String()
+	return rep, nil
+}
+
+// noAnswer: the server did not answer, so the error says nothing of what
+// it accepts.
+func noAnswer(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		mongo.IsNetworkError(err) || mongo.IsTimeout(err)
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 500 {
+		s = s[:500] + "..."
+	}
+	return s
+}
+
+// probeWorld is the probe's data: one account of each kind the paths treat
+// apart, with the values that matter to them (dates, a null, a nested
+// document, a missing app-level field).
+type probeWorld struct {
+	appOrgs, links, accounts, tenants []bson.D
+	valid                             []string
+	want                              map[string]bson.D // tenant accounts after the run, by _id
+}
+
+func newProbeWorld() *probeWorld {
+	t0 := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	older, newer := t0, t0.Add(time.Hour)
+	account := func(id string, updated time.Time) bson.D {
+		return bson.D{
+			{Key: model.FieldID, Value: id},
+			{Key: model.FieldAppOrgID, Value: "probe_ao"},
+			{Key: model.FieldPermissions, Value: bson.A{bson.D{{Key: "name", Value: "read"}}}},
+			{Key: model.FieldPreferences, Value: nil},
+			{Key: model.FieldAuthTypes, Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: id + "@probe"}}}},
+			{Key: "profile", Value: bson.D{{Key: "first_name", Value: "probe"}}},
+			{Key: model.FieldDateCreated, Value: older},
+			{Key: model.FieldDateUpdated, Value: updated},
+		}
+	}
+	w := &probeWorld{
+		appOrgs: []bson.D{{{Key: "_id", Value: "probe_ao"}, {Key: model.FieldOrgID, Value: "probe_org"}}},
+		links:   []bson.D{{{Key: "_id", Value: "p-linked"}, {Key: "tenant_id", Value: "p-linked"}}},
+		valid:   []string{"probe_ao"},
+		want:    map[string]bson.D{},
+	}
+	kept := bson.D{{Key: "_id", Value: "p-fresh"}, {Key: "username", Value: "edited by the service"}, {Key: model.FieldDateUpdated, Value: newer.Add(time.Hour)}}
+	phase1 := bson.D{{Key: "_id", Value: "p-linked"}, {Key: "username", Value: "phase 1"}}
+	w.tenants = []bson.D{
+		{{Key: "_id", Value: "p-stale"}, {Key: "username", Value: "before the legacy edit"}, {Key: model.FieldDateUpdated, Value: older}},
+		kept, phase1,
+	}
+	for _, a := range []bson.D{account("p-new", newer), account("p-stale", newer), account("p-fresh", newer), account("p-linked", newer)} {
+		w.accounts = append(w.accounts, a)
+	}
+	for _, a := range w.accounts[:2] { // inserted, refreshed
+		tn, _ := pipelines.OneToOne(a, "probe_org")
+		w.want[a[0].Value.(string)] = tn
+	}
+	w.want["p-fresh"], w.want["p-linked"] = kept, phase1
+	return w
+}
+
+// seed (re)writes the probe's collections.
+func (w *probeWorld) seed(ctx context.Context, cfg Config) error {
+	n := cfg.Names
+	for name, docs := range map[string][]bson.D{n.ApplicationsOrganizations: w.appOrgs, n.Links: w.links, n.Accounts: w.accounts, n.TenantsAccounts: w.tenants} {
+		coll := cfg.DB.Collection(name)
+		if err := coll.Drop(ctx); err != nil {
+			return err
+		}
+		rows := make([]any, len(docs))
+		for i := range docs {
+			rows[i] = docs[i]
+		}
+		if _, err := coll.InsertMany(ctx, rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// check compares the tenant accounts with what the transform expects,
+// field order aside (an engine may keep fields in another order; every path
+// writes whole documents the same way).
+func (w *probeWorld) check(ctx context.Context, cfg Config) error {
+	cur, err := cfg.DB.Collection(cfg.Names.TenantsAccounts).Find(ctx, bson.D{})
+	if err != nil {
+		return err
+	}
+	var got []bson.D
+	if err := cur.All(ctx, &got); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, g := range got {
+		id, _ := g[0].Value.(string)
+		if g[0].Key != "_id" {
+			for _, e := range g {
+				if e.Key == "_id" {
+					id, _ = e.Value.(string)
+				}
+			}
+		}
+		want, ok := w.want[id]
+		if !ok {
+			return fmt.Errorf("the server accepted the path but wrote an unexpected tenant account %q", id)
+		}
+		if a, b := canonical(g), canonical(want); a != b {
+			return fmt.Errorf("the server accepted the path but wrote tenant account %q as %s, not %s", id, a, b)
+		}
+		seen[id] = true
+	}
+	if len(seen) != len(w.want) {
+		return fmt.Errorf("the server accepted the path but left %d tenant accounts, not %d", len(seen), len(w.want))
+	}
+	return nil
+}
+
+// canonical renders a document as Extended JSON with its keys sorted.
+func canonical(doc bson.D) string {
+	b, err := bson.MarshalExtJSON(sortKeys(doc), true, false)
+	if err != nil {
+		return fmt.Sprintf("<%v>", err)
+	}
+	return string(b)
+}
+
+func sortKeys(v any) any {
+	switch x := v.(type) {
+	case bson.D:
+		out := make(bson.D, len(x))
+		for i, e := range x {
+			out[i] = bson.E{Key: e.Key, Value: sortKeys(e.Value)}
+		}
+		sort.SliceStable(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+		return out
+	case bson.A:
+		out := make(bson.A, len(x))
+		for i, e := range x {
+			out[i] = sortKeys(e)
+		}
+		return out
+	}
+	return v
+}
