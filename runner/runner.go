@@ -460,6 +460,11 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	if total > 0 {
 		total += r.estimate(ctx, c.TenantsAccounts)
 	}
+	st, err := r.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stage, steps := verifyStage(st)
 	task := r.progress.Start("verify", total)
 	defer task.Done()
 	seen := int64(0)
@@ -468,16 +473,60 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 		TenantsAccounts:           c.TenantsAccounts,
 		ApplicationsOrganizations: c.ApplicationsOrganizations,
 		Links:                     c.Links,
-	}, r.cfg.BatchSize, func(read int64) {
+	}, verify.Options{Stage: stage, Batch: r.cfg.BatchSize, Progress: func(read int64) {
 		task.Add(read - seen)
 		seen = read
-	})
+	}})
 	if err != nil {
 		return nil, err
 	}
-	r.log.WithFields(logrus.Fields{"duration": time.Since(start).Round(time.Millisecond).String(), "ok": rep.OK(),
+	// What awaits is for the first pending phase step to move (and the
+	// ones after it).
+	for i := range steps {
+		if steps[i].State != mongomigrate.StateApplied && steps[i].phase > 0 {
+			steps[i].Awaiting = rep.Awaiting.Count
+			break
+		}
+	}
+	for _, s := range steps {
+		rep.Steps = append(rep.Steps, s.StepState)
+	}
+	r.log.WithFields(logrus.Fields{"duration": time.Since(start).Round(time.Millisecond).String(), "ok": rep.OK(), "done": rep.Done(),
+		"stage": rep.Stage.String(), "awaiting": rep.Awaiting.Count,
 		"legacy_accounts": rep.LegacyAccounts, "tenant_accounts": rep.TenantAccounts}).Info("verify: finished")
 	return rep, nil
+}
+
+type stepStage struct {
+	verify.StepState
+	phase int
+}
+
+// verifyStage is how far the migration is, from the steps' states: a phase
+// is applied when its step is (a failed, killed or undone one is pending).
+func verifyStage(st Status) (verify.Stage, []stepStage) {
+	applied := map[int]bool{}
+	var steps []stepStage
+	for _, s := range st.Steps {
+		state := s.State
+		if state != mongomigrate.StateApplied {
+			state = "pending (" + s.State + ")"
+			if s.State == "pending" {
+				state = "pending"
+			}
+		}
+		steps = append(steps, stepStage{StepState: verify.StepState{Version: int(s.Version), Name: s.Identifier, State: state}, phase: s.Phase})
+		if s.Phase > 0 && s.State == mongomigrate.StateApplied {
+			applied[s.Phase] = true
+		}
+	}
+	switch {
+	case applied[2]:
+		return verify.StageComplete, steps
+	case applied[1]:
+		return verify.StageAfterPhase1, steps
+	}
+	return verify.StageBeforePhase1, steps
 }
 
 // estimate is coll's document count when the server knows it cheaply

@@ -33,6 +33,66 @@ type Collections struct {
 	Links                     string
 }
 
+// Stage is how far the migration is: which phases are applied. Verify
+// holds the applied ones to their promises; a legacy account that is in no
+// tenant account yet, and that a pending phase will move, is awaiting it,
+// not a mismatch. The zero value is the strict one: every phase applied.
+type Stage int
+
+const (
+	// StageComplete: every phase applied; every legacy account must be in
+	// exactly one tenant account.
+	StageComplete Stage = iota
+	// StageAfterPhase1: phase 1 applied, phase 2 pending: what phase 1
+	// linked must be whole; the accounts it did not link await phase 2.
+	StageAfterPhase1
+	// StageBeforePhase1: no phase applied; every account awaits them.
+	StageBeforePhase1
+)
+
+var stageNames = [...]string{StageComplete: "complete", StageAfterPhase1: "after phase 1", StageBeforePhase1: "before phase 1"}
+
+func (s Stage) String() string {
+	if s < 0 || int(s) >= len(stageNames) {
+		return fmt.Sprintf("Stage(%d)", int(s))
+	}
+	return stageNames[s]
+}
+
+// MarshalText spells the stage by its name.
+func (s Stage) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a stage's name.
+func (s *Stage) UnmarshalText(b []byte) error {
+	for i, n := range stageNames {
+		if n == string(b) {
+			*s = Stage(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown verify stage %q", b)
+}
+
+// StepState is one step of the migration as verify saw it: applied or
+// not, and how many legacy accounts await it.
+type StepState struct {
+	Version  int    `json:"version"`
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	Awaiting int    `json:"awaiting,omitempty"`
+}
+
+// Options configure a run.
+type Options struct {
+	// Stage is what the promises are (see Stage); the zero value holds
+	// every phase to its promise.
+	Stage Stage
+	// Batch is the documents per round trip.
+	Batch int
+	// Progress, if not nil, is told how far verify has read.
+	Progress Progress
+}
+
 // Link is one document of the links collection.
 type Link = model.Link
 
@@ -61,6 +121,10 @@ type OrgCounts struct {
 
 // Report is verify's result. Ids are legacy or tenant _ids, never personal data.
 type Report struct {
+	// Stage is how far the migration was held to be.
+	Stage Stage `json:"stage"`
+	// Steps, filled by the runner, are the steps and what awaits each.
+	Steps          []StepState           `json:"steps,omitempty"`
 	LegacyAccounts int                   `json:"legacy_accounts"`
 	TenantAccounts int                   `json:"tenant_accounts"`
 	Memberships    int                   `json:"memberships"`
@@ -68,6 +132,9 @@ type Report struct {
 	OneToOne       int                   `json:"one_to_one"`
 	PerOrg         map[string]*OrgCounts `json:"per_org"`
 
+	// Awaiting are legacy accounts in no tenant account that a pending
+	// phase will move: not a mismatch.
+	Awaiting       Problem `json:"awaiting"`
 	NotMigrated    Problem `json:"not_migrated"`           // legacy accounts no tenant holds
 	Skipped        Problem `json:"skipped_by_phase1"`      // of those, left out by phase 1 (too large a group)
 	InTwoTenants   Problem `json:"in_two_tenants"`         // legacy accounts held twice
@@ -81,9 +148,14 @@ type Report struct {
 	OrphanLinks    Problem `json:"links_without_legacy_account"`
 }
 
-// OK is true when every legacy account is in exactly one tenant account and
+// OK is true when the applied phases kept their promises: every legacy
+// account is in exactly one tenant account or awaits a pending phase, and
 // every tenant account and membership has a legacy source.
 func (r *Report) OK() bool { return r.Problem() == "" }
+
+// Done is true when the migration is complete and consistent: OK, with
+// every phase applied and nothing awaiting.
+func (r *Report) Done() bool { return r.OK() && r.Stage == StageComplete && r.Awaiting.Count == 0 }
 
 func (r *Report) problems() []struct {
 	name string
@@ -133,17 +205,28 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", o, c.Legacy, c.Migrated, c.Tenants)
 	}
 	tw.Flush()
+	for _, s := range r.Steps {
+		line := fmt.Sprintf("step %d %s: %s", s.Version, s.Name, s.State)
+		if s.Awaiting > 0 {
+			line += fmt.Sprintf("; %d legacy accounts await it", s.Awaiting)
+		}
+		fmt.Fprintln(w, line)
+	}
 	for _, p := range r.problems() {
 		if p.p.Count > 0 {
 			fmt.Fprintf(w, "MISMATCH: %d %s (first: %s)\n", p.p.Count, p.name, strings.Join(p.p.First, ", "))
 		}
 	}
-	if r.OK() {
-		migrated := 100.0
-		if r.LegacyAccounts > 0 {
-			migrated = 100 * float64(r.Linked+r.OneToOne) / float64(r.LegacyAccounts)
-		}
-		fmt.Fprintf(w, "verify: OK: %.1f%% of legacy accounts migrated, 0 lost\n", migrated)
+	migrated := 100.0
+	if r.LegacyAccounts > 0 {
+		migrated = 100 * float64(r.Linked+r.OneToOne) / float64(r.LegacyAccounts)
+	}
+	switch {
+	case r.Done():
+		fmt.Fprintf(w, "verify: OK: %.1f%% of legacy accounts migrated\n", migrated)
+	case r.OK():
+		fmt.Fprintf(w, "verify: consistent, not finished (%s): %.1f%% of legacy accounts migrated, %d await the pending steps\n",
+			r.Stage, migrated, r.Awaiting.Count)
 	}
 }
 
@@ -181,10 +264,14 @@ type tenantRow struct {
 // Progress is told how many documents verify has read so far.
 type Progress func(read int64)
 
-// Run reconciles the collections, reading batch documents per round trip.
-func Run(ctx context.Context, db *mongo.Database, c Collections, batch int, progress Progress) (*Report, error) {
+// Run reconciles the collections.
+func Run(ctx context.Context, db *mongo.Database, c Collections, opts Options) (*Report, error) {
+	progress, batch := opts.Progress, opts.Batch
 	if progress == nil {
 		progress = func(int64) {}
+	}
+	if batch <= 0 {
+		batch = 1000
 	}
 	orgOf, err := appOrgs(ctx, db.Collection(c.ApplicationsOrganizations))
 	if err != nil {
@@ -215,7 +302,7 @@ func Run(ctx context.Context, db *mongo.Database, c Collections, batch int, prog
 	}
 	defer linksByTenant.close(ctx)
 
-	v := &verifier{rep: &Report{PerOrg: map[string]*OrgCounts{}}, orgOf: orgOf}
+	v := &verifier{rep: &Report{Stage: opts.Stage, PerOrg: map[string]*OrgCounts{}}, orgOf: orgOf}
 	var read int64
 	for {
 		id, ok := minKey(legacy, links, tenants)
@@ -310,6 +397,9 @@ func (v *verifier) check(id string, l legacyRow, hasL bool, k Link, hasK bool, t
 		case hasT && holds(t, model.MembershipID(ao, id), ao):
 			rep.OneToOne++
 			v.org(org).Migrated++
+		case !hasT && rep.Stage != StageComplete:
+			// In no tenant account, and a pending phase moves it.
+			rep.Awaiting.add(shown)
 		default:
 			rep.NotMigrated.add(shown)
 		}

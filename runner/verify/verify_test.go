@@ -109,7 +109,7 @@ func TestVerify(t *testing.T) {
 				}
 			}
 			env.Seeded(t, db)
-			rep, err := verify.Run(ctx, db, colls, 2, nil)
+			rep, err := verify.Run(ctx, db, colls, verify.Options{Batch: 2})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -54,6 +54,13 @@ func printSummary(w io.Writer, r report) error {
 		base = bl.Seconds
 		line("baseline seconds", "%.1f   (%s of the same collection, same server)", bl.Seconds, bl.Method)
 	}
+	if ic := r.IndexedCopy; ic != nil && ic.Seconds > 0 {
+		ratio := ""
+		if p2, ok := r.stepSeconds(3); ok {
+			ratio = fmt.Sprintf("; phase 2 is %.2fx it", p2/ic.Seconds)
+		}
+		line("indexed copy seconds", "%.1f   (%s of the tenant accounts, same server, after the run: the server's cost of writing them%s)", ic.Seconds, ic.Method, ratio)
+	}
 	if s := r.Status; s != nil {
 		for _, st := range s.Steps {
 			ratio := ""

@@ -46,7 +46,11 @@ environment variables (mongodb.uri is RUNNER_MONGODB_URI), then flags.
 
 Exit status: 0 done; 1 a step failed; 2 bad usage or configuration;
 3 MongoDB unreachable or authentication failed; 4 a step was left half done
-and boot.on_dirty is "fail"; 5 lock wait exceeded; 6 verify found a mismatch.
+and boot.on_dirty is "fail"; 5 lock wait exceeded; 6 verify found a mismatch
+(the applied steps broke a promise); 7 verify: consistent, not finished
+(steps pending; the accounts they will move are counted as awaiting them).
+A run's own verify holds only the applied steps to their promises: after
+runner --phase 1, the accounts awaiting phase 2 are no error.
 `
 
 // Exit codes.
@@ -58,6 +62,7 @@ const (
 	exitDirty
 	exitLockWait
 	exitMismatch
+	exitNotFinished
 )
 
 func main() {
@@ -144,6 +149,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if !rep.OK() {
 			fmt.Fprintf(stderr, "runner: verify found %s\n", rep.Problem())
 			return exitMismatch
+		}
+		if !rep.Done() {
+			fmt.Fprintf(stderr, "runner: verify: consistent, not finished: %d legacy accounts await the pending steps\n", rep.Awaiting.Count)
+			return exitNotFinished
 		}
 	case *dryRun:
 		p, err := r.Plan(ctx, *phase)
