@@ -116,7 +116,14 @@ func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Result, error) {
 	del := &idDeleter{coll: tenants, batch: r.cfg.BatchSize}
 	err = sorted.Each(ctx, tenants, nil, bson.D{{Key: "_id", Value: 1}}, r.cfg.BatchSize, func(raw bson.Raw) error {
 		id, ok := raw.Lookup("_id").StringValueOK()
-		if !ok || links.SkipTo(ctx, id) != nil {
+		if !ok {
+			return nil
+		}
+		link, err := links.SkipTo(ctx, id)
+		if err != nil {
+			return fmt.Errorf("read links: %w", err)
+		}
+		if link != nil {
 			return nil
 		}
 		return del.add(ctx, id)

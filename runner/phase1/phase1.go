@@ -453,8 +453,15 @@ func (p *run) collectMembers(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		linkRaw := links.SkipTo(ctx, id)
-		hasTenant := tenants.SkipTo(ctx, id) != nil
+		linkRaw, err := links.SkipTo(ctx, id)
+		if err != nil {
+			return fmt.Errorf("read links: %w", err)
+		}
+		tenantRaw, err := tenants.SkipTo(ctx, id)
+		if err != nil {
+			return fmt.Errorf("read tenant accounts: %w", err)
+		}
+		hasTenant := tenantRaw != nil
 		if !grouped {
 			return nil
 		}

@@ -74,11 +74,18 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, after
 		if w.stopped {
 			return nil
 		}
-		if links.SkipTo(ctx, id) != nil {
+		link, err := links.SkipTo(ctx, id)
+		if err != nil {
+			return fmt.Errorf("read links: %w", err)
+		}
+		if link != nil {
 			rep.Merged++
 			return nil
 		}
-		existing := tenants.SkipTo(ctx, id)
+		existing, err := tenants.SkipTo(ctx, id)
+		if err != nil {
+			return fmt.Errorf("read tenant accounts: %w", err)
+		}
 		ao, _ := raw.Lookup(model.FieldAppOrgID).StringValueOK()
 		tenant, err := pipelines.OneToOne(legacy, orgOf[ao])
 		if err != nil {

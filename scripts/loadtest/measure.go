@@ -238,10 +238,11 @@ func (h *harness) baseline(ctx context.Context) (*BaselineFigures, error) {
 	return b, nil
 }
 
-// indexedCopy copies the tenant accounts, as plainly as baseline copies the
-// legacy ones, into a new collection that has the tenant collection's
-// indexes first: the server's own cost of writing those documents and
-// maintaining those indexes, which no runner can go below.
+// indexedCopy copies the tenant accounts with a bare $merge into a new
+// collection that has the tenant collection's indexes first: the server's
+// own cost of writing those documents and maintaining those indexes, which
+// no server-side phase 2 can go below. Not measured (nil) where the server
+// has no $merge.
 func (h *harness) indexedCopy(ctx context.Context) (*BaselineFigures, error) {
 	src, dst := h.db.Collection(config.Default().Collections.TenantsAccounts), h.db.Collection(indexedColl)
 	if err := dst.Drop(ctx); err != nil {
@@ -281,11 +282,10 @@ func (h *harness) indexedCopy(ctx context.Context) (*BaselineFigures, error) {
 	case err == nil:
 		cur.Close(ctx)
 	case errors.As(err, &refused):
-		b.Method = fmt.Sprintf("unordered bulk insert copy into %d indexes", len(models))
-		start = time.Now()
-		if err := bulkCopy(ctx, src, dst); err != nil {
-			return nil, fmt.Errorf("indexed copy: %w", err)
-		}
+		// No $merge (FerretDB 1): the streaming phase 2 is compared with
+		// the baseline only, and the quick start is spared a second copy.
+		fmt.Fprintf(h.log, "  not measured: %v\n", err)
+		return nil, nil
 	default:
 		return nil, fmt.Errorf("indexed copy: %w", err)
 	}

@@ -59,7 +59,7 @@ func printSummary(w io.Writer, r report) error {
 		if p2, ok := r.stepSeconds(3); ok {
 			ratio = fmt.Sprintf("; phase 2 is %.2fx it", p2/ic.Seconds)
 		}
-		line("indexed copy seconds", "%.1f   (%s of the tenant accounts, same server, after the run: the server's cost of writing them%s)", ic.Seconds, ic.Method, ratio)
+		line("tenant copy seconds", "%.1f   (%s of the tenant accounts, same server, after the run: the server's cost of writing them%s)", ic.Seconds, ic.Method, ratio)
 	}
 	if s := r.Status; s != nil {
 		for _, st := range s.Steps {

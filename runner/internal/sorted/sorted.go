@@ -76,20 +76,28 @@ func EachBy(ctx context.Context, coll *mongo.Collection, filter, proj, sort bson
 }
 
 // SkipTo advances past every _id below id and returns the document whose
-// _id is id, or nil. Calls must come with ascending ids.
-func (c *Cursor) SkipTo(ctx context.Context, id string) bson.Raw {
+// _id is id, or nil. Calls must come with ascending ids. An error of the
+// cursor is returned at once, never taken for the end: a join that read
+// "no document" from a broken cursor would write the wrong thing.
+func (c *Cursor) SkipTo(ctx context.Context, id string) (bson.Raw, error) {
 	for !c.done && (c.head == nil || c.id < id) {
 		if !c.cur.Next(ctx) {
 			c.done, c.head = true, nil
+			if err := c.cur.Err(); err != nil {
+				return nil, err
+			}
 			break
 		}
 		c.head = append(bson.Raw(nil), c.cur.Current...)
 		c.id, _ = c.head.Lookup("_id").StringValueOK()
 	}
-	if c.head != nil && c.id == id {
-		return c.head
+	if err := c.cur.Err(); err != nil {
+		return nil, err
 	}
-	return nil
+	if c.head != nil && c.id == id {
+		return c.head, nil
+	}
+	return nil, nil
 }
 
 // Next returns the next document, valid until the next call, or false at
