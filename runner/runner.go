@@ -509,11 +509,8 @@ func verifyStage(st Status) (verify.Stage, []stepStage) {
 	var steps []stepStage
 	for _, s := range st.Steps {
 		state := s.State
-		if state != mongomigrate.StateApplied {
-			state = "pending (" + s.State + ")"
-			if s.State == "pending" {
-				state = "pending"
-			}
+		if state != mongomigrate.StateApplied && state != "pending" {
+			state = "pending (" + s.State + ")" // failed, running, a down half done
 		}
 		steps = append(steps, stepStage{StepState: verify.StepState{Version: int(s.Version), Name: s.Identifier, State: state}, phase: s.Phase})
 		if s.Phase > 0 && s.State == mongomigrate.StateApplied {

@@ -1,18 +1,19 @@
 // Package phase2 moves every legacy account that phase 1 did not merge into
 // its own tenant account.
 //
-// On servers with $merge (MongoDB 4.2+) it runs the aggregation of
-// pipelines.Phase2 inside the server: no account travels through the runner.
-// Optionally over _id ranges, each range one server-side run, with a
-// checkpoint after each so a killed run resumes where it stopped.
+// Before it writes, it probes the server (probe.go) and takes the best of
+// three paths (path.go) the server runs correctly: PathMerge, the aggregation
+// of pipelines.Phase2 inside the server, no account travelling through the
+// runner; PathSplit (split.go), the same stages with inserts by a $merge
+// that keeps existing tenants and refreshes by conditional replaces, for
+// servers without a pipeline in whenMatched; PathStream (fallback.go), the
+// same transform in Go (pipelines.OneToOne) over one merge join of the
+// legacy accounts, the links and the tenant accounts in _id order. The
+// server-side paths run optionally over _id ranges, the streaming one by
+// batches, each with a checkpoint so a killed run resumes where it stopped.
 //
-// On servers without $merge (detected: FerretDB, MongoDB before 4.2) it runs
-// the same transform in Go (pipelines.OneToOne) over one merge join of the
-// legacy accounts, the links and the tenant accounts in _id order, and
-// writes with unordered bulk inserts, checkpointing after each batch.
-//
-// Both paths insert a missing tenant account, refresh one whose legacy
-// account was updated after it (pipelines.Refresh), and leave every other
+// Every path inserts a missing tenant account, refreshes one whose legacy
+// account was updated after it (pipelines.Refresh), and leaves every other
 // alone: re-running is a no-op, and a run that failed half way is completed
 // by running it again.
 package phase2

@@ -183,6 +183,15 @@ func lastOneToOne(t *testing.T, db *mongo.Database) string {
 	return ""
 }
 
+// edit sets a document's date_updated and username, as a service would.
+func edit(t *testing.T, coll *mongo.Collection, id string, updated time.Time, username string) {
+	t.Helper()
+	if _, err := coll.UpdateOne(context.Background(), bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: updated}, {Key: "username", Value: username}}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestPhase2Refresh(t *testing.T) {
 	probe := env.Database(t)
 	for _, path := range paths(t, probe) {
@@ -195,10 +204,7 @@ func TestPhase2Refresh(t *testing.T) {
 			id := lastOneToOne(t, db)
 			later := time.Now().UTC().Truncate(time.Millisecond)
 			// The legacy account changes after its tenant account was written.
-			if _, err := db.Collection(names.Accounts).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: later}, {Key: "username", Value: "renamed"}}}}); err != nil {
-				t.Fatal(err)
-			}
+			edit(t, db.Collection(names.Accounts), id, later, "renamed")
 			env.Seeded(t, db)
 			rep, err := phase2.Run(ctx, config(db, path))
 			if err != nil || rep.Refreshed != 1 {
@@ -209,10 +215,7 @@ func TestPhase2Refresh(t *testing.T) {
 				t.Fatalf("tenant after refresh = %v, %v", tn["username"], err)
 			}
 			// A tenant edited after its source is kept.
-			if _, err := db.Collection(names.TenantsAccounts).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: later.Add(time.Hour)}, {Key: "username", Value: "service-edit"}}}}); err != nil {
-				t.Fatal(err)
-			}
+			edit(t, db.Collection(names.TenantsAccounts), id, later.Add(time.Hour), "service-edit")
 			if rep, err = phase2.Run(ctx, config(db, path)); err != nil || rep.Refreshed != 0 {
 				t.Fatalf("re-run over a newer tenant = %+v, %v", rep, err)
 			}
@@ -469,18 +472,12 @@ func TestPhase2RefreshKeepsATenantWrittenMeanwhile(t *testing.T) {
 			}
 			id := lastOneToOne(t, db)
 			later := time.Now().UTC().Truncate(time.Millisecond)
-			if _, err := db.Collection(names.Accounts).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: later}, {Key: "username", Value: "renamed"}}}}); err != nil {
-				t.Fatal(err)
-			}
+			edit(t, db.Collection(names.Accounts), id, later, "renamed")
 			env.Seeded(t, db)
 			calls := 0
 			cfg := phase2.WithBeforeRefresh(config(db, path), func() {
 				calls++
-				if _, err := db.Collection(names.TenantsAccounts).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
-					bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: later.Add(time.Hour)}, {Key: "username", Value: "service-edit"}}}}); err != nil {
-					t.Error(err)
-				}
+				edit(t, db.Collection(names.TenantsAccounts), id, later.Add(time.Hour), "service-edit")
 			})
 			rep, err := phase2.Run(ctx, cfg)
 			if err != nil {

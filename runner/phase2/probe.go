@@ -163,19 +163,16 @@ func (w *probeWorld) check(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	var got []bson.D
+	var got []bson.Raw
 	if err := cur.All(ctx, &got); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
-	for _, g := range got {
-		id, _ := g[0].Value.(string)
-		if g[0].Key != "_id" {
-			for _, e := range g {
-				if e.Key == "_id" {
-					id, _ = e.Value.(string)
-				}
-			}
+	for _, raw := range got {
+		id, _ := raw.Lookup("_id").StringValueOK()
+		var g bson.D
+		if err := bson.Unmarshal(raw, &g); err != nil {
+			return err
 		}
 		want, ok := w.want[id]
 		if !ok {
