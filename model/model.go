@@ -47,16 +47,18 @@ var AppLevelFields = []string{
 }
 
 // MembershipID is the deterministic id of the membership that the legacy
-// account legacyID brings into a tenant account. Phase 1 and phase 2 both use
-// it, so a re-run writes the same ids and the unique index on
-// org_apps_memberships.id catches any double copy.
-func MembershipID(appOrgID, legacyID string) string {
-	return appOrgID + "_" + legacyID
+// account legacyID brings into a tenant account: the app-org id, "_", and
+// the _id as text (an ObjectId's 24 hex digits, as $toString gives them).
+// Phase 1, phase 2's pipelines and verify all use it, so a re-run writes
+// the same ids and the unique index on org_apps_memberships.id catches any
+// double copy.
+func MembershipID(appOrgID string, legacyID ID) string {
+	return appOrgID + "_" + legacyID.Text()
 }
 
 // LegacyAccount is one document of the legacy `accounts` collection.
 type LegacyAccount struct {
-	ID       string `bson:"_id"`
+	ID       ID     `bson:"_id"`
 	AppOrgID string `bson:"app_org_id"`
 
 	Permissions             []Permission   `bson:"permissions,omitempty"`
@@ -91,7 +93,7 @@ type LegacyAccount struct {
 // TenantAccount is one document of `tenants_accounts`: one person in one
 // organisation.
 type TenantAccount struct {
-	ID          string             `bson:"_id"`
+	ID          ID                 `bson:"_id"`
 	OrgID       string             `bson:"org_id"`
 	Memberships []OrgAppMembership `bson:"org_apps_memberships"`
 
@@ -251,15 +253,16 @@ type Privacy struct {
 // writes one per account it merges (the survivor's own included); an
 // account without a link moved one-to-one (tenant _id = legacy _id).
 type Link struct {
-	LegacyID     string `bson:"_id" json:"legacy_id"`
-	TenantID     string `bson:"tenant_id" json:"tenant_id"`
+	LegacyID     ID     `bson:"_id" json:"legacy_id"`
+	TenantID     ID     `bson:"tenant_id,omitempty" json:"tenant_id,omitempty"`
 	OrgID        string `bson:"org_id" json:"org_id"`
 	AppOrgID     string `bson:"app_org_id" json:"app_org_id"`
 	MembershipID string `bson:"membership_id" json:"membership_id"`
 	// TenantHash, on the survivor's link, is a hash of the tenant account
 	// phase 1 wrote: a re-run that would write the same skips the write.
 	TenantHash string `bson:"tenant_hash,omitempty" json:"-"`
-	// Skipped, with no TenantID, says why phase 1 left the account out
+	// Skipped, with no TenantID (zero: tenant_id absent; a link written
+	// before IDs had types holds ""), says why phase 1 left the account out
 	// (its group would not fit in one document); phase 2 then leaves it
 	// out too, and verify lists it as not migrated.
 	Skipped string `bson:"skipped,omitempty" json:"skipped,omitempty"`

@@ -4,7 +4,9 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
 
+	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
 )
 
@@ -18,7 +20,10 @@ func ExamplePhase2() {
 		ApplicationsOrganizations: "applications_organizations",
 		Links:                     "tenants_accounts_links",
 	}
-	p := pipelines.Phase2(n, []string{"ao-uiuc-illinois", "ao-rokwire-events"}, &pipelines.Range{After: "0f", Through: "7f"})
+	// A range from a string _id through an ObjectId one: both types.
+	through, _ := primitive.ObjectIDFromHex("65f0c1a2b3c4d5e6f7a8b9c0")
+	r := &pipelines.Range{After: model.StringID("0f"), Through: model.ObjectIDOf(through)}
+	p := pipelines.Phase2(n, []string{"ao-uiuc-illinois", "ao-rokwire-events"}, r)
 	b, err := bson.MarshalExtJSONIndent(bson.D{{Key: "pipeline", Value: p}}, false, false, "", "  ")
 	if err != nil {
 		panic(err)
@@ -29,11 +34,22 @@ func ExamplePhase2() {
 	//   "pipeline": [
 	//     {
 	//       "$match": {
-	//         "_id": {
-	//           "$type": "string",
-	//           "$gt": "0f",
-	//           "$lte": "7f"
-	//         },
+	//         "$or": [
+	//           {
+	//             "_id": {
+	//               "$type": "string",
+	//               "$gt": "0f"
+	//             }
+	//           },
+	//           {
+	//             "_id": {
+	//               "$type": "objectId",
+	//               "$lte": {
+	//                 "$oid": "65f0c1a2b3c4d5e6f7a8b9c0"
+	//               }
+	//             }
+	//           }
+	//         ],
 	//         "app_org_id": {
 	//           "$type": "string",
 	//           "$not": {
@@ -137,7 +153,9 @@ func ExamplePhase2() {
 	//               "$concat": [
 	//                 "$app_org_id",
 	//                 "_",
-	//                 "$_id"
+	//                 {
+	//                   "$toString": "$_id"
+	//                 }
 	//               ]
 	//             },
 	//             "app_org_id": "$app_org_id",

@@ -163,10 +163,17 @@ func clone(t tb, d bson.D) bson.D {
 	return out
 }
 
-func idOf(d bson.D) string {
+// idOf is the _id of d as an ID; zero for another type.
+func idOf(d bson.D) model.ID {
 	v, _ := get(d, "_id")
-	s, _ := v.(string)
-	return s
+	id, _ := model.IDOfValue(v)
+	return id
+}
+
+// rawID is the _id of a raw document as an ID.
+func rawID(raw bson.Raw) model.ID {
+	id, _ := model.IDOf(raw.Lookup("_id"))
+	return id
 }
 
 // Tenant cases: how a pre-existing tenant relates to its legacy source.
@@ -186,9 +193,9 @@ const (
 
 type world struct {
 	appOrgs, accounts, links, tenants []bson.D
-	valid                             []string          // app-orgs with an org
-	orgOf                             map[string]string // every app-org -> its org_id ("" if none)
-	cases                             map[string]string // tenant _id -> case
+	valid                             []string            // app-orgs with an org
+	orgOf                             map[string]string   // every app-org -> its org_id ("" if none)
+	cases                             map[model.ID]string // tenant _id -> case
 }
 
 func (w *world) collections(tenants []bson.D) collections {
@@ -255,7 +262,7 @@ type tb interface {
 func buildWorld(t tb) *world {
 	t.Helper()
 	start := time.Now()
-	w := &world{orgOf: map[string]string{}, cases: map[string]string{}}
+	w := &world{orgOf: map[string]string{}, cases: map[model.ID]string{}}
 	enc := gen.NewEncoder()
 	decode := func(v any) bson.D {
 		raw, err := enc.Marshal(v)
@@ -277,9 +284,9 @@ func buildWorld(t tb) *world {
 	for _, ao := range w.appOrgs {
 		org, _ := get(ao, "org_id")
 		s, _ := org.(string)
-		w.orgOf[idOf(ao)] = s
+		w.orgOf[idOf(ao).Text()] = s
 		if s != "" {
-			w.valid = append(w.valid, idOf(ao))
+			w.valid = append(w.valid, idOf(ao).Text())
 		}
 	}
 
@@ -344,18 +351,18 @@ func buildWorld(t tb) *world {
 	made("zz-edge-no-date", func(d bson.D) bson.D { return del(d, "date_updated") })
 
 	// Links for every 20th valid account (phase 1 merged them).
-	var validIDs []string
-	var linkedIDs []string
+	var validIDs []model.ID
+	var linkedIDs []model.ID
 	for _, a := range w.accounts {
 		if pipelines.Invalid(a, w.orgOf) != "" {
 			continue
 		}
 		validIDs = append(validIDs, idOf(a))
 	}
-	linked := map[string]bool{}
+	linked := map[model.ID]bool{}
 	for i, a := range w.accounts {
 		id := idOf(a)
-		if pipelines.Invalid(a, w.orgOf) != "" || strings.HasPrefix(id, "zz-") || i%20 != 0 {
+		if pipelines.Invalid(a, w.orgOf) != "" || strings.HasPrefix(id.Text(), "zz-") || i%20 != 0 {
 			continue
 		}
 		ao := aoOf(a)
@@ -386,7 +393,7 @@ func buildWorld(t tb) *world {
 	k := 0
 	for i, a := range w.accounts {
 		id := idOf(a)
-		if i%40 != 3 || linked[id] || strings.HasPrefix(id, "zz-") || pipelines.Invalid(a, w.orgOf) != "" {
+		if i%40 != 3 || linked[id] || strings.HasPrefix(id.Text(), "zz-") || pipelines.Invalid(a, w.orgOf) != "" {
 			continue
 		}
 		if _, dated := get(a, "date_updated"); !dated {
@@ -420,21 +427,21 @@ func buildWorld(t tb) *world {
 		}
 	}
 	for _, a := range w.accounts {
-		if idOf(a) == "zz-bad-dangling" {
+		if idOf(a) == model.StringID("zz-bad-dangling") {
 			tn := set(clone(t, a), caseMarker, caseInvalid)
 			tn = set(tn, "date_updated", primitive.DateTime(0))
 			w.tenants = append(w.tenants, tn)
 			w.cases[idOf(tn)] = caseInvalid
 		}
-		if idOf(a) == "zz-edge-null-date" {
+		if idOf(a) == model.StringID("zz-edge-null-date") {
 			tenant(a, caseNoDate, func(tn bson.D) bson.D { return del(tn, "date_updated") }) // null > missing: refreshed
 		}
-		if idOf(a) == "zz-edge-no-date" {
+		if idOf(a) == model.StringID("zz-edge-no-date") {
 			tenant(a, caseSrcNone, func(tn bson.D) bson.D { return set(tn, "date_updated", primitive.DateTime(0)) })
 		}
 	}
 	w.tenants = append(w.tenants, bson.D{{Key: "_id", Value: "phase1-survivor-orphan"}, {Key: "org_id", Value: "org-x"}, {Key: caseMarker, Value: caseOrphan}})
-	w.cases["phase1-survivor-orphan"] = caseOrphan
+	w.cases[model.StringID("phase1-survivor-orphan")] = caseOrphan
 
 	t.Logf("world: %d app-orgs (%d with an org), %d accounts (%d valid), %d links, %d tenants; built in %v",
 		len(w.appOrgs), len(w.valid), len(w.accounts), len(validIDs), len(w.links), len(w.tenants), time.Since(start).Round(time.Millisecond))
@@ -449,8 +456,8 @@ type outcome struct {
 	byCase map[string]map[string]int // case -> outcome -> count
 }
 
-func inRange(id string, r *pipelines.Range) bool {
-	return r == nil || ((r.After == "" || id > r.After) && (r.Through == "" || id <= r.Through))
+func inRange(id model.ID, r *pipelines.Range) bool {
+	return r == nil || ((r.After.IsZero() || r.After.Less(id)) && (r.Through.IsZero() || !r.Through.Less(id)))
 }
 
 // expect computes in Go what phase 2 leaves in the target: the initial
@@ -459,12 +466,12 @@ func inRange(id string, r *pipelines.Range) bool {
 // Refresh says so.
 func expect(t tb, w *world, r *pipelines.Range) outcome {
 	t.Helper()
-	linked := map[string]bool{}
+	linked := map[model.ID]bool{}
 	for _, l := range w.links {
 		linked[idOf(l)] = true
 	}
 	out := outcome{counts: map[string]int{}, byCase: map[string]map[string]int{}}
-	index := map[string]int{}
+	index := map[model.ID]int{}
 	for i, tn := range w.tenants {
 		out.docs = append(out.docs, tn)
 		index[idOf(tn)] = i
@@ -646,21 +653,29 @@ func TestOracleFullRun(t *testing.T) {
 func TestOracleRangedRun(t *testing.T) {
 	t.Parallel()
 	w := sharedWorld(t)
-	var ids []string
+	var ids []model.ID
 	for _, a := range w.accounts {
-		if id := idOf(a); id != "" {
+		if id := idOf(a); !id.IsZero() {
 			ids = append(ids, id)
 		}
 	}
-	slices.Sort(ids)
+	slices.SortFunc(ids, model.ID.Compare)
+	firstOID := slices.IndexFunc(ids, model.ID.IsObjectID)
+	if firstOID < 10 || len(ids)-firstOID < 10 {
+		t.Fatalf("%d of %d accounts have an ObjectId _id: the fixture lost its mix", len(ids)-firstOID, len(ids))
+	}
 	ranges := []pipelines.Range{
 		{After: ids[len(ids)/3], Through: ids[2*len(ids)/3]},
 		{Through: ids[len(ids)/4]},
 		{After: ids[3*len(ids)/4]},
+		// across the types: strings, then ObjectIds
+		{After: ids[firstOID-5], Through: ids[firstOID+5]},
+		{After: ids[firstOID+3]},
+		{Through: ids[firstOID+3]},
 	}
 	full := expect(t, w, nil)
 	for _, r := range ranges {
-		t.Run(fmt.Sprintf("after=%q,through=%q", r.After, r.Through), func(t *testing.T) {
+		t.Run(fmt.Sprintf("after=%s,through=%s", r.After, r.Through), func(t *testing.T) {
 			want := expect(t, w, &r)
 			got := runOracle(t, pipelines.Phase2(names, w.valid, &r), w.collections(w.tenants), names.Accounts)
 			compareTarget(t, got, want.docs)
@@ -685,7 +700,7 @@ func TestOracleRangedRun(t *testing.T) {
 func TestOraclePreview(t *testing.T) {
 	t.Parallel()
 	w := sharedWorld(t)
-	for _, r := range []*pipelines.Range{nil, {After: "8"}} {
+	for _, r := range []*pipelines.Range{nil, {After: model.StringID("8")}} {
 		want := expect(t, w, r)
 		got := runOracle(t, pipelines.Phase2Preview(names, w.valid, r), w.collections(w.tenants), names.Accounts)
 		counts := map[string]int{}
@@ -823,7 +838,7 @@ func splitRun(t *testing.T, w *world, tenants []bson.D, r *pipelines.Range) ([]b
 	refreshed := 0
 	if len(candidates) > 0 {
 		var or bson.A
-		byID := map[string]bson.D{}
+		byID := map[model.ID]bson.D{}
 		for _, raw := range candidates {
 			var c bson.D
 			if err := bson.Unmarshal(raw, &c); err != nil {
@@ -833,9 +848,9 @@ func splitRun(t *testing.T, w *world, tenants []bson.D, r *pipelines.Range) ([]b
 			byID[idOf(c)] = c
 		}
 		matched := runOracle(t, mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "$or", Value: or}}}}}, w.collections(target), names.TenantsAccounts)
-		hit := map[string]bool{}
+		hit := map[model.ID]bool{}
 		for _, m := range matched {
-			hit[m.Lookup("_id").StringValue()] = true
+			hit[rawID(m)] = true
 		}
 		for i, tn := range target {
 			if hit[idOf(tn)] {
@@ -855,7 +870,7 @@ func splitRun(t *testing.T, w *world, tenants []bson.D, r *pipelines.Range) ([]b
 func TestOracleSplitRun(t *testing.T) {
 	t.Parallel()
 	w := sharedWorld(t)
-	for _, r := range []*pipelines.Range{nil, {After: "4", Through: "b"}} {
+	for _, r := range []*pipelines.Range{nil, {After: model.StringID("4"), Through: model.StringID("b")}, {After: model.StringID("f")}} {
 		want := expect(t, w, r)
 		got, refreshed := splitRun(t, w, w.tenants, r)
 		compareTarget(t, got, want.docs)
@@ -881,12 +896,12 @@ func TestOracleSplitRun(t *testing.T) {
 func TestOracleConditionalFilters(t *testing.T) {
 	t.Parallel()
 	w := sharedWorld(t)
-	legacy := map[string]bson.D{}
+	legacy := map[model.ID]bson.D{}
 	for _, a := range w.accounts {
 		legacy[idOf(a)] = a
 	}
 	var refresh, same bson.A
-	wantRefresh, checked := map[string]bool{}, 0
+	wantRefresh, checked := map[model.ID]bool{}, 0
 	for _, tn := range w.tenants {
 		id := idOf(tn)
 		a, ok := legacy[id]
@@ -908,10 +923,10 @@ func TestOracleConditionalFilters(t *testing.T) {
 		same = append(same, pipelines.SameDateFilter(bson.Raw(traw).Lookup("_id"), bson.Raw(traw).Lookup("date_updated")))
 		checked++
 	}
-	match := func(or bson.A) map[string]bool {
-		out := map[string]bool{}
+	match := func(or bson.A) map[model.ID]bool {
+		out := map[model.ID]bool{}
 		for _, m := range runOracle(t, mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "$or", Value: or}}}}}, w.collections(w.tenants), names.TenantsAccounts) {
-			out[m.Lookup("_id").StringValue()] = true
+			out[rawID(m)] = true
 		}
 		return out
 	}

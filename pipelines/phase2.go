@@ -19,6 +19,7 @@
 //	app_org_id -> the app-org's   org_id                                    $lookup in
 //	  org_id                                                                applications_organizations
 //	app_org_id + "_" + _id        org_apps_memberships[0].id                model.MembershipID
+//	  ($toString: ObjectId hex)
 //	permissions                   org_apps_memberships[0].permissions       model.AppLevelFields:
 //	roles                         org_apps_memberships[0].roles             one level down, gone from
 //	groups                        org_apps_memberships[0].groups            the top level; a missing
@@ -41,7 +42,7 @@
 // # Which accounts
 //
 // Stage 1 keeps the accounts the phases can migrate (Invalid is its Go twin):
-// a string _id, an app_org_id among the app-orgs that exist and have an org,
+// a string or ObjectId _id, an app_org_id among the app-orgs that exist and have an org,
 // and a non-empty auth_types array of documents that each have a string
 // auth_type_code and a non-empty string identifier. Stages 2-3 drop the
 // accounts phase 1 merged (they have a link document). Stage 7 inserts a
@@ -52,7 +53,8 @@
 // # Server requirements
 //
 // $merge, $set and $unset need MongoDB 4.2 or later. $arrayElemAt is used
-// instead of $first, which 4.2 lacks. The temporary fields are named _p2_*.
+// instead of $first, which 4.2 lacks; $toString needs 4.0. The temporary
+// fields are named _p2_*.
 package pipelines
 
 import (
@@ -79,11 +81,12 @@ type Names struct {
 	Links                     string // phase 1's links: legacy _id -> tenant
 }
 
-// Range restricts a run to a slice of legacy _ids: _id > After (if After is
-// not "") and _id <= Through (if Through is not ""). Strings compare bytewise,
-// as MongoDB compares them without a collation.
+// Range restricts a run to a slice of legacy _ids in MongoDB's sort order
+// (model.ID.Compare): _id > After (if After is not zero) and _id <= Through
+// (if Through is not zero), over the _ids the phases migrate (strings, then
+// ObjectIds).
 type Range struct {
-	After, Through string
+	After, Through model.ID
 }
 
 // Temporary fields, removed by stage 6 (and, in the preview, never written).
@@ -103,7 +106,7 @@ const (
 
 // Invalid reasons, the Go twin of stage 1. They name fields, never values.
 const (
-	ReasonID                 = "_id is not a string"
+	ReasonID                 = "_id is not a string or an ObjectId"
 	ReasonAppOrgType         = "app_org_id is missing or not a string"
 	ReasonAppOrgUnknown      = "app_org_id names no app-org"
 	ReasonAppOrgNoOrg        = "app-org has no org_id"
@@ -135,24 +138,57 @@ func ValidityIn(validAppOrgs []string, r *Range) bson.D {
 }
 
 // IDFilter selects the _ids of the range r in another collection keyed by
-// legacy _id (the links); nil selects all.
+// legacy _id (the links, the tenant accounts); nil selects all.
 func (r *Range) IDFilter() bson.D {
-	if b := r.bounds(); len(b) > 0 {
-		return bson.D{d(model.FieldID, b)}
+	if r == nil || r.After.IsZero() && r.Through.IsZero() {
+		return bson.D{}
 	}
-	return bson.D{}
+	return r.MigratedIDs()
 }
 
-// bounds are the _id conditions of the range; none for nil.
-func (r *Range) bounds() bson.D {
-	var b bson.D
-	if r != nil && r.After != "" {
-		b = append(b, d("$gt", r.After))
+// idKinds are the _id types the phases migrate, in MongoDB's sort order.
+var idKinds = []struct {
+	name   string // the $type alias
+	sample model.ID
+}{
+	{"string", model.StringID("")},
+	{"objectId", model.ObjectIDOf([12]byte{})},
+}
+
+// MigratedIDs selects the _ids the phases migrate (strings and ObjectIds)
+// within the range; nil: every such _id. A
+// query comparison matches only values of its operand's type (type
+// bracketing: {$gt: "x"} matches no ObjectId), so a range that spans both
+// types is a $or of one clause per type, each bounded only where a bound
+// is of its type. Written with query operators only, so the _id index
+// serves it.
+func (r *Range) MigratedIDs() bson.D {
+	var after, through model.ID
+	if r != nil {
+		after, through = r.After, r.Through
 	}
-	if r != nil && r.Through != "" {
-		b = append(b, d("$lte", r.Through))
+	var clauses bson.A
+	for _, k := range idKinds {
+		kind := k.sample.IsObjectID()
+		if !after.IsZero() && after.IsObjectID() && !kind || !through.IsZero() && !through.IsObjectID() && kind {
+			continue // the range lies wholly on the other type's side
+		}
+		cond := bson.D{d("$type", k.name)}
+		if !after.IsZero() && after.IsObjectID() == kind {
+			cond = append(cond, d("$gt", after))
+		}
+		if !through.IsZero() && through.IsObjectID() == kind {
+			cond = append(cond, d("$lte", through))
+		}
+		clauses = append(clauses, bson.D{d(model.FieldID, cond)})
 	}
-	return b
+	switch len(clauses) {
+	case 0:
+		return bson.D{d(model.FieldID, bson.D{d("$in", bson.A{})})}
+	case 1:
+		return clauses[0].(bson.D)
+	}
+	return bson.D{d("$or", clauses)}
 }
 
 func validity(validAppOrgs []string, r *Range) bson.D {
@@ -160,7 +196,6 @@ func validity(validAppOrgs []string, r *Range) bson.D {
 	for _, ao := range validAppOrgs {
 		in = append(in, ao)
 	}
-	id := append(bson.D{d("$type", "string")}, r.bounds()...)
 	notString := func(f string) bson.D { return bson.D{d(f, bson.D{d("$not", bson.D{d("$type", "string")})})} }
 	isArray := func(f string) bson.D { return bson.D{d(f, bson.D{d("$type", "array")})} }
 	badAuthType := bson.A{
@@ -168,8 +203,7 @@ func validity(validAppOrgs []string, r *Range) bson.D {
 		notString("identifier"), isArray("identifier"),
 		bson.D{d("identifier", "")},
 	}
-	return bson.D{
-		d(model.FieldID, id),
+	return append(r.MigratedIDs(),
 		d(model.FieldAppOrgID, bson.D{d("$type", "string"), d("$not", bson.D{d("$type", "array")}), d("$in", in)}),
 		d(model.FieldAuthTypes, bson.D{d("$type", "array"), d("$ne", bson.A{})}),
 		d("$and", bson.A{
@@ -178,13 +212,14 @@ func validity(validAppOrgs []string, r *Range) bson.D {
 			// ... with a string auth_type_code and a non-empty string identifier
 			bson.D{d(model.FieldAuthTypes, bson.D{d("$not", bson.D{d("$elemMatch", bson.D{d("$or", badAuthType)})})})},
 		}),
-	}
+	)
 }
 
 // transform is stages 1-6: everything before the write.
 func transform(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 	membership := bson.D{
-		d(model.FieldMembershipID, bson.D{d("$concat", bson.A{"$" + model.FieldAppOrgID, "_", "$" + model.FieldID})}),
+		// model.MembershipID: an ObjectId _id as its hex digits
+		d(model.FieldMembershipID, bson.D{d("$concat", bson.A{"$" + model.FieldAppOrgID, "_", bson.D{d("$toString", "$"+model.FieldID)}})}),
 		d(model.FieldAppOrgID, "$"+model.FieldAppOrgID),
 	}
 	for _, f := range model.AppLevelFields { // permissions, roles, groups, preferences, most_recent_client_version
@@ -344,12 +379,12 @@ func get(doc bson.D, key string) (any, bool) {
 // OneToOne is the Go transform of one legacy account into its tenant account:
 // exactly what stages 1-6 produce for it, field order included, with org_id
 // set to orgID (the app-org's org_id, which stage 4 looks up). It fails only
-// when _id or app_org_id is not a string (the membership id needs both;
-// Invalid rejects such accounts first). Values are shared with legacy, not
-// copied.
+// when _id is not a string or an ObjectId or app_org_id is not a string
+// (the membership id needs both; Invalid rejects such accounts first).
+// Values are shared with legacy, not copied.
 func OneToOne(legacy bson.D, orgID string) (bson.D, error) {
 	idv, _ := get(legacy, model.FieldID)
-	id, ok := idv.(string)
+	id, ok := model.IDOfValue(idv)
 	if !ok {
 		return nil, errors.New("pipelines: one-to-one: " + ReasonID)
 	}
@@ -402,7 +437,7 @@ func OneToOne(legacy bson.D, orgID string) (bson.D, error) {
 // (Validity). orgOf maps an app-org _id to its org_id; an app-org missing from
 // it, or mapped to "", is not valid.
 func Invalid(legacy bson.D, orgOf map[string]string) string {
-	if v, _ := get(legacy, model.FieldID); !isString(v) {
+	if v, _ := get(legacy, model.FieldID); !isID(v) {
 		return ReasonID
 	}
 	aov, _ := get(legacy, model.FieldAppOrgID)
@@ -463,6 +498,8 @@ func asDoc(v any) (bson.D, bool) {
 }
 
 func isString(v any) bool { _, ok := v.(string); return ok }
+
+func isID(v any) bool { _, ok := model.IDOfValue(v); return ok }
 
 // Refresh says what stage 7's whenMatched does with an existing tenant:
 // true = replace it with incoming, false = keep it. It is

@@ -59,6 +59,7 @@ func TestOneToOne(t *testing.T) {
 	group := D{{Key: "group", Value: D{{Key: "_id", Value: "g1"}}}, {Key: "active", Value: true}}
 	auth := D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: "x@example.org"}}
 	prefs := D{{Key: "language", Value: "en"}}
+	oid, _ := primitive.ObjectIDFromHex("65f0c1a2b3c4d5e6f7a8b9c0")
 	tests := []struct {
 		name   string
 		legacy D
@@ -180,6 +181,15 @@ func TestOneToOne(t *testing.T) {
 				{Key: "org_apps_memberships", Value: A{D{{Key: "id", Value: "ao1_a8"}, {Key: "app_org_id", Value: "ao1"}}}},
 			},
 		},
+		{
+			name:   "an ObjectId _id stays an ObjectId; the membership id has its hex digits",
+			legacy: D{{Key: "_id", Value: oid}, {Key: "app_org_id", Value: "ao1"}, {Key: "auth_types", Value: A{auth}}},
+			org:    "org1",
+			want: D{
+				{Key: "_id", Value: oid}, {Key: "auth_types", Value: A{auth}}, {Key: "org_id", Value: "org1"},
+				{Key: "org_apps_memberships", Value: A{D{{Key: "id", Value: "ao1_65f0c1a2b3c4d5e6f7a8b9c0"}, {Key: "app_org_id", Value: "ao1"}}}},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -243,7 +253,9 @@ func TestInvalid(t *testing.T) {
 		{"valid, several auth types, empty code", acct("a", "ao1", A{good, at(E{Key: "auth_type_code", Value: ""}, E{Key: "identifier", Value: "u"})}), ""},
 		{"valid, auth type as a map", acct("a", "ao1", A{bson.M{"auth_type_code": "phone", "identifier": "+1"}}), ""},
 		{"numeric _id", acct(int32(12), "ao1", A{good}), ReasonID},
-		{"ObjectId _id", acct(primitive.NewObjectID(), "ao1", A{good}), ReasonID},
+		{"ObjectId _id", acct(primitive.NewObjectID(), "ao1", A{good}), ""},
+		{"binary _id", acct(primitive.Binary{Data: []byte("a")}, "ao1", A{good}), ReasonID},
+		{"document _id", acct(D{{Key: "a", Value: "b"}}, "ao1", A{good}), ReasonID},
 		{"missing app_org_id", acct("a", nil, A{good}), ReasonAppOrgType},
 		{"app_org_id array", acct("a", A{"ao1"}, A{good}), ReasonAppOrgType},
 		{"app_org_id symbol", acct("a", primitive.Symbol("ao1"), A{good}), ReasonAppOrgType},
@@ -440,15 +452,15 @@ func TestPipelineShape(t *testing.T) {
 	}
 
 	// Range only narrows stage 1's _id condition.
-	ranged := Phase2(n, []string{"ao1"}, &Range{After: "b", Through: "m"})
+	ranged := Phase2(n, []string{"ao1"}, &Range{After: model.StringID("b"), Through: model.StringID("m")})
 	id := ranged[0][0].Value.(D)[0].Value.(D)
-	if want := (D{{Key: "$type", Value: "string"}, {Key: "$gt", Value: "b"}, {Key: "$lte", Value: "m"}}); !reflect.DeepEqual(id, want) {
+	if want := (D{{Key: "$type", Value: "string"}, {Key: "$gt", Value: model.StringID("b")}, {Key: "$lte", Value: model.StringID("m")}}); !reflect.DeepEqual(id, want) {
 		t.Errorf("ranged _id condition = %v, want %v", id, want)
 	}
 	if !reflect.DeepEqual(ranged[1:], p[1:]) {
 		t.Error("a range changed stages after the first")
 	}
-	half := Phase2(n, []string{"ao1"}, &Range{Through: "m"})
+	half := Phase2(n, []string{"ao1"}, &Range{Through: model.StringID("m")})
 	if id := half[0][0].Value.(D)[0].Value.(D); len(id) != 2 || id[1].Key != "$lte" {
 		t.Errorf("Through-only _id condition = %v", id)
 	}
@@ -460,7 +472,7 @@ func TestPipelineShape(t *testing.T) {
 	}
 
 	// The pipeline marshals (every value is BSON-encodable).
-	for _, pl := range []any{p, Phase2Preview(n, nil, &Range{After: "x"})} {
+	for _, pl := range []any{p, Phase2Preview(n, nil, &Range{After: model.StringID("x")})} {
 		if _, err := bson.MarshalExtJSON(D{{Key: "p", Value: pl}}, true, false); err != nil {
 			t.Errorf("marshal pipeline: %v", err)
 		}
@@ -469,5 +481,41 @@ func TestPipelineShape(t *testing.T) {
 	prev := Phase2Preview(n, []string{"ao1"}, nil)
 	if len(prev) != 8 || prev[6][0].Key != "$lookup" || prev[7][0].Key != "$group" || !reflect.DeepEqual(prev[:6], p[:6]) {
 		t.Errorf("preview is not stages 1-6 + $lookup + $group: %s", JSON(prev))
+	}
+}
+
+// A query comparison matches only its operand's type, so a range is one
+// clause per _id type it spans, each bounded by the bounds of its type.
+func TestRangeMigratedIDs(t *testing.T) {
+	oid := func(last byte) model.ID { return model.ObjectIDOf(primitive.ObjectID{11: last}) }
+	str := func(t string) D { return D{{Key: "$type", Value: t}} }
+	clause := func(cond D) D { return D{{Key: "_id", Value: cond}} }
+	with := func(d D, k string, v any) D { return append(slices.Clone(d), bson.E{Key: k, Value: v}) }
+	either := func(a, b D) D { return D{{Key: "$or", Value: A{a, b}}} }
+	s, o := str("string"), str("objectId")
+	for _, tt := range []struct {
+		name string
+		r    *Range
+		want D
+	}{
+		{"all", nil, either(clause(s), clause(o))},
+		{"open", &Range{}, either(clause(s), clause(o))},
+		{"strings only", &Range{After: model.StringID("b"), Through: model.StringID("m")}, clause(with(with(s, "$gt", model.StringID("b")), "$lte", model.StringID("m")))},
+		{"ObjectIds only", &Range{After: oid(1), Through: oid(9)}, clause(with(with(o, "$gt", oid(1)), "$lte", oid(9)))},
+		{"from a string on", &Range{After: model.StringID("b")}, either(clause(with(s, "$gt", model.StringID("b"))), clause(o))},
+		{"from an ObjectId on", &Range{After: oid(1)}, clause(with(o, "$gt", oid(1)))},
+		{"through a string", &Range{Through: model.StringID("m")}, clause(with(s, "$lte", model.StringID("m")))},
+		{"through an ObjectId", &Range{Through: oid(9)}, either(clause(s), clause(with(o, "$lte", oid(9))))},
+		{"across the types", &Range{After: model.StringID("b"), Through: oid(9)}, either(clause(with(s, "$gt", model.StringID("b"))), clause(with(o, "$lte", oid(9))))},
+		{"empty", &Range{After: oid(9), Through: model.StringID("m")}, D{{Key: "_id", Value: D{{Key: "$in", Value: A{}}}}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.r.MigratedIDs(); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("MigratedIDs = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if got := (*Range)(nil).IDFilter(); len(got) != 0 {
+		t.Errorf("nil IDFilter = %v, want {} (every document of a collection keyed by legacy _id)", got)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/migrations"
+	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner"
 	"github.com/tenantmigrate/runner/runner/capability"
 	"github.com/tenantmigrate/runner/runner/config"
@@ -637,14 +638,14 @@ func TestConcurrentEditsThenRerun(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { _, err := r.Phase(ctx, 2); done <- err }()
 	later := time.Now().UTC().Add(time.Minute).Truncate(time.Millisecond)
-	var updated []string
+	var updated []model.ID
 	cur, err := accounts.Find(ctx, bson.D{}, options.Find().SetLimit(20).SetProjection(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for cur.Next(ctx) {
-		id := cur.Current.Lookup("_id").StringValue()
-		if _, err := accounts.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: later}, {Key: "username", Value: "edited-" + id}}}}); err != nil {
+		id, _ := model.IDOf(cur.Current.Lookup("_id"))
+		if _, err := accounts.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: later}, {Key: "username", Value: "edited-" + id.Text()}}}}); err != nil {
 			t.Fatal(err)
 		}
 		updated = append(updated, id)
@@ -679,7 +680,7 @@ func TestConcurrentEditsThenRerun(t *testing.T) {
 		if db.Collection("tenants_accounts_links").FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&link) == nil {
 			continue // merged by phase 1: the survivor's fields win
 		}
-		if err := db.Collection("tenants_accounts").FindOne(ctx, bson.D{{Key: "_id", Value: tenantID}}).Decode(&tn); err != nil || tn["username"] != "edited-"+id {
+		if err := db.Collection("tenants_accounts").FindOne(ctx, bson.D{{Key: "_id", Value: tenantID}}).Decode(&tn); err != nil || tn["username"] != "edited-"+id.Text() {
 			t.Errorf("tenant %s not refreshed: %v, %v", id, tn["username"], err)
 		}
 	}

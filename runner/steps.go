@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
@@ -115,7 +116,7 @@ func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Result, error) {
 	defer links.Close(ctx)
 	del := &idDeleter{coll: tenants, batch: r.cfg.BatchSize}
 	err = sorted.Each(ctx, tenants, nil, bson.D{{Key: "_id", Value: 1}}, r.cfg.BatchSize, func(raw bson.Raw) error {
-		id, ok := raw.Lookup("_id").StringValueOK()
+		id, ok := model.IDOf(raw.Lookup("_id"))
 		if !ok {
 			return nil
 		}
@@ -144,11 +145,11 @@ func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Result, error) {
 type idDeleter struct {
 	coll    *mongo.Collection
 	batch   int
-	ids     []string
+	ids     []model.ID
 	deleted int64
 }
 
-func (d *idDeleter) add(ctx context.Context, id string) error {
+func (d *idDeleter) add(ctx context.Context, id model.ID) error {
 	if d.ids = append(d.ids, id); len(d.ids) >= d.batch {
 		return d.flush(ctx)
 	}
@@ -187,11 +188,11 @@ func (r *Runner) phase1Down(ctx context.Context) (mongomigrate.Result, error) {
 	}
 	defer cur.Close(ctx)
 	del := &idDeleter{coll: tenants, batch: r.cfg.BatchSize}
-	last := ""
+	var last model.ID
 	for cur.Next(ctx) {
-		id, _ := cur.Current.Lookup("tenant_id").StringValueOK()
-		if id == last {
-			continue
+		id, ok := model.IDOf(cur.Current.Lookup("tenant_id"))
+		if !ok || id == last {
+			continue // a link phase 1 left out names no tenant
 		}
 		last = id
 		if err := del.add(ctx, id); err != nil {

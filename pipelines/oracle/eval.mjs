@@ -20,7 +20,7 @@
 // (arithmetic, numeric comparisons) is out of this oracle's reach; the phase-2
 // pipelines only copy numbers, and compare dates and strings.
 //
-// mingo 7 differs from MongoDB in three places that these pipelines touch.
+// mingo 7 differs from MongoDB in five places that these pipelines touch.
 // The oracle corrects them here, in the engine, never in the pipeline:
 //
 //  1. Aggregation comparison expressions ($cmp, $eq, $ne, $gt, $gte, $lt,
@@ -41,6 +41,10 @@
 //     equality: two different _ids with the same hash would be taken for
 //     one. The wrapped $merge checks that no two different `on` values among
 //     the target and the incoming documents share a hash, and fails if any do.
+//  4. $toString of an ObjectId: mingo refuses an object; MongoDB gives its 24
+//     lowercase hex digits (the membership id of an ObjectId _id).
+//  5. The query operator {$type: "objectId"} (or 7): mingo knows no such
+//     type; it matches bson's ObjectId values, as MongoDB matches ObjectIds.
 //
 // Known limits that the inputs must respect (checked where cheap): JavaScript
 // objects put integer-like keys ("0", "12") first, so documents with such
@@ -50,7 +54,7 @@
 import { Aggregator } from "mingo/aggregator";
 import { Context, evalExpr } from "mingo/core";
 import { Lazy } from "mingo/lazy";
-import { hashCode } from "mingo/util";
+import { hashCode, resolve as resolvePath } from "mingo/util";
 import * as accumulatorOperators from "mingo/operators/accumulator";
 import * as expressionOperators from "mingo/operators/expression";
 import * as pipelineOperators from "mingo/operators/pipeline";
@@ -312,11 +316,37 @@ function checkedMerge(coll, expr, options) {
   return pipelineOperators.$merge(Lazy(docs), expr, options);
 }
 
+// ------------------------------------------------------------- ObjectIds
+
+const isObjectId = (v) => v?._bsontype === "ObjectId";
+
+function toStringOp(obj, expr, options) {
+  const v = evalExpr(obj, expr, options);
+  if (isObjectId(v)) return v.toHexString();
+  return expressionOperators.$toString(obj, expr, options);
+}
+
+const objectIdType = (t) => t === "objectId" || t === 7;
+
+// typeQuery is mingo's $type query operator plus the ObjectId type; like
+// every $type, it matches an array holding a value of the type.
+function typeQuery(selector, value, options) {
+  const types = Array.isArray(value) ? value : [value];
+  const rest = types.filter((t) => !objectIdType(t));
+  const base = rest.length > 0 ? queryOperators.$type(selector, rest.length === 1 ? rest[0] : rest, options) : () => false;
+  if (rest.length === types.length) return base;
+  return (obj) => {
+    if (base(obj)) return true;
+    const v = resolvePath(obj, selector);
+    return isObjectId(v) || (Array.isArray(v) && v.some(isObjectId));
+  };
+}
+
 // ---------------------------------------------------------------- context
 
 const context = Context.init({
   accumulator: { ...accumulatorOperators },
-  expression: { ...expressionOperators, ...comparisonOps },
+  expression: { ...expressionOperators, ...comparisonOps, $toString: toStringOp },
   pipeline: {
     ...pipelineOperators,
     $set: building(pipelineOperators.$set),
@@ -327,7 +357,7 @@ const context = Context.init({
     $merge: checkedMerge,
   },
   projection: { ...projectionOperators },
-  query: { ...queryOperators },
+  query: { ...queryOperators, $type: typeQuery },
   window: { ...windowOperators },
 });
 

@@ -16,7 +16,7 @@ func fixtureGroups(b *testing.B, n int) [][]Member {
 	b.Helper()
 	opts := gen.Options{Accounts: n, Seed: 1}
 	exp := gen.Expect(opts)
-	groupOf := map[string]int{}
+	groupOf := map[model.ID]int{}
 	for i, g := range exp.Groups {
 		for _, id := range g {
 			groupOf[id] = i
@@ -78,7 +78,7 @@ func BenchmarkGrouping(b *testing.B) {
 	err := gen.Accounts(opts, func(a model.LegacyAccount) error {
 		for _, at := range a.AuthTypes {
 			if at.AuthTypeCode != "anonymous" {
-				keys = append(keys, keyDoc{ID: identityKey(orgOf[a.AppOrgID], at.AuthTypeCode, at.Identifier) + a.ID, A: a.ID})
+				keys = append(keys, keyDoc{ID: identityKey(orgOf[a.AppOrgID], at.AuthTypeCode, at.Identifier) + a.ID.Key(), A: a.ID})
 			}
 		}
 		return nil

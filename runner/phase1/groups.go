@@ -9,6 +9,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
+
+	"github.com/tenantmigrate/runner/model"
 )
 
 // Grouping (pass 2) gives every account that shares an identity with
@@ -30,14 +32,14 @@ import (
 // groupLookup answers, for ids asked in ascending order, the group key of
 // an account, or false for an account in no group.
 type groupLookup interface {
-	group(ctx context.Context, id string) (string, bool, error)
+	group(ctx context.Context, id model.ID) (model.ID, bool, error)
 	close(ctx context.Context)
 }
 
 // memLookup is the in-memory answer.
-type memLookup map[string]string
+type memLookup map[model.ID]model.ID
 
-func (m memLookup) group(_ context.Context, id string) (string, bool, error) {
+func (m memLookup) group(_ context.Context, id model.ID) (model.ID, bool, error) {
 	g, ok := m[id]
 	return g, ok, nil
 }
@@ -68,16 +70,16 @@ func (p *run) findGroups(ctx context.Context) error {
 // unionFind groups in memory; a limit above 0 stops it with errOverBudget
 // once more accounts than that share identities.
 func (p *run) unionFind(ctx context.Context, limit int) (memLookup, error) {
-	parent := map[string]string{}
-	find := func(a string) string {
+	parent := map[model.ID]model.ID{}
+	find := func(a model.ID) model.ID {
 		for parent[a] != a {
 			parent[a] = parent[parent[a]]
 			a = parent[a]
 		}
 		return a
 	}
-	union := func(a, b string) {
-		for _, x := range []string{a, b} {
+	union := func(a, b model.ID) {
+		for _, x := range []model.ID{a, b} {
 			if _, ok := parent[x]; !ok {
 				parent[x] = x
 			}
@@ -87,7 +89,7 @@ func (p *run) unionFind(ctx context.Context, limit int) (memLookup, error) {
 			return
 		}
 		// The smaller _id becomes the root: the root is the group key.
-		if rb < ra {
+		if rb.Less(ra) {
 			ra, rb = rb, ra
 		}
 		parent[rb] = ra
@@ -116,20 +118,29 @@ func (p *run) unionFind(ctx context.Context, limit int) (memLookup, error) {
 // takes the smallest label of its keys, and by key (_id = hash + a), where
 // a key takes the smallest label of its accounts.
 type labelDoc struct {
-	ID string `bson:"_id"`
-	A  string `bson:"a"`
-	H  string `bson:"h"`
+	ID string   `bson:"_id"`
+	A  model.ID `bson:"a"`
+	H  string   `bson:"h"`
 	// L is the account's label; M the smallest label of the key's accounts
 	// (by-account documents only).
-	L string `bson:"l"`
-	M string `bson:"m,omitempty"`
+	L model.ID `bson:"l"`
+	M model.ID `bson:"m,omitempty"`
 }
 
 // accountKey orders by account whatever bytes an _id holds: hex keeps the
-// byte order of the _id, and "-", below every hex digit, ends it, so all
-// the documents of one account are adjacent and accounts come in the same
-// order as a sort of the legacy _ids.
-func accountKey(a string) string { return hex.EncodeToString([]byte(a)) + "-" }
+// byte order of the ID's Key, which is the order of the legacy _ids sorted
+// on the server, and "-", below every hex digit, ends it, so all the
+// documents of one account are adjacent.
+func accountKey(a model.ID) string { return hex.EncodeToString([]byte(a.Key())) + "-" }
+
+// smaller is the smaller of two labels; a zero one (M of a by-key
+// document) is none.
+func smaller(a, b model.ID) model.ID {
+	if b.IsZero() || a.Compare(b) <= 0 {
+		return a
+	}
+	return b
+}
 
 func (p *run) scratch(kind string, round int) table {
 	return p.store.table(fmt.Sprintf("%s%d", kind, round), "_id")
@@ -201,13 +212,13 @@ func (p *run) settleAccounts(ctx context.Context, from, to table, round int) (ac
 		accounts++
 		label := one[0].L
 		for _, d := range one {
-			label = min(label, d.M)
+			label = smaller(label, d.M)
 		}
 		if label != one[0].L {
 			changed++
 		}
 		for _, d := range one {
-			if err := out.add(labelDoc{ID: d.H + d.A, A: d.A, H: d.H, L: label}); err != nil {
+			if err := out.add(labelDoc{ID: d.H + d.A.Key(), A: d.A, H: d.H, L: label}); err != nil {
 				return err
 			}
 		}
@@ -250,7 +261,7 @@ func (p *run) settleKeys(ctx context.Context, from, to table, round int) error {
 		}
 		label := run[0].L
 		for _, d := range run {
-			label = min(label, d.L)
+			label = smaller(label, d.L)
 		}
 		for _, d := range run {
 			if err := out.add(labelDoc{ID: accountKey(d.A) + d.H, A: d.A, H: d.H, L: d.L, M: label}); err != nil {
@@ -291,11 +302,11 @@ type tableLookup struct {
 	done bool
 }
 
-func (c *tableLookup) group(ctx context.Context, id string) (string, bool, error) {
+func (c *tableLookup) group(ctx context.Context, id model.ID) (model.ID, bool, error) {
 	if c.rows == nil && !c.done {
 		r, err := c.t.open(ctx)
 		if err != nil {
-			return "", false, fmt.Errorf("read groups: %w", err)
+			return model.ID{}, false, fmt.Errorf("read groups: %w", err)
 		}
 		c.rows = r
 	}
@@ -305,13 +316,13 @@ func (c *tableLookup) group(ctx context.Context, id string) (string, bool, error
 		if !ok {
 			c.done, c.head = true, nil
 			if err := c.rows.Err(); err != nil {
-				return "", false, fmt.Errorf("read groups: %w", err)
+				return model.ID{}, false, fmt.Errorf("read groups: %w", err)
 			}
 			break
 		}
 		var d labelDoc
 		if err := bson.Unmarshal(raw, &d); err != nil {
-			return "", false, fmt.Errorf("read groups: %w", err)
+			return model.ID{}, false, fmt.Errorf("read groups: %w", err)
 		}
 		c.head = &d
 	}
@@ -319,7 +330,7 @@ func (c *tableLookup) group(ctx context.Context, id string) (string, bool, error
 	if c.head != nil && strings.HasPrefix(c.head.ID, prefix) {
 		return c.head.L, true, nil
 	}
-	return "", false, nil
+	return model.ID{}, false, nil
 }
 
 func (c *tableLookup) close(ctx context.Context) {

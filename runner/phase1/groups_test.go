@@ -18,7 +18,7 @@ import (
 
 // linkGroups reads the groups phase 1 wrote: the legacy ids of each tenant,
 // sorted, groups sorted by their first id.
-func linkGroups(t *testing.T, db *mongo.Database) [][]string {
+func linkGroups(t *testing.T, db *mongo.Database) [][]model.ID {
 	t.Helper()
 	cur, err := db.Collection("links").Find(context.Background(), bson.D{})
 	if err != nil {
@@ -28,16 +28,16 @@ func linkGroups(t *testing.T, db *mongo.Database) [][]string {
 	if err := cur.All(context.Background(), &links); err != nil {
 		t.Fatal(err)
 	}
-	byTenant := map[string][]string{}
+	byTenant := map[model.ID][]model.ID{}
 	for _, l := range links {
 		byTenant[l.TenantID] = append(byTenant[l.TenantID], l.LegacyID)
 	}
-	var groups [][]string
+	var groups [][]model.ID
 	for _, ids := range byTenant {
-		sort.Strings(ids)
+		slices.SortFunc(ids, model.ID.Compare)
 		groups = append(groups, ids)
 	}
-	sort.Slice(groups, func(i, j int) bool { return groups[i][0] < groups[j][0] })
+	slices.SortFunc(groups, func(a, b []model.ID) int { return a[0].Compare(b[0]) })
 	return groups
 }
 

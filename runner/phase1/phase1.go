@@ -142,7 +142,7 @@ func (r *Report) Print(w io.Writer) {
 		verb, r.TenantsInserted, r.TenantsReplaced, r.TenantsSame, r.Superseded, r.LinksWritten)
 	fmt.Fprintf(w, "phase 1: %d conflicts%s\n", r.Conflicts, formatMap(r.ConflictFields))
 	for _, c := range r.FirstConflicts {
-		fmt.Fprintf(w, "    conflict in tenant %s, field %s, between %s\n", c.TenantID, c.Field, strings.Join(c.Sources, ", "))
+		fmt.Fprintf(w, "    conflict in tenant %s, field %s, between %s\n", c.TenantID, c.Field, joinIDs(c.Sources))
 	}
 	if r.Invalid > 0 {
 		what := "skipped, not migrated"
@@ -154,6 +154,14 @@ func (r *Report) Print(w io.Writer) {
 			fmt.Fprintf(w, "    %s: %s\n", a.ID, a.Reason)
 		}
 	}
+}
+
+func joinIDs(ids []model.ID) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = id.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 func formatMap(m map[string]int) string {
@@ -321,10 +329,10 @@ func (p *run) orgOf() map[string]string {
 
 // keyDoc is one identity pair of one account, in the scratch keys.
 type keyDoc struct {
-	ID string `bson:"_id"` // hash + account _id: adjacent when sorted
+	ID string `bson:"_id"` // hash + the account's ID Key: adjacent when sorted
 	// A is the account _id, the end of ID: not stored, as every account has
 	// a key document per identity (the largest scratch table).
-	A string `bson:"-"`
+	A model.ID `bson:"-"`
 }
 
 const hashLen = 32
@@ -359,7 +367,8 @@ func (p *run) scanIdentities(ctx context.Context) error {
 		}
 		id, _ := get(d, model.FieldID)
 		ao, _ := get(d, model.FieldAppOrgID)
-		acct, appOrg := id.(string), ao.(string)
+		acct, _ := model.IDOfValue(id)
+		appOrg := ao.(string)
 		org := orgOf[appOrg]
 		ats, _ := get(d, model.FieldAuthTypes)
 		for _, at := range ats.(bson.A) {
@@ -369,7 +378,7 @@ func (p *run) scanIdentities(ctx context.Context) error {
 			if !codes[c] {
 				continue
 			}
-			buf = append(buf, keyDoc{ID: identityKey(org, c, ident.(string)) + acct, A: acct})
+			buf = append(buf, keyDoc{ID: identityKey(org, c, ident.(string)) + acct.Key(), A: acct})
 		}
 		if len(buf) >= p.cfg.Batch {
 			p.rep.IdentityKeys += int64(len(buf))
@@ -406,19 +415,16 @@ func (p *run) invalid(id, reason string) {
 
 // idString shows an _id of any type, for reports.
 func idString(v bson.RawValue) string {
-	if s, ok := v.StringValueOK(); ok {
-		return s
-	}
-	if oid, ok := v.ObjectIDOK(); ok {
-		return "ObjectId(" + oid.Hex() + ")"
+	if id, ok := model.IDOf(v); ok {
+		return id.String()
 	}
 	return v.String()
 }
 
 // groupDoc is one account of one group, in the scratch groups.
 type groupDoc struct {
-	ID        string      `bson:"_id"` // account _id
-	G         string      `bson:"g"`   // group key
+	ID        model.ID    `bson:"_id"` // account _id
+	G         model.ID    `bson:"g"`   // group key
 	Doc       bson.Raw    `bson:"doc"`
 	Link      *model.Link `bson:"link,omitempty"`
 	HasTenant bool        `bson:"t"`
@@ -445,7 +451,7 @@ func (p *run) collectMembers(ctx context.Context) error {
 	defer task.Done()
 	err = sorted.Each(ctx, p.cfg.DB.Collection(p.cfg.Accounts), nil, nil, p.cfg.Batch, func(raw bson.Raw) error {
 		task.Add(1)
-		id, ok := raw.Lookup("_id").StringValueOK()
+		id, ok := model.IDOf(raw.Lookup("_id"))
 		if !ok {
 			return nil
 		}
@@ -505,14 +511,14 @@ const ReasonTooLarge = "merged tenant account over the 16 MB document limit"
 // accounts get links that say so, which keep phase 2 from moving them one
 // by one into several tenant accounts, and they stay listed as not
 // migrated. Accounts the group already had in a tenant account stay there.
-func (p *run) tooLarge(docs []groupDoc, org, survivor string, size int, w *writer) error {
+func (p *run) tooLarge(docs []groupDoc, org string, survivor model.ID, size int, w *writer) error {
 	if !p.cfg.SkipInvalid {
 		return fmt.Errorf("%w: the group of %d accounts with tenant %s would be %d bytes, over MongoDB's 16 MB document limit; run with --skip-invalid to migrate the others and leave this group listed as not migrated",
 			ErrInvalidData, len(docs), survivor, size)
 	}
 	for _, gd := range docs {
-		p.invalid(gd.ID, ReasonTooLarge)
-		if (gd.Link != nil && gd.Link.TenantID != "") || gd.HasTenant {
+		p.invalid(gd.ID.String(), ReasonTooLarge)
+		if (gd.Link != nil && gd.Link.Skipped == "") || gd.HasTenant {
 			continue
 		}
 		ao, _ := gd.Doc.Lookup("app_org_id").StringValueOK()
@@ -564,7 +570,7 @@ func (p *run) mergeGroups(ctx context.Context) error {
 
 func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 	members := make([]Member, len(docs))
-	hasTenant := map[string]bool{}
+	hasTenant := map[model.ID]bool{}
 	org := ""
 	for i, gd := range docs {
 		var d bson.D
@@ -582,7 +588,7 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 		members[i] = m
 		hasTenant[gd.ID] = gd.HasTenant
 	}
-	survivor := p.cfg.Rules.Survivor(members, func(id string) bool { return hasTenant[id] })
+	survivor := p.cfg.Rules.Survivor(members, func(id model.ID) bool { return hasTenant[id] })
 	merged, err := p.cfg.Rules.Merge(org, members, survivor)
 	if err != nil {
 		return fmt.Errorf("group of %s: %w", survivor, err)
@@ -603,7 +609,7 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 	}
 	sum := sha256.Sum256(raw)
 	hash := hex.EncodeToString(sum[:16])
-	old := map[string]*model.Link{}
+	old := map[model.ID]*model.Link{}
 	for _, gd := range docs {
 		old[gd.ID] = gd.Link
 		if gd.HasTenant && gd.ID != survivor {

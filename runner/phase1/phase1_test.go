@@ -103,19 +103,26 @@ func TestPhase1OnFixture(t *testing.T) {
 	if err := cur.All(ctx, &links); err != nil {
 		t.Fatal(err)
 	}
-	byTenant := map[string][]string{}
+	byTenant := map[model.ID][]model.ID{}
 	for _, l := range links {
 		byTenant[l.TenantID] = append(byTenant[l.TenantID], l.LegacyID)
 	}
-	var groups [][]string
+	var groups [][]model.ID
+	mixed := 0
 	for tenant, ids := range byTenant {
-		sort.Strings(ids)
+		slices.SortFunc(ids, model.ID.Compare)
 		if !slices.Contains(ids, tenant) {
 			t.Errorf("tenant %s is not one of its group's accounts %v", tenant, ids)
 		}
+		if ids[len(ids)-1].IsObjectID() {
+			mixed++
+		}
 		groups = append(groups, ids)
 	}
-	sort.Slice(groups, func(i, j int) bool { return groups[i][0] < groups[j][0] })
+	slices.SortFunc(groups, func(a, b []model.ID) int { return a[0].Compare(b[0]) })
+	if mixed == 0 {
+		t.Error("no group holds an ObjectId _id: the fixture lost its mix")
+	}
 	if fmt.Sprint(groups) != fmt.Sprint(exp.Groups) {
 		t.Errorf("groups from links differ from the fixture's expectation (%d vs %d groups)", len(groups), len(exp.Groups))
 	}
@@ -129,7 +136,7 @@ func TestPhase1OnFixture(t *testing.T) {
 	if err := tcur.All(ctx, &tenants); err != nil {
 		t.Fatal(err)
 	}
-	appOrgsOf := map[string]map[string]bool{}
+	appOrgsOf := map[model.ID]map[string]bool{}
 	for _, l := range links {
 		if appOrgsOf[l.TenantID] == nil {
 			appOrgsOf[l.TenantID] = map[string]bool{}
@@ -287,7 +294,7 @@ func TestPhase1JoinsNewAccount(t *testing.T) {
 	if err := db.Collection("tenants_accounts").FindOne(ctx, bson.D{}).Decode(&tn); err != nil {
 		t.Fatal(err)
 	}
-	if n != 1 || tn.ID != "b" || len(tn.Memberships) != 3 {
+	if n != 1 || tn.ID != model.StringID("b") || len(tn.Memberships) != 3 {
 		t.Errorf("%d tenants; tenant %s with %d memberships; want one tenant b with 3", n, tn.ID, len(tn.Memberships))
 	}
 }
@@ -337,7 +344,7 @@ func TestPhase1GroupTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{})
-	if len(links) != 2 || links[0].TenantID != "" || links[0].Skipped != phase1.ReasonTooLarge || n != 0 {
+	if len(links) != 2 || !links[0].TenantID.IsZero() || links[0].Skipped != phase1.ReasonTooLarge || n != 0 {
 		t.Errorf("links %+v, %d tenants; want 2 links that say why, no tenant", links, n)
 	}
 }

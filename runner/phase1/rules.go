@@ -18,14 +18,18 @@
 // have tenant accounts (a re-run after new accounts appeared), the survivor
 // is chosen among those, so a person never gets a second tenant account.
 // Otherwise among all members. The order is: the app earliest in
-// phase1.preferred_apps, then the oldest date_created, then the smallest _id.
-// The same order ranks the other members ("rule order").
+// phase1.preferred_apps, then the oldest date_created, then the smallest _id
+// in MongoDB's sort order (model.ID.Compare): a person may have a string _id
+// on one app and an ObjectId on another, and every string sorts before
+// every ObjectId, each kind byte by byte. The same order ranks the other
+// members ("rule order").
 //
 // # Memberships
 //
 // One per distinct app_org_id. Its representative is the survivor if it is on
 // that app-org, else the first member on it in rule order; its id is
-// app_org_id + "_" + representative _id (phase 2's scheme). Accounts on the
+// model.MembershipID(app_org_id, representative _id), phase 2's scheme (an
+// ObjectId _id as its 24 hex digits). Accounts on the
 // same app-org are united: permissions by _id, roles by role._id, groups by
 // group._id (first occurrence in rule order kept), preferences key by key
 // (the representative's value wins; a different value is a conflict), and
@@ -79,7 +83,7 @@ import (
 
 // Member is one legacy account of a group.
 type Member struct {
-	ID          string
+	ID          model.ID
 	AppOrgID    string
 	AppID       string
 	DateCreated time.Time // zero when missing: ranks last
@@ -94,9 +98,9 @@ type Rules struct {
 
 // Conflict is two different values of one field in one group.
 type Conflict struct {
-	TenantID string   `json:"tenant_id" bson:"tenant_id"`
-	Field    string   `json:"field" bson:"field"`
-	Sources  []string `json:"legacy_ids" bson:"legacy_ids"`
+	TenantID model.ID   `json:"tenant_id" bson:"tenant_id"`
+	Field    string     `json:"field" bson:"field"`
+	Sources  []model.ID `json:"legacy_ids" bson:"legacy_ids"`
 }
 
 // Merged is what the rules make of one group.
@@ -127,12 +131,12 @@ func (r Rules) compare(a, b Member) int {
 	case !a.DateCreated.Equal(b.DateCreated):
 		return a.DateCreated.Compare(b.DateCreated)
 	}
-	return strings.Compare(a.ID, b.ID)
+	return a.ID.Compare(b.ID)
 }
 
 // Survivor picks the tenant account's _id: among members that already own a
 // tenant account (hasTenant) if any, else among all.
-func (r Rules) Survivor(members []Member, hasTenant func(id string) bool) string {
+func (r Rules) Survivor(members []Member, hasTenant func(id model.ID) bool) model.ID {
 	var best *Member
 	for pass := 0; pass < 2 && best == nil; pass++ {
 		for i := range members {
@@ -149,7 +153,7 @@ func (r Rules) Survivor(members []Member, hasTenant func(id string) bool) string
 }
 
 // Merge builds the tenant account of a group, its links and its conflicts.
-func (r Rules) Merge(orgID string, members []Member, survivorID string) (Merged, error) {
+func (r Rules) Merge(orgID string, members []Member, survivorID model.ID) (Merged, error) {
 	ordered := slices.Clone(members)
 	slices.SortFunc(ordered, func(a, b Member) int {
 		switch {
@@ -197,7 +201,7 @@ func (r Rules) Merge(orgID string, members []Member, survivorID string) (Merged,
 			links = append(links, model.Link{LegacyID: m.ID, TenantID: survivorID, OrgID: orgID, AppOrgID: ao, MembershipID: mid})
 		}
 	}
-	slices.SortFunc(links, func(a, b model.Link) int { return strings.Compare(a.LegacyID, b.LegacyID) })
+	slices.SortFunc(links, func(a, b model.Link) int { return a.LegacyID.Compare(b.LegacyID) })
 
 	tenant, err := pipelines.OneToOne(ordered[0].Doc, orgID)
 	if err != nil {
@@ -488,12 +492,12 @@ func compareVersions(a, b string) int {
 }
 
 type conflicts struct {
-	tenant string
+	tenant model.ID
 	list   []Conflict
 }
 
 // field returns the clash callback for one field between two accounts.
-func (c *conflicts) field(name, a, b string) func() {
+func (c *conflicts) field(name string, a, b model.ID) func() {
 	return func() {
 		for i := range c.list {
 			if c.list[i].Field == name {
@@ -503,7 +507,7 @@ func (c *conflicts) field(name, a, b string) func() {
 				return
 			}
 		}
-		c.list = append(c.list, Conflict{TenantID: c.tenant, Field: name, Sources: []string{a, b}})
+		c.list = append(c.list, Conflict{TenantID: c.tenant, Field: name, Sources: []model.ID{a, b}})
 	}
 }
 

@@ -22,11 +22,16 @@ func authType(code, identifier string) bson.D {
 	return bson.D{{Key: "id", Value: code + "-" + identifier}, {Key: "auth_type_code", Value: code}, {Key: "identifier", Value: identifier}}
 }
 
-// account builds a legacy account; extra fields are appended in order.
-func account(id, appOrg string, created int, extra ...bson.E) Member {
+// sid is the ID of a string _id.
+func sid(s string) model.ID { return model.StringID(s) }
+
+// account builds a legacy account with a string or ObjectId _id; extra
+// fields are appended in order.
+func account(id any, appOrg string, created int, extra ...bson.E) Member {
 	d := bson.D{{Key: "_id", Value: id}, {Key: "app_org_id", Value: appOrg}, {Key: "date_created", Value: date(created)}}
 	d = append(d, extra...)
-	return Member{ID: id, AppOrgID: appOrg, AppID: "app-" + appOrg, DateCreated: date(created).Time(), Doc: d}
+	mid, _ := model.IDOfValue(id)
+	return Member{ID: mid, AppOrgID: appOrg, AppID: "app-" + appOrg, DateCreated: date(created).Time(), Doc: d}
 }
 
 func field(t *testing.T, d bson.D, path string) any {
@@ -51,25 +56,33 @@ func TestSurvivor(t *testing.T) {
 	a := account("a", "ao1", 5)
 	b := account("b", "ao2", 3)
 	c := account("c", "ao3", 3)
+	// ObjectIds sort after every string, whatever their digits.
+	oid1, _ := primitive.ObjectIDFromHex("000000000000000000000001")
+	oid2, _ := primitive.ObjectIDFromHex("000000000000000000000002")
+	o1, o2 := account(oid1, "ao4", 3), account(oid2, "ao5", 3)
+	z := account("zzz", "ao6", 3)
 	tests := []struct {
 		name      string
 		rules     Rules
 		members   []Member
-		hasTenant map[string]bool
-		want      string
+		hasTenant map[model.ID]bool
+		want      model.ID
 	}{
-		{"oldest date_created", Rules{}, []Member{a, b}, nil, "b"},
-		{"smallest _id breaks a tie", Rules{}, []Member{c, b}, nil, "b"},
-		{"preferred app first", Rules{PreferredApps: []string{"app-ao1"}}, []Member{a, b, c}, nil, "a"},
-		{"second preferred app", Rules{PreferredApps: []string{"nope", "app-ao3"}}, []Member{a, b, c}, nil, "c"},
-		{"existing tenant wins", Rules{}, []Member{a, b, c}, map[string]bool{"c": true}, "c"},
-		{"rule among existing tenants", Rules{}, []Member{a, b, c}, map[string]bool{"a": true, "c": true}, "c"},
-		{"missing date ranks last", Rules{}, []Member{{ID: "0", AppOrgID: "ao1"}, a}, nil, "a"},
+		{"oldest date_created", Rules{}, []Member{a, b}, nil, sid("b")},
+		{"smallest _id breaks a tie", Rules{}, []Member{c, b}, nil, sid("b")},
+		{"preferred app first", Rules{PreferredApps: []string{"app-ao1"}}, []Member{a, b, c}, nil, sid("a")},
+		{"second preferred app", Rules{PreferredApps: []string{"nope", "app-ao3"}}, []Member{a, b, c}, nil, sid("c")},
+		{"existing tenant wins", Rules{}, []Member{a, b, c}, map[model.ID]bool{sid("c"): true}, sid("c")},
+		{"rule among existing tenants", Rules{}, []Member{a, b, c}, map[model.ID]bool{sid("a"): true, sid("c"): true}, sid("c")},
+		{"missing date ranks last", Rules{}, []Member{{ID: sid("0"), AppOrgID: "ao1"}, a}, nil, sid("a")},
+		{"a string _id before an ObjectId", Rules{}, []Member{o1, z}, nil, sid("zzz")},
+		{"ObjectIds by their bytes", Rules{}, []Member{o2, o1}, nil, model.ObjectIDOf(oid1)},
+		{"an ObjectId account can survive", Rules{}, []Member{o1, a}, nil, model.ObjectIDOf(oid1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, order := range [][]Member{tt.members, reversed(tt.members)} {
-				if got := tt.rules.Survivor(order, func(id string) bool { return tt.hasTenant[id] }); got != tt.want {
+				if got := tt.rules.Survivor(order, func(id model.ID) bool { return tt.hasTenant[id] }); got != tt.want {
 					t.Errorf("Survivor = %s, want %s", got, tt.want)
 				}
 			}
@@ -91,7 +104,7 @@ func TestOneMemberGroupEqualsPhase2(t *testing.T) {
 		bson.E{Key: "permissions", Value: bson.A{bson.D{{Key: "_id", Value: "p1"}}}},
 		bson.E{Key: "auth_types", Value: bson.A{authType("email", "x@example.org")}},
 		bson.E{Key: "legacy_flag", Value: "kept"})
-	got, err := Rules{}.Merge("org1", []Member{m}, "a")
+	got, err := Rules{}.Merge("org1", []Member{m}, sid("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +115,7 @@ func TestOneMemberGroupEqualsPhase2(t *testing.T) {
 	if !equal(got.Tenant, want) {
 		t.Errorf("merge of one = %v\nOneToOne    = %v", got.Tenant, want)
 	}
-	if len(got.Links) != 1 || got.Links[0] != (model.Link{LegacyID: "a", TenantID: "a", OrgID: "org1", AppOrgID: "ao1", MembershipID: "ao1_a"}) {
+	if len(got.Links) != 1 || got.Links[0] != (model.Link{LegacyID: sid("a"), TenantID: sid("a"), OrgID: "org1", AppOrgID: "ao1", MembershipID: "ao1_a"}) {
 		t.Errorf("links = %+v", got.Links)
 	}
 }
@@ -118,7 +131,7 @@ func TestMembershipsOnePerAppOrg(t *testing.T) {
 		bson.E{Key: "preferences", Value: bson.D{{Key: "theme", Value: "light"}, {Key: "font", Value: "big"}}},
 		bson.E{Key: "most_recent_client_version", Value: "1.10.0"})
 	c := account("c", "ao2", 1)
-	got, err := Rules{}.Merge("org1", []Member{a, b, c}, "c")
+	got, err := Rules{}.Merge("org1", []Member{a, b, c}, sid("c"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,8 +163,8 @@ func TestMembershipsOnePerAppOrg(t *testing.T) {
 	}
 	linkTo := map[string]string{}
 	for _, l := range got.Links {
-		linkTo[l.LegacyID] = l.MembershipID
-		if l.TenantID != "c" {
+		linkTo[l.LegacyID.Text()] = l.MembershipID
+		if l.TenantID != sid("c") {
 			t.Errorf("link %+v does not point at the survivor", l)
 		}
 	}
@@ -195,7 +208,7 @@ func TestPersonLevelRules(t *testing.T) {
 		bson.E{Key: "date_updated", Value: date(9)},
 		bson.E{Key: "last_login_date", Value: date(8)},
 		bson.E{Key: "other_unknown", Value: int32(3)})
-	got, err := Rules{}.Merge("org1", []Member{b, a}, "a")
+	got, err := Rules{}.Merge("org1", []Member{b, a}, sid("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +264,7 @@ func TestAuthTypeClashIsAConflict(t *testing.T) {
 	y := append(authType("email", "one@x.org"), bson.E{Key: "params", Value: bson.D{{Key: "k", Value: 1}}})
 	a := account("a", "ao1", 1, bson.E{Key: "auth_types", Value: bson.A{x}})
 	b := account("b", "ao2", 2, bson.E{Key: "auth_types", Value: bson.A{y}})
-	got, err := Rules{}.Merge("o", []Member{a, b}, "a")
+	got, err := Rules{}.Merge("o", []Member{a, b}, sid("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,12 +277,12 @@ func TestMergeIsDeterministic(t *testing.T) {
 	a := account("a", "ao1", 1, bson.E{Key: "scopes", Value: bson.A{"x"}})
 	b := account("b", "ao2", 2, bson.E{Key: "scopes", Value: bson.A{"y"}})
 	c := account("c", "ao1", 3, bson.E{Key: "scopes", Value: bson.A{"z"}})
-	first, err := Rules{}.Merge("o", []Member{a, b, c}, "a")
+	first, err := Rules{}.Merge("o", []Member{a, b, c}, sid("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, order := range [][]Member{{c, b, a}, {b, a, c}} {
-		got, err := Rules{}.Merge("o", order, "a")
+		got, err := Rules{}.Merge("o", order, sid("a"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 
+	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/internal/scratch"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
@@ -48,7 +49,8 @@ type rows interface {
 
 // scratchStore makes the tables of one run.
 type scratchStore interface {
-	// table names a table sorted by the given string fields, ascending.
+	// table names a table sorted by the given fields (strings or
+	// ObjectIds), ascending.
 	table(name string, sort ...string) table
 	// close removes every table of the run.
 	close(ctx context.Context) error
@@ -154,17 +156,18 @@ type keyed struct {
 }
 
 // sortKey joins the sort fields so that keys compare as the fields do, one
-// after the other, byte by byte (as MongoDB compares strings): each field
-// ends with 0x00, and a 0x00 inside a field is written 0x00 0xFF, a byte
-// UTF-8 never holds.
+// after the other, as MongoDB sorts them: a field is a string or an
+// ObjectId, written as its model.ID Key (strings before ObjectIds, each
+// byte by byte); each field ends with 0x00, and a 0x00 inside a field is
+// written 0x00 0xFF, a byte UTF-8 never holds.
 func (t *fileTable) sortKey(doc bson.Raw) (string, error) {
 	var b strings.Builder
 	for _, f := range t.sort {
-		v, ok := doc.Lookup(f).StringValueOK()
+		v, ok := model.IDOf(doc.Lookup(f))
 		if !ok {
-			return "", fmt.Errorf("scratch document without a string %s", f)
+			return "", fmt.Errorf("scratch document without a string or ObjectId %s", f)
 		}
-		b.WriteString(strings.ReplaceAll(v, "\x00", "\x00\xff"))
+		b.WriteString(strings.ReplaceAll(v.Key(), "\x00", "\x00\xff"))
 		b.WriteByte(0)
 	}
 	return b.String(), nil

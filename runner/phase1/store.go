@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
@@ -44,7 +44,11 @@ func (k *keyTable) runs(ctx context.Context, fn func([]keyDoc) error) error {
 		if err := bson.Unmarshal(raw, &kd); err != nil {
 			return fmt.Errorf("read identity keys: %w", err)
 		}
-		kd.A = kd.ID[hashLen:]
+		a, ok := model.IDFromKey(kd.ID[hashLen:])
+		if !ok {
+			return fmt.Errorf("read identity keys: a key without an account")
+		}
+		kd.A = a
 		if len(run) > 0 && run[0].ID[:hashLen] != kd.ID[:hashLen] {
 			if err := emit(); err != nil {
 				return err
@@ -134,23 +138,23 @@ type writer struct {
 	cfg        Config
 	rep        *Report
 	inserts    []any
-	compare    map[string]bson.Raw
-	supersedes []string
+	compare    map[model.ID]bson.Raw
+	supersedes []model.ID
 	newLinks   []any
 	oldLinks   []model.Link
 }
 
 func newWriter(cfg Config, rep *Report) *writer {
-	return &writer{cfg: cfg, rep: rep, compare: map[string]bson.Raw{}}
+	return &writer{cfg: cfg, rep: rep, compare: map[model.ID]bson.Raw{}}
 }
 
 func (w *writer) pending() int {
 	return len(w.inserts) + len(w.compare) + len(w.supersedes) + len(w.newLinks) + len(w.oldLinks)
 }
 
-func (w *writer) insertTenant(raw bson.Raw)             { w.inserts = append(w.inserts, raw) }
-func (w *writer) compareTenant(id string, raw bson.Raw) { w.compare[id] = raw }
-func (w *writer) supersede(id string)                   { w.supersedes = append(w.supersedes, id) }
+func (w *writer) insertTenant(raw bson.Raw)               { w.inserts = append(w.inserts, raw) }
+func (w *writer) compareTenant(id model.ID, raw bson.Raw) { w.compare[id] = raw }
+func (w *writer) supersede(id model.ID)                   { w.supersedes = append(w.supersedes, id) }
 
 func (w *writer) link(l model.Link, exists bool) {
 	if exists {
@@ -166,18 +170,18 @@ func (w *writer) flush(ctx context.Context) error {
 	dry := w.cfg.DryRun
 
 	if len(w.compare) > 0 {
-		ids := make([]string, 0, len(w.compare))
+		ids := make([]model.ID, 0, len(w.compare))
 		for id := range w.compare {
 			ids = append(ids, id)
 		}
-		sort.Strings(ids)
+		slices.SortFunc(ids, model.ID.Compare)
 		cur, err := tenants.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
 		if err != nil {
 			return fmt.Errorf("read tenant accounts: %w", err)
 		}
-		existing := map[string]bson.Raw{}
+		existing := map[model.ID]bson.Raw{}
 		for cur.Next(ctx) {
-			id, _ := cur.Current.Lookup("_id").StringValueOK()
+			id, _ := model.IDOf(cur.Current.Lookup("_id"))
 			existing[id] = append(bson.Raw(nil), cur.Current...)
 		}
 		if err := cur.Err(); err != nil {
@@ -236,6 +240,6 @@ func (w *writer) flush(ctx context.Context) error {
 		}
 	}
 	w.inserts, w.supersedes, w.newLinks, w.oldLinks = nil, nil, nil, nil
-	w.compare = map[string]bson.Raw{}
+	w.compare = map[model.ID]bson.Raw{}
 	return nil
 }

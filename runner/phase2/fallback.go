@@ -25,11 +25,13 @@ import (
 // account that turned bad after the last full check (this run's phase 1, or
 // Run's scan) can get there: what was written before it is correct, and a
 // run after the fix resumes from the checkpoint.
-func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, after string, rep *Report, countInScan bool) error {
-	rep.Resumed = after
+func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, after model.ID, rep *Report, countInScan bool) error {
 	var filter bson.D
-	if after != "" {
-		filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}}}
+	if !after.IsZero() {
+		rep.Resumed = after.String()
+		// Resumed, the accounts before the checkpoint were done, and Run
+		// counted the bad ones.
+		filter = (&pipelines.Range{After: after}).MigratedIDs()
 	}
 	links, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.Links), filter, bson.D{{Key: "_id", Value: 1}}, cfg.Batch)
 	if err != nil {
@@ -58,7 +60,7 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, after
 	err = sorted.Each(ctx, cfg.DB.Collection(cfg.Names.Accounts), filter, nil, cfg.Batch, func(raw bson.Raw) error {
 		read++
 		task.Add(1)
-		id, ok := raw.Lookup("_id").StringValueOK()
+		id, ok := model.IDOf(raw.Lookup("_id"))
 		if !ok {
 			bad(raw.Lookup("_id"), pipelines.ReasonID)
 			return nil
@@ -151,7 +153,7 @@ type batchWriter struct {
 	rep      *Report
 	inserts  []any
 	replaces []mongo.WriteModel
-	last     string
+	last     model.ID
 	// stopped: an invalid account was met; nothing more is written.
 	stopped bool
 }
@@ -163,7 +165,7 @@ func (w *batchWriter) stop() {
 	w.stopped = true
 	w.rep.Inserted -= int64(len(w.inserts))
 	w.rep.Refreshed -= int64(len(w.replaces))
-	w.inserts, w.replaces, w.last = nil, nil, ""
+	w.inserts, w.replaces, w.last = nil, nil, model.ID{}
 }
 
 func (w *batchWriter) flush(ctx context.Context) error {
@@ -191,7 +193,7 @@ func (w *batchWriter) flush(ctx context.Context) error {
 		w.rep.Unchanged += kept
 	}
 	w.inserts, w.replaces = nil, nil
-	if w.last == "" {
+	if w.last.IsZero() {
 		return nil
 	}
 	return saveCheckpoint(ctx, w.cfg, w.last)

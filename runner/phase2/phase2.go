@@ -29,6 +29,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
@@ -193,7 +194,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	path := cfg.Path
 	serverSide := path.serverSide()
-	after := "" // where a run killed earlier stopped
+	var after model.ID // where a run killed earlier stopped
 	if cfg.DryRun {
 		if path == PathProbe {
 			if serverSide, err = previewTaken(ctx, cfg, valid); err != nil {
@@ -223,7 +224,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	switch {
 	case serverSide:
 		rep.Checked = CheckedOnServer
-	case after == "" && (cfg.Prechecked || cfg.SkipInvalid || cfg.DryRun):
+	case after.IsZero() && (cfg.Prechecked || cfg.SkipInvalid || cfg.DryRun):
 		rep.Checked = CheckedInScan
 	default:
 		rep.Checked = CheckedBefore
@@ -262,8 +263,8 @@ func previewTaken(ctx context.Context, cfg Config, valid []string) (bool, error)
 	return err == nil, nil
 }
 
-// noAccountAfter is past every string _id: U+10FFFF is the last code point.
-const noAccountAfter = "\U0010FFFF\U0010FFFF\U0010FFFF\U0010FFFF"
+// noAccountAfter is past every _id the phases migrate: the last ObjectId.
+var noAccountAfter = model.ObjectIDOf(primitive.ObjectID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 
 // ensureCollections creates the collections the pipelines read and write
 // that do not exist yet (the links, when phase 1 merged nobody): a server
@@ -367,23 +368,23 @@ func noteInvalid(rep *Report, id bson.RawValue, reason string) {
 }
 
 type checkpoint struct {
-	Through string    `bson:"through"`
+	Through model.ID  `bson:"through"`
 	At      time.Time `bson:"at"`
 }
 
-func readCheckpoint(ctx context.Context, cfg Config) (string, error) {
+func readCheckpoint(ctx context.Context, cfg Config) (model.ID, error) {
 	var c checkpoint
 	err := cfg.DB.Collection(cfg.State).FindOne(ctx, bson.D{{Key: "_id", Value: checkpointID}}).Decode(&c)
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return "", nil
+		return model.ID{}, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read checkpoint: %w", err)
+		return model.ID{}, fmt.Errorf("read checkpoint: %w", err)
 	}
 	return c.Through, nil
 }
 
-func saveCheckpoint(ctx context.Context, cfg Config, through string) error {
+func saveCheckpoint(ctx context.Context, cfg Config, through model.ID) error {
 	_, err := cfg.DB.Collection(cfg.State).UpdateOne(ctx, bson.D{{Key: "_id", Value: checkpointID}},
 		bson.D{{Key: "$set", Value: checkpoint{Through: through, At: time.Now().UTC()}}}, options.Update().SetUpsert(true))
 	if err != nil {
@@ -403,9 +404,11 @@ func clearCheckpoint(ctx context.Context, cfg Config) error {
 // runServer is a server-side path, PathMerge or PathSplit, from the
 // checkpoint `after` on: optionally over _id ranges, each one server-side
 // run, with a checkpoint after each.
-func runServer(ctx context.Context, cfg Config, path Path, valid []string, after string, rep *Report) error {
+func runServer(ctx context.Context, cfg Config, path Path, valid []string, after model.ID, rep *Report) error {
 	accounts := cfg.DB.Collection(cfg.Names.Accounts)
-	rep.Resumed = after
+	if !after.IsZero() {
+		rep.Resumed = after.String()
+	}
 	task := cfg.Progress.Start("phase 2: "+path.String(), cfg.Total)
 	defer task.Done()
 	for {
@@ -417,7 +420,7 @@ func runServer(ctx context.Context, cfg Config, path Path, valid []string, after
 			}
 			r.Through = through
 		}
-		if after == "" && r.Through == "" {
+		if after.IsZero() && r.Through.IsZero() {
 			r = nil
 		}
 		before := rep.Inserted + rep.Refreshed + rep.Unchanged + rep.RefreshedOrUnchanged
@@ -441,7 +444,7 @@ func runServer(ctx context.Context, cfg Config, path Path, valid []string, after
 		}
 		rep.Ranges++
 		task.Add(rep.Inserted + rep.Refreshed + rep.Unchanged + rep.RefreshedOrUnchanged - before)
-		if r == nil || r.Through == "" {
+		if r == nil || r.Through.IsZero() {
 			break
 		}
 		if !cfg.DryRun {
@@ -518,22 +521,20 @@ func countTaken(ctx context.Context, cfg Config, valid []string, r *pipelines.Ra
 	return max(n-linked, 0), nil
 }
 
-// rangeEnd is the _id size accounts after `after`, or "" for the rest.
-func rangeEnd(ctx context.Context, accounts *mongo.Collection, after string, size int) (string, error) {
-	filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$type", Value: "string"}}}}
-	if after != "" {
-		filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$type", Value: "string"}, {Key: "$gt", Value: after}}}}
-	}
+// rangeEnd is the _id size accounts after `after` (zero: from the first)
+// among the _ids the phases migrate, or zero for the rest.
+func rangeEnd(ctx context.Context, accounts *mongo.Collection, after model.ID, size int) (model.ID, error) {
+	filter := (&pipelines.Range{After: after}).MigratedIDs()
 	var doc struct {
-		ID string `bson:"_id"`
+		ID model.ID `bson:"_id"`
 	}
 	err := accounts.FindOne(ctx, filter, options.FindOne().SetSort(bson.D{{Key: "_id", Value: 1}}).
 		SetSkip(int64(size-1)).SetProjection(bson.D{{Key: "_id", Value: 1}})).Decode(&doc)
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return "", nil
+		return model.ID{}, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("find range end: %w", err)
+		return model.ID{}, fmt.Errorf("find range end: %w", err)
 	}
 	return doc.ID, nil
 }

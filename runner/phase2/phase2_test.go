@@ -14,9 +14,11 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
@@ -166,7 +168,7 @@ func TestPhase2MergeCountsWithoutPreview(t *testing.T) {
 }
 
 // lastOneToOne is an account phase 2 moves: one without a link.
-func lastOneToOne(t *testing.T, db *mongo.Database) string {
+func lastOneToOne(t *testing.T, db *mongo.Database) model.ID {
 	t.Helper()
 	cur, err := db.Collection(names.Accounts).Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetProjection(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
@@ -174,17 +176,17 @@ func lastOneToOne(t *testing.T, db *mongo.Database) string {
 	}
 	defer cur.Close(context.Background())
 	for cur.Next(context.Background()) {
-		id := cur.Current.Lookup("_id").StringValue()
+		id, _ := model.IDOf(cur.Current.Lookup("_id"))
 		if err := db.Collection(names.Links).FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Err(); errors.Is(err, mongo.ErrNoDocuments) {
 			return id
 		}
 	}
 	t.Fatal("no one-to-one account")
-	return ""
+	return model.ID{}
 }
 
 // edit sets a document's date_updated and username, as a service would.
-func edit(t *testing.T, coll *mongo.Collection, id string, updated time.Time, username string) {
+func edit(t *testing.T, coll *mongo.Collection, id model.ID, updated time.Time, username string) {
 	t.Helper()
 	if _, err := coll.UpdateOne(context.Background(), bson.D{{Key: "_id", Value: id}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: updated}, {Key: "username", Value: username}}}}); err != nil {
@@ -305,8 +307,13 @@ func TestPhase2FallbackChecksInItsScan(t *testing.T) {
 	db, exp := prepared(t, 300)
 	ctx := context.Background()
 	ids := legacyIDs(t, db)
-	mid, last := ids[len(ids)/2]+"~", ids[len(ids)-1]+"~"
-	bad := func(id string) bson.D {
+	// mid among the strings; last after everything, the ObjectIds too
+	mid := model.StringID(ids[len(ids)/2].Text() + "~")
+	last := model.ObjectIDOf(primitive.ObjectID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	if mid.IsObjectID() || !ids[len(ids)-1].IsObjectID() {
+		t.Fatal("the fixture lost its mix of string and ObjectId _ids")
+	}
+	bad := func(id model.ID) bson.D {
 		return bson.D{{Key: "_id", Value: id}, {Key: "app_org_id", Value: "nope"},
 			{Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: "a@b"}}}}}
 	}
@@ -314,7 +321,7 @@ func TestPhase2FallbackChecksInItsScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.Seeded(t, db)
-	before := map[string]bool{}
+	before := map[model.ID]bool{}
 	for _, id := range tenantIDs(t, db) {
 		before[id] = true
 	}
@@ -330,7 +337,7 @@ func TestPhase2FallbackChecksInItsScan(t *testing.T) {
 			continue
 		}
 		written++
-		if id > mid {
+		if mid.Less(id) {
 			t.Errorf("tenant %s written after the first bad account %s", id, mid)
 		}
 	}
@@ -345,7 +352,7 @@ func TestPhase2FallbackChecksInItsScan(t *testing.T) {
 	if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != int64(exp.TenantsExpected) {
 		t.Errorf("%d tenant accounts, fixture expects %d", n, exp.TenantsExpected)
 	}
-	for _, id := range []string{mid, last} {
+	for _, id := range []model.ID{mid, last} {
 		if err := db.Collection(names.TenantsAccounts).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Err(); !errors.Is(err, mongo.ErrNoDocuments) {
 			t.Errorf("invalid account %s was migrated: %v", id, err)
 		}
@@ -359,30 +366,30 @@ func TestPhase2FallbackChecksInItsScan(t *testing.T) {
 	if _, err := db.Collection("migrations_state").InsertOne(ctx, bson.D{{Key: "_id", Value: "phase2_checkpoint"}, {Key: "through", Value: mid}}); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err = phase2.Run(ctx, cfg); err != nil || rep.Resumed != mid || rep.Invalid != 2 || rep.Checked != phase2.CheckedBefore {
+	if rep, err = phase2.Run(ctx, cfg); err != nil || rep.Resumed != mid.String() || rep.Invalid != 2 || rep.Checked != phase2.CheckedBefore {
 		t.Errorf("resumed after the first bad account = %+v, %v; want both counted by a scan before the copy", rep, err)
 	}
 }
 
-func legacyIDs(t *testing.T, db *mongo.Database) []string {
+func legacyIDs(t *testing.T, db *mongo.Database) []model.ID {
 	t.Helper()
 	return sortedIDs(t, db.Collection(names.Accounts))
 }
 
-func tenantIDs(t *testing.T, db *mongo.Database) []string {
+func tenantIDs(t *testing.T, db *mongo.Database) []model.ID {
 	t.Helper()
 	return sortedIDs(t, db.Collection(names.TenantsAccounts))
 }
 
-func sortedIDs(t *testing.T, coll *mongo.Collection) []string {
+func sortedIDs(t *testing.T, coll *mongo.Collection) []model.ID {
 	t.Helper()
 	cur, err := coll.Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
+	var out []model.ID
 	for cur.Next(context.Background()) {
-		if id, ok := cur.Current.Lookup("_id").StringValueOK(); ok {
+		if id, ok := model.IDOf(cur.Current.Lookup("_id")); ok {
 			out = append(out, id)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/model"
@@ -57,7 +58,7 @@ func probe(ctx context.Context, cfg Config) (*ProbeReport, error) {
 		if err := w.seed(ctx, pc); err != nil {
 			return nil, fmt.Errorf("probe: %w", err)
 		}
-		err := runServer(ctx, pc, path, w.valid, "", &Report{Path: path, Exact: path == PathSplit || cfg.ExactCounts})
+		err := runServer(ctx, pc, path, w.valid, model.ID{}, &Report{Path: path, Exact: path == PathSplit || cfg.ExactCounts})
 		if err == nil {
 			err = w.check(ctx, pc)
 		}
@@ -91,23 +92,24 @@ func oneLine(s string) string {
 
 // probeWorld is the probe's data: one account of each kind the paths treat
 // apart, with the values that matter to them (dates, a null, a nested
-// document, a missing app-level field).
+// document, a missing app-level field, an ObjectId _id, whose membership id
+// needs $toString).
 type probeWorld struct {
 	appOrgs, links, accounts, tenants []bson.D
 	valid                             []string
-	want                              map[string]bson.D // tenant accounts after the run, by _id
+	want                              map[model.ID]bson.D // tenant accounts after the run, by _id
 }
 
 func newProbeWorld() *probeWorld {
 	t0 := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	older, newer := t0, t0.Add(time.Hour)
-	account := func(id string, updated time.Time) bson.D {
+	account := func(id any, updated time.Time) bson.D {
 		return bson.D{
 			{Key: model.FieldID, Value: id},
 			{Key: model.FieldAppOrgID, Value: "probe_ao"},
 			{Key: model.FieldPermissions, Value: bson.A{bson.D{{Key: "name", Value: "read"}}}},
 			{Key: model.FieldPreferences, Value: nil},
-			{Key: model.FieldAuthTypes, Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: id + "@probe"}}}},
+			{Key: model.FieldAuthTypes, Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: fmt.Sprint(id) + "@probe"}}}},
 			{Key: "profile", Value: bson.D{{Key: "first_name", Value: "probe"}}},
 			{Key: model.FieldDateCreated, Value: older},
 			{Key: model.FieldDateUpdated, Value: updated},
@@ -117,7 +119,7 @@ func newProbeWorld() *probeWorld {
 		appOrgs: []bson.D{{{Key: "_id", Value: "probe_ao"}, {Key: model.FieldOrgID, Value: "probe_org"}}},
 		links:   []bson.D{{{Key: "_id", Value: "p-linked"}, {Key: "tenant_id", Value: "p-linked"}}},
 		valid:   []string{"probe_ao"},
-		want:    map[string]bson.D{},
+		want:    map[model.ID]bson.D{},
 	}
 	kept := bson.D{{Key: "_id", Value: "p-fresh"}, {Key: "username", Value: "edited by the service"}, {Key: model.FieldDateUpdated, Value: newer.Add(time.Hour)}}
 	phase1 := bson.D{{Key: "_id", Value: "p-linked"}, {Key: "username", Value: "phase 1"}}
@@ -125,14 +127,16 @@ func newProbeWorld() *probeWorld {
 		{{Key: "_id", Value: "p-stale"}, {Key: "username", Value: "before the legacy edit"}, {Key: model.FieldDateUpdated, Value: older}},
 		kept, phase1,
 	}
-	for _, a := range []bson.D{account("p-new", newer), account("p-stale", newer), account("p-fresh", newer), account("p-linked", newer)} {
+	oid := primitive.ObjectID{0x65, 0x70, 0x72, 0x6f, 0x62, 0x65, 0, 0, 0, 0, 0, 1}
+	for _, a := range []bson.D{account("p-new", newer), account(oid, newer), account("p-stale", newer), account("p-fresh", newer), account("p-linked", newer)} {
 		w.accounts = append(w.accounts, a)
 	}
-	for _, a := range w.accounts[:2] { // inserted, refreshed
+	for _, a := range w.accounts[:3] { // inserted, inserted, refreshed
 		tn, _ := pipelines.OneToOne(a, "probe_org")
-		w.want[a[0].Value.(string)] = tn
+		id, _ := model.IDOfValue(a[0].Value)
+		w.want[id] = tn
 	}
-	w.want["p-fresh"], w.want["p-linked"] = kept, phase1
+	w.want[model.StringID("p-fresh")], w.want[model.StringID("p-linked")] = kept, phase1
 	return w
 }
 
@@ -167,19 +171,19 @@ func (w *probeWorld) check(ctx context.Context, cfg Config) error {
 	if err := cur.All(ctx, &got); err != nil {
 		return err
 	}
-	seen := map[string]bool{}
+	seen := map[model.ID]bool{}
 	for _, raw := range got {
-		id, _ := raw.Lookup("_id").StringValueOK()
+		id, _ := model.IDOf(raw.Lookup("_id"))
 		var g bson.D
 		if err := bson.Unmarshal(raw, &g); err != nil {
 			return err
 		}
 		want, ok := w.want[id]
 		if !ok {
-			return fmt.Errorf("the server accepted the path but wrote an unexpected tenant account %q", id)
+			return fmt.Errorf("the server accepted the path but wrote an unexpected tenant account %s", id)
 		}
 		if a, b := canonical(g), canonical(want); a != b {
-			return fmt.Errorf("the server accepted the path but wrote tenant account %q as %s, not %s", id, a, b)
+			return fmt.Errorf("the server accepted the path but wrote tenant account %s as %s, not %s", id, a, b)
 		}
 		seen[id] = true
 	}

@@ -233,21 +233,27 @@ func (r *Report) Print(w io.Writer) {
 type legacyRow struct {
 	RawID    bson.RawValue `bson:"_id"`
 	AppOrgID any           `bson:"app_org_id"`
-	ID       string        `bson:"-"`
 }
 
-// key is the row's _id as a join key. No tenant or link has a non-string
-// _id, so such an account can only be reported: its key starts with a NUL
-// byte and can match nothing.
-func (r *legacyRow) key() string {
-	if r.ID == "" {
-		if s, ok := r.RawID.StringValueOK(); ok {
-			r.ID = s
-		} else {
-			r.ID = "\x00" + r.RawID.String()
-		}
+// The join key of every stream is an _id's model.ID Key, which orders as
+// the server sorts. No tenant or link has an _id of another type, so such
+// a legacy account can only be reported: its key starts with a NUL byte,
+// below every Key, and matches nothing.
+func (r legacyRow) key() string {
+	if id, ok := model.IDOf(r.RawID); ok {
+		return id.Key()
 	}
-	return r.ID
+	return otherKey + r.RawID.String()
+}
+
+const otherKey = "\x00"
+
+// display is how a key appears in a report.
+func display(key string) string {
+	if id, ok := model.IDFromKey(key); ok {
+		return id.String()
+	}
+	return strings.TrimPrefix(key, otherKey)
 }
 
 type membershipRow struct {
@@ -256,7 +262,7 @@ type membershipRow struct {
 }
 
 type tenantRow struct {
-	ID          string          `bson:"_id"`
+	ID          model.ID        `bson:"_id"`
 	OrgID       string          `bson:"org_id"`
 	Memberships []membershipRow `bson:"org_apps_memberships"`
 }
@@ -283,20 +289,20 @@ func Run(ctx context.Context, db *mongo.Database, c Collections, opts Options) (
 		return nil, fmt.Errorf("verify: read legacy accounts: %w", err)
 	}
 	defer legacy.close(ctx)
-	links, err := openStream[Link](ctx, db.Collection(c.Links), batch, byID, nil, func(l Link) string { return l.LegacyID })
+	links, err := openStream[Link](ctx, db.Collection(c.Links), batch, byID, nil, func(l Link) string { return l.LegacyID.Key() })
 	if err != nil {
 		return nil, fmt.Errorf("verify: read links: %w", err)
 	}
 	defer links.close(ctx)
 	tenants, err := openStream[tenantRow](ctx, db.Collection(c.TenantsAccounts), batch, byID,
 		bson.D{{Key: "org_id", Value: 1}, {Key: "org_apps_memberships.id", Value: 1}, {Key: "org_apps_memberships.app_org_id", Value: 1}},
-		func(t tenantRow) string { return t.ID })
+		func(t tenantRow) string { return t.ID.Key() })
 	if err != nil {
 		return nil, fmt.Errorf("verify: read tenant accounts: %w", err)
 	}
 	defer tenants.close(ctx)
 	linksByTenant, err := openStream[Link](ctx, db.Collection(c.Links), batch,
-		bson.D{{Key: "tenant_id", Value: 1}, {Key: "_id", Value: 1}}, nil, func(l Link) string { return l.TenantID })
+		bson.D{{Key: "tenant_id", Value: 1}, {Key: "_id", Value: 1}}, nil, func(l Link) string { return l.TenantID.Key() })
 	if err != nil {
 		return nil, fmt.Errorf("verify: read links by tenant: %w", err)
 	}
@@ -317,11 +323,11 @@ func Run(ctx context.Context, db *mongo.Database, c Collections, opts Options) (
 			// Links to tenants that sort before this one name missing tenants.
 			for {
 				lk, ok := linksByTenant.peek()
-				if !ok || lk.TenantID > id {
+				if !ok || lk.TenantID.Key() > id {
 					break
 				}
 				linksByTenant.next()
-				if lk.TenantID < id {
+				if lk.TenantID.Key() < id {
 					v.danglingLink(lk)
 				} else {
 					tl = append(tl, lk)
@@ -366,20 +372,21 @@ func (v *verifier) org(name string) *OrgCounts {
 }
 
 func (v *verifier) danglingLink(l Link) {
-	if l.TenantID == "" && l.Skipped != "" {
-		v.rep.Skipped.add(l.LegacyID)
+	if l.Skipped != "" {
+		v.rep.Skipped.add(l.LegacyID.String())
 	} else {
-		v.rep.DanglingLinks.add(l.LegacyID)
+		v.rep.DanglingLinks.add(l.LegacyID.String())
 	}
-	v.rep.NotMigrated.add(l.LegacyID)
+	v.rep.NotMigrated.add(l.LegacyID.String())
 }
 
-// check judges one _id: as a legacy account, its link, and as a tenant
-// account with the links that point at it.
-func (v *verifier) check(id string, l legacyRow, hasL bool, k Link, hasK bool, t tenantRow, hasT bool, tl []Link) {
+// check judges one _id, by its join key: as a legacy account, its link, and
+// as a tenant account with the links that point at it.
+func (v *verifier) check(key string, l legacyRow, hasL bool, k Link, hasK bool, t tenantRow, hasT bool, tl []Link) {
 	rep := v.rep
 	ao, _ := l.AppOrgID.(string)
-	shown := strings.TrimPrefix(id, "\x00") // a non-string _id, shown as such
+	id, _ := model.IDFromKey(key) // zero for another type of _id
+	shown := display(key)
 	if hasL {
 		rep.LegacyAccounts++
 		org, ok := v.orgOf[ao]
@@ -391,7 +398,7 @@ func (v *verifier) check(id string, l legacyRow, hasL bool, k Link, hasK bool, t
 		switch {
 		case hasK && hasT && k.TenantID != id:
 			// Merged into another tenant, yet still a tenant of its own.
-			rep.InTwoTenants.add(id)
+			rep.InTwoTenants.add(shown)
 		case hasK:
 			// Judged with its tenant's links.
 		case hasT && holds(t, model.MembershipID(ao, id), ao):
@@ -404,7 +411,7 @@ func (v *verifier) check(id string, l legacyRow, hasL bool, k Link, hasK bool, t
 			rep.NotMigrated.add(shown)
 		}
 	} else if hasK {
-		rep.OrphanLinks.add(id)
+		rep.OrphanLinks.add(shown)
 	}
 	if !hasT {
 		return
@@ -412,10 +419,10 @@ func (v *verifier) check(id string, l legacyRow, hasL bool, k Link, hasK bool, t
 	rep.TenantAccounts++
 	v.org(t.OrgID).Tenants++
 	if !hasL {
-		rep.OrphanTenants.add(id)
+		rep.OrphanTenants.add(shown)
 	}
 	if len(t.Memberships) == 0 {
-		rep.EmptyTenants.add(id)
+		rep.EmptyTenants.add(shown)
 	}
 	referenced := map[string]bool{}
 	for _, lk := range tl {
@@ -424,7 +431,7 @@ func (v *verifier) check(id string, l legacyRow, hasL bool, k Link, hasK bool, t
 			rep.Linked++
 			v.org(t.OrgID).Migrated++
 		} else {
-			rep.NotMigrated.add(lk.LegacyID)
+			rep.NotMigrated.add(lk.LegacyID.String())
 		}
 	}
 	own := ""
@@ -439,7 +446,7 @@ func (v *verifier) check(id string, l legacyRow, hasL bool, k Link, hasK bool, t
 		}
 		seen[m.ID] = true
 		if org, ok := v.orgOf[m.AppOrgID]; !ok || org != t.OrgID {
-			rep.OrgMismatch.add(id)
+			rep.OrgMismatch.add(shown)
 		}
 		if !referenced[m.ID] && m.ID != own {
 			rep.OrphanMembers.add(m.ID)

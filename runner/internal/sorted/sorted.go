@@ -10,14 +10,18 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/model"
 )
 
-// Cursor is a cursor over string _ids in ascending order.
+// Cursor is a cursor over documents in ascending _id order.
 type Cursor struct {
 	cur  *mongo.Cursor
 	head bson.Raw
-	id   string
-	done bool
+	id   model.ID
+	// other: the head's _id is of a type no ID has; it matches no ID.
+	other bool
+	done  bool
 }
 
 // byID is the order of merge joins.
@@ -76,11 +80,14 @@ func EachBy(ctx context.Context, coll *mongo.Collection, filter, proj, sort bson
 }
 
 // SkipTo advances past every _id below id and returns the document whose
-// _id is id, or nil. Calls must come with ascending ids. An error of the
-// cursor is returned at once, never taken for the end: a join that read
-// "no document" from a broken cursor would write the wrong thing.
-func (c *Cursor) SkipTo(ctx context.Context, id string) (bson.Raw, error) {
-	for !c.done && (c.head == nil || c.id < id) {
+// _id is id, or nil. Calls must come with ascending ids (model.ID.Compare,
+// the server's order). A document whose _id is neither a string nor an
+// ObjectId is passed over: it matches no ID, and wherever the server sorts
+// its type, passing it skips no ID. An error of the cursor is returned at
+// once, never taken for the end: a join that read "no document" from a
+// broken cursor would write the wrong thing.
+func (c *Cursor) SkipTo(ctx context.Context, id model.ID) (bson.Raw, error) {
+	for !c.done && (c.head == nil || c.other || c.id.Less(id)) {
 		if !c.cur.Next(ctx) {
 			c.done, c.head = true, nil
 			if err := c.cur.Err(); err != nil {
@@ -89,7 +96,8 @@ func (c *Cursor) SkipTo(ctx context.Context, id string) (bson.Raw, error) {
 			break
 		}
 		c.head = append(bson.Raw(nil), c.cur.Current...)
-		c.id, _ = c.head.Lookup("_id").StringValueOK()
+		c.id, c.other = model.IDOf(c.head.Lookup("_id"))
+		c.other = !c.other
 	}
 	if err := c.cur.Err(); err != nil {
 		return nil, err
