@@ -18,9 +18,11 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database"
 	"github.com/golang-migrate/migrate/v4/source"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/sirupsen/logrus"
@@ -187,8 +189,44 @@ func RedactIn(msg, uri string) string {
 // bound to one call's context.
 type session struct {
 	m   *migrate.Migrate
-	drv *mongomigrate.Driver
+	drv *heldDriver
 	src source.Driver
+}
+
+// heldDriver is the driver as one session uses it: the runner takes the
+// lease once around several golang-migrate calls (check the dirty state,
+// force, migrate), each of which locks and unlocks again; those nest in
+// the runner's hold instead of failing (mongomigrate.Driver, as
+// golang-migrate's contract says, refuses a second Lock), so no other
+// runner slips in between.
+type heldDriver struct {
+	*mongomigrate.Driver
+	mu    sync.Mutex
+	holds int
+}
+
+func (d *heldDriver) Lock() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.holds == 0 {
+		if err := d.Driver.Lock(); err != nil {
+			return err
+		}
+	}
+	d.holds++
+	return nil
+}
+
+func (d *heldDriver) Unlock() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.holds == 0 {
+		return database.ErrNotLocked
+	}
+	if d.holds--; d.holds > 0 {
+		return nil
+	}
+	return d.Driver.Unlock()
 }
 
 func (r *Runner) open(ctx context.Context) (*session, error) {
@@ -196,7 +234,7 @@ func (r *Runner) open(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read steps: %w", err)
 	}
-	drv, err := mongomigrate.WithInstance(ctx, mongomigrate.Config{
+	inner, err := mongomigrate.WithInstance(ctx, mongomigrate.Config{
 		DB:                r.db,
 		StateCollection:   r.cfg.Collections.State(),
 		HistoryCollection: r.cfg.Collections.History(),
@@ -213,6 +251,7 @@ func (r *Runner) open(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	drv := &heldDriver{Driver: inner}
 	m, err := migrate.NewWithInstance("iofs", src, "mongomigrate", drv)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
@@ -468,15 +507,22 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	task := r.progress.Start("verify", total)
 	defer task.Done()
 	seen := int64(0)
-	rep, err := verify.Run(ctx, r.db, verify.Collections{
-		Accounts:                  c.Accounts,
-		TenantsAccounts:           c.TenantsAccounts,
-		ApplicationsOrganizations: c.ApplicationsOrganizations,
-		Links:                     c.Links,
-	}, verify.Options{Stage: stage, Batch: r.cfg.BatchSize, Progress: func(read int64) {
-		task.Add(read - seen)
-		seen = read
-	}})
+	var rep *verify.Report
+	// Verify only reads: its streams resume by themselves, and any other
+	// transient error reads it all again.
+	policy := r.retryPolicy()
+	err = policy.Do(ctx, "verify", func(ctx context.Context) (err error) {
+		rep, err = verify.Run(ctx, r.db, verify.Collections{
+			Accounts:                  c.Accounts,
+			TenantsAccounts:           c.TenantsAccounts,
+			ApplicationsOrganizations: c.ApplicationsOrganizations,
+			Links:                     c.Links,
+		}, verify.Options{Stage: stage, Batch: r.cfg.BatchSize, Retry: &policy, Progress: func(read int64) {
+			task.Add(max(read-seen, 0))
+			seen = max(seen, read)
+		}})
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -11,10 +11,10 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
-	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
+	"github.com/tenantmigrate/runner/runner/retry"
 )
 
 // dryRunFunc says what a Go step would do, writing nothing.
@@ -24,7 +24,19 @@ type dryRunFunc func(ctx context.Context) (any, error)
 func (r *Runner) goSteps() map[string]mongomigrate.StepFunc {
 	return map[string]mongomigrate.StepFunc{
 		"phase1": func(ctx context.Context) (mongomigrate.Result, error) {
-			rep, err := phase1.Run(ctx, r.phase1Config(ctx, false))
+			cfg := r.phase1Config(ctx, false)
+			retries := &retry.Counter{}
+			cfg.Retry.Counter = retries
+			// Within phase 1 every write and every cursor in _id order
+			// retries by itself; a transient error anywhere else (its
+			// first scan reads in natural order) runs the idempotent
+			// phase again from its start.
+			var rep *phase1.Report
+			step := cfg.Retry
+			err := step.Do(ctx, "phase 1", func(ctx context.Context) (err error) {
+				rep, err = phase1.Run(ctx, cfg)
+				return err
+			})
 			if rep != nil {
 				r.logPhase1(rep)
 			}
@@ -32,23 +44,44 @@ func (r *Runner) goSteps() map[string]mongomigrate.StepFunc {
 				return mongomigrate.Result{}, err
 			}
 			runStateOf(ctx).legacyChecked.Store(true)
-			return mongomigrate.Result{Counts: rep.Counts()}, nil
+			return mongomigrate.Result{Counts: withRetries(rep.Counts(), retries)}, nil
 		},
 		"phase1_down": r.phase1Down,
 		"phase2": func(ctx context.Context) (mongomigrate.Result, error) {
 			cfg := r.phase2Config(ctx, false)
 			cfg.Prechecked = runStateOf(ctx).legacyChecked.Load()
-			rep, err := phase2.Run(ctx, cfg)
+			retries := &retry.Counter{}
+			cfg.Retry.Counter = retries
+			var rep *phase2.Report
+			step := cfg.Retry
+			err := step.Do(ctx, "phase 2", func(ctx context.Context) (err error) {
+				rep, err = phase2.Run(ctx, cfg)
+				return err
+			})
 			if rep != nil {
 				r.log.WithFields(logrus.Fields{"path": rep.Path, "checked": rep.Checked, "counts": rep.Counts()}).Info("phase 2: report")
 			}
 			if err != nil {
 				return mongomigrate.Result{}, err
 			}
-			return mongomigrate.Result{Counts: rep.Counts(), Notes: rep.Notes()}, nil
+			return mongomigrate.Result{Counts: withRetries(rep.Counts(), retries), Notes: rep.Notes()}, nil
 		},
 		"phase2_down": r.phase2Down,
 	}
+}
+
+// withRetries adds the step's retries to its counts when there were any.
+func withRetries(c map[string]int64, retries *retry.Counter) map[string]int64 {
+	if n := retries.Load(); n > 0 {
+		c["retries"] = n
+	}
+	return c
+}
+
+// retryPolicy is the configured budget against transient errors.
+func (r *Runner) retryPolicy() retry.Policy {
+	c := r.cfg.Retry
+	return retry.Policy{Attempts: c.Attempts, MaxElapsed: c.MaxElapsed, Base: c.InitialWait, Max: c.MaxWait, Log: r.log}
 }
 
 func (r *Runner) dryRuns() map[string]dryRunFunc {
@@ -74,6 +107,7 @@ func (r *Runner) phase1Config(ctx context.Context, dry bool) phase1.Config {
 		IdentityCodes:             r.cfg.Identity.AuthTypeCodes,
 		Rules:                     phase1.Rules{PreferredApps: r.cfg.Phase1.PreferredApps},
 		MemoryGroupLimit:          r.cfg.Phase1.MemoryGroupLimit,
+		Retry:                     r.retryPolicy(),
 		Batch:                     r.cfg.BatchSize,
 		SkipInvalid:               r.cfg.SkipInvalid,
 		DryRun:                    dry,
@@ -96,6 +130,7 @@ func (r *Runner) phase2Config(ctx context.Context, dry bool) phase2.Config {
 		ExactCounts:   r.cfg.Phase2.ExactCounts,
 		Path:          path,
 		ScratchPrefix: c.MigrationsPrefix,
+		Retry:         r.retryPolicy(),
 		SkipInvalid:   r.cfg.SkipInvalid,
 		DryRun:        dry,
 		Log:           r.log,
@@ -104,41 +139,17 @@ func (r *Runner) phase2Config(ctx context.Context, dry bool) phase2.Config {
 	}
 }
 
-// phase2Down removes the one-to-one tenant accounts: those with no link for
-// their own _id. Idempotent.
+// phase2Down undoes phase 2 (phase2.Down).
 func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Result, error) {
-	c := r.cfg.Collections
-	tenants := r.db.Collection(c.TenantsAccounts)
-	links, err := sorted.Open(ctx, r.db.Collection(c.Links), nil, bson.D{{Key: "_id", Value: 1}}, r.cfg.BatchSize)
-	if err != nil {
-		return mongomigrate.Result{}, fmt.Errorf("read links: %w", err)
-	}
-	defer links.Close(ctx)
-	del := &idDeleter{coll: tenants, batch: r.cfg.BatchSize}
-	err = sorted.Each(ctx, tenants, nil, bson.D{{Key: "_id", Value: 1}}, r.cfg.BatchSize, func(raw bson.Raw) error {
-		id, ok := model.IDOf(raw.Lookup("_id"))
-		if !ok {
-			return nil
-		}
-		link, err := links.SkipTo(ctx, id)
-		if err != nil {
-			return fmt.Errorf("read links: %w", err)
-		}
-		if link != nil {
-			return nil
-		}
-		return del.add(ctx, id)
-	})
-	if err == nil {
-		err = del.flush(ctx)
-	}
+	rep, err := phase2.Down(ctx, r.phase2Config(ctx, false))
 	if err != nil {
 		return mongomigrate.Result{}, err
 	}
-	if _, err := r.db.Collection(c.State()).DeleteOne(ctx, bson.D{{Key: "_id", Value: "phase2_checkpoint"}}); err != nil {
-		return mongomigrate.Result{}, fmt.Errorf("clear phase-2 checkpoint: %w", err)
+	var notes []string
+	for _, name := range rep.Dropped {
+		notes = append(notes, "dropped "+name+", which phase 2 had created, empty")
 	}
-	return mongomigrate.Result{Counts: mongomigrate.Counts{"tenants_deleted": del.deleted}}, nil
+	return mongomigrate.Result{Counts: mongomigrate.Counts{"tenants_deleted": rep.TenantsDeleted}, Notes: notes}, nil
 }
 
 // idDeleter deletes documents by _id, a batch per round trip.

@@ -36,6 +36,7 @@ type Config struct {
 	Phase2      Phase2      `mapstructure:"phase2"`
 	Verify      Verify      `mapstructure:"verify"`
 	Lock        Lock        `mapstructure:"lock"`
+	Retry       Retry       `mapstructure:"retry"`
 	Boot        Boot        `mapstructure:"boot"`
 	Log         Log         `mapstructure:"log"`
 }
@@ -123,6 +124,22 @@ type Lock struct {
 	Wait time.Duration `mapstructure:"wait"`
 }
 
+// Retry bounds the retries of transient errors (a connection reset, a
+// primary stepping down, a write-concern timeout): each batch of writes,
+// each server-side range and each broken cursor is tried again with capped
+// exponential backoff until it passes or its budget is spent.
+type Retry struct {
+	// Attempts is how many times one operation is tried in all (1: never
+	// retry).
+	Attempts int `mapstructure:"attempts"`
+	// MaxElapsed bounds the time from one operation's first failure to its
+	// last retry.
+	MaxElapsed time.Duration `mapstructure:"max_elapsed"`
+	// InitialWait is the first wait; each next doubles, up to MaxWait.
+	InitialWait time.Duration `mapstructure:"initial_wait"`
+	MaxWait     time.Duration `mapstructure:"max_wait"`
+}
+
 // Boot says what a service does when its boot migration cannot finish.
 type Boot struct {
 	// OnFailure is "fail" (Boot returns the error; the service should
@@ -163,6 +180,7 @@ func Default() Config {
 		Phase2:    Phase2{RangeSize: 0, Path: "probe"},
 		Verify:    Verify{AfterSteps: true},
 		Lock:      Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
+		Retry:     Retry{Attempts: 8, MaxElapsed: 2 * time.Minute, InitialWait: 200 * time.Millisecond, MaxWait: 15 * time.Second},
 		Boot:      Boot{OnFailure: "fail", OnDirty: "resume"},
 		Log:       Log{Format: "auto", Level: "info"},
 	}
@@ -389,6 +407,14 @@ func (c Config) Validate() error {
 		return &Error{Key: "lock.heartbeat", Msg: fmt.Sprintf("must be positive and at most half of lock.lease (%s)", c.Lock.Lease)}
 	case c.Lock.Wait < 0:
 		return &Error{Key: "lock.wait", Msg: "must not be negative"}
+	case c.Retry.Attempts < 1 || c.Retry.Attempts > 1000:
+		return &Error{Key: "retry.attempts", Msg: fmt.Sprintf("%d is out of range 1..1000", c.Retry.Attempts)}
+	case c.Retry.MaxElapsed < 0:
+		return &Error{Key: "retry.max_elapsed", Msg: "must not be negative"}
+	case c.Retry.InitialWait <= 0:
+		return &Error{Key: "retry.initial_wait", Msg: "must be positive"}
+	case c.Retry.MaxWait < c.Retry.InitialWait:
+		return &Error{Key: "retry.max_wait", Msg: fmt.Sprintf("must be at least retry.initial_wait (%s)", c.Retry.InitialWait)}
 	case c.Boot.OnFailure != "fail" && c.Boot.OnFailure != "continue":
 		return &Error{Key: "boot.on_failure", Msg: fmt.Sprintf("%q: want fail or continue", c.Boot.OnFailure)}
 	case c.Boot.OnDirty != "resume" && c.Boot.OnDirty != "fail":

@@ -13,9 +13,13 @@
 //     {"go": "name"}: a Go function from the registry, run with a context
 //     that is cancelled if the lease is lost.
 //
-// Lock is re-entrant within one Driver, so a caller can hold the lock across
-// several golang-migrate calls (check the dirty state, force, migrate, verify)
-// without another runner slipping in between.
+// The Driver keeps golang-migrate's contract (database/testing.Test passes):
+// a second Lock of a held lock is an error, not a nesting; a caller that
+// holds the lock across several golang-migrate calls nests them itself (the
+// runner does). Drop removes what the driver owns, its state, history and
+// lock collections, and nothing else: never the legacy accounts (the
+// runner only reads them), nor the tenant accounts and links the steps
+// wrote (a step's down undoes those).
 package mongomigrate
 
 import (
@@ -81,7 +85,6 @@ type Driver struct {
 	ctx context.Context
 
 	mu    sync.Mutex
-	holds int
 	lease *lease.Lease
 	cur   *running
 }
@@ -136,19 +139,18 @@ func (d *Driver) Close() error {
 	if d.lease == nil {
 		return nil
 	}
-	d.holds = 0
 	err := d.lease.Release(context.Background())
 	d.lease = nil
 	return err
 }
 
-// Lock takes the lease, waiting up to LockWait for another holder.
+// Lock takes the lease, waiting up to LockWait for another holder. This
+// driver holding it already is database.ErrLocked.
 func (d *Driver) Lock() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.holds > 0 {
-		d.holds++
-		return nil
+	if d.lease != nil {
+		return fmt.Errorf("mongomigrate: %w: this driver holds the lease", database.ErrLocked)
 	}
 	l, err := lease.Acquire(d.ctx, lease.Options{
 		Coll:  d.cfg.DB.Collection(d.cfg.LockCollection),
@@ -164,20 +166,15 @@ func (d *Driver) Lock() error {
 		return err
 	}
 	d.lease = l
-	d.holds = 1
 	return nil
 }
 
-// Unlock releases the lease once every Lock has been matched.
+// Unlock releases the lease; database.ErrNotLocked if not held.
 func (d *Driver) Unlock() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.holds == 0 {
+	if d.lease == nil {
 		return database.ErrNotLocked
-	}
-	d.holds--
-	if d.holds > 0 {
-		return nil
 	}
 	err := d.lease.Release(context.Background())
 	d.lease = nil
@@ -452,10 +449,27 @@ func (d *Driver) runStep(ctx context.Context, s Step) (Result, error) {
 	return Result{Counts: Counts{"commands": int64(len(s.Commands))}}, nil
 }
 
-// Drop is refused: the database holds the legacy data, which the runner
-// never deletes.
+// Drop removes the driver's own collections (state, history, lock), so
+// the database reads as never migrated; it leaves every other collection:
+// the legacy accounts, and the tenant accounts and links the steps wrote,
+// which a step's down removes. A lease this driver holds is released
+// first.
 func (d *Driver) Drop() error {
-	return errors.New("mongomigrate: drop is not supported: the database holds the legacy accounts")
+	d.mu.Lock()
+	l := d.lease
+	d.lease = nil
+	d.mu.Unlock()
+	if l != nil {
+		if err := l.Release(context.Background()); err != nil {
+			return fmt.Errorf("mongomigrate: drop: %w", err)
+		}
+	}
+	for _, name := range []string{d.cfg.StateCollection, d.cfg.HistoryCollection, d.cfg.LockCollection} {
+		if err := d.cfg.DB.Collection(name).Drop(d.ctx); err != nil {
+			return fmt.Errorf("mongomigrate: drop %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // Step kinds.

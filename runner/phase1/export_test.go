@@ -5,6 +5,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
+
+	"github.com/tenantmigrate/runner/runner/internal/sorted"
 )
 
 // ScratchReadBack writes batches into a fresh scratch table of each store
@@ -16,7 +18,7 @@ func ScratchReadBack(ctx context.Context, db *mongo.Database, runBytes int, batc
 		return nil, err
 	}
 	fs.runBytes = runBytes
-	stores := map[string]scratchStore{"server": &collStore{db: db, prefix: "scratch_test_", runID: "t", batch: 7}, "local disk": fs}
+	stores := map[string]scratchStore{"server": &collStore{db: db, prefix: "scratch_test_", runID: "t", read: sorted.Options{Batch: 7}}, "local disk": fs}
 	out := map[string][]string{}
 	for name, st := range stores {
 		t := st.table("tbl", sort...)

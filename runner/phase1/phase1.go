@@ -22,6 +22,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/internal/scratch"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/progress"
+	"github.com/tenantmigrate/runner/runner/retry"
 )
 
 // How phase 1 runs, in four streaming passes that need no aggregation, no
@@ -71,7 +72,10 @@ type Config struct {
 	// holds in memory (about 150 bytes each); past it, and always at 0, it
 	// groups in the scratch tables (see groups.go).
 	MemoryGroupLimit int
-	Log              logrus.FieldLogger
+	// Retry is the budget of every read and write against transient
+	// errors; the zero value tries once.
+	Retry retry.Policy
+	Log   logrus.FieldLogger
 	// Progress shows the passes; nil shows nothing. Total is the number
 	// of legacy accounts if known cheaply, else 0.
 	Progress progress.Reporter
@@ -258,7 +262,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err := scratch.Drop(ctx, cfg.DB, cfg.ScratchPrefix+"_p1_", ""); err != nil {
 			return nil, fmt.Errorf("phase 1: %w", err)
 		}
-		p.store = &collStore{db: cfg.DB, prefix: cfg.ScratchPrefix + "_p1_", runID: scratch.RunID(), batch: cfg.Batch}
+		p.store = &collStore{db: cfg.DB, prefix: cfg.ScratchPrefix + "_p1_", runID: scratch.RunID(), read: p.read()}
 	}
 	p.keys = &keyTable{t: p.store.table("keys", "_id")}
 	p.groups = &groupTable{t: p.store.table("groups", "g", "_id")}
@@ -302,6 +306,10 @@ type run struct {
 	lookup  groupLookup
 	grouped int
 }
+
+// read is how the passes read: a batch per round trip, cursors in _id
+// order resumed after a transient break.
+func (p *run) read() sorted.Options { return sorted.Options{Batch: p.cfg.Batch, Retry: &p.cfg.Retry} }
 
 func readAppOrgs(ctx context.Context, coll *mongo.Collection) (map[string]model.ApplicationOrganization, error) {
 	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "app_id", Value: 1}, {Key: "org_id", Value: 1}}))
@@ -354,7 +362,7 @@ func (p *run) scanIdentities(ctx context.Context) error {
 	task := p.cfg.Progress.Start("phase 1: identities", p.cfg.Total)
 	defer task.Done()
 	// Natural order: this pass joins nothing.
-	err := sorted.EachBy(ctx, p.cfg.DB.Collection(p.cfg.Accounts), nil, proj, nil, p.cfg.Batch, func(raw bson.Raw) error {
+	err := sorted.EachBy(ctx, p.cfg.DB.Collection(p.cfg.Accounts), nil, proj, nil, p.read(), func(raw bson.Raw) error {
 		p.rep.Accounts++
 		task.Add(1)
 		var d bson.D
@@ -436,12 +444,12 @@ func (p *run) collectMembers(ctx context.Context) error {
 		return nil
 	}
 	defer p.lookup.close(ctx)
-	links, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.Links), nil, nil, p.cfg.Batch)
+	links, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.Links), nil, nil, p.read())
 	if err != nil {
 		return fmt.Errorf("read links: %w", err)
 	}
 	defer links.Close(ctx)
-	tenants, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.TenantsAccounts), nil, bson.D{{Key: "_id", Value: 1}}, p.cfg.Batch)
+	tenants, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.TenantsAccounts), nil, bson.D{{Key: "_id", Value: 1}}, p.read())
 	if err != nil {
 		return fmt.Errorf("read tenant accounts: %w", err)
 	}
@@ -449,7 +457,7 @@ func (p *run) collectMembers(ctx context.Context) error {
 	buf := make([]groupDoc, 0, p.cfg.Batch)
 	task := p.cfg.Progress.Start("phase 1: collect groups", p.cfg.Total)
 	defer task.Done()
-	err = sorted.Each(ctx, p.cfg.DB.Collection(p.cfg.Accounts), nil, nil, p.cfg.Batch, func(raw bson.Raw) error {
+	err = sorted.Each(ctx, p.cfg.DB.Collection(p.cfg.Accounts), nil, nil, p.read(), func(raw bson.Raw) error {
 		task.Add(1)
 		id, ok := model.IDOf(raw.Lookup("_id"))
 		if !ok {

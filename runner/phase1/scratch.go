@@ -63,7 +63,7 @@ type collStore struct {
 	db     *mongo.Database
 	prefix string
 	runID  string
-	batch  int
+	read   sorted.Options
 }
 
 func (s *collStore) table(name string, sort ...string) table {
@@ -71,7 +71,7 @@ func (s *collStore) table(name string, sort ...string) table {
 	for _, f := range sort {
 		spec = append(spec, bson.E{Key: f, Value: 1})
 	}
-	return &collTable{coll: s.db.Collection(s.prefix + name + "_" + s.runID), sort: spec, batch: s.batch}
+	return &collTable{coll: s.db.Collection(s.prefix + name + "_" + s.runID), sort: spec, read: s.read}
 }
 
 func (s *collStore) close(ctx context.Context) error {
@@ -81,23 +81,23 @@ func (s *collStore) close(ctx context.Context) error {
 func (s *collStore) where() string { return "server" }
 
 type collTable struct {
-	coll  *mongo.Collection
-	sort  bson.D
-	batch int
+	coll *mongo.Collection
+	sort bson.D
+	read sorted.Options
 }
 
 func (t *collTable) insert(ctx context.Context, docs []any) error {
 	if len(docs) == 0 {
 		return nil
 	}
-	if err := writes.InsertMany(ctx, t.coll, docs); err != nil {
+	if err := writes.InsertMany(ctx, t.read.Retry, t.coll, docs); err != nil {
 		return fmt.Errorf("write %s: %w", t.coll.Name(), err)
 	}
 	return nil
 }
 
 func (t *collTable) open(ctx context.Context) (rows, error) {
-	cur, err := sorted.OpenBy(ctx, t.coll, nil, nil, t.sort, t.batch)
+	cur, err := sorted.OpenBy(ctx, t.coll, nil, nil, t.sort, t.read)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", t.coll.Name(), err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
+	"github.com/tenantmigrate/runner/runner/retry"
 )
 
 // keyTable sorts identity keys so that the accounts sharing one are
@@ -168,6 +169,7 @@ func (w *writer) flush(ctx context.Context) error {
 	tenants := w.cfg.DB.Collection(w.cfg.TenantsAccounts)
 	links := w.cfg.DB.Collection(w.cfg.Links)
 	dry := w.cfg.DryRun
+	rp := &w.cfg.Retry // every write below is idempotent: keyed, or a replace
 
 	if len(w.compare) > 0 {
 		ids := make([]model.ID, 0, len(w.compare))
@@ -175,19 +177,23 @@ func (w *writer) flush(ctx context.Context) error {
 			ids = append(ids, id)
 		}
 		slices.SortFunc(ids, model.ID.Compare)
-		cur, err := tenants.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		var existing map[model.ID]bson.Raw
+		err := rp.Do(ctx, "read tenant accounts", func(ctx context.Context) error {
+			cur, err := tenants.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+			if err != nil {
+				return err
+			}
+			defer cur.Close(ctx)
+			existing = map[model.ID]bson.Raw{}
+			for cur.Next(ctx) {
+				id, _ := model.IDOf(cur.Current.Lookup("_id"))
+				existing[id] = append(bson.Raw(nil), cur.Current...)
+			}
+			return cur.Err()
+		})
 		if err != nil {
 			return fmt.Errorf("read tenant accounts: %w", err)
 		}
-		existing := map[model.ID]bson.Raw{}
-		for cur.Next(ctx) {
-			id, _ := model.IDOf(cur.Current.Lookup("_id"))
-			existing[id] = append(bson.Raw(nil), cur.Current...)
-		}
-		if err := cur.Err(); err != nil {
-			return fmt.Errorf("read tenant accounts: %w", err)
-		}
-		cur.Close(ctx)
 		var models []mongo.WriteModel
 		for _, id := range ids {
 			if bytes.Equal(existing[id], w.compare[id]) {
@@ -198,7 +204,7 @@ func (w *writer) flush(ctx context.Context) error {
 			models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(w.compare[id]).SetUpsert(true))
 		}
 		if len(models) > 0 && !dry {
-			if _, err := tenants.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+			if err := bulk(ctx, rp, tenants, models); err != nil {
 				return fmt.Errorf("replace tenant accounts: %w", err)
 			}
 		}
@@ -206,7 +212,7 @@ func (w *writer) flush(ctx context.Context) error {
 	if len(w.inserts) > 0 {
 		w.rep.TenantsInserted += len(w.inserts)
 		if !dry {
-			if err := writes.InsertMany(ctx, tenants, w.inserts); err != nil {
+			if err := writes.InsertMany(ctx, rp, tenants, w.inserts); err != nil {
 				return fmt.Errorf("insert tenant accounts: %w", err)
 			}
 		}
@@ -214,7 +220,11 @@ func (w *writer) flush(ctx context.Context) error {
 	if len(w.supersedes) > 0 {
 		w.rep.Superseded += len(w.supersedes)
 		if !dry {
-			if _, err := tenants.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: w.supersedes}}}}); err != nil {
+			err := rp.Do(ctx, "delete superseded tenant accounts", func(ctx context.Context) error {
+				_, err := tenants.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: w.supersedes}}}})
+				return err
+			})
+			if err != nil {
 				return fmt.Errorf("delete superseded tenant accounts: %w", err)
 			}
 		}
@@ -226,7 +236,7 @@ func (w *writer) flush(ctx context.Context) error {
 			for i, l := range w.oldLinks {
 				models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: l.LegacyID}}).SetReplacement(l).SetUpsert(true)
 			}
-			if _, err := links.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+			if err := bulk(ctx, rp, links, models); err != nil {
 				return fmt.Errorf("replace links: %w", err)
 			}
 		}
@@ -234,7 +244,7 @@ func (w *writer) flush(ctx context.Context) error {
 	if len(w.newLinks) > 0 {
 		w.rep.LinksWritten += len(w.newLinks)
 		if !dry {
-			if err := writes.InsertMany(ctx, links, w.newLinks); err != nil {
+			if err := writes.InsertMany(ctx, rp, links, w.newLinks); err != nil {
 				return fmt.Errorf("insert links: %w", err)
 			}
 		}
@@ -242,4 +252,12 @@ func (w *writer) flush(ctx context.Context) error {
 	w.inserts, w.supersedes, w.newLinks, w.oldLinks = nil, nil, nil, nil
 	w.compare = map[model.ID]bson.Raw{}
 	return nil
+}
+
+// bulk runs idempotent writes unordered, retried within p.
+func bulk(ctx context.Context, p *retry.Policy, coll *mongo.Collection, models []mongo.WriteModel) error {
+	return p.Do(ctx, "write "+coll.Name(), func(ctx context.Context) error {
+		_, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+		return err
+	})
 }

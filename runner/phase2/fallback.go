@@ -33,12 +33,12 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, after
 		// counted the bad ones.
 		filter = (&pipelines.Range{After: after}).MigratedIDs()
 	}
-	links, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.Links), filter, bson.D{{Key: "_id", Value: 1}}, cfg.Batch)
+	links, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.Links), filter, bson.D{{Key: "_id", Value: 1}}, cfg.read())
 	if err != nil {
 		return fmt.Errorf("read links: %w", err)
 	}
 	defer links.Close(ctx)
-	tenants, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.TenantsAccounts), filter, bson.D{{Key: model.FieldDateUpdated, Value: 1}}, cfg.Batch)
+	tenants, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.TenantsAccounts), filter, bson.D{{Key: model.FieldDateUpdated, Value: 1}}, cfg.read())
 	if err != nil {
 		return fmt.Errorf("read tenant accounts: %w", err)
 	}
@@ -57,7 +57,7 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, after
 	read := 0
 	task := cfg.Progress.Start("phase 2: copy", cfg.Total)
 	defer task.Done()
-	err = sorted.Each(ctx, cfg.DB.Collection(cfg.Names.Accounts), filter, nil, cfg.Batch, func(raw bson.Raw) error {
+	err = sorted.Each(ctx, cfg.DB.Collection(cfg.Names.Accounts), filter, nil, cfg.read(), func(raw bson.Raw) error {
 		read++
 		task.Add(1)
 		id, ok := model.IDOf(raw.Lookup("_id"))
@@ -175,7 +175,7 @@ func (w *batchWriter) flush(ctx context.Context) error {
 	}
 	tenants := w.cfg.DB.Collection(w.cfg.Names.TenantsAccounts)
 	if len(w.inserts) > 0 {
-		if err := writes.InsertMany(ctx, tenants, w.inserts); err != nil {
+		if err := writes.InsertMany(ctx, &w.cfg.Retry, tenants, w.inserts); err != nil {
 			return fmt.Errorf("insert tenant accounts: %w", err)
 		}
 	}
@@ -183,7 +183,11 @@ func (w *batchWriter) flush(ctx context.Context) error {
 		if w.cfg.beforeRefresh != nil {
 			w.cfg.beforeRefresh()
 		}
-		res, err := tenants.BulkWrite(ctx, w.replaces, options.BulkWrite().SetOrdered(false))
+		var res *mongo.BulkWriteResult
+		err := w.cfg.Retry.Do(ctx, "refresh tenant accounts", func(ctx context.Context) (err error) {
+			res, err = tenants.BulkWrite(ctx, w.replaces, options.BulkWrite().SetOrdered(false))
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("refresh tenant accounts: %w", err)
 		}

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -38,6 +39,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/capability"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/progress"
+	"github.com/tenantmigrate/runner/runner/retry"
 )
 
 // Config configures a run.
@@ -69,7 +71,10 @@ type Config struct {
 	// once more first. An account that turned bad since still stops the
 	// writes (see runFallback).
 	Prechecked bool
-	Log        logrus.FieldLogger
+	// Retry is the budget of every read, write and server-side range
+	// against transient errors; the zero value tries once.
+	Retry retry.Policy
+	Log   logrus.FieldLogger
 	// Progress shows the copy; nil shows nothing. Total is the number of
 	// legacy accounts if known cheaply, else 0.
 	Progress progress.Reporter
@@ -162,6 +167,10 @@ func (r *Report) Print(w io.Writer) {
 // ErrInvalidData: legacy accounts that cannot be migrated were found and
 // SkipInvalid is off.
 var ErrInvalidData = errors.New("legacy accounts cannot be migrated")
+
+// read is how phase 2 reads: a batch per round trip, cursors in _id
+// order resumed after a transient break.
+func (cfg *Config) read() sorted.Options { return sorted.Options{Batch: cfg.Batch, Retry: &cfg.Retry} }
 
 func (cfg Config) withDefaults() Config {
 	if cfg.Log == nil {
@@ -268,9 +277,20 @@ var noAccountAfter = model.ObjectIDOf(primitive.ObjectID{0xff, 0xff, 0xff, 0xff,
 
 // ensureCollections creates the collections the pipelines read and write
 // that do not exist yet (the links, when phase 1 merged nobody): a server
-// may refuse a $merge whose $lookup names a missing collection.
+// may refuse a $merge whose $lookup names a missing collection. It records
+// each it creates, for Down to remove.
 func ensureCollections(ctx context.Context, cfg Config) error {
+	existing, err := cfg.DB.ListCollectionNames(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in", Value: bson.A{cfg.Names.Links, cfg.Names.TenantsAccounts}}}}})
+	if err != nil {
+		return fmt.Errorf("list collections: %w", err)
+	}
 	for _, name := range []string{cfg.Names.Links, cfg.Names.TenantsAccounts} {
+		if slices.Contains(existing, name) {
+			continue
+		}
+		if err := recordCreated(ctx, cfg, name); err != nil {
+			return err
+		}
 		err := cfg.DB.CreateCollection(ctx, name)
 		var ce mongo.CommandError
 		if err != nil && !(errors.As(err, &ce) && ce.Code == namespaceExists) {
@@ -344,7 +364,7 @@ func checkInvalid(ctx context.Context, cfg Config, orgOf map[string]string, vali
 		rep.Invalid = n
 	} else {
 		proj := bson.D{{Key: model.FieldAppOrgID, Value: 1}, {Key: model.FieldAuthTypes, Value: 1}}
-		if err := sorted.Each(ctx, accounts, nil, proj, cfg.Batch, note); err != nil {
+		if err := sorted.Each(ctx, accounts, nil, proj, cfg.read(), note); err != nil {
 			return fmt.Errorf("check accounts: %w", err)
 		}
 	}
@@ -385,8 +405,11 @@ func readCheckpoint(ctx context.Context, cfg Config) (model.ID, error) {
 }
 
 func saveCheckpoint(ctx context.Context, cfg Config, through model.ID) error {
-	_, err := cfg.DB.Collection(cfg.State).UpdateOne(ctx, bson.D{{Key: "_id", Value: checkpointID}},
-		bson.D{{Key: "$set", Value: checkpoint{Through: through, At: time.Now().UTC()}}}, options.Update().SetUpsert(true))
+	err := cfg.Retry.Do(ctx, "save checkpoint", func(ctx context.Context) error {
+		_, err := cfg.DB.Collection(cfg.State).UpdateOne(ctx, bson.D{{Key: "_id", Value: checkpointID}},
+			bson.D{{Key: "$set", Value: checkpoint{Through: through, At: time.Now().UTC()}}}, options.Update().SetUpsert(true))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
@@ -427,17 +450,31 @@ func runServer(ctx context.Context, cfg Config, path Path, valid []string, after
 		if cfg.DryRun || path == PathMerge && rep.Exact {
 			// Counting first, with the same stages, says what the write
 			// will do: $merge itself reports nothing.
-			if err := preview(ctx, cfg, valid, r, rep); err != nil {
+			err := cfg.Retry.Do(ctx, "phase 2 preview", func(ctx context.Context) error {
+				// counted into a scratch report: a failed attempt adds nothing
+				part := &Report{}
+				if err := preview(ctx, cfg, valid, r, part); err != nil {
+					return err
+				}
+				rep.Inserted, rep.Refreshed, rep.Unchanged, rep.Merged = rep.Inserted+part.Inserted, rep.Refreshed+part.Refreshed, rep.Unchanged+part.Unchanged, part.Merged
+				return nil
+			})
+			if err != nil {
 				return err
 			}
 		}
 		if !cfg.DryRun {
-			var err error
-			if path == PathSplit {
-				err = splitRange(ctx, cfg, valid, r, rep)
-			} else {
-				err = mergeRange(ctx, cfg, valid, r, rep)
-			}
+			// A range is one idempotent server-side run: a transient
+			// error runs it again; rc keeps what the attempts counted.
+			rc := &rangeCounts{}
+			rp := cfg.Retry
+			rp.Also = retry.DuplicateOfOwnWrite // an earlier attempt's $merge still in flight
+			err := rp.Do(ctx, fmt.Sprintf("phase 2 range %d", rep.Ranges+1), func(ctx context.Context) error {
+				if path == PathSplit {
+					return splitRange(ctx, cfg, valid, r, rep, rc)
+				}
+				return mergeRange(ctx, cfg, valid, r, rep, rc)
+			})
 			if err != nil {
 				return err
 			}
@@ -468,22 +505,33 @@ func runServer(ctx context.Context, cfg Config, path Path, valid []string, after
 	return clearCheckpoint(ctx, cfg)
 }
 
+// rangeCounts are what the attempts at one range counted before they
+// wrote: an attempt that failed after writing part of the range must not
+// make the next one count that part as there before.
+type rangeCounts struct {
+	counted       bool
+	taken, before int64
+	refreshed     int64 // written by every attempt so far
+}
+
 // mergeRange runs the pipeline over one range. Without a preview it counts
 // what it can cheaply, with no join and within the range only (a tenant
 // account's _id is its legacy account's): the accounts the pipeline takes
 // (valid, without a link) and how many tenant accounts it added.
-func mergeRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Range, rep *Report) error {
+func mergeRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Range, rep *Report, rc *rangeCounts) error {
 	tenants := cfg.DB.Collection(cfg.Names.TenantsAccounts)
-	var taken, before int64
-	if !rep.Exact {
-		var err error
-		if taken, err = countTaken(ctx, cfg, valid, r); err != nil {
+	if !rep.Exact && !rc.counted {
+		taken, err := countTaken(ctx, cfg, valid, r)
+		if err != nil {
 			return err
 		}
-		if before, err = tenants.CountDocuments(ctx, r.IDFilter()); err != nil {
+		before, err := tenants.CountDocuments(ctx, r.IDFilter())
+		if err != nil {
 			return fmt.Errorf("count tenant accounts: %w", err)
 		}
+		rc.taken, rc.before, rc.counted = taken, before, true
 	}
+	taken, before := rc.taken, rc.before
 	cur, err := cfg.DB.Collection(cfg.Names.Accounts).Aggregate(ctx, pipelines.Phase2(cfg.Names, valid, r), options.Aggregate().SetAllowDiskUse(true))
 	if err != nil {
 		return fmt.Errorf("phase 2 pipeline: %w", err)

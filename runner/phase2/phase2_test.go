@@ -521,4 +521,50 @@ func TestPhase2WithoutLinksCollection(t *testing.T) {
 	if err != nil || len(names) != 1 {
 		t.Errorf("links collection after phase 2: %v, %v", names, err)
 	}
+	// Down removes what phase 2 wrote and the collections it created (here
+	// both: no step 1, no phase 1), twice over as once; the legacy
+	// accounts stay as they were.
+	legacy := testenv.Dump(t, db.Collection("accounts"))
+	for i := 0; i < 2; i++ {
+		down, err := phase2.Down(ctx, config(db, phase2.PathProbe))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantDeleted, wantDropped := int64(exp.Accounts), []string{"links", "tenants_accounts"}
+		if i == 1 {
+			wantDeleted, wantDropped = 0, nil
+		}
+		if down.TenantsDeleted != wantDeleted || !slices.Equal(down.Dropped, wantDropped) {
+			t.Errorf("down %d = %+v; want %d deleted, %v dropped", i+1, down, wantDeleted, wantDropped)
+		}
+	}
+	if names, _ := db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: "links"}}); len(names) != 0 {
+		t.Errorf("the links collection phase 2 created is still there after down")
+	}
+	if n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{}); n != 0 {
+		t.Errorf("%d tenant accounts after down", n)
+	}
+	if got := testenv.Dump(t, db.Collection("accounts")); fmt.Sprint(got) != fmt.Sprint(legacy) {
+		t.Error("down changed the legacy accounts")
+	}
+}
+
+// A links collection phase 1 wrote is phase 1's: phase 2's down keeps it,
+// and the tenant accounts phase 1 merged into.
+func TestPhase2DownKeepsPhase1(t *testing.T) {
+	db, exp := prepared(t, 400)
+	ctx := context.Background()
+	if _, err := phase2.Run(ctx, config(db, phase2.PathStream)); err != nil {
+		t.Fatal(err)
+	}
+	down, err := phase2.Down(ctx, config(db, phase2.PathStream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if down.TenantsDeleted != int64(exp.Accounts-exp.GroupedAccounts) || len(down.Dropped) != 0 {
+		t.Errorf("down = %+v; want the %d one-to-one tenants deleted, nothing dropped", down, exp.Accounts-exp.GroupedAccounts)
+	}
+	if n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{}); n != int64(len(exp.Groups)) {
+		t.Errorf("%d tenant accounts after down, want phase 1's %d", n, len(exp.Groups))
+	}
 }

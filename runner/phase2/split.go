@@ -19,20 +19,25 @@ import (
 // Its counts are exact as long as nothing else writes tenant accounts
 // meanwhile: refreshes are the conditional writes that matched, inserts the
 // growth of the tenant count.
-func splitRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Range, rep *Report) error {
+func splitRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Range, rep *Report, rc *rangeCounts) error {
 	tenants := cfg.DB.Collection(cfg.Names.TenantsAccounts)
-	taken, err := countTaken(ctx, cfg, valid, r)
+	n, err := refreshRange(ctx, cfg, valid, r)
+	rc.refreshed += n
 	if err != nil {
 		return err
 	}
-	refreshed, err := refreshRange(ctx, cfg, valid, r)
-	if err != nil {
-		return err
+	if !rc.counted {
+		taken, err := countTaken(ctx, cfg, valid, r)
+		if err != nil {
+			return err
+		}
+		before, err := tenants.CountDocuments(ctx, r.IDFilter())
+		if err != nil {
+			return fmt.Errorf("count tenant accounts: %w", err)
+		}
+		rc.taken, rc.before, rc.counted = taken, before, true
 	}
-	before, err := tenants.CountDocuments(ctx, r.IDFilter())
-	if err != nil {
-		return fmt.Errorf("count tenant accounts: %w", err)
-	}
+	taken, before, refreshed := rc.taken, rc.before, rc.refreshed
 	cur, err := cfg.DB.Collection(cfg.Names.Accounts).Aggregate(ctx, pipelines.Phase2Inserts(cfg.Names, valid, r), options.Aggregate().SetAllowDiskUse(true))
 	if err != nil {
 		return fmt.Errorf("phase 2 insert pipeline: %w", err)
@@ -70,7 +75,11 @@ func refreshRange(ctx context.Context, cfg Config, valid []string, r *pipelines.
 		if cfg.beforeRefresh != nil {
 			cfg.beforeRefresh()
 		}
-		res, err := tenants.BulkWrite(ctx, batch, options.BulkWrite().SetOrdered(false))
+		var res *mongo.BulkWriteResult
+		err := cfg.Retry.Do(ctx, "refresh tenant accounts", func(ctx context.Context) (err error) {
+			res, err = tenants.BulkWrite(ctx, batch, options.BulkWrite().SetOrdered(false))
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("refresh tenant accounts: %w", err)
 		}

@@ -23,6 +23,8 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/retry"
 )
 
 // Collections names what verify reads.
@@ -91,6 +93,9 @@ type Options struct {
 	Batch int
 	// Progress, if not nil, is told how far verify has read.
 	Progress Progress
+	// Retry, if set, resumes a stream that breaks for a transient reason
+	// after the last document it read.
+	Retry *retry.Policy
 }
 
 // Link is one document of the links collection.
@@ -284,24 +289,25 @@ func Run(ctx context.Context, db *mongo.Database, c Collections, opts Options) (
 		return nil, err
 	}
 	byID := bson.D{{Key: "_id", Value: 1}}
-	legacy, err := openStream[legacyRow](ctx, db.Collection(c.Accounts), batch, byID, bson.D{{Key: "app_org_id", Value: 1}}, func(r legacyRow) string { return r.key() })
+	ro := sorted.Options{Batch: batch, Retry: opts.Retry}
+	legacy, err := openStream[legacyRow](ctx, db.Collection(c.Accounts), ro, byID, bson.D{{Key: "app_org_id", Value: 1}}, func(r legacyRow) string { return r.key() })
 	if err != nil {
 		return nil, fmt.Errorf("verify: read legacy accounts: %w", err)
 	}
 	defer legacy.close(ctx)
-	links, err := openStream[Link](ctx, db.Collection(c.Links), batch, byID, nil, func(l Link) string { return l.LegacyID.Key() })
+	links, err := openStream[Link](ctx, db.Collection(c.Links), ro, byID, nil, func(l Link) string { return l.LegacyID.Key() })
 	if err != nil {
 		return nil, fmt.Errorf("verify: read links: %w", err)
 	}
 	defer links.close(ctx)
-	tenants, err := openStream[tenantRow](ctx, db.Collection(c.TenantsAccounts), batch, byID,
+	tenants, err := openStream[tenantRow](ctx, db.Collection(c.TenantsAccounts), ro, byID,
 		bson.D{{Key: "org_id", Value: 1}, {Key: "org_apps_memberships.id", Value: 1}, {Key: "org_apps_memberships.app_org_id", Value: 1}},
 		func(t tenantRow) string { return t.ID.Key() })
 	if err != nil {
 		return nil, fmt.Errorf("verify: read tenant accounts: %w", err)
 	}
 	defer tenants.close(ctx)
-	linksByTenant, err := openStream[Link](ctx, db.Collection(c.Links), batch,
+	linksByTenant, err := openStream[Link](ctx, db.Collection(c.Links), ro,
 		bson.D{{Key: "tenant_id", Value: 1}, {Key: "_id", Value: 1}}, nil, func(l Link) string { return l.TenantID.Key() })
 	if err != nil {
 		return nil, fmt.Errorf("verify: read links by tenant: %w", err)
@@ -484,19 +490,15 @@ func appOrgs(ctx context.Context, coll *mongo.Collection) (map[string]string, er
 // stream is a sorted cursor with one document of look-ahead.
 type stream[T any] struct {
 	ctx    context.Context // the run's: a cancelled verify stops reading
-	cur    *mongo.Cursor
+	cur    *sorted.Cursor
 	key    func(T) string
 	head   T
 	has    bool
 	failed error
 }
 
-func openStream[T any](ctx context.Context, coll *mongo.Collection, batch int, sort, proj bson.D, key func(T) string) (*stream[T], error) {
-	opts := options.Find().SetSort(sort).SetBatchSize(int32(batch)).SetAllowDiskUse(true)
-	if proj != nil {
-		opts.SetProjection(proj)
-	}
-	cur, err := coll.Find(ctx, bson.D{}, opts)
+func openStream[T any](ctx context.Context, coll *mongo.Collection, read sorted.Options, sort, proj bson.D, key func(T) string) (*stream[T], error) {
+	cur, err := sorted.OpenBy(ctx, coll, nil, proj, sort, read)
 	if err != nil {
 		return nil, err
 	}
@@ -507,12 +509,16 @@ func openStream[T any](ctx context.Context, coll *mongo.Collection, batch int, s
 
 func (s *stream[T]) advance() {
 	s.has = false
-	if s.failed != nil || !s.cur.Next(s.ctx) {
+	if s.failed != nil {
+		return
+	}
+	raw, ok := s.cur.Next(s.ctx)
+	if !ok {
 		return
 	}
 	var v T
-	if err := s.cur.Decode(&v); err != nil {
-		s.failed = fmt.Errorf("decode %v: %w", s.cur.Current.Lookup("_id"), err)
+	if err := bson.Unmarshal(raw, &v); err != nil {
+		s.failed = fmt.Errorf("decode %v: %w", raw.Lookup("_id"), err)
 		return
 	}
 	s.head, s.has = v, true
@@ -547,7 +553,7 @@ func (s *stream[T]) err() error {
 	return s.cur.Err()
 }
 
-func (s *stream[T]) close(ctx context.Context) { _ = s.cur.Close(ctx) }
+func (s *stream[T]) close(ctx context.Context) { s.cur.Close(ctx) }
 
 // minKey is the smallest head key of the streams.
 func minKey(ss ...interface{ headKey() (string, bool) }) (string, bool) {

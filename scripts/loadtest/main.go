@@ -387,7 +387,7 @@ func checkDatabase(ctx context.Context, db *mongo.Database, force bool) error {
 func ownCollection(name string) bool {
 	c := config.Default().Collections
 	switch name {
-	case gen.CollAccounts, gen.CollAppOrgs, c.Accounts, c.ApplicationsOrganizations, c.Links, c.State(), c.History(), c.LockColl(), baselineColl:
+	case gen.CollAccounts, gen.CollAppOrgs, c.Accounts, c.ApplicationsOrganizations, c.Links, c.State(), c.History(), c.LockColl(), baselineColl, indexedColl, bareColl:
 		return true
 	}
 	return strings.HasPrefix(name, c.TenantsAccounts) || strings.HasPrefix(name, c.MigrationsPrefix+"_") ||

@@ -18,6 +18,8 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner"
 	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/verify"
@@ -47,9 +49,13 @@ type Figures struct {
 	// into a collection with their indexes, measured after the run: what
 	// the server alone spends writing them, the floor of phase 2.
 	IndexedCopy *BaselineFigures `json:"indexed_copy,omitempty"`
-	Runner      *RunnerFigures   `json:"runner,omitempty"`
-	Status      *StatusFigures   `json:"status,omitempty"`
-	Verify      *VerifyFigures   `json:"verify,omitempty"`
+	// BarePipeline is phase 2's insert pipeline over the legacy accounts
+	// into a collection without secondary indexes, measured after the run:
+	// the pipeline's own cost, apart from the tenant indexes'.
+	BarePipeline *BaselineFigures `json:"bare_pipeline,omitempty"`
+	Runner       *RunnerFigures   `json:"runner,omitempty"`
+	Status       *StatusFigures   `json:"status,omitempty"`
+	Verify       *VerifyFigures   `json:"verify,omitempty"`
 }
 
 // LoadFigures are the fixture load's.
@@ -70,6 +76,9 @@ const baselineColl = "loadtest_baseline_copy"
 
 // indexedColl is the indexed copy's target.
 const indexedColl = "loadtest_indexed_copy"
+
+// bareColl is the bare pipeline's target.
+const bareColl = "loadtest_bare_pipeline"
 
 // Process is what one run of the runner binary cost.
 type Process struct {
@@ -196,6 +205,7 @@ func (h *harness) measure(ctx context.Context, opts gen.Options) (Figures, error
 		func() (err error) { f.Status, err = h.status(ctx); return err },
 		func() (err error) { f.Verify, err = h.verify(ctx, opts.Accounts); return err },
 		func() (err error) { f.IndexedCopy, err = h.indexedCopy(ctx); return err },
+		func() (err error) { f.BarePipeline, err = h.barePipeline(ctx); return err },
 	}
 	for _, stage := range stages {
 		if err := stage(); err != nil {
@@ -291,6 +301,51 @@ func (h *harness) indexedCopy(ctx context.Context) (*BaselineFigures, error) {
 	}
 	b.Seconds = time.Since(start).Seconds()
 	return b, nil
+}
+
+// barePipeline runs phase 2's insert pipeline (pipelines.Phase2Inserts:
+// stage 1's checks, both $lookups, the transform, a $merge that inserts)
+// over the legacy accounts, with the run's links, into an empty collection
+// with only its _id index. Next to the tenant copy it tells the pipeline's
+// cost from the tenant indexes'. Not measured (nil) where the server
+// refuses the pipeline.
+func (h *harness) barePipeline(ctx context.Context) (*BaselineFigures, error) {
+	c := config.Default().Collections
+	dst := h.db.Collection(bareColl)
+	if err := dst.Drop(ctx); err != nil {
+		return nil, fmt.Errorf("bare pipeline: %w", err)
+	}
+	defer dst.Drop(context.WithoutCancel(ctx))
+	if err := h.db.CreateCollection(ctx, bareColl); err != nil {
+		return nil, fmt.Errorf("bare pipeline: %w", err)
+	}
+	var valid []string
+	cur, err := h.db.Collection(c.ApplicationsOrganizations).Find(ctx, bson.D{{Key: model.FieldOrgID, Value: bson.D{{Key: "$type", Value: "string"}, {Key: "$ne", Value: ""}}}})
+	if err != nil {
+		return nil, fmt.Errorf("bare pipeline: %w", err)
+	}
+	var aos []model.ApplicationOrganization
+	if err := cur.All(ctx, &aos); err != nil {
+		return nil, fmt.Errorf("bare pipeline: %w", err)
+	}
+	for _, ao := range aos {
+		valid = append(valid, ao.ID)
+	}
+	names := pipelines.Names{Accounts: c.Accounts, TenantsAccounts: bareColl, ApplicationsOrganizations: c.ApplicationsOrganizations, Links: c.Links}
+	fmt.Fprintln(h.log, "phase 2's insert pipeline into a collection without secondary indexes...")
+	start := time.Now()
+	pc, err := h.db.Collection(c.Accounts).Aggregate(ctx, pipelines.Phase2Inserts(names, valid, nil), options.Aggregate().SetAllowDiskUse(true))
+	var refused mongo.ServerError
+	switch {
+	case err == nil:
+		pc.Close(ctx)
+	case errors.As(err, &refused):
+		fmt.Fprintf(h.log, "  not measured: %v\n", err)
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("bare pipeline: %w", err)
+	}
+	return &BaselineFigures{Method: "phase 2's insert pipeline into a collection without secondary indexes", Seconds: time.Since(start).Seconds()}, nil
 }
 
 func bulkCopy(ctx context.Context, src, dst *mongo.Collection) error {

@@ -61,6 +61,13 @@ func printSummary(w io.Writer, r report) error {
 		}
 		line("tenant copy seconds", "%.1f   (%s of the tenant accounts, same server, after the run: the server's cost of writing them%s)", ic.Seconds, ic.Method, ratio)
 	}
+	if bp := r.BarePipeline; bp != nil && bp.Seconds > 0 {
+		ratio := ""
+		if base > 0 {
+			ratio = fmt.Sprintf("; %.2fx baseline", bp.Seconds/base)
+		}
+		line("bare pipeline seconds", "%.1f   (%s, same server, after the run: the pipeline's own cost%s)", bp.Seconds, bp.Method, ratio)
+	}
 	if s := r.Status; s != nil {
 		for _, st := range s.Steps {
 			ratio := ""

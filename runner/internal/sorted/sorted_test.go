@@ -13,6 +13,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/retry"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
 
@@ -41,7 +42,7 @@ func TestSkipToReturnsTheCursorsError(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			c, err := sorted.Open(ctx, coll, nil, nil, 5)
+			c, err := sorted.Open(ctx, coll, nil, nil, sorted.Options{Batch: 5})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,7 +96,7 @@ func TestServerOrderIsIDOrder(t *testing.T) {
 	}
 	slices.SortFunc(want, model.ID.Compare)
 	var got []model.ID
-	if err := sorted.Each(ctx, coll, nil, nil, 4, func(raw bson.Raw) error {
+	if err := sorted.Each(ctx, coll, nil, nil, sorted.Options{Batch: 4}, func(raw bson.Raw) error {
 		if id, ok := model.IDOf(raw.Lookup("_id")); ok {
 			got = append(got, id)
 		}
@@ -107,7 +108,7 @@ func TestServerOrderIsIDOrder(t *testing.T) {
 		t.Fatalf("the server sorts the IDs\n %v\nCompare orders them\n %v", got, want)
 	}
 	for _, step := range []int{1, 2, 3} { // every ID, every other, every third
-		c, err := sorted.Open(ctx, coll, nil, nil, 3)
+		c, err := sorted.Open(ctx, coll, nil, nil, sorted.Options{Batch: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,6 +119,129 @@ func TestServerOrderIsIDOrder(t *testing.T) {
 			} else if id, _ := model.IDOf(doc.Lookup("_id")); id != want[i] {
 				t.Errorf("step %d: SkipTo(%s) found %s", step, want[i], id)
 			}
+		}
+		c.Close(ctx)
+	}
+}
+
+// A cursor the server drops part way (CursorNotFound, as after a failover
+// or an idle timeout) is resumed after the last _id it delivered: the
+// reader gets every document once, in order, across every _id type; a
+// cursor without a retry budget returns the error instead.
+func TestCursorResumesAfterTheLastID(t *testing.T) {
+	ctx := context.Background()
+	db := env.Database(t)
+	coll := db.Collection("mixed")
+	var docs []any
+	for i := 0; i < 40; i++ {
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("s%03d", i)}})
+		var oid primitive.ObjectID
+		oid[11] = byte(i)
+		docs = append(docs, bson.D{{Key: "_id", Value: oid}})
+	}
+	docs = append(docs, bson.D{{Key: "_id", Value: int32(5)}}, bson.D{{Key: "_id", Value: true}}, bson.D{{Key: "_id", Value: bson.D{{Key: "k", Value: 1}}}})
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	if err := sorted.Each(ctx, coll, nil, nil, sorted.Options{Batch: 1000}, func(raw bson.Raw) error {
+		want = append(want, raw.Lookup("_id").String())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, killAt := range []int{3, 20, 41, 60, 80} { // a number, strings, ObjectIds, the last types
+		t.Run(fmt.Sprint(killAt), func(t *testing.T) {
+			for _, resume := range []bool{true, false} {
+				o := sorted.Options{Batch: 4}
+				counter := &retry.Counter{}
+				if resume {
+					o.Retry = &retry.Policy{Attempts: 3, Counter: counter}
+				}
+				c, err := sorted.Open(ctx, coll, nil, nil, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for {
+					raw, ok := c.Next(ctx)
+					if !ok {
+						break
+					}
+					got = append(got, raw.Lookup("_id").String())
+					if len(got) == killAt {
+						id := sorted.ServerCursorID(c)
+						if err := db.RunCommand(ctx, bson.D{{Key: "killCursors", Value: "mixed"}, {Key: "cursors", Value: bson.A{id}}}).Err(); err != nil {
+							t.Fatalf("killCursors: %v", err)
+						}
+					}
+				}
+				err = c.Err()
+				c.Close(ctx)
+				switch {
+				case resume && (err != nil || !slices.Equal(got, want) || counter.Load() != 1):
+					t.Errorf("resumed: err %v, %d of %d documents (equal: %v), %d resumes", err, len(got), len(want), slices.Equal(got, want), counter.Load())
+				case !resume && (err == nil || len(got) >= len(want)):
+					t.Errorf("without a budget: err %v after %d of %d documents; want the cursor's error", err, len(got), len(want))
+				}
+			}
+		})
+	}
+}
+
+// Sorted by another key then _id (verify reads the links by tenant), a
+// resume starts after the last (key, _id) pair, a missing key sorting as
+// null, first.
+func TestCursorResumesByTwoKeys(t *testing.T) {
+	ctx := context.Background()
+	db := env.Database(t)
+	coll := db.Collection("links")
+	var docs []any
+	for i := 0; i < 60; i++ {
+		d := bson.D{{Key: "_id", Value: fmt.Sprintf("l%03d", i)}}
+		switch i % 4 {
+		case 0: // no tenant: a link phase 1 left out
+		case 1, 2:
+			d = append(d, bson.E{Key: "tenant_id", Value: fmt.Sprintf("t%02d", i/8)})
+		case 3:
+			var oid primitive.ObjectID
+			oid[11] = byte(i / 8)
+			d = append(d, bson.E{Key: "tenant_id", Value: oid})
+		}
+		docs = append(docs, d)
+	}
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	sort := bson.D{{Key: "tenant_id", Value: 1}, {Key: "_id", Value: 1}}
+	var want []string
+	if err := sorted.EachBy(ctx, coll, nil, nil, sort, sorted.Options{Batch: 1000}, func(raw bson.Raw) error {
+		want = append(want, raw.Lookup("_id").StringValue())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, killAt := range []int{4, 15, 30, 50} {
+		counter := &retry.Counter{}
+		c, err := sorted.OpenBy(ctx, coll, nil, nil, sort, sorted.Options{Batch: 4, Retry: &retry.Policy{Attempts: 3, Counter: counter}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for {
+			raw, ok := c.Next(ctx)
+			if !ok {
+				break
+			}
+			got = append(got, raw.Lookup("_id").StringValue())
+			if len(got) == killAt {
+				if err := db.RunCommand(ctx, bson.D{{Key: "killCursors", Value: "links"}, {Key: "cursors", Value: bson.A{sorted.ServerCursorID(c)}}}).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := c.Err(); err != nil || !slices.Equal(got, want) || counter.Load() != 1 {
+			t.Errorf("killed at %d: err %v, %d of %d (equal: %v), %d resumes", killAt, err, len(got), len(want), slices.Equal(got, want), counter.Load())
 		}
 		c.Close(ctx)
 	}

@@ -1,0 +1,128 @@
+package phase2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/internal/sorted"
+)
+
+// createdID is the state document listing the collections phase 2 created
+// (ensureCollections), so that Down removes them and nothing else.
+const createdID = "phase2_created"
+
+// DownReport is what Down did.
+type DownReport struct {
+	// TenantsDeleted are the one-to-one tenant accounts removed.
+	TenantsDeleted int64
+	// Dropped are the collections phase 2 had created, removed empty.
+	Dropped []string
+}
+
+// Down undoes phase 2: it deletes the one-to-one tenant accounts (those
+// with no link for their own _id), clears the checkpoint, and drops the
+// collections phase 2 created, if they are still empty (a collection that
+// phase 1 has written to since is phase 1's). Idempotent: a half-done
+// Down is finished by running it again. cfg needs DB, Names, State, Batch.
+func Down(ctx context.Context, cfg Config) (*DownReport, error) {
+	cfg = cfg.withDefaults()
+	rep := &DownReport{}
+	tenants := cfg.DB.Collection(cfg.Names.TenantsAccounts)
+	links, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.Links), nil, bson.D{{Key: "_id", Value: 1}}, cfg.read())
+	if err != nil {
+		return rep, fmt.Errorf("read links: %w", err)
+	}
+	defer links.Close(ctx)
+	var ids []model.ID
+	flush := func() error {
+		if len(ids) == 0 {
+			return nil
+		}
+		res, err := tenants.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		if err != nil {
+			return fmt.Errorf("delete tenant accounts: %w", err)
+		}
+		rep.TenantsDeleted += res.DeletedCount
+		ids = ids[:0]
+		return nil
+	}
+	err = sorted.Each(ctx, tenants, nil, bson.D{{Key: "_id", Value: 1}}, cfg.read(), func(raw bson.Raw) error {
+		id, ok := model.IDOf(raw.Lookup("_id"))
+		if !ok {
+			return nil
+		}
+		link, err := links.SkipTo(ctx, id)
+		if err != nil {
+			return fmt.Errorf("read links: %w", err)
+		}
+		if link != nil {
+			return nil
+		}
+		if ids = append(ids, id); len(ids) >= cfg.Batch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return rep, err
+	}
+	if err := clearCheckpoint(ctx, cfg); err != nil {
+		return rep, err
+	}
+	return rep, dropCreated(ctx, cfg, rep)
+}
+
+type created struct {
+	Collections []string `bson:"collections"`
+}
+
+// recordCreated adds name to the collections phase 2 created, before it
+// creates it: a run killed in between leaves a name whose collection does
+// not exist, which dropCreated passes over.
+func recordCreated(ctx context.Context, cfg Config, name string) error {
+	_, err := cfg.DB.Collection(cfg.State).UpdateOne(ctx, bson.D{{Key: "_id", Value: createdID}},
+		bson.D{{Key: "$addToSet", Value: bson.D{{Key: "collections", Value: name}}}}, options.Update().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("record created collection: %w", err)
+	}
+	return nil
+}
+
+func dropCreated(ctx context.Context, cfg Config, rep *DownReport) error {
+	state := cfg.DB.Collection(cfg.State)
+	var c created
+	err := state.FindOne(ctx, bson.D{{Key: "_id", Value: createdID}}).Decode(&c)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read created collections: %w", err)
+	}
+	for _, name := range c.Collections {
+		coll := cfg.DB.Collection(name)
+		n, err := coll.CountDocuments(ctx, bson.D{}, options.Count().SetLimit(1))
+		if err != nil {
+			return fmt.Errorf("count %s: %w", name, err)
+		}
+		if n > 0 {
+			continue // written since: not phase 2's to remove
+		}
+		if err := coll.Drop(ctx); err != nil {
+			return fmt.Errorf("drop %s: %w", name, err)
+		}
+		rep.Dropped = append(rep.Dropped, name)
+	}
+	if _, err := state.DeleteOne(ctx, bson.D{{Key: "_id", Value: createdID}}); err != nil {
+		return fmt.Errorf("clear created collections: %w", err)
+	}
+	return nil
+}
