@@ -2,14 +2,9 @@ package runner
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/sirupsen/logrus"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
 
-	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/phase1"
@@ -141,7 +136,12 @@ func (r *Runner) phase2Config(ctx context.Context, dry bool) phase2.Config {
 
 // phase2Down undoes phase 2 (phase2.Down).
 func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Result, error) {
-	rep, err := phase2.Down(ctx, r.phase2Config(ctx, false))
+	cfg := r.phase2Config(ctx, false)
+	var rep *phase2.DownReport
+	err := cfg.Retry.Do(ctx, "phase 2 down", func(ctx context.Context) (err error) {
+		rep, err = phase2.Down(ctx, cfg)
+		return err
+	})
 	if err != nil {
 		return mongomigrate.Result{}, err
 	}
@@ -152,72 +152,22 @@ func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Result, error) {
 	return mongomigrate.Result{Counts: mongomigrate.Counts{"tenants_deleted": rep.TenantsDeleted}, Notes: notes}, nil
 }
 
-// idDeleter deletes documents by _id, a batch per round trip.
-type idDeleter struct {
-	coll    *mongo.Collection
-	batch   int
-	ids     []model.ID
-	deleted int64
-}
-
-func (d *idDeleter) add(ctx context.Context, id model.ID) error {
-	if d.ids = append(d.ids, id); len(d.ids) >= d.batch {
-		return d.flush(ctx)
-	}
-	return nil
-}
-
-func (d *idDeleter) flush(ctx context.Context) error {
-	if len(d.ids) == 0 {
-		return nil
-	}
-	res, err := d.coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: d.ids}}}})
-	if err != nil {
-		return fmt.Errorf("delete from %s: %w", d.coll.Name(), err)
-	}
-	d.deleted += res.DeletedCount
-	d.ids = d.ids[:0]
-	return nil
-}
-
 func (r *Runner) logPhase1(rep *phase1.Report) {
 	r.log.WithField("counts", rep.Counts()).WithField("conflicts_by_field", rep.ConflictFields).
 		WithField("invalid_reasons", rep.InvalidReasons).Info("phase 1: report")
 }
 
-// phase1Down removes what phase 1 wrote: the tenant accounts its links name,
-// then the links. It is idempotent: a half-done down is finished by running
-// it again.
+// phase1Down undoes phase 1 (phase1.Down), again from its start after a
+// transient error it did not retry itself.
 func (r *Runner) phase1Down(ctx context.Context) (mongomigrate.Result, error) {
-	c := r.cfg.Collections
-	links := r.db.Collection(c.Links)
-	tenants := r.db.Collection(c.TenantsAccounts)
-	cur, err := links.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "tenant_id", Value: 1}}).
-		SetSort(bson.D{{Key: "tenant_id", Value: 1}}).SetBatchSize(int32(r.cfg.BatchSize)).SetAllowDiskUse(true))
+	cfg := r.phase1Config(ctx, false)
+	var rep *phase1.DownReport
+	err := cfg.Retry.Do(ctx, "phase 1 down", func(ctx context.Context) (err error) {
+		rep, err = phase1.Down(ctx, cfg)
+		return err
+	})
 	if err != nil {
-		return mongomigrate.Result{}, fmt.Errorf("read links: %w", err)
-	}
-	defer cur.Close(ctx)
-	del := &idDeleter{coll: tenants, batch: r.cfg.BatchSize}
-	var last model.ID
-	for cur.Next(ctx) {
-		id, ok := model.IDOf(cur.Current.Lookup("tenant_id"))
-		if !ok || id == last {
-			continue // a link phase 1 left out names no tenant
-		}
-		last = id
-		if err := del.add(ctx, id); err != nil {
-			return mongomigrate.Result{}, err
-		}
-	}
-	if err := cur.Err(); err != nil {
-		return mongomigrate.Result{}, fmt.Errorf("read links: %w", err)
-	}
-	if err := del.flush(ctx); err != nil {
 		return mongomigrate.Result{}, err
 	}
-	if err := links.Drop(ctx); err != nil {
-		return mongomigrate.Result{}, fmt.Errorf("drop links: %w", err)
-	}
-	return mongomigrate.Result{Counts: mongomigrate.Counts{"tenants_deleted": del.deleted}}, nil
+	return mongomigrate.Result{Counts: mongomigrate.Counts{"tenants_deleted": rep.TenantsDeleted}}, nil
 }

@@ -348,3 +348,35 @@ func TestPhase1GroupTooLarge(t *testing.T) {
 		t.Errorf("links %+v, %d tenants; want 2 links that say why, no tenant", links, n)
 	}
 }
+
+// Down deletes the tenant accounts phase 1's links name and then the
+// links, and only those: a one-to-one tenant account stays; run twice it
+// does nothing more.
+func TestDownUndoesPhase1(t *testing.T) {
+	db := env.Database(t)
+	exp := load(t, db, 800)
+	ctx := context.Background()
+	if _, err := phase1.Run(ctx, config(db)); err != nil {
+		t.Fatal(err)
+	}
+	other := bson.D{{Key: "_id", Value: "one-to-one"}, {Key: "org_id", Value: "o"}}
+	if _, err := db.Collection("tenants_accounts").InsertOne(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	legacy := testenv.Dump(t, db.Collection("accounts"))
+	for i, want := range []int64{int64(len(exp.Groups)), 0} {
+		rep, err := phase1.Down(ctx, config(db))
+		if err != nil || rep.TenantsDeleted != want {
+			t.Fatalf("down %d = %+v, %v; want %d tenant accounts deleted", i+1, rep, err, want)
+		}
+	}
+	if n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{}); n != 1 {
+		t.Errorf("%d tenant accounts after down, want only the one-to-one one", n)
+	}
+	if names, _ := db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: "links"}}); len(names) != 0 {
+		t.Error("the links are still there")
+	}
+	if fmt.Sprint(testenv.Dump(t, db.Collection("accounts"))) != fmt.Sprint(legacy) {
+		t.Error("down changed the legacy accounts")
+	}
+}
