@@ -104,6 +104,11 @@ const (
 	OutcomeUnchanged = "unchanged" // tenant as new as or newer than its source: kept
 )
 
+// ErrInvalidData: legacy accounts the phases cannot migrate (Invalid gives
+// each one's reason) were found, and they are not being skipped. Phase 1
+// and phase 2 return errors that wrap it.
+var ErrInvalidData = errors.New("legacy accounts cannot be migrated")
+
 // Invalid reasons, the Go twin of stage 1. They name fields, never values.
 const (
 	ReasonID                 = "_id is not a string or an ObjectId"

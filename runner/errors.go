@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/lease"
 )
 
@@ -19,6 +20,9 @@ var (
 	ErrLockWait = lease.ErrWaitExceeded
 	// ErrLeaseLost: this runner's lease was taken over mid-step.
 	ErrLeaseLost = lease.ErrLost
+	// ErrInvalidData: a phase found legacy accounts it cannot migrate and
+	// skip_invalid is off (the error lists the first and their reasons).
+	ErrInvalidData = pipelines.ErrInvalidData
 	// ErrNoPhase: this build has no step for the requested phase.
 	ErrNoPhase = errors.New("no step for this phase")
 	// ErrMismatch: verify found legacy and tenant accounts that do not match.

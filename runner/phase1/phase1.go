@@ -209,8 +209,9 @@ func (r *Report) Counts() map[string]int64 {
 }
 
 // ErrInvalidData: legacy accounts that cannot be migrated were found and
-// SkipInvalid is off.
-var ErrInvalidData = errors.New("legacy accounts cannot be migrated")
+// SkipInvalid is off. It is pipelines.ErrInvalidData, one sentinel for
+// both phases.
+var ErrInvalidData = pipelines.ErrInvalidData
 
 // InvalidError lists them; it wraps ErrInvalidData.
 type InvalidError struct{ Report *Report }

@@ -165,8 +165,9 @@ func (r *Report) Print(w io.Writer) {
 }
 
 // ErrInvalidData: legacy accounts that cannot be migrated were found and
-// SkipInvalid is off.
-var ErrInvalidData = errors.New("legacy accounts cannot be migrated")
+// SkipInvalid is off. It is pipelines.ErrInvalidData, one sentinel for
+// both phases.
+var ErrInvalidData = pipelines.ErrInvalidData
 
 // read is how phase 2 reads: a batch per round trip, cursors in _id
 // order resumed after a transient break.

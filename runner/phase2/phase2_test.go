@@ -328,8 +328,8 @@ func TestPhase2FallbackChecksInItsScan(t *testing.T) {
 	cfg := config(db, phase2.PathStream)
 	cfg.Batch, cfg.Prechecked = 20, true
 	rep, err := phase2.Run(ctx, cfg)
-	if !errors.Is(err, phase2.ErrInvalidData) || rep.Invalid != 2 || rep.Checked != phase2.CheckedInScan {
-		t.Fatalf("phase 2 over bad data, prechecked = %+v, %v; want ErrInvalidData for 2, checked in the copy scan", rep, err)
+	if !errors.Is(err, phase2.ErrInvalidData) || !errors.Is(err, phase1.ErrInvalidData) || rep.Invalid != 2 || rep.Checked != phase2.CheckedInScan {
+		t.Fatalf("phase 2 over bad data, prechecked = %+v, %v; want ErrInvalidData (one sentinel for both phases) for 2, checked in the copy scan", rep, err)
 	}
 	written := 0
 	for _, id := range tenantIDs(t, db) {
