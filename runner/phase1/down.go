@@ -8,6 +8,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
 
 // DownReport is what Down did.
@@ -33,13 +34,8 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 		if len(ids) == 0 {
 			return nil
 		}
-		err := cfg.Retry.Do(ctx, "delete tenant accounts", func(ctx context.Context) error {
-			res, err := tenants.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
-			if err == nil {
-				rep.TenantsDeleted += res.DeletedCount
-			}
-			return err
-		})
+		n, err := writes.DeleteIDs(ctx, &cfg.Retry, tenants, ids)
+		rep.TenantsDeleted += n
 		ids = ids[:0]
 		return err
 	}

@@ -8,11 +8,9 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
-	"github.com/tenantmigrate/runner/runner/retry"
 )
 
 // keyTable sorts identity keys so that the accounts sharing one are
@@ -204,7 +202,7 @@ func (w *writer) flush(ctx context.Context) error {
 			models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(w.compare[id]).SetUpsert(true))
 		}
 		if len(models) > 0 && !dry {
-			if err := bulk(ctx, rp, tenants, models); err != nil {
+			if _, err := writes.BulkWrite(ctx, rp, tenants, models); err != nil {
 				return fmt.Errorf("replace tenant accounts: %w", err)
 			}
 		}
@@ -220,11 +218,7 @@ func (w *writer) flush(ctx context.Context) error {
 	if len(w.supersedes) > 0 {
 		w.rep.Superseded += len(w.supersedes)
 		if !dry {
-			err := rp.Do(ctx, "delete superseded tenant accounts", func(ctx context.Context) error {
-				_, err := tenants.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: w.supersedes}}}})
-				return err
-			})
-			if err != nil {
+			if _, err := writes.DeleteIDs(ctx, rp, tenants, w.supersedes); err != nil {
 				return fmt.Errorf("delete superseded tenant accounts: %w", err)
 			}
 		}
@@ -236,7 +230,7 @@ func (w *writer) flush(ctx context.Context) error {
 			for i, l := range w.oldLinks {
 				models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: l.LegacyID}}).SetReplacement(l).SetUpsert(true)
 			}
-			if err := bulk(ctx, rp, links, models); err != nil {
+			if _, err := writes.BulkWrite(ctx, rp, links, models); err != nil {
 				return fmt.Errorf("replace links: %w", err)
 			}
 		}
@@ -252,12 +246,4 @@ func (w *writer) flush(ctx context.Context) error {
 	w.inserts, w.supersedes, w.newLinks, w.oldLinks = nil, nil, nil, nil
 	w.compare = map[model.ID]bson.Raw{}
 	return nil
-}
-
-// bulk runs idempotent writes unordered, retried within p.
-func bulk(ctx context.Context, p *retry.Policy, coll *mongo.Collection, models []mongo.WriteModel) error {
-	return p.Do(ctx, "write "+coll.Name(), func(ctx context.Context) error {
-		_, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-		return err
-	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
 
 // createdID is the state document listing the collections phase 2 created
@@ -44,12 +45,12 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 		if len(ids) == 0 {
 			return nil
 		}
-		res, err := tenants.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		n, err := writes.DeleteIDs(ctx, &cfg.Retry, tenants, ids)
+		rep.TenantsDeleted += n
+		ids = ids[:0]
 		if err != nil {
 			return fmt.Errorf("delete tenant accounts: %w", err)
 		}
-		rep.TenantsDeleted += res.DeletedCount
-		ids = ids[:0]
 		return nil
 	}
 	err = sorted.Each(ctx, tenants, nil, bson.D{{Key: "_id", Value: 1}}, cfg.read(), func(raw bson.Raw) error {

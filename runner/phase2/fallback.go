@@ -6,7 +6,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
@@ -183,11 +182,7 @@ func (w *batchWriter) flush(ctx context.Context) error {
 		if w.cfg.beforeRefresh != nil {
 			w.cfg.beforeRefresh()
 		}
-		var res *mongo.BulkWriteResult
-		err := w.cfg.Retry.Do(ctx, "refresh tenant accounts", func(ctx context.Context) (err error) {
-			res, err = tenants.BulkWrite(ctx, w.replaces, options.BulkWrite().SetOrdered(false))
-			return err
-		})
+		res, err := writes.BulkWrite(ctx, &w.cfg.Retry, tenants, w.replaces)
 		if err != nil {
 			return fmt.Errorf("refresh tenant accounts: %w", err)
 		}

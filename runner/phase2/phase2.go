@@ -515,22 +515,34 @@ type rangeCounts struct {
 	refreshed     int64 // written by every attempt so far
 }
 
+// count counts, once for all the attempts at the range, the accounts the
+// range takes and the tenant accounts it holds before it is written.
+func (rc *rangeCounts) count(ctx context.Context, cfg Config, valid []string, r *pipelines.Range) error {
+	if rc.counted {
+		return nil
+	}
+	taken, err := countTaken(ctx, cfg, valid, r)
+	if err != nil {
+		return err
+	}
+	before, err := cfg.DB.Collection(cfg.Names.TenantsAccounts).CountDocuments(ctx, r.IDFilter())
+	if err != nil {
+		return fmt.Errorf("count tenant accounts: %w", err)
+	}
+	rc.taken, rc.before, rc.counted = taken, before, true
+	return nil
+}
+
 // mergeRange runs the pipeline over one range. Without a preview it counts
 // what it can cheaply, with no join and within the range only (a tenant
 // account's _id is its legacy account's): the accounts the pipeline takes
 // (valid, without a link) and how many tenant accounts it added.
 func mergeRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Range, rep *Report, rc *rangeCounts) error {
 	tenants := cfg.DB.Collection(cfg.Names.TenantsAccounts)
-	if !rep.Exact && !rc.counted {
-		taken, err := countTaken(ctx, cfg, valid, r)
-		if err != nil {
+	if !rep.Exact {
+		if err := rc.count(ctx, cfg, valid, r); err != nil {
 			return err
 		}
-		before, err := tenants.CountDocuments(ctx, r.IDFilter())
-		if err != nil {
-			return fmt.Errorf("count tenant accounts: %w", err)
-		}
-		rc.taken, rc.before, rc.counted = taken, before, true
 	}
 	taken, before := rc.taken, rc.before
 	cur, err := cfg.DB.Collection(cfg.Names.Accounts).Aggregate(ctx, pipelines.Phase2(cfg.Names, valid, r), options.Aggregate().SetAllowDiskUse(true))

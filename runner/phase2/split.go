@@ -10,6 +10,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
 
 // splitRange is PathSplit over one range: the refreshes, then the inserts.
@@ -26,16 +27,8 @@ func splitRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Ra
 	if err != nil {
 		return err
 	}
-	if !rc.counted {
-		taken, err := countTaken(ctx, cfg, valid, r)
-		if err != nil {
-			return err
-		}
-		before, err := tenants.CountDocuments(ctx, r.IDFilter())
-		if err != nil {
-			return fmt.Errorf("count tenant accounts: %w", err)
-		}
-		rc.taken, rc.before, rc.counted = taken, before, true
+	if err := rc.count(ctx, cfg, valid, r); err != nil {
+		return err
 	}
 	taken, before, refreshed := rc.taken, rc.before, rc.refreshed
 	cur, err := cfg.DB.Collection(cfg.Names.Accounts).Aggregate(ctx, pipelines.Phase2Inserts(cfg.Names, valid, r), options.Aggregate().SetAllowDiskUse(true))
@@ -75,11 +68,7 @@ func refreshRange(ctx context.Context, cfg Config, valid []string, r *pipelines.
 		if cfg.beforeRefresh != nil {
 			cfg.beforeRefresh()
 		}
-		var res *mongo.BulkWriteResult
-		err := cfg.Retry.Do(ctx, "refresh tenant accounts", func(ctx context.Context) (err error) {
-			res, err = tenants.BulkWrite(ctx, batch, options.BulkWrite().SetOrdered(false))
-			return err
-		})
+		res, err := writes.BulkWrite(ctx, &cfg.Retry, tenants, batch)
 		if err != nil {
 			return fmt.Errorf("refresh tenant accounts: %w", err)
 		}

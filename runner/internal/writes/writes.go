@@ -1,14 +1,17 @@
-// Package writes holds the one insert every step uses for documents whose
-// _id is deterministic.
+// Package writes holds the writes every step shares: inserts of documents
+// whose _id is deterministic, idempotent bulk writes and deletes by _id,
+// each retried within the step's budget.
 package writes
 
 import (
 	"context"
 	"errors"
 
+	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
@@ -28,10 +31,44 @@ func InsertMany(ctx context.Context, p *retry.Policy, coll *mongo.Collection, do
 		}
 		return err
 	}
-	if p == nil {
-		return insert(ctx)
+	return do(ctx, p, "insert into "+coll.Name(), insert)
+}
+
+// BulkWrite runs models unordered, retried within p (nil: tried once).
+// Every model must be idempotent (keyed, or conditional): a retry repeats
+// what an attempt cut off after it wrote. The result is the last
+// attempt's.
+func BulkWrite(ctx context.Context, p *retry.Policy, coll *mongo.Collection, models []mongo.WriteModel) (*mongo.BulkWriteResult, error) {
+	var res *mongo.BulkWriteResult
+	err := do(ctx, p, "write "+coll.Name(), func(ctx context.Context) (err error) {
+		res, err = coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+		return err
+	})
+	return res, err
+}
+
+// DeleteIDs deletes the documents of coll with these _ids, retried within
+// p, and returns how many the attempts deleted.
+func DeleteIDs(ctx context.Context, p *retry.Policy, coll *mongo.Collection, ids []model.ID) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
 	}
-	return p.Do(ctx, "insert into "+coll.Name(), insert)
+	var n int64
+	err := do(ctx, p, "delete from "+coll.Name(), func(ctx context.Context) error {
+		res, err := coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		if err == nil {
+			n += res.DeletedCount
+		}
+		return err
+	})
+	return n, err
+}
+
+func do(ctx context.Context, p *retry.Policy, what string, fn func(context.Context) error) error {
+	if p == nil {
+		return fn(ctx)
+	}
+	return p.Do(ctx, what, fn)
 }
 
 func onlyDuplicates(err error) bool {
