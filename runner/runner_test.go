@@ -44,8 +44,11 @@ func testConfig(t *testing.T) (config.Config, *mongo.Database) {
 	cfg := config.Default()
 	cfg.MongoDB.URI = env.URI
 	cfg.MongoDB.Database = db.Name()
-	cfg.Lock.Lease = 4 * time.Second
-	cfg.Lock.Heartbeat = time.Second
+	// Short, yet long enough that a heartbeat waiting behind the embedded
+	// server's writes (SQLite has one writer) with the rest of the suite
+	// running beside it does not lose the lease (4 s did, once).
+	cfg.Lock.Lease = 10 * time.Second
+	cfg.Lock.Heartbeat = 2 * time.Second
 	cfg.Lock.Wait = 20 * time.Second
 	return cfg, db
 }
