@@ -234,6 +234,7 @@ func (r *Runner) open(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read steps: %w", err)
 	}
+	policy := r.retryPolicy()
 	inner, err := mongomigrate.WithInstance(ctx, mongomigrate.Config{
 		DB:                r.db,
 		StateCollection:   r.cfg.Collections.State(),
@@ -247,6 +248,7 @@ func (r *Runner) open(ctx context.Context) (*session, error) {
 		Owner:             r.owner,
 		Host:              r.host,
 		Log:               r.log,
+		Retry:             &policy,
 	})
 	if err != nil {
 		return nil, err

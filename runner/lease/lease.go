@@ -23,6 +23,8 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/runner/retry"
 )
 
 // ErrWaitExceeded is returned by Acquire when another owner still held the
@@ -44,6 +46,9 @@ type Options struct {
 	Wait  time.Duration // how long to wait for another holder
 	Log   logrus.FieldLogger
 	Now   func() time.Time // nil: time.Now
+	// Retry, if set, retries the release of a transient error: a release
+	// that fails leaves the lock held until the lease expires.
+	Retry *retry.Policy
 }
 
 // HeldError says who holds the lock; it wraps ErrWaitExceeded.
@@ -233,8 +238,17 @@ func (l *Lease) Release(ctx context.Context) error {
 	}
 	// Marked released, not deleted: generations only grow, so an _id is
 	// never reused by a later holder.
-	_, err := l.opts.Coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: l.id}, {Key: "owner", Value: l.opts.Owner}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "released", Value: true}, {Key: "expires_at", Value: l.opts.Now()}}}})
+	release := func(ctx context.Context) error {
+		_, err := l.opts.Coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: l.id}, {Key: "owner", Value: l.opts.Owner}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "released", Value: true}, {Key: "expires_at", Value: l.opts.Now()}}}})
+		return err
+	}
+	var err error
+	if l.opts.Retry != nil {
+		err = l.opts.Retry.Do(ctx, "release lock", release)
+	} else {
+		err = release(ctx)
+	}
 	if err != nil {
 		return fmt.Errorf("release lock: %w", err)
 	}

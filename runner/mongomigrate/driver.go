@@ -43,6 +43,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/runner/lease"
+	"github.com/tenantmigrate/runner/runner/retry"
 )
 
 // Counts are what a step reports it did, by name (read, written, ...).
@@ -77,6 +78,8 @@ type Config struct {
 	Owner        string
 	Host         string
 	Log          logrus.FieldLogger
+	// Retry, if set, retries the lease's release of a transient error.
+	Retry *retry.Policy
 }
 
 // Driver implements database.Driver.
@@ -161,6 +164,7 @@ func (d *Driver) Lock() error {
 		Renew: d.cfg.LeaseRenew,
 		Wait:  d.cfg.LockWait,
 		Log:   d.cfg.Log,
+		Retry: d.cfg.Retry,
 	})
 	if err != nil {
 		return err
