@@ -14,10 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
-	"regexp"
-	"strings"
 	"sync"
 	"time"
 
@@ -26,15 +23,15 @@ import (
 	"github.com/golang-migrate/migrate/v4/source"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/event"
 	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/mongo/readpref"
 
 	"github.com/tenantmigrate/runner/migrations"
 	"github.com/tenantmigrate/runner/runner/capability"
 	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/progress"
+	"github.com/tenantmigrate/runner/runner/retry"
 	"github.com/tenantmigrate/runner/runner/verify"
 )
 
@@ -53,6 +50,7 @@ type Runner struct {
 	// progress shows long work: a bar on a terminal, log lines otherwise.
 	progress progress.Reporter
 	caps     capability.Caps
+	monitor  *event.CommandMonitor
 }
 
 // Option customises a Runner.
@@ -69,6 +67,10 @@ func WithProgress(p progress.Reporter) Option { return func(r *Runner) { r.progr
 func WithSteps(files fs.FS, goSteps map[string]mongomigrate.StepFunc) Option {
 	return func(r *Runner) { r.steps, r.goStep = files, goSteps }
 }
+
+// WithCommandMonitor makes the runner's client report every command it
+// sends to m: a service's own APM monitor, or a test's fault.
+func WithCommandMonitor(m *event.CommandMonitor) Option { return func(r *Runner) { r.monitor = m } }
 
 // New connects to MongoDB and returns a runner. The caller closes it.
 func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error) {
@@ -89,7 +91,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 	if r.goStep == nil {
 		r.goStep = r.goSteps()
 	}
-	client, err := connect(ctx, cfg.MongoDB)
+	client, err := connect(ctx, cfg.MongoDB, r.monitor)
 	if err != nil {
 		return nil, err
 	}
@@ -121,68 +123,6 @@ func ownerID(host string) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b))
-}
-
-var lastErrRE = regexp.MustCompile(`Last error: ([^}]*?)\s*}`)
-
-func connect(ctx context.Context, c config.MongoDB) (*mongo.Client, error) {
-	opts := options.Client().ApplyURI(c.URI).
-		SetServerSelectionTimeout(c.ConnectTimeout).
-		SetConnectTimeout(c.ConnectTimeout).
-		SetAppName("tenants-accounts-runner")
-	if err := opts.Validate(); err != nil {
-		return nil, &config.Error{Key: "mongodb.uri", Msg: RedactIn(err.Error(), c.URI)}
-	}
-	client, err := mongo.Connect(ctx, opts)
-	if err != nil {
-		return nil, &config.Error{Key: "mongodb.uri", Msg: RedactIn(err.Error(), c.URI)}
-	}
-	pctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout+time.Second)
-	defer cancel()
-	if err := client.Ping(pctx, readpref.Primary()); err != nil {
-		_ = client.Disconnect(context.Background())
-		return nil, classifyConnectErr(err, c)
-	}
-	return client, nil
-}
-
-func classifyConnectErr(err error, c config.MongoDB) error {
-	msg := err.Error()
-	where := RedactURI(c.URI)
-	if strings.Contains(msg, "auth error") || strings.Contains(msg, "AuthenticationFailed") || strings.Contains(msg, "Authentication failed") {
-		return fmt.Errorf("%w at %s: check the user and password of mongodb.uri", ErrAuth, where)
-	}
-	reason := "no server answered within " + c.ConnectTimeout.String()
-	if m := lastErrRE.FindStringSubmatch(msg); m != nil && strings.TrimSpace(m[1]) != "" {
-		reason = strings.TrimSpace(m[1])
-	}
-	if strings.Contains(reason, "auth error") {
-		return fmt.Errorf("%w at %s: check the user and password of mongodb.uri", ErrAuth, where)
-	}
-	return fmt.Errorf("%w at %s: %s", ErrUnreachable, where, RedactIn(reason, c.URI))
-}
-
-// RedactIn removes the URI's password, as written and unescaped, from a
-// message that may quote it, and folds the message onto one line.
-func RedactIn(msg, uri string) string {
-	if red := RedactURI(uri); red != uri {
-		msg = strings.ReplaceAll(msg, uri, red)
-		if _, rest, ok := strings.Cut(uri, "://"); ok {
-			end := strings.IndexAny(rest, "/?")
-			if end < 0 {
-				end = len(rest)
-			}
-			if at := strings.LastIndex(rest[:end], "@"); at > 0 {
-				if _, pass, ok := strings.Cut(rest[:at], ":"); ok && pass != "" {
-					msg = strings.ReplaceAll(msg, pass, "xxxxx")
-					if p, err := url.PathUnescape(pass); err == nil && p != pass {
-						msg = strings.ReplaceAll(msg, p, "xxxxx")
-					}
-				}
-			}
-		}
-	}
-	return strings.Join(strings.Fields(msg), " ")
 }
 
 // session is one golang-migrate instance over a fresh source and driver,
@@ -513,6 +453,7 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	// Verify only reads: its streams resume by themselves, and any other
 	// transient error reads it all again.
 	policy := r.retryPolicy()
+	policy.Counter = &retry.Counter{}
 	err = policy.Do(ctx, "verify", func(ctx context.Context) (err error) {
 		rep, err = verify.Run(ctx, r.db, verify.Collections{
 			Accounts:                  c.Accounts,
@@ -539,9 +480,10 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	for _, s := range steps {
 		rep.Steps = append(rep.Steps, s.StepState)
 	}
+	rep.Retries = policy.Counter.Load()
 	r.log.WithFields(logrus.Fields{"duration": time.Since(start).Round(time.Millisecond).String(), "ok": rep.OK(), "done": rep.Done(),
 		"stage": rep.Stage.String(), "awaiting": rep.Awaiting.Count,
-		"legacy_accounts": rep.LegacyAccounts, "tenant_accounts": rep.TenantAccounts}).Info("verify: finished")
+		"legacy_accounts": rep.LegacyAccounts, "tenant_accounts": rep.TenantAccounts, "retries": rep.Retries}).Info("verify: finished")
 	return rep, nil
 }
 

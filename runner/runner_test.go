@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -509,6 +510,45 @@ func TestBootOnFailureContinue(t *testing.T) {
 	}
 	if !bytes.Contains(logs.Bytes(), []byte(`"level":"error"`)) {
 		t.Errorf("continue did not log the failure: %s", logs.String())
+	}
+}
+
+// Connecting tells refused credentials from an absent server by the
+// driver's error types, in one line that never shows the password.
+func TestConnectErrors(t *testing.T) {
+	withUser := func(uri string) string {
+		u, err := url.Parse(uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.UserPassword("nobody", "wrong-s3cret")
+		return u.String()
+	}
+	for _, tt := range []struct {
+		name string
+		uri  string
+		want error
+	}{
+		{"wrong credentials", withUser(env.URI), runner.ErrAuth},
+		{"no server", "mongodb://127.0.0.1:1", runner.ErrUnreachable},
+		{"no server, credentials", withUser("mongodb://127.0.0.1:1"), runner.ErrUnreachable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.MongoDB.URI = tt.uri
+			cfg.MongoDB.ConnectTimeout = 2 * time.Second
+			r, err := runner.New(context.Background(), cfg, runner.WithLogger(quietLogger()))
+			if err == nil {
+				_ = r.Close(context.Background())
+				t.Fatal("connected")
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if msg := err.Error(); strings.Contains(msg, "wrong-s3cret") || strings.Contains(msg, "\n") {
+				t.Errorf("message shows the password or spans lines: %q", msg)
+			}
+		})
 	}
 }
 

@@ -137,6 +137,8 @@ func (r *Runner) phase2Config(ctx context.Context, dry bool) phase2.Config {
 // phase2Down undoes phase 2 (phase2.Down).
 func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Result, error) {
 	cfg := r.phase2Config(ctx, false)
+	retries := &retry.Counter{}
+	cfg.Retry.Counter = retries
 	var rep *phase2.DownReport
 	err := cfg.Retry.Do(ctx, "phase 2 down", func(ctx context.Context) (err error) {
 		rep, err = phase2.Down(ctx, cfg)
@@ -149,7 +151,7 @@ func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Result, error) {
 	for _, name := range rep.Dropped {
 		notes = append(notes, "dropped "+name+", which phase 2 had created, empty")
 	}
-	return mongomigrate.Result{Counts: mongomigrate.Counts{"tenants_deleted": rep.TenantsDeleted}, Notes: notes}, nil
+	return mongomigrate.Result{Counts: withRetries(mongomigrate.Counts{"tenants_deleted": rep.TenantsDeleted}, retries), Notes: notes}, nil
 }
 
 func (r *Runner) logPhase1(rep *phase1.Report) {
@@ -161,6 +163,8 @@ func (r *Runner) logPhase1(rep *phase1.Report) {
 // transient error it did not retry itself.
 func (r *Runner) phase1Down(ctx context.Context) (mongomigrate.Result, error) {
 	cfg := r.phase1Config(ctx, false)
+	retries := &retry.Counter{}
+	cfg.Retry.Counter = retries
 	var rep *phase1.DownReport
 	err := cfg.Retry.Do(ctx, "phase 1 down", func(ctx context.Context) (err error) {
 		rep, err = phase1.Down(ctx, cfg)
@@ -169,5 +173,5 @@ func (r *Runner) phase1Down(ctx context.Context) (mongomigrate.Result, error) {
 	if err != nil {
 		return mongomigrate.Result{}, err
 	}
-	return mongomigrate.Result{Counts: mongomigrate.Counts{"tenants_deleted": rep.TenantsDeleted}}, nil
+	return mongomigrate.Result{Counts: withRetries(mongomigrate.Counts{"tenants_deleted": rep.TenantsDeleted}, retries)}, nil
 }

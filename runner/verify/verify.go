@@ -136,6 +136,9 @@ type Report struct {
 	Linked         int                   `json:"linked_by_phase1"`
 	OneToOne       int                   `json:"one_to_one"`
 	PerOrg         map[string]*OrgCounts `json:"per_org"`
+	// Retries, filled by the runner, are the transient errors verify read
+	// through (a broken stream resumed, or a read done again).
+	Retries int64 `json:"retries,omitempty"`
 
 	// Awaiting are legacy accounts in no tenant account that a pending
 	// phase will move: not a mismatch.
@@ -210,6 +213,9 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", o, c.Legacy, c.Migrated, c.Tenants)
 	}
 	tw.Flush()
+	if r.Retries > 0 {
+		fmt.Fprintf(w, "read through %d transient errors (retried)\n", r.Retries)
+	}
 	for _, s := range r.Steps {
 		line := fmt.Sprintf("step %d %s: %s", s.Version, s.Name, s.State)
 		if s.Awaiting > 0 {

@@ -1,0 +1,102 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/event"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/mongo/readpref"
+	"go.mongodb.org/mongo-driver/x/mongo/driver/auth"
+	"go.mongodb.org/mongo-driver/x/mongo/driver/topology"
+
+	"github.com/tenantmigrate/runner/runner/config"
+)
+
+// connect opens a client and pings the primary, so that a wrong URI, an
+// absent server or refused credentials fail here, in one line, rather than
+// in the middle of a step.
+func connect(ctx context.Context, c config.MongoDB, monitor *event.CommandMonitor) (*mongo.Client, error) {
+	opts := options.Client().ApplyURI(c.URI).
+		SetServerSelectionTimeout(c.ConnectTimeout).
+		SetConnectTimeout(c.ConnectTimeout).
+		SetAppName("tenants-accounts-runner")
+	if monitor != nil {
+		opts.SetMonitor(monitor)
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, &config.Error{Key: "mongodb.uri", Msg: RedactIn(err.Error(), c.URI)}
+	}
+	client, err := mongo.Connect(ctx, opts)
+	if err != nil {
+		return nil, &config.Error{Key: "mongodb.uri", Msg: RedactIn(err.Error(), c.URI)}
+	}
+	pctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout+time.Second)
+	defer cancel()
+	if err := client.Ping(pctx, readpref.Primary()); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, classifyConnectErr(err, c)
+	}
+	return client, nil
+}
+
+// authFailed is the server's code for refused credentials.
+const authFailed = 18
+
+// classifyConnectErr tells refused credentials (ErrAuth) from a server
+// that cannot be reached (ErrUnreachable), by the driver's error types: an
+// authentication error of a connection's handshake, the server's
+// AuthenticationFailed code, or the last error the topology recorded for
+// each server it tried.
+func classifyConnectErr(err error, c config.MongoDB) error {
+	where := RedactURI(c.URI)
+	causes := []error{err}
+	var sel topology.ServerSelectionError
+	if errors.As(err, &sel) {
+		for _, s := range sel.Desc.Servers {
+			if s.LastError != nil {
+				causes = append(causes, s.LastError)
+			}
+		}
+	}
+	for _, cause := range causes {
+		var ae *auth.Error
+		var se mongo.ServerError
+		if errors.As(cause, &ae) || (errors.As(cause, &se) && se.HasErrorCode(authFailed)) {
+			return fmt.Errorf("%w at %s: check the user and password of mongodb.uri", ErrAuth, where)
+		}
+	}
+	reason := "no server answered within " + c.ConnectTimeout.String()
+	if len(causes) > 1 {
+		reason = causes[len(causes)-1].Error()
+	}
+	return fmt.Errorf("%w at %s: %s", ErrUnreachable, where, RedactIn(reason, c.URI))
+}
+
+// RedactIn removes the URI's password, as written and unescaped, from a
+// message that may quote it, and folds the message onto one line.
+func RedactIn(msg, uri string) string {
+	if red := RedactURI(uri); red != uri {
+		msg = strings.ReplaceAll(msg, uri, red)
+		if _, rest, ok := strings.Cut(uri, "://"); ok {
+			end := strings.IndexAny(rest, "/?")
+			if end < 0 {
+				end = len(rest)
+			}
+			if at := strings.LastIndex(rest[:end], "@"); at > 0 {
+				if _, pass, ok := strings.Cut(rest[:at], ":"); ok && pass != "" {
+					msg = strings.ReplaceAll(msg, pass, "xxxxx")
+					if p, err := url.PathUnescape(pass); err == nil && p != pass {
+						msg = strings.ReplaceAll(msg, p, "xxxxx")
+					}
+				}
+			}
+		}
+	}
+	return strings.Join(strings.Fields(msg), " ")
+}
