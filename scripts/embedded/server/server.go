@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -23,7 +24,28 @@ type Server struct {
 	addr   string
 	cancel context.CancelFunc
 	done   chan error
+	// gcPercent is the host's GC target before Start; -2: Start left it.
+	gcPercent int
 }
+
+// Settings of the embedded server only: it is a test and quick-start
+// server, profiled to spend half its CPU decoding its stored JSON, a third
+// allocating and collecting. Neither is ever applied to a server the runner
+// is pointed at, nor to the runner's own process (the load test and the
+// quick start run the runner as a child process).
+const (
+	// gcPercent is the GC target of the process hosting the server while
+	// it runs (Go's default is 100): fewer collections for some memory,
+	// measured x1.3 on a full scan, x1.4 on a sorted one, x1.17 on inserts.
+	// GOGC in the environment wins.
+	gcPercent = 400
+	// sqlitePragmas are added to FerretDB's own (WAL, a busy timeout): no
+	// fsync per commit, x1.18 on inserts. A crash of the machine may lose
+	// the last writes of a server whose data is a test's. Journal modes
+	// other than WAL, and mode=memory, deadlock or fail a write while a
+	// cursor is open: not used.
+	sqlitePragmas = "_pragma=synchronous(off)"
+)
 
 // Options configure Start.
 type Options struct {
@@ -64,13 +86,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		Listener:  ferretdb.ListenerConfig{TCP: addr},
 		Logger:    slog.New(handler),
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + dir + "/",
+		SQLiteURL: "file:" + dir + "/?" + sqlitePragmas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded server: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	s := &Server{uri: f.MongoDBURI(), addr: addr, cancel: cancel, done: make(chan error, 1)}
+	s := &Server{uri: f.MongoDBURI(), addr: addr, cancel: cancel, done: make(chan error, 1), gcPercent: -2}
+	if os.Getenv("GOGC") == "" {
+		s.gcPercent = debug.SetGCPercent(gcPercent)
+	}
 	go func() { f.Run(runCtx); s.done <- nil }()
 
 	deadline := time.Now().Add(30 * time.Second)
@@ -99,10 +124,14 @@ func (s *Server) URI() string { return s.uri }
 // Addr is the host:port the server listens on.
 func (s *Server) Addr() string { return s.addr }
 
-// Stop stops the server and waits for it to finish.
+// Stop stops the server, waits for it to finish and gives the host back
+// its GC target.
 func (s *Server) Stop() {
 	s.cancel()
 	<-s.done
+	if s.gcPercent != -2 {
+		debug.SetGCPercent(s.gcPercent)
+	}
 }
 
 func freeAddr() (string, error) {
