@@ -22,12 +22,20 @@ func FS() fs.FS { return files }
 // Source returns a golang-migrate source over the embedded steps.
 func Source() (source.Driver, error) { return iofs.New(files, ".") }
 
+// The Go steps that a manual run names: runner --phase 1, --phase 2,
+// --references.
+const (
+	StepPhase1     = "phase1"
+	StepPhase2     = "phase2"
+	StepReferences = "references"
+)
+
 // PhaseOf says which phase a Go step implements (runner --phase N), or 0.
 func PhaseOf(goStep string) int {
 	switch goStep {
-	case "phase1":
+	case StepPhase1:
 		return 1
-	case "phase2":
+	case StepPhase2:
 		return 2
 	}
 	return 0

@@ -30,6 +30,20 @@ type Plan struct {
 
 // Plan says what Up (phase 0) or Phase(phase) would run, writing nothing.
 func (r *Runner) Plan(ctx context.Context, phase int) (Plan, error) {
+	if phase == 0 {
+		return r.plan(ctx, nil)
+	}
+	t := phaseStep(phase)
+	return r.plan(ctx, &t)
+}
+
+// PlanReferences says what References would run, writing nothing.
+func (r *Runner) PlanReferences(ctx context.Context) (Plan, error) {
+	return r.plan(ctx, &referencesStep)
+}
+
+// plan is what a run up to t (nil: every step) would run.
+func (r *Runner) plan(ctx context.Context, t *target) (Plan, error) {
 	infos, err := r.stepInfos()
 	if err != nil {
 		return Plan{}, err
@@ -40,20 +54,15 @@ func (r *Runner) Plan(ctx context.Context, phase int) (Plan, error) {
 	}
 	p := Plan{Version: st.Version, Dirty: st.Dirty}
 	target := -1
-	if phase > 0 {
-		for _, in := range infos {
-			if in.Phase == phase {
-				target = int(in.Version)
-			}
-		}
-		if target < 0 {
-			return Plan{}, fmt.Errorf("%w %d in this build's migrations", ErrNoPhase, phase)
+	if t != nil {
+		if target, err = t.version(infos); err != nil {
+			return Plan{}, err
 		}
 	}
 	for _, in := range infos {
 		v := int(in.Version)
 		pending := v > st.Version || (st.Dirty && v == st.Version)
-		rerun := phase > 0 && v == target && !pending
+		rerun := t != nil && v == target && !pending
 		if target >= 0 && v > target || !pending && !rerun {
 			continue
 		}

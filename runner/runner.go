@@ -31,6 +31,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/progress"
+	"github.com/tenantmigrate/runner/runner/references"
 	"github.com/tenantmigrate/runner/runner/retry"
 	"github.com/tenantmigrate/runner/runner/verify"
 )
@@ -294,33 +295,67 @@ func (r *Runner) Down(ctx context.Context) (Result, error) {
 // step was applied before, it runs it again (phase steps are idempotent and
 // pick up accounts added or changed since).
 func (r *Runner) Phase(ctx context.Context, n int) (Result, error) {
+	return r.through(ctx, phaseStep(n))
+}
+
+// References applies the steps up to and including the references step;
+// when it was applied before, it runs it again (after phase 1 merged more
+// accounts, or for documents the service changed meanwhile).
+func (r *Runner) References(ctx context.Context) (Result, error) {
+	return r.through(ctx, referencesStep)
+}
+
+// target picks the step a manual run goes up to.
+type target struct {
+	match func(StepInfo) bool
+	// missing is the error when this build has no such step.
+	missing error
+}
+
+func phaseStep(n int) target {
+	return target{func(in StepInfo) bool { return in.Phase == n }, fmt.Errorf("%w %d in this build's migrations", ErrNoPhase, n)}
+}
+
+var referencesStep = target{
+	func(in StepInfo) bool {
+		return in.Up.Kind == mongomigrate.KindGo && in.Up.Name == migrations.StepReferences
+	},
+	fmt.Errorf("%w: references", ErrNoPhase),
+}
+
+// version is the target's step version among infos.
+func (t target) version(infos []StepInfo) (int, error) {
+	for _, in := range infos {
+		if t.match(in) {
+			return int(in.Version), nil
+		}
+	}
+	return -1, t.missing
+}
+
+func (r *Runner) through(ctx context.Context, t target) (Result, error) {
 	infos, err := r.stepInfos()
 	if err != nil {
 		return Result{}, err
 	}
-	target := -1
-	for _, in := range infos {
-		if in.Phase == n {
-			target = int(in.Version)
-		}
-	}
-	if target < 0 {
-		return Result{}, fmt.Errorf("%w %d in this build's migrations", ErrNoPhase, n)
+	v, err := t.version(infos)
+	if err != nil {
+		return Result{}, err
 	}
 	res, err := r.migrateWith(ctx, false, func(s *session) error {
-		v, _, err := s.drv.Version()
+		cur, _, err := s.drv.Version()
 		if err != nil {
 			return err
 		}
-		if v < target {
-			return s.m.Migrate(uint(target))
+		if cur < v {
+			return s.m.Migrate(uint(v))
 		}
-		body, _, err := s.src.ReadUp(uint(target))
+		body, _, err := s.src.ReadUp(uint(v))
 		if err != nil {
 			return err
 		}
 		defer body.Close()
-		return s.drv.Rerun(target, body)
+		return s.drv.Rerun(v, body)
 	})
 	return r.verifyAfter(ctx, res, err)
 }
@@ -481,10 +516,54 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 		rep.Steps = append(rep.Steps, s.StepState)
 	}
 	rep.Retries = policy.Counter.Load()
+	if err := r.verifyReferences(ctx, st, rep, policy); err != nil {
+		return nil, err
+	}
 	r.log.WithFields(logrus.Fields{"duration": time.Since(start).Round(time.Millisecond).String(), "ok": rep.OK(), "done": rep.Done(),
 		"stage": rep.Stage.String(), "awaiting": rep.Awaiting.Count,
 		"legacy_accounts": rep.LegacyAccounts, "tenant_accounts": rep.TenantAccounts, "retries": rep.Retries}).Info("verify: finished")
 	return rep, nil
+}
+
+// verifyReferences checks the configured references once the references
+// step is applied: none may still name a merged-away account but the
+// conflicts the step recorded.
+func (r *Runner) verifyReferences(ctx context.Context, st Status, rep *verify.Report, policy retry.Policy) error {
+	if len(r.cfg.References) == 0 {
+		return nil
+	}
+	infos, err := r.stepInfos()
+	if err != nil {
+		return err
+	}
+	v, err := referencesStep.version(infos)
+	if err != nil {
+		return nil // a build with steps of its own, without this one
+	}
+	applied := false
+	for _, s := range st.Steps {
+		applied = applied || (int(s.Version) == v && s.State == mongomigrate.StateApplied)
+	}
+	if !applied {
+		return nil
+	}
+	cfg, err := r.referencesConfig(true)
+	if err != nil {
+		return err
+	}
+	cfg.Retry = policy
+	chk, err := references.Check(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("verify references: %w", err)
+	}
+	rep.ReferencesStale, rep.ReferencesLeft = chk.Stale, chk.Left
+	for _, n := range chk.Stale {
+		rep.StaleReferences.Count += int(n)
+	}
+	for _, c := range chk.FirstStale {
+		rep.StaleReferences.First = append(rep.StaleReferences.First, c.Collection+"/"+c.Document)
+	}
+	return nil
 }
 
 type stepStage struct {

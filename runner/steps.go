@@ -2,13 +2,16 @@ package runner
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/tenantmigrate/runner/migrations"
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
+	"github.com/tenantmigrate/runner/runner/references"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
@@ -62,7 +65,74 @@ func (r *Runner) goSteps() map[string]mongomigrate.StepFunc {
 			return mongomigrate.Result{Counts: withRetries(rep.Counts(), retries), Notes: rep.Notes()}, nil
 		},
 		"phase2_down": r.phase2Down,
+		migrations.StepReferences: func(ctx context.Context) (mongomigrate.Result, error) {
+			cfg, err := r.referencesConfig(false)
+			if err != nil {
+				return mongomigrate.Result{}, err
+			}
+			retries := &retry.Counter{}
+			cfg.Retry.Counter = retries
+			var rep *references.Report
+			step := cfg.Retry
+			err = step.Do(ctx, "references", func(ctx context.Context) (err error) {
+				rep, err = references.Run(ctx, cfg)
+				return err
+			})
+			if rep != nil {
+				r.log.WithFields(logrus.Fields{"counts": rep.Counts(), "conflicts": rep.Conflicts, "changed_meanwhile": rep.Changed}).Info("references: report")
+			}
+			if err != nil {
+				return mongomigrate.Result{}, err
+			}
+			var notes []string
+			for _, f := range rep.Fields {
+				note := fmt.Sprintf("%s: %d merged-away ids re-pointed", f.Field, f.Replaced)
+				if f.Unindexed {
+					note += "; no index starts with this field, so each batch of links scanned the collection"
+				}
+				notes = append(notes, note)
+			}
+			if rep.Conflicts > 0 {
+				notes = append(notes, fmt.Sprintf("%d documents left as they are, holding merged-away ids: a unique index refused them, or two of their references would name one tenant account (runner verify lists the first)", rep.Conflicts))
+			}
+			return mongomigrate.Result{Counts: withRetries(rep.Counts(), retries), Notes: notes}, nil
+		},
+		"references_down": func(ctx context.Context) (mongomigrate.Result, error) {
+			cfg, err := r.referencesConfig(false)
+			if err != nil {
+				return mongomigrate.Result{}, err
+			}
+			retries := &retry.Counter{}
+			cfg.Retry.Counter = retries
+			var rep *references.DownReport
+			step := cfg.Retry
+			err = step.Do(ctx, "references down", func(ctx context.Context) (err error) {
+				rep, err = references.Down(ctx, cfg)
+				return err
+			})
+			if err != nil {
+				return mongomigrate.Result{}, err
+			}
+			return mongomigrate.Result{Counts: withRetries(mongomigrate.Counts{"restored": rep.Restored, "changed_since": rep.Changed}, retries)}, nil
+		},
 	}
+}
+
+// referencesConfig maps the configuration onto the references step.
+func (r *Runner) referencesConfig(dry bool) (references.Config, error) {
+	parsed, err := r.cfg.ParsedReferences()
+	if err != nil {
+		return references.Config{}, err
+	}
+	refs := make([]references.Ref, 0, len(parsed))
+	for _, p := range parsed {
+		refs = append(refs, references.Ref{Collection: p.Collection, Path: p.Path})
+	}
+	c := r.cfg.Collections
+	return references.Config{
+		DB: r.db, Links: c.Links, Records: c.ReferencesColl(), State: c.State(), Refs: refs,
+		Batch: r.cfg.BatchSize, Retry: r.retryPolicy(), DryRun: dry, Log: r.log,
+	}, nil
 }
 
 // withRetries adds the step's retries to its counts when there were any.
@@ -86,6 +156,13 @@ func (r *Runner) dryRuns() map[string]dryRunFunc {
 		},
 		"phase2": func(ctx context.Context) (any, error) {
 			return phase2.Run(ctx, r.phase2Config(ctx, true))
+		},
+		migrations.StepReferences: func(ctx context.Context) (any, error) {
+			cfg, err := r.referencesConfig(true)
+			if err != nil {
+				return nil, err
+			}
+			return references.Run(ctx, cfg)
 		},
 	}
 }

@@ -39,6 +39,11 @@ type Config struct {
 	Retry       Retry       `mapstructure:"retry"`
 	Boot        Boot        `mapstructure:"boot"`
 	Log         Log         `mapstructure:"log"`
+	// References are fields of the service's other collections that hold a
+	// legacy account _id, each "collection:dotted.path" (the path goes
+	// through subdocuments and arrays). The references step re-points
+	// those naming an account phase 1 merged away to its tenant account.
+	References []string `mapstructure:"references"`
 }
 
 // MongoDB says where the data lives.
@@ -64,6 +69,10 @@ func (c Collections) State() string { return c.MigrationsPrefix + "_state" }
 
 // History is the collection holding one document per step.
 func (c Collections) History() string { return c.MigrationsPrefix + "_history" }
+
+// ReferencesColl is the collection recording what the references step
+// changed, for its down.
+func (c Collections) ReferencesColl() string { return c.MigrationsPrefix + "_references" }
 
 // LockColl is the collection holding the lease lock.
 func (c Collections) LockColl() string { return c.MigrationsPrefix + "_lock" }
@@ -174,16 +183,65 @@ func Default() Config {
 			Links:                     "tenants_accounts_links",
 			MigrationsPrefix:          "migrations",
 		},
-		Identity:  Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}},
-		BatchSize: 1000,
-		Phase1:    Phase1{PreferredApps: []string{}, MemoryGroupLimit: 0},
-		Phase2:    Phase2{RangeSize: 0, Path: "probe"},
-		Verify:    Verify{AfterSteps: true},
-		Lock:      Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
-		Retry:     Retry{Attempts: 8, MaxElapsed: 2 * time.Minute, InitialWait: 200 * time.Millisecond, MaxWait: 15 * time.Second},
-		Boot:      Boot{OnFailure: "fail", OnDirty: "resume"},
-		Log:       Log{Format: "auto", Level: "info"},
+		Identity:   Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}},
+		BatchSize:  1000,
+		Phase1:     Phase1{PreferredApps: []string{}, MemoryGroupLimit: 0},
+		Phase2:     Phase2{RangeSize: 0, Path: "probe"},
+		Verify:     Verify{AfterSteps: true},
+		Lock:       Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
+		Retry:      Retry{Attempts: 8, MaxElapsed: 2 * time.Minute, InitialWait: 200 * time.Millisecond, MaxWait: 15 * time.Second},
+		Boot:       Boot{OnFailure: "fail", OnDirty: "resume"},
+		Log:        Log{Format: "auto", Level: "info"},
+		References: []string{},
 	}
+}
+
+// Reference is one entry of references.
+type Reference struct{ Collection, Path string }
+
+// ParsedReferences are the references, validated.
+func (c Config) ParsedReferences() ([]Reference, error) {
+	own := map[string]string{
+		c.Collections.Accounts:                  "the legacy accounts",
+		c.Collections.ApplicationsOrganizations: "the app-orgs",
+		c.Collections.TenantsAccounts:           "the tenant accounts",
+		c.Collections.Links:                     "the links",
+	}
+	var out []Reference
+	seen := map[Reference]bool{}
+	for _, s := range c.References {
+		coll, path, ok := strings.Cut(strings.TrimSpace(s), ":")
+		bad := func(msg string) error {
+			return &Error{Key: "references", Msg: fmt.Sprintf("%q: %s", s, msg)}
+		}
+		switch {
+		case !ok || coll == "" || path == "":
+			return nil, bad("want collection:field (a dotted path for a nested field)")
+		case !collNameRE.MatchString(coll) || strings.HasPrefix(coll, "system."):
+			return nil, bad("not a valid collection name")
+		case own[coll] != "":
+			return nil, bad("names " + own[coll] + ", which the references step never writes")
+		case strings.HasPrefix(coll, c.Collections.MigrationsPrefix+"_"):
+			return nil, bad("names a collection of the runner's own (collections.migrations_prefix)")
+		}
+		for i, seg := range strings.Split(path, ".") {
+			switch {
+			case seg == "" || strings.HasPrefix(seg, "$"):
+				return nil, bad("not a field path")
+			case strings.Trim(seg, "0123456789") == "":
+				return nil, bad("array positions are not supported: name the field, arrays are searched whole")
+			case i == 0 && seg == "_id":
+				return nil, bad("a document's _id cannot be rewritten")
+			}
+		}
+		r := Reference{Collection: coll, Path: path}
+		if seen[r] {
+			return nil, bad("listed twice")
+		}
+		seen[r] = true
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // Error is a configuration error about one key.
@@ -383,6 +441,9 @@ func (c Config) Validate() error {
 			return &Error{Key: key, Msg: fmt.Sprintf("%q is already used by %s", name, other)}
 		}
 		seen[name] = key
+	}
+	if _, err := c.ParsedReferences(); err != nil {
+		return err
 	}
 	if len(c.Identity.AuthTypeCodes) == 0 {
 		return &Error{Key: "identity.auth_type_codes", Msg: "needs at least one auth type code"}

@@ -66,6 +66,26 @@ func TestLoad(t *testing.T) {
 		{name: "same collection twice", file: "collections:\n  links: accounts\n", wantKey: "collections.links"},
 		{name: "empty identity codes", env: []string{"RUNNER_IDENTITY_AUTH_TYPE_CODES="}, wantKey: "identity.auth_type_codes"},
 		{name: "bad database name", file: "mongodb:\n  database: a.b\n", wantKey: "mongodb.database"},
+		{name: "references from file", file: "references:\n  - logins_sessions:account_id\n  - credentials:account_auth_types.account_id\n",
+			check: func(c Config) bool {
+				r, err := c.ParsedReferences()
+				return err == nil && reflect.DeepEqual(r, []Reference{{"logins_sessions", "account_id"}, {"credentials", "account_auth_types.account_id"}})
+			}},
+		{name: "references from env", env: []string{"RUNNER_REFERENCES=follows:follower_id,follows:following_id"},
+			check: func(c Config) bool {
+				r, err := c.ParsedReferences()
+				return err == nil && reflect.DeepEqual(r, []Reference{{"follows", "follower_id"}, {"follows", "following_id"}})
+			}},
+		{name: "reference without path", env: []string{"RUNNER_REFERENCES=sessions"}, wantKey: "references"},
+		{name: "reference to the legacy accounts", env: []string{"RUNNER_REFERENCES=accounts:x"}, wantKey: "references"},
+		{name: "reference to the tenant accounts", env: []string{"RUNNER_REFERENCES=tenants_accounts:org_id"}, wantKey: "references"},
+		{name: "reference to the links", env: []string{"RUNNER_REFERENCES=tenants_accounts_links:tenant_id"}, wantKey: "references"},
+		{name: "reference to the app-orgs", env: []string{"RUNNER_REFERENCES=applications_organizations:x"}, wantKey: "references"},
+		{name: "reference to the runner's own", env: []string{"RUNNER_REFERENCES=migrations_references:x"}, wantKey: "references"},
+		{name: "reference to an _id", env: []string{"RUNNER_REFERENCES=sessions:_id"}, wantKey: "references"},
+		{name: "reference by array position", env: []string{"RUNNER_REFERENCES=sessions:owners.0"}, wantKey: "references"},
+		{name: "reference with an operator", env: []string{"RUNNER_REFERENCES=sessions:$x"}, wantKey: "references"},
+		{name: "reference twice", env: []string{"RUNNER_REFERENCES=s:a,s:a"}, wantKey: "references"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

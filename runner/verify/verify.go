@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -154,6 +155,15 @@ type Report struct {
 	EmptyTenants   Problem `json:"tenants_without_membership"`
 	DanglingLinks  Problem `json:"links_to_missing_tenants"`
 	OrphanLinks    Problem `json:"links_without_legacy_account"`
+
+	// The runner fills these once the references step is applied: the
+	// documents of other collections whose configured fields still name an
+	// account phase 1 merged away (First: collection/document), by
+	// collection; and those a recorded conflict left as they are (not a
+	// mismatch: the step listed them).
+	StaleReferences Problem          `json:"references_to_merged_away"`
+	ReferencesStale map[string]int64 `json:"references_stale_by_collection,omitempty"`
+	ReferencesLeft  map[string]int64 `json:"references_left_by_collection,omitempty"`
 }
 
 // OK is true when the applied phases kept their promises: every legacy
@@ -184,7 +194,21 @@ func (r *Report) problems() []struct {
 		{"tenant accounts without a membership", &r.EmptyTenants},
 		{"links to missing tenant accounts", &r.DanglingLinks},
 		{"links without a legacy account", &r.OrphanLinks},
+		{"documents whose references still name a merged-away account", &r.StaleReferences},
 	}
+}
+
+func sortedKeys(ms ...map[string]int64) []string {
+	var out []string
+	for _, m := range ms {
+		for k := range m {
+			if !slices.Contains(out, k) {
+				out = append(out, k)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Problem names the first mismatch and its first ids, or "".
@@ -215,6 +239,9 @@ func (r *Report) Print(w io.Writer) {
 	tw.Flush()
 	if r.Retries > 0 {
 		fmt.Fprintf(w, "read through %d transient errors (retried)\n", r.Retries)
+	}
+	for _, coll := range sortedKeys(r.ReferencesStale, r.ReferencesLeft) {
+		fmt.Fprintf(w, "references in %s: %d still name a merged-away account, %d left as conflicts\n", coll, r.ReferencesStale[coll], r.ReferencesLeft[coll])
 	}
 	for _, s := range r.Steps {
 		line := fmt.Sprintf("step %d %s: %s", s.Version, s.Name, s.State)

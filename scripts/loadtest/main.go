@@ -81,6 +81,8 @@ type flags struct {
 	keep     bool
 	force    bool
 	json     bool
+	// references: also the referencing collections and the references step.
+	references bool
 }
 
 func parseFlags(args []string, stdout io.Writer) (flags, error) {
@@ -96,6 +98,7 @@ func parseFlags(args []string, stdout io.Writer) (flags, error) {
 	fs.BoolVar(&f.keep, "keep", false, "keep the embedded server's temporary data directory")
 	fs.BoolVar(&f.force, "force", false, "use the database even if it is named core or holds other collections")
 	fs.BoolVar(&f.json, "json", false, "print the figures as one JSON object")
+	fs.BoolVar(&f.references, "references", false, "also load the fixture's referencing collections (sessions, credentials, follows, saved items) and configure the references step; on the embedded FerretDB 1 every conditional write scans its collection, so use a real server")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stdout, "usage: go run ./scripts/loadtest [--accounts N | --sweep N1,N2,...] [--seed S] [--uri URI] [--database DB] [--dir DIR] [--keep] [--force] [--json]")
@@ -289,6 +292,7 @@ func setup(ctx context.Context, f flags, log io.Writer) (*harness, func(), error
 	}
 
 	h := newHarness(bin, uri, db, log)
+	h.references = f.references
 	if where != "" {
 		h.server = where
 	}
@@ -387,7 +391,8 @@ func checkDatabase(ctx context.Context, db *mongo.Database, force bool) error {
 func ownCollection(name string) bool {
 	c := config.Default().Collections
 	switch name {
-	case gen.CollAccounts, gen.CollAppOrgs, c.Accounts, c.ApplicationsOrganizations, c.Links, c.State(), c.History(), c.LockColl(), baselineColl, indexedColl, bareColl:
+	case gen.CollAccounts, gen.CollAppOrgs, c.Accounts, c.ApplicationsOrganizations, c.Links, c.State(), c.History(), c.LockColl(), c.ReferencesColl(), baselineColl, indexedColl, bareColl,
+		gen.CollSessions, gen.CollCredentials, gen.CollFollows, gen.CollSaved:
 		return true
 	}
 	return strings.HasPrefix(name, c.TenantsAccounts) || strings.HasPrefix(name, c.MigrationsPrefix+"_") ||

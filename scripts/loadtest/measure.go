@@ -142,6 +142,8 @@ type harness struct {
 	// loaded, if set, is called once the fixture is in: from then on only
 	// the runner works on the database (tests guard the legacy collections).
 	loaded func()
+	// references: load the referencing collections and configure them.
+	references bool
 }
 
 func newHarness(bin, uri string, db *mongo.Database, log io.Writer) *harness {
@@ -154,6 +156,8 @@ const (
 	envURI       = "RUNNER_MONGODB_URI"
 	envDatabase  = "RUNNER_MONGODB_DATABASE"
 	envLogFormat = "RUNNER_LOG_FORMAT"
+	// envReferences configures the references step with --references.
+	envReferences = "RUNNER_REFERENCES"
 )
 
 // runnerEnv is base with the runner pointed at the test database.
@@ -167,7 +171,9 @@ func runnerEnv(base []string, uri, database string) []string {
 	return append(env, envURI+"="+uri, envDatabase+"="+database, envLogFormat+"=text")
 }
 
-func ourVar(name string) bool { return name == envURI || name == envDatabase || name == envLogFormat }
+func ourVar(name string) bool {
+	return name == envURI || name == envDatabase || name == envLogFormat || name == envReferences
+}
 
 // inheritedEnv names the RUNNER_* variables the runner gets from our own
 // environment: they change what is measured.
@@ -398,6 +404,18 @@ func (h *harness) load(ctx context.Context, opts gen.Options) (*LoadFigures, gen
 	secs := time.Since(start).Seconds()
 	lf := &LoadFigures{Seconds: secs, AccountsPerSecond: float64(opts.Accounts) / secs}
 	fmt.Fprintf(h.log, "%.1f s (%.0f accounts/s)\n", lf.Seconds, lf.AccountsPerSecond)
+	if h.references {
+		fmt.Fprint(h.log, "loading the referencing collections... ")
+		counts, err := gen.LoadReferences(ctx, h.db, opts)
+		if err != nil {
+			fmt.Fprintln(h.log, "failed")
+			return nil, x, fmt.Errorf("load the referencing collections: %w", err)
+		}
+		fmt.Fprintln(h.log, counts)
+		if kv := envReferences + "=" + strings.Join(gen.ReferenceFields(), ","); !slices.Contains(h.env, kv) {
+			h.env = append(h.env, kv)
+		}
+	}
 	return lf, x, nil
 }
 

@@ -2,13 +2,17 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
@@ -41,6 +45,7 @@ type killPoint struct {
 	event []string
 	delay time.Duration
 	args  []string // the runner's arguments: none is a run as at boot
+	env   []string // more of the runner's environment
 }
 
 func (p killPoint) matches(line string) bool {
@@ -60,6 +65,7 @@ func runUntil(t *testing.T, db string, p killPoint) bool {
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), "RUNNER_MONGODB_URI="+env.URI, "RUNNER_MONGODB_DATABASE="+db, "RUNNER_LOG_FORMAT=json")
 	cmd.Env = append(cmd.Env, fastLease...)
+	cmd.Env = append(cmd.Env, p.env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -136,24 +142,24 @@ func TestKillAnywhereThenRerun(t *testing.T) {
 		// way and then panics on every later createIndexes of that
 		// collection ("slice bounds out of range"): a server bug, so this
 		// point runs on real MongoDB only.
-		points = append(points, killPoint{started("commands"), 0, nil})
+		points = append(points, killPoint{started("commands"), 0, nil, nil})
 	}
 	points = append(points, []killPoint{
-		{pass("1 identities"), 30 * time.Millisecond, nil},
-		{pass("2 groups"), 0, nil},
-		{pass("3 collect"), 100 * time.Millisecond, nil},
-		{pass("4 merge"), 0, nil},
-		{pass("4 merge"), 300 * time.Millisecond, nil},
-		{finished("phase1"), 0, nil},
-		{started("phase2"), 300 * time.Millisecond, nil},
-		{started("phase2"), 800 * time.Millisecond, nil},
-		{started("phase2"), 1500 * time.Millisecond, nil},
+		{pass("1 identities"), 30 * time.Millisecond, nil, nil},
+		{pass("2 groups"), 0, nil, nil},
+		{pass("3 collect"), 100 * time.Millisecond, nil, nil},
+		{pass("4 merge"), 0, nil, nil},
+		{pass("4 merge"), 300 * time.Millisecond, nil, nil},
+		{finished("phase1"), 0, nil, nil},
+		{started("phase2"), 300 * time.Millisecond, nil, nil},
+		{started("phase2"), 800 * time.Millisecond, nil, nil},
+		{started("phase2"), 1500 * time.Millisecond, nil, nil},
 		// The run after a kill in phase 2 resumes it, then verifies.
-		{[]string{"verify: started"}, 100 * time.Millisecond, nil},
-		{[]string{"verify: started"}, 100 * time.Millisecond, []string{"verify"}},
-		{[]string{"verify: started"}, 700 * time.Millisecond, []string{"verify"}},
-		{pass("1 identities"), 50 * time.Millisecond, []string{"--phase", "1"}},
-		{pass("4 merge"), 200 * time.Millisecond, []string{"--phase", "1"}},
+		{[]string{"verify: started"}, 100 * time.Millisecond, nil, nil},
+		{[]string{"verify: started"}, 100 * time.Millisecond, []string{"verify"}, nil},
+		{[]string{"verify: started"}, 700 * time.Millisecond, []string{"verify"}, nil},
+		{pass("1 identities"), 50 * time.Millisecond, []string{"--phase", "1"}, nil},
+		{pass("4 merge"), 200 * time.Millisecond, []string{"--phase", "1"}, nil},
 	}...)
 	killed := 0
 	for _, p := range points {
@@ -323,4 +329,86 @@ func TestConcurrentBootsWithKilledHolder(t *testing.T) {
 			t.Errorf("step %d: state %s, %d attempts by %q; want applied after %d", s.Version, s.State, s.Up.Attempts, s.Up.Owner, want)
 		}
 	}
+}
+
+// Killed with SIGKILL at points spread over the references step and its
+// down, then run again: the referencing collections equal an uninterrupted
+// run's, and down gives them back byte for byte.
+func TestKillReferencesThenRerun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills the runner several times")
+	}
+	opts := gen.Options{Accounts: 600, Seed: 29} // FerretDB 1 scans per conditional write
+	if env.Real() {
+		opts.Accounts = 20000
+	}
+	refs := append([]string{"RUNNER_REFERENCES=" + strings.Join(gen.ReferenceFields(), ",")}, fastLease...)
+	load := func() *mongo.Database {
+		db := env.Database(t)
+		env.Load(t, db, opts)
+		if _, err := gen.LoadReferences(context.Background(), db, opts); err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	dumps := func(db *mongo.Database) map[string]map[string]string {
+		out := map[string]map[string]string{}
+		for _, c := range gen.ReferenceCollections() {
+			out[c] = testenv.Dump(t, db.Collection(c))
+		}
+		return out
+	}
+	clean := load()
+	if r := runBin(t, clean.Name(), refs); r.code != 0 {
+		t.Fatalf("uninterrupted run: %+v", r)
+	}
+	want := dumps(clean)
+
+	db := load()
+	original := dumps(db)
+	if r := runBin(t, db.Name(), refs, "--phase", "2"); r.code != 0 {
+		t.Fatalf("phases: %+v", r)
+	}
+	started := func(name string) []string { return []string{`"msg":"step started"`, `"name":"` + name + `"`} }
+	var points []killPoint
+	for _, d := range []time.Duration{0, 100 * time.Millisecond, 400 * time.Millisecond, time.Second, 2 * time.Second} {
+		points = append(points, killPoint{started("references"), d, []string{"--references"}, refs})
+	}
+	killed := 0
+	for _, p := range points {
+		if runUntil(t, db.Name(), p) {
+			killed++
+		}
+	}
+	if r := runBin(t, db.Name(), refs, "--references"); r.code != 0 {
+		t.Fatalf("run after the kills: %+v", r)
+	}
+	same := func(what string, got, want map[string]map[string]string) {
+		t.Helper()
+		for _, c := range gen.ReferenceCollections() {
+			if m, e, ch := diff(want[c], got[c]); m+e+ch != 0 {
+				t.Errorf("%s: %s: %d missing, %d extra, %d different of %d", what, c, m, e, ch, len(want[c]))
+			}
+		}
+	}
+	same(fmt.Sprintf("after %d kills in the step", killed), dumps(db), want)
+
+	downKilled := 0
+	for _, d := range []time.Duration{50 * time.Millisecond, 500 * time.Millisecond, 1500 * time.Millisecond} {
+		if runUntil(t, db.Name(), killPoint{started("references_down"), d, []string{"down"}, refs}) {
+			downKilled++
+		}
+	}
+	if r := runBin(t, db.Name(), refs, "down"); r.code != 0 {
+		t.Fatalf("down after the kills: %+v", r)
+	}
+	same(fmt.Sprintf("down after %d kills in it", downKilled), dumps(db), original)
+	if r := runBin(t, db.Name(), refs, "--references"); r.code != 0 {
+		t.Fatalf("run after down: %+v", r)
+	}
+	same("a run after down", dumps(db), want)
+	if killed+downKilled < 4 {
+		t.Errorf("only %d of %d kill points hit a running runner", killed+downKilled, len(points)+3)
+	}
+	t.Logf("%d kills in the step, %d in its down; referencing collections compared document for document", killed, downKilled)
 }

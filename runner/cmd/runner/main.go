@@ -33,7 +33,11 @@ Usage:
   runner [flags]              apply every pending step, exactly as a service at boot
   runner --phase N [flags]    apply the steps up to phase N (1 or 2); if phase N was
                               applied already, run it again (it is idempotent)
-  runner --dry-run [--phase N] [--json]
+  runner --references [flags] apply the steps up to the references step (step 4):
+                              re-point the configured fields of other collections
+                              (key references) from merged-away legacy ids to
+                              their tenant account; if applied already, run it again
+  runner --dry-run [--phase N | --references] [--json]
                               say what would run; write nothing
   runner status [--json]      each step: version, state, when, how long, counts
   runner verify [--json]      reconcile legacy accounts and tenant accounts
@@ -74,6 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	config.AddFlags(fs)
 	phase := fs.Int("phase", 0, "apply the steps up to phase N (1 or 2)")
+	refs := fs.Bool("references", false, "apply the steps up to the references step")
 	dryRun := fs.Bool("dry-run", false, "say what would run; write nothing")
 	asJSON := fs.Bool("json", false, "print machine-readable JSON")
 	help := fs.BoolP("help", "h", false, "show this help")
@@ -100,6 +105,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *phase != 0 && (*phase < 1 || *phase > 2 || cmd != "up") {
 		fmt.Fprintln(stderr, "runner: --phase takes 1 or 2 and goes with no command (see runner --help)")
+		return exitUsage
+	}
+	if *refs && (*phase != 0 || cmd != "up") {
+		fmt.Fprintln(stderr, "runner: --references goes with no command and no --phase (see runner --help)")
 		return exitUsage
 	}
 	if *dryRun && cmd != "up" {
@@ -155,7 +164,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitNotFinished
 		}
 	case *dryRun:
-		p, err := r.Plan(ctx, *phase)
+		var p runner.Plan
+		if *refs {
+			p, err = r.PlanReferences(ctx)
+		} else {
+			p, err = r.Plan(ctx, *phase)
+		}
 		if err != nil {
 			return fail(stderr, err)
 		}
@@ -170,6 +184,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			res, err = r.Down(ctx)
 		case *phase > 0:
 			res, err = r.Phase(ctx, *phase)
+		case *refs:
+			res, err = r.References(ctx)
 		default:
 			res, err = r.Up(ctx)
 		}

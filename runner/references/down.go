@@ -1,0 +1,128 @@
+package references
+
+import (
+	"context"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+
+	"github.com/tenantmigrate/runner/runner/internal/sorted"
+)
+
+// DownReport is what Down did.
+type DownReport struct {
+	// Restored are documents given back their original fields.
+	Restored int64 `json:"restored"`
+	// Changed are documents that no longer hold what the runner wrote
+	// (the service changed them since): left as they are.
+	Changed int64 `json:"changed_since"`
+}
+
+// Down undoes Run: every recorded document that still holds what Run
+// wrote gets its original fields back; then its record goes. Records go
+// as their documents are done, so a killed Down is finished by running it
+// again. cfg needs DB, Records, State, Batch.
+func Down(ctx context.Context, cfg Config) (*DownReport, error) {
+	if cfg.Batch <= 0 {
+		cfg.Batch = 1000
+	}
+	rep := &DownReport{}
+	var batch []record
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := restore(ctx, cfg, batch, rep)
+		batch = batch[:0]
+		return err
+	}
+	// Natural order: the records are keyed by documents, and each is
+	// deleted once done, so a run again resumes by itself.
+	err := sorted.EachBy(ctx, cfg.DB.Collection(cfg.Records), nil, nil, nil, cfg.read(), func(raw bson.Raw) error {
+		var r record
+		if err := bson.Unmarshal(raw, &r); err != nil {
+			return fmt.Errorf("read %s: %w", cfg.Records, err)
+		}
+		if batch = append(batch, r); len(batch) >= cfg.Batch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return rep, fmt.Errorf("references down: %w", err)
+	}
+	return rep, clearCheckpoints(ctx, cfg)
+}
+
+func restore(ctx context.Context, cfg Config, batch []record, rep *DownReport) error {
+	byColl := map[string][]record{}
+	var colls []string
+	for _, r := range batch {
+		if byColl[r.Collection] == nil {
+			colls = append(colls, r.Collection)
+		}
+		byColl[r.Collection] = append(byColl[r.Collection], r)
+	}
+	for _, name := range colls {
+		coll := cfg.DB.Collection(name)
+		rs := byColl[name]
+		var models []mongo.WriteModel
+		for _, r := range rs {
+			if len(r.Written) == 0 || holds(r.Written, r.Original) {
+				continue // nothing was written
+			}
+			filter := append(bson.D{{Key: "_id", Value: r.Document}}, r.Written...)
+			models = append(models, mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(bson.D{{Key: "$set", Value: r.Original}}))
+		}
+		if len(models) > 0 {
+			if err := bulk(ctx, &cfg.Retry, coll, models); err != nil {
+				return fmt.Errorf("restore %s: %w", name, err)
+			}
+		}
+		c := &collection{cfg: cfg, coll: coll}
+		plans := make([]*plan, 0, len(rs))
+		for _, r := range rs {
+			plans = append(plans, &plan{id: r.Document, before: r.Original})
+		}
+		now, err := c.currentFields(ctx, plans, fieldsOf(rs))
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if cur, ok := now[idKey(r.Document)]; ok && holds(cur, r.Original) {
+				if len(r.Written) > 0 && !holds(r.Written, r.Original) {
+					rep.Restored++
+				}
+			} else if len(r.Written) > 0 && !holds(r.Written, r.Original) {
+				rep.Changed++
+			}
+		}
+	}
+	ids := make(bson.A, 0, len(batch))
+	for _, r := range batch {
+		ids = append(ids, r.ID)
+	}
+	return cfg.Retry.Do(ctx, "delete references records", func(ctx context.Context) error {
+		_, err := cfg.DB.Collection(cfg.Records).DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		return err
+	})
+}
+
+// fieldsOf are the top-level fields the records changed.
+func fieldsOf(rs []record) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range rs {
+		for _, e := range r.Original {
+			if !seen[e.Key] {
+				seen[e.Key] = true
+				out = append(out, e.Key)
+			}
+		}
+	}
+	return out
+}

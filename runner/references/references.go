@@ -1,0 +1,869 @@
+// Package references re-points the service's other collections (sessions,
+// credentials, follows, ...) from the legacy accounts phase 1 merged away
+// to the tenant account that now holds them.
+//
+// The contract of Run:
+//   - Only configured fields (Ref: a collection and a dotted path, through
+//     subdocuments and arrays) are read and written, and in them only
+//     values equal to a merged-away legacy _id (a link whose tenant_id
+//     differs from its own _id): each becomes its tenant_id, of the same
+//     BSON type as the link holds it.
+//   - Before a document is written, its record (collection Records, keyed
+//     by collection and document _id) keeps the original value of every
+//     top-level field the runner changes, once, and the value it writes.
+//     Down puts back exactly the originals of the documents that still
+//     hold what was written, and nothing else.
+//   - Every write is conditional on the fields still holding what was
+//     read: a document the service changed in between is left alone and
+//     counted (a later run picks it up again).
+//   - A write the server refuses for a unique index, or that would make
+//     two references of one document name one tenant account (a follow of
+//     oneself), is not forced: the document is left as it is, listed and
+//     counted, and its record says why.
+//   - Work goes by batches of links, with a checkpoint per collection in
+//     State after each: a killed run resumes, and any run is idempotent.
+//     Memory is bounded by a batch.
+package references
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/retry"
+)
+
+// Ref is one configured reference: a field of a collection of the service
+// that holds a legacy account _id.
+type Ref struct {
+	Collection string
+	// Path is dotted; it goes through subdocuments and arrays.
+	Path string
+}
+
+func (r Ref) String() string { return r.Collection + ":" + r.Path }
+
+func (r Ref) segments() []string { return strings.Split(r.Path, ".") }
+
+func (r Ref) top() string { return r.segments()[0] }
+
+// Config is what Run and Down need.
+type Config struct {
+	DB *mongo.Database
+	// Links is phase 1's links collection: legacy _id -> tenant_id.
+	Links string
+	// Records is the runner's collection of the documents it changed.
+	Records string
+	// State keeps the checkpoints.
+	State string
+	Refs  []Ref
+	Batch int
+	Retry retry.Policy
+	// DryRun counts what Run would change and writes nothing.
+	DryRun bool
+	Log    logrus.FieldLogger
+}
+
+func (c Config) read() sorted.Options { return sorted.Options{Batch: c.Batch, Retry: &c.Retry} }
+
+// FieldReport is what Run did to one configured reference.
+type FieldReport struct {
+	Ref Ref `json:"-"`
+	// Field is Ref as collection:path.
+	Field string `json:"field"`
+	// Replaced are the ids replaced in this field.
+	Replaced int64 `json:"replaced"`
+	// Unindexed: no index of the collection starts with the path, so each
+	// batch of links scans the collection.
+	Unindexed bool `json:"unindexed,omitempty"`
+}
+
+// Conflict is a document left as it is. It names no personal value.
+type Conflict struct {
+	Collection string `json:"collection"`
+	// Document is the document's _id as text.
+	Document string `json:"document"`
+	Reason   string `json:"reason"`
+}
+
+// Report is what Run did (or, dry, would do).
+type Report struct {
+	Fields []*FieldReport `json:"fields"`
+	// Documents are the documents rewritten.
+	Documents int64 `json:"documents"`
+	// Changed are documents the service changed between the read and the
+	// conditional write: left alone, for a later run.
+	Changed int64 `json:"changed_meanwhile"`
+	// Conflicts are documents left as they are; First lists some.
+	Conflicts      int64      `json:"conflicts"`
+	FirstConflicts []Conflict `json:"first_conflicts,omitempty"`
+	Resumed        bool       `json:"resumed,omitempty"`
+	DryRun         bool       `json:"dry_run,omitempty"`
+}
+
+// Print writes the report for a person.
+func (r *Report) Print(w io.Writer) {
+	verb := "rewrote"
+	if r.DryRun {
+		verb = "would rewrite"
+	}
+	if len(r.Fields) == 0 {
+		fmt.Fprintln(w, "references: none configured (key references): nothing to re-point")
+		return
+	}
+	fmt.Fprintf(w, "references: %s %d documents; %d left as they are (conflicts); %d changed by the service meanwhile, left for a later run\n",
+		verb, r.Documents, r.Conflicts, r.Changed)
+	for _, f := range r.Fields {
+		line := fmt.Sprintf("references: %s: %d merged-away ids re-pointed", f.Field, f.Replaced)
+		if f.Unindexed {
+			line += " (no index starts with this field: each batch of links scans the collection)"
+		}
+		fmt.Fprintln(w, line)
+	}
+	for _, c := range r.FirstConflicts {
+		fmt.Fprintf(w, "references: left %s %s: %s\n", c.Collection, c.Document, c.Reason)
+	}
+}
+
+// Counts are the report as a step's counts (a count's name holds no dot:
+// the per-field figures are in Fields).
+func (r *Report) Counts() map[string]int64 {
+	c := map[string]int64{"documents_rewritten": r.Documents, "changed_meanwhile": r.Changed, "conflicts": r.Conflicts, "ids_replaced": 0}
+	for _, f := range r.Fields {
+		c["ids_replaced"] += f.Replaced
+	}
+	return c
+}
+
+const firstConflicts = 20
+
+func (r *Report) conflict(coll string, id any, reason string) {
+	r.Conflicts++
+	if len(r.FirstConflicts) < firstConflicts {
+		r.FirstConflicts = append(r.FirstConflicts, Conflict{Collection: coll, Document: idText(id), Reason: reason})
+	}
+}
+
+// The reasons a document is left as it is.
+const (
+	ReasonUnique = "a unique index refuses the rewritten document"
+	ReasonSame   = "two references of the document would name one tenant account"
+)
+
+// ErrConfig: a reference names no usable field.
+var ErrConfig = errors.New("references: bad configuration")
+
+// checkpointPrefix, with the collection's name, keys a checkpoint in State.
+const checkpointPrefix = "references_checkpoint:"
+
+// Run re-points every configured reference (see the package doc).
+func Run(ctx context.Context, cfg Config) (*Report, error) { return run(ctx, cfg, nil) }
+
+// CheckReport is what Check found, by collection.
+type CheckReport struct {
+	// Stale are documents whose configured fields still name an account
+	// phase 1 merged away, with no recorded conflict to say why.
+	Stale      map[string]int64
+	FirstStale []Conflict
+	// Left are documents a recorded conflict left as they are.
+	Left map[string]int64
+}
+
+// Check reads, writing nothing, whether any configured field still names
+// a merged-away account; for verify.
+func Check(ctx context.Context, cfg Config) (*CheckReport, error) {
+	cfg.DryRun = true
+	chk := &CheckReport{Stale: map[string]int64{}, Left: map[string]int64{}}
+	_, err := run(ctx, cfg, chk)
+	return chk, err
+}
+
+func run(ctx context.Context, cfg Config, check *CheckReport) (*Report, error) {
+	if cfg.Batch <= 0 {
+		cfg.Batch = 1000
+	}
+	if cfg.Log == nil {
+		l := logrus.New()
+		l.SetOutput(nopWriter{})
+		cfg.Log = l
+	}
+	rep := &Report{DryRun: cfg.DryRun}
+	byColl := map[string][]*FieldReport{}
+	var colls []string
+	for _, r := range cfg.Refs {
+		if r.Collection == "" || r.Path == "" || slices.Contains(r.segments(), "") {
+			return rep, fmt.Errorf("%w: %q", ErrConfig, r.String())
+		}
+		f := &FieldReport{Ref: r, Field: r.String()}
+		rep.Fields = append(rep.Fields, f)
+		if byColl[r.Collection] == nil {
+			colls = append(colls, r.Collection)
+		}
+		byColl[r.Collection] = append(byColl[r.Collection], f)
+	}
+	for _, c := range colls {
+		if err := runCollection(ctx, cfg, c, byColl[c], rep, check); err != nil {
+			return rep, err
+		}
+	}
+	if !cfg.DryRun {
+		// Done: the next run (after phase 1 merged more) starts over.
+		if err := clearCheckpoints(ctx, cfg); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+func runCollection(ctx context.Context, cfg Config, coll string, fields []*FieldReport, rep *Report, check *CheckReport) error {
+	c := &collection{cfg: cfg, coll: cfg.DB.Collection(coll), fields: fields, rep: rep, conflicted: map[string]bool{}, check: check}
+	if err := c.noteIndexes(ctx); err != nil {
+		return err
+	}
+	after, err := c.checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	var filter bson.D
+	if !after.IsZero() {
+		rep.Resumed = true
+		filter = (&pipelines.Range{After: after}).MigratedIDs()
+	}
+	filter = append(filter, bson.E{Key: "tenant_id", Value: bson.D{{Key: "$exists", Value: true}}})
+	batch := map[model.ID]model.ID{}
+	var last model.ID
+	flush := func() error {
+		if len(batch) > 0 {
+			if err := c.rewrite(ctx, batch); err != nil {
+				return err
+			}
+			clear(batch)
+		}
+		if last.IsZero() || cfg.DryRun {
+			return nil
+		}
+		return c.saveCheckpoint(ctx, last)
+	}
+	err = sorted.Each(ctx, cfg.DB.Collection(cfg.Links), filter, bson.D{{Key: "tenant_id", Value: 1}}, cfg.read(), func(raw bson.Raw) error {
+		var l model.Link
+		if err := bson.Unmarshal(raw, &l); err != nil {
+			return fmt.Errorf("read link: %w", err)
+		}
+		last = l.LegacyID
+		if l.TenantID.IsZero() || l.TenantID == l.LegacyID {
+			return nil
+		}
+		if batch[l.LegacyID] = l.TenantID; len(batch) >= cfg.Batch {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("references of %s: %w", coll, err)
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("references of %s: %w", coll, err)
+	}
+	return nil
+}
+
+// collection rewrites the references of one collection.
+type collection struct {
+	cfg    Config
+	coll   *mongo.Collection
+	fields []*FieldReport
+	rep    *Report
+	// conflicted are the documents of this run's conflicts, met again by
+	// each batch of links whose ids they hold: counted once.
+	conflicted map[string]bool
+	// check, for Check, collects the documents a dry run would rewrite.
+	check *CheckReport
+	// uniques are the unique indexes a rewrite can collide with.
+	uniques []unique
+}
+
+// fields are the top-level fields read of each document: those of the
+// references and of the unique indexes they are in.
+func (c *collection) projection() bson.D {
+	proj := bson.D{}
+	seen := map[string]bool{}
+	add := func(f string) {
+		top, _, _ := strings.Cut(f, ".")
+		if !seen[top] {
+			seen[top] = true
+			proj = append(proj, bson.E{Key: top, Value: 1})
+		}
+	}
+	for _, t := range c.tops() {
+		add(t)
+	}
+	for _, u := range c.uniques {
+		for _, f := range u {
+			add(f)
+		}
+	}
+	return proj
+}
+
+func (c *collection) conflict(id any, reason string) {
+	c.conflicted[idKey(id)] = true
+	c.rep.conflict(c.coll.Name(), id, reason)
+}
+
+// tops are the top-level fields the references of the collection live in.
+func (c *collection) tops() []string {
+	var out []string
+	for _, f := range c.fields {
+		if t := f.Ref.top(); !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// rewrite re-points every document of the collection that holds one of
+// the batch's merged-away ids.
+func (c *collection) rewrite(ctx context.Context, batch map[model.ID]model.ID) error {
+	olds := make([]model.ID, 0, len(batch))
+	for id := range batch {
+		olds = append(olds, id)
+	}
+	slices.SortFunc(olds, model.ID.Compare)
+	var or bson.A
+	for _, f := range c.fields {
+		or = append(or, bson.D{{Key: f.Ref.Path, Value: bson.D{{Key: "$in", Value: olds}}}})
+	}
+	proj := c.projection()
+	var docs []bson.D
+	err := sorted.Each(ctx, c.coll, bson.D{{Key: "$or", Value: or}}, proj, c.cfg.read(), func(raw bson.Raw) error {
+		var d bson.D
+		if err := bson.Unmarshal(raw, &d); err != nil {
+			return fmt.Errorf("read %s: %w", c.coll.Name(), err)
+		}
+		if docs = append(docs, d); len(docs) >= c.cfg.Batch {
+			err := c.rewriteDocs(ctx, batch, docs)
+			docs = docs[:0]
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.rewriteDocs(ctx, batch, docs)
+}
+
+// plan is one document's rewrite: its top-level fields before and after.
+type plan struct {
+	id       any
+	before   bson.D
+	after    bson.D
+	replaced []int64 // by field, as c.fields
+	// conflict says why the document must be left as it is.
+	conflict string
+	// doc is the document as read (the fields of projection).
+	doc bson.D
+	// first is the smallest merged-away id the document holds: the batch
+	// of links that holds it is the first to meet the document.
+	first model.ID
+}
+
+// rewriteDocs rewrites one chunk of documents: every configured field at
+// once, with the tenant ids of all the merged-away ids they hold (batch's
+// and any other's), so that a document is written once.
+func (c *collection) rewriteDocs(ctx context.Context, batch map[model.ID]model.ID, docs []bson.D) error {
+	if len(docs) == 0 {
+		return nil
+	}
+	to, err := c.tenantsOf(ctx, batch, docs)
+	if err != nil {
+		return err
+	}
+	var all []*plan
+	for _, d := range docs {
+		if c.conflicted[idKey(docValue(d, "_id"))] {
+			continue
+		}
+		switch p := c.plan(d, to); {
+		case p == nil:
+		case c.cfg.DryRun && !has(batch, p.first):
+			// A dry run writes nothing, so later batches meet the document
+			// again: it counts in the first, as a run rewrites it there.
+		default:
+			all = append(all, p)
+		}
+	}
+	if err := c.refuseUnique(ctx, all); err != nil {
+		return err
+	}
+	var plans, same []*plan
+	for _, p := range all {
+		if p.conflict != "" {
+			c.conflict(p.id, p.conflict)
+			same = append(same, p)
+		} else {
+			plans = append(plans, p)
+		}
+	}
+	if c.cfg.DryRun {
+		for _, p := range plans {
+			c.done(p)
+		}
+		if c.check != nil {
+			return c.checkStale(ctx, append(plans, same...))
+		}
+		return nil
+	}
+	if err := c.recordConflicts(ctx, same); err != nil {
+		return err
+	}
+	if len(plans) == 0 {
+		return nil
+	}
+	if err := c.record(ctx, plans); err != nil {
+		return err
+	}
+	return c.write(ctx, plans)
+}
+
+// checkStale sorts documents that still name merged-away accounts into
+// those a recorded conflict explains and the others.
+func (c *collection) checkStale(ctx context.Context, plans []*plan) error {
+	if len(plans) == 0 {
+		return nil
+	}
+	recorded, err := c.records(ctx, plans, bson.E{Key: "conflict", Value: bson.D{{Key: "$exists", Value: true}}})
+	if err != nil {
+		return err
+	}
+	name := c.coll.Name()
+	for _, p := range plans {
+		if _, ok := recorded[idKey(p.id)]; ok {
+			c.check.Left[name]++
+			continue
+		}
+		c.check.Stale[name]++
+		if len(c.check.FirstStale) < firstConflicts {
+			c.check.FirstStale = append(c.check.FirstStale, Conflict{Collection: name, Document: idText(p.id), Reason: "still names a merged-away account"})
+		}
+	}
+	return nil
+}
+
+func has(batch map[model.ID]model.ID, id model.ID) bool {
+	_, ok := batch[id]
+	return ok
+}
+
+// tenantsOf maps the merged-away ids in docs to their tenant ids: those of
+// batch, and those of the links of any other id the documents hold.
+func (c *collection) tenantsOf(ctx context.Context, batch map[model.ID]model.ID, docs []bson.D) (func(model.ID) (model.ID, bool), error) {
+	other := map[model.ID]bool{}
+	for _, d := range docs {
+		for _, f := range c.fields {
+			seg := f.Ref.segments()
+			idsAt(docValue(d, seg[0]), seg[1:], func(id model.ID) {
+				if _, ok := batch[id]; !ok {
+					other[id] = true
+				}
+			})
+		}
+	}
+	more := map[model.ID]model.ID{}
+	if len(other) > 0 {
+		ids := make([]model.ID, 0, len(other))
+		for id := range other {
+			ids = append(ids, id)
+		}
+		slices.SortFunc(ids, model.ID.Compare)
+		filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "tenant_id", Value: bson.D{{Key: "$exists", Value: true}}}}
+		err := sorted.Each(ctx, c.cfg.DB.Collection(c.cfg.Links), filter, bson.D{{Key: "tenant_id", Value: 1}}, c.cfg.read(), func(raw bson.Raw) error {
+			var l model.Link
+			if err := bson.Unmarshal(raw, &l); err != nil {
+				return fmt.Errorf("read link: %w", err)
+			}
+			if !l.TenantID.IsZero() {
+				more[l.LegacyID] = l.TenantID
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read links: %w", err)
+		}
+	}
+	return func(id model.ID) (model.ID, bool) {
+		if t, ok := batch[id]; ok {
+			return t, true
+		}
+		t, ok := more[id]
+		return t, ok
+	}, nil
+}
+
+// plan is the rewrite of d, nil when it holds nothing to re-point. A
+// rewrite that would make two references name one tenant account is a
+// conflict.
+func (c *collection) plan(d bson.D, to func(model.ID) (model.ID, bool)) *plan {
+	p := &plan{id: docValue(d, "_id"), doc: d, replaced: make([]int64, len(c.fields))}
+	after := map[string]any{}
+	for _, t := range c.tops() {
+		after[t] = docValue(d, t)
+	}
+	for i, f := range c.fields {
+		seg := f.Ref.segments()
+		nv, n := rewrite(after[seg[0]], seg[1:], to)
+		after[seg[0]], p.replaced[i] = nv, int64(n)
+		idsAt(docValue(d, seg[0]), seg[1:], func(id model.ID) {
+			if t, ok := to(id); ok && t != id && (p.first.IsZero() || id.Less(p.first)) {
+				p.first = id
+			}
+		})
+	}
+	for _, t := range c.tops() {
+		if v, ok := docLookup(d, t); ok && !sameValue(v, after[t]) {
+			p.before = append(p.before, bson.E{Key: t, Value: v})
+			p.after = append(p.after, bson.E{Key: t, Value: after[t]})
+		}
+	}
+	if len(p.after) == 0 {
+		return nil
+	}
+	if len(c.fields) > 1 && c.namesOneTwice(d, p.after) {
+		p.conflict = ReasonSame
+	}
+	return p
+}
+
+// namesOneTwice: after the rewrite, two configured fields of the document
+// hold one id that before it no two of them held.
+func (c *collection) namesOneTwice(before, afterTops bson.D) bool {
+	after := append(bson.D(nil), before...)
+	for _, e := range afterTops {
+		for i := range after {
+			if after[i].Key == e.Key {
+				after[i].Value = e.Value
+			}
+		}
+	}
+	shared := func(d bson.D) map[model.ID]bool {
+		seen := map[model.ID]int{}
+		out := map[model.ID]bool{}
+		for i, f := range c.fields {
+			seg := f.Ref.segments()
+			idsAt(docValue(d, seg[0]), seg[1:], func(id model.ID) {
+				if j, ok := seen[id]; ok && j != i+1 {
+					out[id] = true
+				}
+				seen[id] = i + 1
+			})
+		}
+		return out
+	}
+	was := shared(before)
+	for id := range shared(after) {
+		if !was[id] {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *collection) done(p *plan) {
+	c.rep.Documents++
+	for i, n := range p.replaced {
+		c.fields[i].Replaced += n
+	}
+}
+
+// record is a document's entry in Records: the originals of the fields the
+// runner changed, kept from the first change on, and what it wrote last.
+type record struct {
+	// ID is recordKey(Collection, Document): a string, which every engine
+	// finds by its _id index (FerretDB 1 scans for a document _id).
+	ID         string `bson:"_id"`
+	Collection string `bson:"c"`
+	Document   any    `bson:"d"`
+	Original   bson.D `bson:"original"`
+	Written    bson.D `bson:"written"`
+	Conflict   string `bson:"conflict,omitempty"`
+}
+
+// recordKey keys the record of a document of coll by its _id's BSON bytes.
+func recordKey(coll string, id any) string { return coll + ":" + hex.EncodeToString(encoded(id)) }
+
+// records reads the records of the plans' documents (those matching more
+// too), by the document's idKey.
+func (c *collection) records(ctx context.Context, plans []*plan, more ...bson.E) (map[string]record, error) {
+	ids := make(bson.A, 0, len(plans))
+	for _, p := range plans {
+		ids = append(ids, recordKey(c.coll.Name(), p.id))
+	}
+	filter := append(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, more...)
+	out := map[string]record{}
+	err := c.cfg.Retry.Do(ctx, "read references records", func(ctx context.Context) error {
+		cur, err := c.cfg.DB.Collection(c.cfg.Records).Find(ctx, filter)
+		if err != nil {
+			return err
+		}
+		defer cur.Close(ctx)
+		clear(out)
+		for cur.Next(ctx) {
+			var r record
+			if err := cur.Decode(&r); err != nil {
+				return err
+			}
+			out[idKey(r.Document)] = r
+		}
+		return cur.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", c.cfg.Records, err)
+	}
+	return out, nil
+}
+
+// record writes the records of plans before their documents are written:
+// a run killed in between leaves records whose document does not hold
+// what they say was written, which Down leaves alone.
+func (c *collection) record(ctx context.Context, plans []*plan) error {
+	existing, err := c.records(ctx, plans)
+	if err != nil {
+		return err
+	}
+	records := c.cfg.DB.Collection(c.cfg.Records)
+	models := make([]mongo.WriteModel, 0, len(plans))
+	for _, p := range plans {
+		r := record{ID: recordKey(c.coll.Name(), p.id), Collection: c.coll.Name(), Document: p.id, Original: p.before}
+		if old, ok := existing[idKey(p.id)]; ok {
+			// The first original of a field stays: it is what Down restores.
+			r.Original = old.Original
+			for _, e := range p.before {
+				if _, ok := docLookup(r.Original, e.Key); !ok {
+					r.Original = append(r.Original, e)
+				}
+			}
+		}
+		r.Written = p.after
+		models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: r.ID}}).SetReplacement(r).SetUpsert(true))
+	}
+	if err := bulk(ctx, &c.cfg.Retry, records, models); err != nil {
+		return fmt.Errorf("write %s: %w", c.cfg.Records, err)
+	}
+	return nil
+}
+
+// recordConflicts keeps, in Records, why documents were left as they are
+// (for verify); a record's earlier original stays.
+func (c *collection) recordConflicts(ctx context.Context, plans []*plan) error {
+	if len(plans) == 0 {
+		return nil
+	}
+	models := make([]mongo.WriteModel, 0, len(plans))
+	for _, p := range plans {
+		models = append(models, mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: recordKey(c.coll.Name(), p.id)}}).
+			SetUpdate(bson.D{
+				{Key: "$set", Value: bson.D{{Key: "conflict", Value: p.conflict}}},
+				{Key: "$setOnInsert", Value: bson.D{{Key: "c", Value: c.coll.Name()}, {Key: "d", Value: p.id}, {Key: "original", Value: p.before}, {Key: "written", Value: p.before}}},
+			}).SetUpsert(true))
+	}
+	if err := bulk(ctx, &c.cfg.Retry, c.cfg.DB.Collection(c.cfg.Records), models); err != nil {
+		return fmt.Errorf("write %s: %w", c.cfg.Records, err)
+	}
+	return nil
+}
+
+// write updates each document if its fields still hold what was read.
+func (c *collection) write(ctx context.Context, plans []*plan) error {
+	models := make([]mongo.WriteModel, 0, len(plans))
+	for _, p := range plans {
+		filter := bson.D{{Key: "_id", Value: p.id}}
+		filter = append(filter, p.before...)
+		models = append(models, mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(bson.D{{Key: "$set", Value: p.after}}))
+	}
+	refused := map[int]bool{}
+	err := bulk(ctx, &c.cfg.Retry, c.coll, models)
+	var bwe mongo.BulkWriteException
+	var ce mongo.CommandError
+	switch {
+	case err == nil:
+	case errors.As(err, &bwe) && bwe.WriteConcernError == nil && onlyUnique(bwe):
+		for _, we := range bwe.WriteErrors {
+			refused[we.Index] = true
+		}
+	case errors.As(err, &ce) && uniqueRefusal(ce.Code, ce.Message):
+		// The engine failed the whole command for one document (FerretDB
+		// 1): one at a time, to know which.
+		now, err := c.current(ctx, plans)
+		if err != nil {
+			return err
+		}
+		for i, p := range plans {
+			if cur, ok := now[idKey(p.id)]; ok && holds(cur, p.after) {
+				continue
+			}
+			err := c.cfg.Retry.Do(ctx, "rewrite "+c.coll.Name(), func(ctx context.Context) error {
+				_, err := c.coll.UpdateOne(ctx, models[i].(*mongo.UpdateOneModel).Filter, models[i].(*mongo.UpdateOneModel).Update)
+				return err
+			})
+			var we mongo.WriteException
+			switch {
+			case err == nil:
+			case errors.As(err, &we) && len(we.WriteErrors) > 0 && uniqueRefusal(int32(we.WriteErrors[0].Code), we.WriteErrors[0].Message),
+				errors.As(err, &ce) && uniqueRefusal(ce.Code, ce.Message):
+				refused[i] = true
+			default:
+				return fmt.Errorf("rewrite %s: %w", c.coll.Name(), err)
+			}
+		}
+	default:
+		return fmt.Errorf("rewrite %s: %w", c.coll.Name(), err)
+	}
+	// What each document holds now tells written from refused from
+	// changed meanwhile, whatever retries and earlier runs did.
+	now, err := c.current(ctx, plans)
+	if err != nil {
+		return err
+	}
+	var undo []*plan
+	for i, p := range plans {
+		cur, ok := now[idKey(p.id)]
+		switch {
+		case ok && holds(cur, p.after):
+			c.done(p)
+		case refused[i]:
+			c.conflict(p.id, ReasonUnique)
+			undo = append(undo, p)
+		default:
+			c.rep.Changed++
+			undo = append(undo, p)
+		}
+	}
+	return c.unrecord(ctx, undo, refused, plans)
+}
+
+// unrecord marks the records of documents that were not written: their
+// written value goes back to what the document held, and a refused one
+// says why.
+func (c *collection) unrecord(ctx context.Context, undo []*plan, refused map[int]bool, plans []*plan) error {
+	if len(undo) == 0 {
+		return nil
+	}
+	why := map[*plan]string{}
+	for i, p := range plans {
+		if refused[i] {
+			why[p] = ReasonUnique
+		}
+	}
+	models := make([]mongo.WriteModel, 0, len(undo))
+	for _, p := range undo {
+		set := bson.D{{Key: "written", Value: p.before}}
+		if why[p] != "" {
+			set = append(set, bson.E{Key: "conflict", Value: why[p]})
+		}
+		models = append(models, mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: recordKey(c.coll.Name(), p.id)}}).SetUpdate(bson.D{{Key: "$set", Value: set}}))
+	}
+	if err := bulk(ctx, &c.cfg.Retry, c.cfg.DB.Collection(c.cfg.Records), models); err != nil {
+		return fmt.Errorf("write %s: %w", c.cfg.Records, err)
+	}
+	return nil
+}
+
+// current reads back the changed fields of the planned documents.
+func (c *collection) current(ctx context.Context, plans []*plan) (map[string]bson.D, error) {
+	return c.currentFields(ctx, plans, c.tops())
+}
+
+func (c *collection) currentFields(ctx context.Context, plans []*plan, fields []string) (map[string]bson.D, error) {
+	ids := make(bson.A, 0, len(plans))
+	for _, p := range plans {
+		ids = append(ids, p.id)
+	}
+	proj := bson.D{}
+	for _, t := range fields {
+		proj = append(proj, bson.E{Key: t, Value: 1})
+	}
+	out := map[string]bson.D{}
+	err := c.cfg.Retry.Do(ctx, "read back "+c.coll.Name(), func(ctx context.Context) error {
+		cur, err := c.coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find().SetProjection(proj))
+		if err != nil {
+			return err
+		}
+		defer cur.Close(ctx)
+		clear(out)
+		for cur.Next(ctx) {
+			var d bson.D
+			if err := cur.Decode(&d); err != nil {
+				return err
+			}
+			out[idKey(docValue(d, "_id"))] = d
+		}
+		return cur.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read back %s: %w", c.coll.Name(), err)
+	}
+	return out, nil
+}
+
+func onlyUnique(bwe mongo.BulkWriteException) bool {
+	for _, we := range bwe.WriteErrors {
+		if !uniqueRefusal(int32(we.Code), we.Message) {
+			return false
+		}
+	}
+	return len(bwe.WriteErrors) > 0
+}
+
+// uniqueRefusal: a unique index refused a write, as MongoDB says it (a
+// duplicate key code) or as engines without that code do (DocumentDB
+// quotes PostgreSQL, FerretDB 1 SQLite).
+func uniqueRefusal(code int32, msg string) bool {
+	return code == 11000 || code == 11001 ||
+		strings.Contains(msg, "duplicate key") || strings.Contains(msg, "UNIQUE constraint failed")
+}
+
+// noteIndexes marks the fields no index of the collection starts with.
+func (c *collection) noteIndexes(ctx context.Context) error {
+	var specs []indexSpec
+	err := c.cfg.Retry.Do(ctx, "list indexes of "+c.coll.Name(), func(ctx context.Context) error {
+		cur, err := c.coll.Indexes().List(ctx)
+		if err != nil {
+			var ce mongo.CommandError
+			if errors.As(err, &ce) && ce.Code == 26 { // NamespaceNotFound: nothing to re-point
+				specs = nil
+				return nil
+			}
+			return err
+		}
+		specs = specs[:0]
+		return cur.All(ctx, &specs)
+	})
+	if err != nil {
+		return fmt.Errorf("list indexes of %s: %w", c.coll.Name(), err)
+	}
+	for _, f := range c.fields {
+		f.Unindexed = true
+		for _, s := range specs {
+			if len(s.Key) > 0 && s.Key[0].Key == f.Ref.Path {
+				f.Unindexed = false
+			}
+		}
+		if f.Unindexed {
+			c.cfg.Log.WithField("field", f.Field).Warn("references: no index starts with this field; every batch of links scans the collection (see the README for the index to create)")
+		}
+	}
+	c.uniques = uniquesOf(specs, c.tops())
+	return nil
+}
