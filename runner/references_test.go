@@ -157,6 +157,26 @@ func TestReferencesOnFixture(t *testing.T) {
 	if step["documents_rewritten"] != rewritten || step["conflicts"] != left {
 		t.Errorf("step counts %v, the test counted %d re-pointed and %d left", step, rewritten, left)
 	}
+	// A session the service writes afterwards with a merged-away id: verify
+	// finds it.
+	var stale model.ID
+	for id := range links {
+		stale = id
+		break
+	}
+	if _, err := db.Collection(gen.CollSessions).InsertOne(ctx, bson.D{{Key: "_id", Value: "late"}, {Key: "account_id", Value: stale.Value()}, {Key: "device_id", Value: "late"}}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK() || rep.StaleReferences.Count != 1 || rep.ReferencesStale[gen.CollSessions] != 1 {
+		t.Errorf("verify after a late stale session: ok %v, %+v, %v", rep.OK(), rep.StaleReferences, rep.ReferencesStale)
+	}
+	if _, err := db.Collection(gen.CollSessions).DeleteOne(ctx, bson.D{{Key: "_id", Value: "late"}}); err != nil {
+		t.Fatal(err)
+	}
 	afterDumps := map[string]map[string]string{}
 	for _, c := range gen.ReferenceCollections() {
 		afterDumps[c] = testenv.Dump(t, db.Collection(c))

@@ -545,6 +545,7 @@ func (r *Runner) verifyReferences(ctx context.Context, st Status, rep *verify.Re
 		applied = applied || (int(s.Version) == v && s.State == mongomigrate.StateApplied)
 	}
 	if !applied {
+		rep.ReferencesPending = true
 		return nil
 	}
 	cfg, err := r.referencesConfig(true)

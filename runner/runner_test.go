@@ -515,6 +515,18 @@ func TestBootOnFailureContinue(t *testing.T) {
 
 // Connecting tells refused credentials from an absent server by the
 // driver's error types, in one line that never shows the password.
+// stepNamed is the step of res with that identifier.
+func stepNamed(t *testing.T, res runner.Result, name string) runner.StepResult {
+	t.Helper()
+	for _, s := range res.Steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no step %s among %+v", name, res.Steps)
+	return runner.StepResult{}
+}
+
 func TestConnectErrors(t *testing.T) {
 	withUser := func(uri string) string {
 		u, err := url.Parse(uri)
@@ -578,7 +590,7 @@ func TestEndToEndOnFixture(t *testing.T) {
 	}
 	serverSide := probe.Chose != phase2.PathStream
 	// The step's notes say which path ran, chosen by the probe.
-	if n := strings.Join(res.Steps[len(res.Steps)-1].Notes, "\n"); !strings.Contains(n, "path "+probe.Chose.String()+" (") || !strings.Contains(n, "chosen by a probe") {
+	if n := strings.Join(stepNamed(t, res, "phase2_one_to_one").Notes, "\n"); !strings.Contains(n, "path "+probe.Chose.String()+" (") || !strings.Contains(n, "chosen by a probe") {
 		t.Errorf("phase 2's notes %q do not name the probed path %s", n, probe.Chose)
 	}
 	// Phase 1 has just checked every account: the streaming phase 2 does

@@ -131,7 +131,7 @@ func (r *Runner) referencesConfig(dry bool) (references.Config, error) {
 	c := r.cfg.Collections
 	return references.Config{
 		DB: r.db, Links: c.Links, Records: c.ReferencesColl(), State: c.State(), Refs: refs,
-		Batch: r.cfg.BatchSize, Retry: r.retryPolicy(), DryRun: dry, Log: r.log,
+		Batch: r.cfg.BatchSize, Retry: r.retryPolicy(), DryRun: dry, Log: r.log, Progress: r.progress,
 	}, nil
 }
 

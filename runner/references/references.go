@@ -42,6 +42,7 @@ import (
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/progress"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
@@ -74,6 +75,9 @@ type Config struct {
 	// DryRun counts what Run would change and writes nothing.
 	DryRun bool
 	Log    logrus.FieldLogger
+	// Progress shows the links gone through, per collection; nil shows
+	// nothing.
+	Progress progress.Reporter
 }
 
 func (c Config) read() sorted.Options { return sorted.Options{Batch: c.Batch, Retry: &c.Retry} }
@@ -199,6 +203,9 @@ func run(ctx context.Context, cfg Config, check *CheckReport) (*Report, error) {
 		l.SetOutput(nopWriter{})
 		cfg.Log = l
 	}
+	if cfg.Progress == nil {
+		cfg.Progress = progress.Discard{}
+	}
 	rep := &Report{DryRun: cfg.DryRun}
 	byColl := map[string][]*FieldReport{}
 	var colls []string
@@ -244,6 +251,8 @@ func runCollection(ctx context.Context, cfg Config, coll string, fields []*Field
 	filter = append(filter, bson.E{Key: "tenant_id", Value: bson.D{{Key: "$exists", Value: true}}})
 	batch := map[model.ID]model.ID{}
 	var last model.ID
+	task := cfg.Progress.Start("references: "+coll, 0)
+	defer task.Done()
 	flush := func() error {
 		if len(batch) > 0 {
 			if err := c.rewrite(ctx, batch); err != nil {
@@ -262,6 +271,7 @@ func runCollection(ctx context.Context, cfg Config, coll string, fields []*Field
 			return fmt.Errorf("read link: %w", err)
 		}
 		last = l.LegacyID
+		task.Add(1)
 		if l.TenantID.IsZero() || l.TenantID == l.LegacyID {
 			return nil
 		}

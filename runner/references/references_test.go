@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/event"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
@@ -186,6 +188,12 @@ func TestRunRepointsExactlyTheMergedAway(t *testing.T) {
 			if rep.Documents != 7 || rep.Conflicts != 2 || rep.Changed != 0 {
 				t.Errorf("report: %d documents, %d conflicts, %d changed; want 7, 2, 0", rep.Documents, rep.Conflicts, rep.Changed)
 			}
+			for _, f := range rep.Fields {
+				// world indexes only the sessions' account_id.
+				if want := f.Ref.Collection != "sessions"; f.Unindexed != want {
+					t.Errorf("%s: unindexed %v, want %v", f.Field, f.Unindexed, want)
+				}
+			}
 			reasons := map[string]bool{}
 			for _, c := range rep.FirstConflicts {
 				reasons[c.Collection+" "+c.Document+": "+c.Reason] = true
@@ -257,5 +265,52 @@ func TestDownLeavesWhatTheServiceChanged(t *testing.T) {
 	}
 	if got := field(t, db, "sessions", 2, "account_id"); got != "a2" {
 		t.Errorf("down did not restore session 2: %s", got)
+	}
+}
+
+// A document the service changes between the step's read and its write is
+// left alone and counted, and down leaves it too.
+func TestRunLeavesWhatTheServiceChangesMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	side := env.Database(t)
+	world(t, side)
+	var once sync.Once
+	monitor := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if e.CommandName != "update" || e.Command.Lookup("update").StringValue() != "sessions" {
+			return
+		}
+		once.Do(func() {
+			_, err := side.Collection("sessions").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: 2}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "account_id", Value: "c9"}}}})
+			if err != nil {
+				t.Errorf("the service's write: %v", err)
+			}
+		})
+	}}
+	client, err := mongo.Connect(ctx, options.Client().ApplyURI(env.URI).SetMonitor(monitor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	db := client.Database(side.Name())
+	rep, err := references.Run(ctx, config(db, 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Changed != 1 || rep.Documents != 6 {
+		t.Errorf("report: %d changed meanwhile, %d rewritten; want 1, 6", rep.Changed, rep.Documents)
+	}
+	if got := field(t, db, "sessions", 2, "account_id"); got != "c9" {
+		t.Errorf("session 2 = %s, want the service's c9", got)
+	}
+	down, err := references.Down(ctx, config(db, 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if down.Restored != 6 || down.Changed != 0 {
+		t.Errorf("down: %+v, want 6 restored", down)
+	}
+	if got := field(t, db, "sessions", 2, "account_id"); got != "c9" {
+		t.Errorf("down changed session 2 to %s", got)
 	}
 }

@@ -164,6 +164,9 @@ type Report struct {
 	StaleReferences Problem          `json:"references_to_merged_away"`
 	ReferencesStale map[string]int64 `json:"references_stale_by_collection,omitempty"`
 	ReferencesLeft  map[string]int64 `json:"references_left_by_collection,omitempty"`
+	// ReferencesPending: references are configured and the references
+	// step is not applied: not finished.
+	ReferencesPending bool `json:"references_pending,omitempty"`
 }
 
 // OK is true when the applied phases kept their promises: every legacy
@@ -173,7 +176,9 @@ func (r *Report) OK() bool { return r.Problem() == "" }
 
 // Done is true when the migration is complete and consistent: OK, with
 // every phase applied and nothing awaiting.
-func (r *Report) Done() bool { return r.OK() && r.Stage == StageComplete && r.Awaiting.Count == 0 }
+func (r *Report) Done() bool {
+	return r.OK() && r.Stage == StageComplete && r.Awaiting.Count == 0 && !r.ReferencesPending
+}
 
 func (r *Report) problems() []struct {
 	name string
@@ -262,6 +267,8 @@ func (r *Report) Print(w io.Writer) {
 	switch {
 	case r.Done():
 		fmt.Fprintf(w, "verify: OK: %.1f%% of legacy accounts migrated\n", migrated)
+	case r.OK() && r.Awaiting.Count == 0 && r.ReferencesPending:
+		fmt.Fprintf(w, "verify: consistent, not finished: %.1f%% of legacy accounts migrated; the references step is pending (runner --references)\n", migrated)
 	case r.OK():
 		fmt.Fprintf(w, "verify: consistent, not finished (%s): %.1f%% of legacy accounts migrated, %d await the pending steps\n",
 			r.Stage, migrated, r.Awaiting.Count)

@@ -160,7 +160,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitMismatch
 		}
 		if !rep.Done() {
-			fmt.Fprintf(stderr, "runner: verify: consistent, not finished: %d legacy accounts await the pending steps\n", rep.Awaiting.Count)
+			if rep.Awaiting.Count == 0 && rep.ReferencesPending {
+				fmt.Fprintln(stderr, "runner: verify: consistent, not finished: the references step is pending (runner --references)")
+			} else {
+				fmt.Fprintf(stderr, "runner: verify: consistent, not finished: %d legacy accounts await the pending steps\n", rep.Awaiting.Count)
+			}
 			return exitNotFinished
 		}
 	case *dryRun:
