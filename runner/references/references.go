@@ -119,9 +119,9 @@ type Report struct {
 
 // Print writes the report for a person.
 func (r *Report) Print(w io.Writer) {
-	verb := "rewrote"
+	verb, done := "rewrote", "re-pointed"
 	if r.DryRun {
-		verb = "would rewrite"
+		verb, done = "would rewrite", "to re-point"
 	}
 	if len(r.Fields) == 0 {
 		fmt.Fprintln(w, "references: none configured (key references): nothing to re-point")
@@ -130,14 +130,14 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "references: %s %d documents; %d left as they are (conflicts); %d changed by the service meanwhile, left for a later run\n",
 		verb, r.Documents, r.Conflicts, r.Changed)
 	for _, f := range r.Fields {
-		line := fmt.Sprintf("references: %s: %d merged-away ids re-pointed", f.Field, f.Replaced)
+		line := fmt.Sprintf("references: %s: %d merged-away ids %s", f.Field, f.Replaced, done)
 		if f.Unindexed {
 			line += " (no index starts with this field: each batch of links scans the collection)"
 		}
 		fmt.Fprintln(w, line)
 	}
 	for _, c := range r.FirstConflicts {
-		fmt.Fprintf(w, "references: left %s %s: %s\n", c.Collection, c.Document, c.Reason)
+		fmt.Fprintf(w, "references: left as it is: %s %s: %s\n", c.Collection, c.Document, c.Reason)
 	}
 }
 
