@@ -39,7 +39,8 @@ func (r *Runner) Plan(ctx context.Context, phase int) (Plan, error) {
 
 // PlanReferences says what References would run, writing nothing.
 func (r *Runner) PlanReferences(ctx context.Context) (Plan, error) {
-	return r.plan(ctx, &referencesStep)
+	t := referencesStep()
+	return r.plan(ctx, &t)
 }
 
 // plan is what a run up to t (nil: every step) would run.

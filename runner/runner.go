@@ -302,7 +302,7 @@ func (r *Runner) Phase(ctx context.Context, n int) (Result, error) {
 // when it was applied before, it runs it again (after phase 1 merged more
 // accounts, or for documents the service changed meanwhile).
 func (r *Runner) References(ctx context.Context) (Result, error) {
-	return r.through(ctx, referencesStep)
+	return r.through(ctx, referencesStep())
 }
 
 // target picks the step a manual run goes up to.
@@ -316,11 +316,13 @@ func phaseStep(n int) target {
 	return target{func(in StepInfo) bool { return in.Phase == n }, fmt.Errorf("%w %d in this build's migrations", ErrNoPhase, n)}
 }
 
-var referencesStep = target{
-	func(in StepInfo) bool {
-		return in.Up.Kind == mongomigrate.KindGo && in.Up.Name == migrations.StepReferences
-	},
-	fmt.Errorf("%w: references", ErrNoPhase),
+func referencesStep() target {
+	return target{
+		func(in StepInfo) bool {
+			return in.Up.Kind == mongomigrate.KindGo && in.Up.Name == migrations.StepReferences
+		},
+		fmt.Errorf("%w: references", ErrNoPhase),
+	}
 }
 
 // version is the target's step version among infos.
@@ -536,7 +538,7 @@ func (r *Runner) verifyReferences(ctx context.Context, st Status, rep *verify.Re
 	if err != nil {
 		return err
 	}
-	v, err := referencesStep.version(infos)
+	v, err := referencesStep().version(infos)
 	if err != nil {
 		return nil // a build with steps of its own, without this one
 	}
