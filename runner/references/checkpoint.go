@@ -21,8 +21,19 @@ type checkpoints struct {
 }
 
 type collAfter struct {
+	// Collection is the collection and its configured fields
+	// (checkpointKey): a run with other fields starts that collection over.
 	Collection string   `bson:"c"`
 	After      model.ID `bson:"after"`
+}
+
+// checkpointKey names the collection's work: its name and fields.
+func (c *collection) checkpointKey() string {
+	key := c.coll.Name()
+	for _, f := range c.fields {
+		key += "|" + f.Ref.Path
+	}
+	return key
 }
 
 func readCheckpoints(ctx context.Context, cfg Config) (checkpoints, error) {
@@ -45,7 +56,7 @@ func readCheckpoints(ctx context.Context, cfg Config) (checkpoints, error) {
 func (c *collection) checkpoint(ctx context.Context) (model.ID, error) {
 	cp, err := readCheckpoints(ctx, c.cfg)
 	for _, a := range cp.After {
-		if a.Collection == c.coll.Name() {
+		if a.Collection == c.checkpointKey() {
 			return a.After, err
 		}
 	}
@@ -59,12 +70,12 @@ func (c *collection) saveCheckpoint(ctx context.Context, after model.ID) error {
 	}
 	found := false
 	for i := range cp.After {
-		if cp.After[i].Collection == c.coll.Name() {
+		if cp.After[i].Collection == c.checkpointKey() {
 			cp.After[i].After, found = after, true
 		}
 	}
 	if !found {
-		cp.After = append(cp.After, collAfter{c.coll.Name(), after})
+		cp.After = append(cp.After, collAfter{c.checkpointKey(), after})
 	}
 	err = c.cfg.Retry.Do(ctx, "save the references checkpoint", func(ctx context.Context) error {
 		_, err := c.cfg.DB.Collection(c.cfg.State).ReplaceOne(ctx, bson.D{{Key: "_id", Value: checkpointID}}, cp, options.Replace().SetUpsert(true))
