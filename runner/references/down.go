@@ -69,35 +69,45 @@ func restore(ctx context.Context, cfg Config, batch []record, rep *DownReport) e
 	}
 	for _, name := range colls {
 		coll := cfg.DB.Collection(name)
-		rs := byColl[name]
 		var models []mongo.WriteModel
-		for _, r := range rs {
-			if len(r.Written) == 0 || holds(r.Written, r.Original) {
-				continue // nothing was written
+		for _, r := range byColl[name] {
+			// The document holds what the runner wrote last, or what a
+			// killed run was writing: either way the originals go back.
+			for _, w := range []bson.D{r.Written, r.Pending} {
+				if len(w) == 0 || holds(w, r.Original) {
+					continue
+				}
+				models = append(models, mongo.NewUpdateOneModel().
+					SetFilter(append(bson.D{{Key: "_id", Value: r.Document}}, w...)).
+					SetUpdate(bson.D{{Key: "$set", Value: r.Original}}))
 			}
-			filter := append(bson.D{{Key: "_id", Value: r.Document}}, r.Written...)
-			models = append(models, mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(bson.D{{Key: "$set", Value: r.Original}}))
 		}
-		if len(models) > 0 {
-			if err := bulk(ctx, &cfg.Retry, coll, models); err != nil {
-				return fmt.Errorf("restore %s: %w", name, err)
-			}
+		if len(models) == 0 {
+			continue
 		}
+		n, err := bulk(ctx, &cfg.Retry, coll, models)
+		if err != nil {
+			return fmt.Errorf("restore %s: %w", name, err)
+		}
+		rep.Restored += n
+		// A document the runner wrote that does not hold its originals now
+		// was changed by the service since: left as it is.
 		c := &collection{cfg: cfg, coll: coll}
-		plans := make([]*plan, 0, len(rs))
-		for _, r := range rs {
-			plans = append(plans, &plan{id: r.Document, before: r.Original})
+		var plans []*plan
+		for _, r := range byColl[name] {
+			if !holds(r.Written, r.Original) {
+				plans = append(plans, &plan{id: r.Document})
+			}
 		}
-		now, err := c.currentFields(ctx, plans, fieldsOf(rs))
+		if len(plans) == 0 {
+			continue
+		}
+		now, err := c.currentFields(ctx, plans, fieldsOf(byColl[name]))
 		if err != nil {
 			return err
 		}
-		for _, r := range rs {
-			if cur, ok := now[idKey(r.Document)]; ok && holds(cur, r.Original) {
-				if len(r.Written) > 0 && !holds(r.Written, r.Original) {
-					rep.Restored++
-				}
-			} else if len(r.Written) > 0 && !holds(r.Written, r.Original) {
+		for _, r := range byColl[name] {
+			if cur, ok := now[idKey(r.Document)]; !holds(r.Written, r.Original) && (!ok || !holds(cur, r.Original)) {
 				rep.Changed++
 			}
 		}

@@ -78,7 +78,21 @@ type Config struct {
 	// Progress shows the links gone through, per collection; nil shows
 	// nothing.
 	Progress progress.Reporter
+
+	// stop, for tests, ends a run with errStopped at a point where a kill
+	// could land.
+	stop stopPoint
 }
+
+type stopPoint int
+
+const (
+	noStop stopPoint = iota
+	stopAfterRecord
+	stopAfterWrite
+)
+
+var errStopped = errors.New("references: stopped for a test")
 
 func (c Config) read() sorted.Options { return sorted.Options{Batch: c.Batch, Retry: &c.Retry} }
 
@@ -235,13 +249,16 @@ func run(ctx context.Context, cfg Config, check *CheckReport) (*Report, error) {
 }
 
 func runCollection(ctx context.Context, cfg Config, coll string, fields []*FieldReport, rep *Report, check *CheckReport) error {
-	c := &collection{cfg: cfg, coll: cfg.DB.Collection(coll), fields: fields, rep: rep, conflicted: map[string]bool{}, check: check}
+	c := &collection{cfg: cfg, coll: cfg.DB.Collection(coll), fields: fields, rep: rep, check: check}
 	if err := c.noteIndexes(ctx); err != nil {
 		return err
 	}
-	after, err := c.checkpoint(ctx)
-	if err != nil {
-		return err
+	var after model.ID
+	if !cfg.DryRun { // a dry run (and Check) looks at every link
+		var err error
+		if after, err = c.checkpoint(ctx); err != nil {
+			return err
+		}
 	}
 	var filter bson.D
 	if !after.IsZero() {
@@ -265,7 +282,7 @@ func runCollection(ctx context.Context, cfg Config, coll string, fields []*Field
 		}
 		return c.saveCheckpoint(ctx, last)
 	}
-	err = sorted.Each(ctx, cfg.DB.Collection(cfg.Links), filter, bson.D{{Key: "tenant_id", Value: 1}}, cfg.read(), func(raw bson.Raw) error {
+	err := sorted.Each(ctx, cfg.DB.Collection(cfg.Links), filter, bson.D{{Key: "tenant_id", Value: 1}}, cfg.read(), func(raw bson.Raw) error {
 		var l model.Link
 		if err := bson.Unmarshal(raw, &l); err != nil {
 			return fmt.Errorf("read link: %w", err)
@@ -295,9 +312,8 @@ type collection struct {
 	coll   *mongo.Collection
 	fields []*FieldReport
 	rep    *Report
-	// conflicted are the documents of this run's conflicts, met again by
-	// each batch of links whose ids they hold: counted once.
-	conflicted map[string]bool
+	// batch is the batch of links being worked on.
+	batch map[model.ID]model.ID
 	// check, for Check, collects the documents a dry run would rewrite.
 	check *CheckReport
 	// uniques are the unique indexes a rewrite can collide with.
@@ -327,9 +343,13 @@ func (c *collection) projection() bson.D {
 	return proj
 }
 
-func (c *collection) conflict(id any, reason string) {
-	c.conflicted[idKey(id)] = true
-	c.rep.conflict(c.coll.Name(), id, reason)
+// conflict counts a document left as it is. Each batch of links whose
+// ids it holds meets it again: it counts in the first, the batch of its
+// smallest merged-away id, so memory needs no list of them.
+func (c *collection) conflict(p *plan, reason string) {
+	if has(c.batch, p.first) {
+		c.rep.conflict(c.coll.Name(), p.id, reason)
+	}
 }
 
 // tops are the top-level fields the references of the collection live in.
@@ -385,6 +405,8 @@ type plan struct {
 	conflict string
 	// doc is the document as read (the fields of projection).
 	doc bson.D
+	// pending is its record's Pending, once recorded.
+	pending bson.D
 	// first is the smallest merged-away id the document holds: the batch
 	// of links that holds it is the first to meet the document.
 	first model.ID
@@ -401,11 +423,9 @@ func (c *collection) rewriteDocs(ctx context.Context, batch map[model.ID]model.I
 	if err != nil {
 		return err
 	}
+	c.batch = batch
 	var all []*plan
 	for _, d := range docs {
-		if c.conflicted[idKey(docValue(d, "_id"))] {
-			continue
-		}
 		switch p := c.plan(d, to); {
 		case p == nil:
 		case c.cfg.DryRun && !has(batch, p.first):
@@ -421,7 +441,7 @@ func (c *collection) rewriteDocs(ctx context.Context, batch map[model.ID]model.I
 	var plans, same []*plan
 	for _, p := range all {
 		if p.conflict != "" {
-			c.conflict(p.id, p.conflict)
+			c.conflict(p, p.conflict)
 			same = append(same, p)
 		} else {
 			plans = append(plans, p)
@@ -444,6 +464,9 @@ func (c *collection) rewriteDocs(ctx context.Context, batch map[model.ID]model.I
 	}
 	if err := c.record(ctx, plans); err != nil {
 		return err
+	}
+	if c.cfg.stop == stopAfterRecord {
+		return errStopped
 	}
 	return c.write(ctx, plans)
 }
@@ -605,9 +628,16 @@ type record struct {
 	ID         string `bson:"_id"`
 	Collection string `bson:"c"`
 	Document   any    `bson:"d"`
-	Original   bson.D `bson:"original"`
-	Written    bson.D `bson:"written"`
-	Conflict   string `bson:"conflict,omitempty"`
+	// Original are the changed fields as they were before the runner
+	// first changed them; Written as the runner last wrote them and saw
+	// them written (equal to Original: nothing written).
+	Original bson.D `bson:"original"`
+	Written  bson.D `bson:"written"`
+	// Pending are the fields as the runner is about to write them: a run
+	// killed between its write and its read-back leaves the document
+	// holding either Written or Pending, and Down restores from both.
+	Pending  bson.D `bson:"pending,omitempty"`
+	Conflict string `bson:"conflict,omitempty"`
 }
 
 // recordKey keys the record of a document of coll by its _id's BSON bytes.
@@ -655,20 +685,42 @@ func (c *collection) record(ctx context.Context, plans []*plan) error {
 	records := c.cfg.DB.Collection(c.cfg.Records)
 	models := make([]mongo.WriteModel, 0, len(plans))
 	for _, p := range plans {
-		r := record{ID: recordKey(c.coll.Name(), p.id), Collection: c.coll.Name(), Document: p.id, Original: p.before}
-		if old, ok := existing[idKey(p.id)]; ok {
-			// The first original of a field stays: it is what Down restores.
-			r.Original = old.Original
-			for _, e := range p.before {
-				if _, ok := docLookup(r.Original, e.Key); !ok {
-					r.Original = append(r.Original, e)
+		old, had := existing[idKey(p.id)]
+		r := record{ID: recordKey(c.coll.Name(), p.id), Collection: c.coll.Name(), Document: p.id}
+		if had {
+			r.Original, r.Written = slices.Clone(old.Original), slices.Clone(old.Written)
+		}
+		for _, e := range p.before {
+			ours := false
+			if had {
+				if _, ok := docLookup(old.Original, e.Key); ok {
+					w, _ := docLookup(old.Written, e.Key)
+					pv, pending := docLookup(old.Pending, e.Key)
+					switch {
+					case pending && sameValue(pv, e.Value):
+						// A killed run's write went through: it is ours.
+						ours = true
+						r.Written = setField(r.Written, e.Key, e.Value)
+					case sameValue(w, e.Value):
+						ours = true
+					}
 				}
 			}
+			if !ours {
+				// Nothing of the runner's is in the field (never written, or
+				// the service wrote it since): its original is what was read.
+				r.Original = setField(r.Original, e.Key, e.Value)
+				r.Written = setField(r.Written, e.Key, e.Value)
+			}
 		}
-		r.Written = p.after
+		r.Pending = slices.Clone(r.Written)
+		for _, e := range p.after {
+			r.Pending = setField(r.Pending, e.Key, e.Value)
+		}
+		p.pending = r.Pending
 		models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: r.ID}}).SetReplacement(r).SetUpsert(true))
 	}
-	if err := bulk(ctx, &c.cfg.Retry, records, models); err != nil {
+	if _, err := bulk(ctx, &c.cfg.Retry, records, models); err != nil {
 		return fmt.Errorf("write %s: %w", c.cfg.Records, err)
 	}
 	return nil
@@ -688,7 +740,7 @@ func (c *collection) recordConflicts(ctx context.Context, plans []*plan) error {
 				{Key: "$setOnInsert", Value: bson.D{{Key: "c", Value: c.coll.Name()}, {Key: "d", Value: p.id}, {Key: "original", Value: p.before}, {Key: "written", Value: p.before}}},
 			}).SetUpsert(true))
 	}
-	if err := bulk(ctx, &c.cfg.Retry, c.cfg.DB.Collection(c.cfg.Records), models); err != nil {
+	if _, err := bulk(ctx, &c.cfg.Retry, c.cfg.DB.Collection(c.cfg.Records), models); err != nil {
 		return fmt.Errorf("write %s: %w", c.cfg.Records, err)
 	}
 	return nil
@@ -703,7 +755,7 @@ func (c *collection) write(ctx context.Context, plans []*plan) error {
 		models = append(models, mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(bson.D{{Key: "$set", Value: p.after}}))
 	}
 	refused := map[int]bool{}
-	err := bulk(ctx, &c.cfg.Retry, c.coll, models)
+	_, err := bulk(ctx, &c.cfg.Retry, c.coll, models)
 	var bwe mongo.BulkWriteException
 	var ce mongo.CommandError
 	switch {
@@ -740,51 +792,47 @@ func (c *collection) write(ctx context.Context, plans []*plan) error {
 	default:
 		return fmt.Errorf("rewrite %s: %w", c.coll.Name(), err)
 	}
+	if c.cfg.stop == stopAfterWrite {
+		return errStopped
+	}
 	// What each document holds now tells written from refused from
 	// changed meanwhile, whatever retries and earlier runs did.
 	now, err := c.current(ctx, plans)
 	if err != nil {
 		return err
 	}
-	var undo []*plan
+	written := map[*plan]bool{}
 	for i, p := range plans {
 		cur, ok := now[idKey(p.id)]
 		switch {
 		case ok && holds(cur, p.after):
 			c.done(p)
+			written[p] = true
 		case refused[i]:
-			c.conflict(p.id, ReasonUnique)
-			undo = append(undo, p)
+			c.conflict(p, ReasonUnique)
 		default:
 			c.rep.Changed++
-			undo = append(undo, p)
 		}
 	}
-	return c.unrecord(ctx, undo, refused, plans)
+	return c.settle(ctx, plans, written, refused)
 }
 
-// unrecord marks the records of documents that were not written: their
-// written value goes back to what the document held, and a refused one
-// says why.
-func (c *collection) unrecord(ctx context.Context, undo []*plan, refused map[int]bool, plans []*plan) error {
-	if len(undo) == 0 {
-		return nil
-	}
-	why := map[*plan]string{}
+// settle confirms the records once the documents are read back: a
+// written one's Pending becomes its Written; a refused or changed one
+// keeps its Written, a refused one says why.
+func (c *collection) settle(ctx context.Context, plans []*plan, written map[*plan]bool, refused map[int]bool) error {
+	models := make([]mongo.WriteModel, 0, len(plans))
 	for i, p := range plans {
-		if refused[i] {
-			why[p] = ReasonUnique
+		update := bson.D{{Key: "$unset", Value: bson.D{{Key: "pending", Value: ""}}}}
+		switch {
+		case written[p]:
+			update = append(update, bson.E{Key: "$set", Value: bson.D{{Key: "written", Value: p.pending}}})
+		case refused[i]:
+			update = append(update, bson.E{Key: "$set", Value: bson.D{{Key: "conflict", Value: ReasonUnique}}})
 		}
+		models = append(models, mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: recordKey(c.coll.Name(), p.id)}}).SetUpdate(update))
 	}
-	models := make([]mongo.WriteModel, 0, len(undo))
-	for _, p := range undo {
-		set := bson.D{{Key: "written", Value: p.before}}
-		if why[p] != "" {
-			set = append(set, bson.E{Key: "conflict", Value: why[p]})
-		}
-		models = append(models, mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: recordKey(c.coll.Name(), p.id)}}).SetUpdate(bson.D{{Key: "$set", Value: set}}))
-	}
-	if err := bulk(ctx, &c.cfg.Retry, c.cfg.DB.Collection(c.cfg.Records), models); err != nil {
+	if _, err := bulk(ctx, &c.cfg.Retry, c.cfg.DB.Collection(c.cfg.Records), models); err != nil {
 		return fmt.Errorf("write %s: %w", c.cfg.Records, err)
 	}
 	return nil

@@ -314,3 +314,58 @@ func TestRunLeavesWhatTheServiceChangesMeanwhile(t *testing.T) {
 		t.Errorf("down changed session 2 to %s", got)
 	}
 }
+
+// A re-run after phase 1 merged more is killed after it recorded its
+// rewrite, before or after writing it: down still gives every document its
+// very first original. And an original the service replaced since the
+// runner's write is the one down restores.
+func TestRecordsSurviveAKillAndAServiceWrite(t *testing.T) {
+	ctx := context.Background()
+	for _, stop := range []struct {
+		name string
+		cfg  func(references.Config) references.Config
+	}{{"before the write", references.StopAfterRecord}, {"after the write", references.StopAfterWrite}} {
+		t.Run(stop.name, func(t *testing.T) {
+			db := env.Database(t)
+			ins := func(coll string, docs ...any) {
+				t.Helper()
+				if _, err := db.Collection(coll).InsertMany(ctx, docs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ins("links", bson.D{{Key: "_id", Value: "a1"}, {Key: "tenant_id", Value: "a0"}}, bson.D{{Key: "_id", Value: "b1"}, {Key: "tenant_id", Value: "b0"}})
+			ins("sessions",
+				bson.D{{Key: "_id", Value: 1}, {Key: "account_id", Value: "a1"}},
+				bson.D{{Key: "_id", Value: 2}, {Key: "account_id", Value: "a1"}})
+			cfg := config(db, 1000)
+			cfg.Refs = []references.Ref{{Collection: "sessions", Path: "account_id"}}
+			if _, err := references.Run(ctx, cfg); err != nil {
+				t.Fatal(err)
+			}
+			// Phase 1 merges a0's person into t; the service moves session
+			// 2 to b1.
+			for _, id := range []string{"a1", "a0"} {
+				if _, err := db.Collection("links").UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
+					bson.D{{Key: "$set", Value: bson.D{{Key: "tenant_id", Value: "t"}}}}, options.Update().SetUpsert(true)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := db.Collection("sessions").UpdateOne(ctx, bson.D{{Key: "_id", Value: 2}}, bson.D{{Key: "$set", Value: bson.D{{Key: "account_id", Value: "b1"}}}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := references.Run(ctx, stop.cfg(cfg)); err == nil {
+				t.Fatal("the stopped run succeeded")
+			}
+			down, err := references.Down(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := field(t, db, "sessions", 1, "account_id"); got != "a1" {
+				t.Errorf("session 1 after down = %s, want its first original a1 (%+v)", got, down)
+			}
+			if got := field(t, db, "sessions", 2, "account_id"); got != "b1" {
+				t.Errorf("session 2 after down = %s, want b1, which the service wrote (%+v)", got, down)
+			}
+		})
+	}
+}

@@ -90,13 +90,13 @@ func (p *plan) key(u unique) (bson.D, bool) {
 }
 
 // keyOf is d's key of u as an equality filter; a missing field is null,
-// as the index holds it.
+// as the index holds it. False when a key is not one scalar: an array on
+// the way (a multikey index) or a subdocument, which the server decides.
 func keyOf(d bson.D, u unique) (bson.D, bool) {
 	key := bson.D{}
 	for _, f := range u {
-		v := pathValue(d, strings.Split(f, "."))
-		switch v.(type) {
-		case bson.A, bson.D:
+		v, ok := pathValue(d, strings.Split(f, "."))
+		if !ok {
 			return nil, false
 		}
 		key = append(key, bson.E{Key: f, Value: v})
@@ -104,20 +104,27 @@ func keyOf(d bson.D, u unique) (bson.D, bool) {
 	return key, true
 }
 
-// pathValue follows a dotted path through subdocuments; nil if absent.
-func pathValue(d bson.D, path []string) any {
+// pathValue follows a dotted path through subdocuments: nil when a field
+// is absent (or the way goes through a scalar, which MongoDB indexes as
+// null); false when it meets an array or ends at a subdocument.
+func pathValue(d bson.D, path []string) (any, bool) {
 	v, ok := docLookup(d, path[0])
 	if !ok {
-		return nil
+		return nil, true
+	}
+	switch x := v.(type) {
+	case bson.A:
+		return nil, false
+	case bson.D:
+		if len(path) == 1 {
+			return nil, false
+		}
+		return pathValue(x, path[1:])
 	}
 	if len(path) == 1 {
-		return v
+		return v, true
 	}
-	sub, ok := v.(bson.D)
-	if !ok {
-		return nil
-	}
-	return pathValue(sub, path[1:])
+	return nil, true
 }
 
 // uniquesOf are the unique indexes whose keys include a field under one

@@ -87,13 +87,18 @@ func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 const bulkChunk = 50
 
 // bulk writes models unordered in chunks of bulkChunk, each retried within
-// p. Write errors of every chunk come back as one BulkWriteException whose
-// indexes are into models; any other error stops at its chunk.
-func bulk(ctx context.Context, p *retry.Policy, coll *mongo.Collection, models []mongo.WriteModel) error {
+// p, and returns how many documents they modified. Write errors of every
+// chunk come back as one BulkWriteException whose indexes are into models;
+// any other error stops at its chunk.
+func bulk(ctx context.Context, p *retry.Policy, coll *mongo.Collection, models []mongo.WriteModel) (int64, error) {
 	var failed mongo.BulkWriteException
+	var modified int64
 	for start := 0; start < len(models); start += bulkChunk {
 		end := min(start+bulkChunk, len(models))
-		_, err := writes.BulkWrite(ctx, p, coll, models[start:end])
+		res, err := writes.BulkWrite(ctx, p, coll, models[start:end])
+		if res != nil {
+			modified += res.ModifiedCount
+		}
 		var bwe mongo.BulkWriteException
 		switch {
 		case err == nil:
@@ -103,11 +108,22 @@ func bulk(ctx context.Context, p *retry.Policy, coll *mongo.Collection, models [
 				failed.WriteErrors = append(failed.WriteErrors, we)
 			}
 		default:
-			return err
+			return modified, err
 		}
 	}
 	if len(failed.WriteErrors) > 0 {
-		return failed
+		return modified, failed
 	}
-	return nil
+	return modified, nil
+}
+
+// setField is d with key set to v (appended when absent).
+func setField(d bson.D, key string, v any) bson.D {
+	for i := range d {
+		if d[i].Key == key {
+			d[i].Value = v
+			return d
+		}
+	}
+	return append(d, bson.E{Key: key, Value: v})
 }
