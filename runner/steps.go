@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/sirupsen/logrus"
 
@@ -79,43 +78,35 @@ func (r *Runner) goSteps() map[string]mongomigrate.StepFunc {
 				return err
 			})
 			if rep != nil {
-				r.log.WithFields(logrus.Fields{"counts": rep.Counts(), "conflicts": rep.Conflicts, "changed_meanwhile": rep.Changed}).Info("references: report")
+				r.log.WithField("counts", rep.Counts()).Info("references: report")
 			}
 			if err != nil {
 				return mongomigrate.Result{}, err
 			}
-			var notes []string
-			for _, f := range rep.Fields {
-				note := fmt.Sprintf("%s: %d merged-away ids re-pointed", f.Field, f.Replaced)
-				if f.Unindexed {
-					note += "; no index starts with this field, so each batch of links scanned the collection"
-				}
-				notes = append(notes, note)
-			}
-			if rep.Conflicts > 0 {
-				notes = append(notes, fmt.Sprintf("%d documents left as they are, holding merged-away ids: a unique index refused them, or two of their references would name one tenant account (runner verify lists the first)", rep.Conflicts))
-			}
-			return mongomigrate.Result{Counts: withRetries(rep.Counts(), retries), Notes: notes}, nil
+			return mongomigrate.Result{Counts: withRetries(rep.Counts(), retries), Notes: rep.Notes()}, nil
 		},
-		"references_down": func(ctx context.Context) (mongomigrate.Result, error) {
-			cfg, err := r.referencesConfig(false)
-			if err != nil {
-				return mongomigrate.Result{}, err
-			}
-			retries := &retry.Counter{}
-			cfg.Retry.Counter = retries
-			var rep *references.DownReport
-			step := cfg.Retry
-			err = step.Do(ctx, "references down", func(ctx context.Context) (err error) {
-				rep, err = references.Down(ctx, cfg)
-				return err
-			})
-			if err != nil {
-				return mongomigrate.Result{}, err
-			}
-			return mongomigrate.Result{Counts: withRetries(mongomigrate.Counts{"restored": rep.Restored, "changed_since": rep.Changed}, retries)}, nil
-		},
+		"references_down": r.referencesDown,
 	}
+}
+
+// referencesDown undoes the references step (references.Down), again
+// from where it stopped after a transient error it did not retry itself.
+func (r *Runner) referencesDown(ctx context.Context) (mongomigrate.Result, error) {
+	cfg, err := r.referencesConfig(false)
+	if err != nil {
+		return mongomigrate.Result{}, err
+	}
+	retries := &retry.Counter{}
+	cfg.Retry.Counter = retries
+	var rep *references.DownReport
+	err = cfg.Retry.Do(ctx, "references down", func(ctx context.Context) (err error) {
+		rep, err = references.Down(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return mongomigrate.Result{}, err
+	}
+	return mongomigrate.Result{Counts: withRetries(mongomigrate.Counts{"restored": rep.Restored, "changed_since": rep.Changed}, retries), Notes: rep.Notes()}, nil
 }
 
 // referencesConfig maps the configuration onto the references step.

@@ -19,6 +19,11 @@ type DownReport struct {
 	Changed int64 `json:"changed_since"`
 }
 
+// Notes are the report in a step's summary.
+func (r *DownReport) Notes() []string {
+	return []string{fmt.Sprintf("restored %d documents to their originals; %d the service changed since the rewrite, left as they are", r.Restored, r.Changed)}
+}
+
 // Down undoes Run: every recorded document that still holds what Run
 // wrote gets its original fields back; then its record goes. Records go
 // as their documents are done, so a killed Down is finished by running it

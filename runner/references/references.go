@@ -131,24 +131,38 @@ type Report struct {
 	DryRun         bool       `json:"dry_run,omitempty"`
 }
 
-// Print writes the report for a person.
-func (r *Report) Print(w io.Writer) {
-	verb, done := "rewrote", "re-pointed"
-	if r.DryRun {
-		verb, done = "would rewrite", "to re-point"
-	}
+// Notes are the report in a step's summary: what was rewritten and left,
+// then each field.
+func (r *Report) Notes() []string {
 	if len(r.Fields) == 0 {
-		fmt.Fprintln(w, "references: none configured (key references): nothing to re-point")
-		return
+		return []string{"no references configured (key references): nothing to re-point"}
 	}
-	fmt.Fprintf(w, "references: %s %d documents; %d left as they are (conflicts); %d changed by the service meanwhile, left for a later run\n",
-		verb, r.Documents, r.Conflicts, r.Changed)
+	verb := "rewrote"
+	if r.DryRun {
+		verb = "would rewrite"
+	}
+	c := r.Counts()
+	notes := []string{fmt.Sprintf("%s %d documents (%d merged-away ids re-pointed); %d left as they are, holding merged-away ids (conflicts: a unique index, or two references naming one tenant account; runner --references --dry-run lists the first); %d changed by the service meanwhile, left for a later run",
+		verb, r.Documents, c["ids_replaced"], r.Conflicts, r.Changed)}
+	done := "re-pointed"
+	if r.DryRun {
+		done = "to re-point"
+	}
 	for _, f := range r.Fields {
-		line := fmt.Sprintf("references: %s: %d merged-away ids %s", f.Field, f.Replaced, done)
+		note := fmt.Sprintf("%s: %d merged-away ids %s", f.Field, f.Replaced, done)
 		if f.Unindexed {
-			line += " (no index starts with this field: each batch of links scans the collection)"
+			note += "; no index starts with this field, so each batch of links scanned the collection"
 		}
-		fmt.Fprintln(w, line)
+		notes = append(notes, note)
+	}
+	return notes
+}
+
+// Print writes the report for a person: its notes, then the first
+// documents left as they are.
+func (r *Report) Print(w io.Writer) {
+	for _, n := range r.Notes() {
+		fmt.Fprintln(w, "references: "+n)
 	}
 	for _, c := range r.FirstConflicts {
 		fmt.Fprintf(w, "references: left as it is: %s %s: %s\n", c.Collection, c.Document, c.Reason)
