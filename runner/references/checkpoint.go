@@ -12,33 +12,33 @@ import (
 	"github.com/tenantmigrate/runner/model"
 )
 
-// checkpointID keys, in State, the last link each collection is done to.
+// checkpointID keys, in State, the checkpoint of a run that did not
+// finish.
 const checkpointID = "references_checkpoint"
 
-type checkpoints struct {
-	ID    string      `bson:"_id"`
-	After []collAfter `bson:"after"`
+type checkpoint struct {
+	ID string `bson:"_id"`
+	// Refs are the references the run was configured with: a run with
+	// others starts over.
+	Refs string `bson:"refs"`
+	// After is the last link all collections are done to.
+	After model.ID `bson:"after"`
 }
 
-type collAfter struct {
-	// Collection is the collection and its configured fields
-	// (checkpointKey): a run with other fields starts that collection over.
-	Collection string   `bson:"c"`
-	After      model.ID `bson:"after"`
-}
-
-// checkpointKey names the collection's work: its name and fields.
-func (c *collection) checkpointKey() string {
-	key := c.coll.Name()
-	for _, f := range c.fields {
-		key += "|" + f.Ref.Path
+func refsKey(refs []Ref) string {
+	key := ""
+	for _, r := range refs {
+		key += r.String() + ","
 	}
 	return key
 }
 
-func readCheckpoints(ctx context.Context, cfg Config) (checkpoints, error) {
-	cp := checkpoints{ID: checkpointID}
+// readCheckpoint is the last link a run with these references that did
+// not finish got through; zero: start.
+func readCheckpoint(ctx context.Context, cfg Config) (model.ID, error) {
+	var cp checkpoint
 	err := cfg.Retry.Do(ctx, "read the references checkpoint", func(ctx context.Context) error {
+		cp = checkpoint{}
 		err := cfg.DB.Collection(cfg.State).FindOne(ctx, bson.D{{Key: "_id", Value: checkpointID}}).Decode(&cp)
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			return nil
@@ -46,39 +46,18 @@ func readCheckpoints(ctx context.Context, cfg Config) (checkpoints, error) {
 		return err
 	})
 	if err != nil {
-		return cp, fmt.Errorf("read the references checkpoint: %w", err)
+		return model.ID{}, fmt.Errorf("read the references checkpoint: %w", err)
 	}
-	return cp, nil
+	if cp.Refs != refsKey(cfg.Refs) {
+		return model.ID{}, nil
+	}
+	return cp.After, nil
 }
 
-// checkpoint is the last link of the collection done by a run that did
-// not finish; zero: start.
-func (c *collection) checkpoint(ctx context.Context) (model.ID, error) {
-	cp, err := readCheckpoints(ctx, c.cfg)
-	for _, a := range cp.After {
-		if a.Collection == c.checkpointKey() {
-			return a.After, err
-		}
-	}
-	return model.ID{}, err
-}
-
-func (c *collection) saveCheckpoint(ctx context.Context, after model.ID) error {
-	cp, err := readCheckpoints(ctx, c.cfg)
-	if err != nil {
-		return err
-	}
-	found := false
-	for i := range cp.After {
-		if cp.After[i].Collection == c.checkpointKey() {
-			cp.After[i].After, found = after, true
-		}
-	}
-	if !found {
-		cp.After = append(cp.After, collAfter{c.checkpointKey(), after})
-	}
-	err = c.cfg.Retry.Do(ctx, "save the references checkpoint", func(ctx context.Context) error {
-		_, err := c.cfg.DB.Collection(c.cfg.State).ReplaceOne(ctx, bson.D{{Key: "_id", Value: checkpointID}}, cp, options.Replace().SetUpsert(true))
+func saveCheckpoint(ctx context.Context, cfg Config, after model.ID) error {
+	cp := checkpoint{ID: checkpointID, Refs: refsKey(cfg.Refs), After: after}
+	err := cfg.Retry.Do(ctx, "save the references checkpoint", func(ctx context.Context) error {
+		_, err := cfg.DB.Collection(cfg.State).ReplaceOne(ctx, bson.D{{Key: "_id", Value: checkpointID}}, cp, options.Replace().SetUpsert(true))
 		return err
 	})
 	if err != nil {
@@ -87,7 +66,7 @@ func (c *collection) saveCheckpoint(ctx context.Context, after model.ID) error {
 	return nil
 }
 
-func clearCheckpoints(ctx context.Context, cfg Config) error {
+func clearCheckpoint(ctx context.Context, cfg Config) error {
 	err := cfg.Retry.Do(ctx, "clear the references checkpoint", func(ctx context.Context) error {
 		_, err := cfg.DB.Collection(cfg.State).DeleteOne(ctx, bson.D{{Key: "_id", Value: checkpointID}})
 		return err

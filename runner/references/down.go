@@ -60,7 +60,7 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("references down: %w", err)
 	}
-	return rep, clearCheckpoints(ctx, cfg)
+	return rep, clearCheckpoint(ctx, cfg)
 }
 
 func restore(ctx context.Context, cfg Config, batch []record, rep *DownReport) error {

@@ -20,9 +20,9 @@
 //     two references of one document name one tenant account (a follow of
 //     oneself), is not forced: the document is left as it is, listed and
 //     counted, and its record says why.
-//   - Work goes by batches of links, with a checkpoint per collection in
-//     State after each: a killed run resumes, and any run is idempotent.
-//     Memory is bounded by a batch.
+//   - Work goes by batches of links, read once for all collections, with a
+//     checkpoint in State after each: a killed run resumes, and any run is
+//     idempotent. Memory is bounded by a batch.
 package references
 
 import (
@@ -67,7 +67,7 @@ type Config struct {
 	Links string
 	// Records is the runner's collection of the documents it changed.
 	Records string
-	// State keeps the checkpoints.
+	// State keeps the checkpoint.
 	State string
 	Refs  []Ref
 	Batch int
@@ -197,9 +197,6 @@ const (
 // ErrConfig: a reference names no usable field.
 var ErrConfig = errors.New("references: bad configuration")
 
-// checkpointPrefix, with the collection's name, keys a checkpoint in State.
-const checkpointPrefix = "references_checkpoint:"
-
 // Run re-points every configured reference (see the package doc).
 func Run(ctx context.Context, cfg Config) (*Report, error) { return run(ctx, cfg, nil) }
 
@@ -248,29 +245,33 @@ func run(ctx context.Context, cfg Config, check *CheckReport) (*Report, error) {
 		}
 		byColl[r.Collection] = append(byColl[r.Collection], f)
 	}
-	for _, c := range colls {
-		if err := runCollection(ctx, cfg, c, byColl[c], rep, check); err != nil {
+	var cs []*collection
+	for _, name := range colls {
+		c := &collection{cfg: cfg, coll: cfg.DB.Collection(name), fields: byColl[name], rep: rep, check: check}
+		if err := c.noteIndexes(ctx); err != nil {
 			return rep, err
 		}
+		cs = append(cs, c)
+	}
+	if err := runLinks(ctx, cfg, cs, rep); err != nil {
+		return rep, err
 	}
 	if !cfg.DryRun {
 		// Done: the next run (after phase 1 merged more) starts over.
-		if err := clearCheckpoints(ctx, cfg); err != nil {
+		if err := clearCheckpoint(ctx, cfg); err != nil {
 			return rep, err
 		}
 	}
 	return rep, nil
 }
 
-func runCollection(ctx context.Context, cfg Config, coll string, fields []*FieldReport, rep *Report, check *CheckReport) error {
-	c := &collection{cfg: cfg, coll: cfg.DB.Collection(coll), fields: fields, rep: rep, check: check}
-	if err := c.noteIndexes(ctx); err != nil {
-		return err
-	}
+// runLinks reads the links once, by batches, and has every collection
+// re-point the batch's merged-away ids, with a checkpoint after each.
+func runLinks(ctx context.Context, cfg Config, cs []*collection, rep *Report) error {
 	var after model.ID
 	if !cfg.DryRun { // a dry run (and Check) looks at every link
 		var err error
-		if after, err = c.checkpoint(ctx); err != nil {
+		if after, err = readCheckpoint(ctx, cfg); err != nil {
 			return err
 		}
 	}
@@ -282,19 +283,21 @@ func runCollection(ctx context.Context, cfg Config, coll string, fields []*Field
 	filter = append(filter, bson.E{Key: "tenant_id", Value: bson.D{{Key: "$exists", Value: true}}})
 	batch := map[model.ID]model.ID{}
 	var last model.ID
-	task := cfg.Progress.Start("references: "+coll, 0)
+	task := cfg.Progress.Start("references", 0)
 	defer task.Done()
 	flush := func() error {
 		if len(batch) > 0 {
-			if err := c.rewrite(ctx, batch); err != nil {
-				return err
+			for _, c := range cs {
+				if err := c.rewrite(ctx, batch); err != nil {
+					return fmt.Errorf("references of %s: %w", c.coll.Name(), err)
+				}
 			}
 			clear(batch)
 		}
 		if last.IsZero() || cfg.DryRun {
 			return nil
 		}
-		return c.saveCheckpoint(ctx, last)
+		return saveCheckpoint(ctx, cfg, last)
 	}
 	err := sorted.Each(ctx, cfg.DB.Collection(cfg.Links), filter, bson.D{{Key: "tenant_id", Value: 1}}, cfg.read(), func(raw bson.Raw) error {
 		var l model.Link
@@ -311,11 +314,11 @@ func runCollection(ctx context.Context, cfg Config, coll string, fields []*Field
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("references of %s: %w", coll, err)
+	if err == nil {
+		err = flush()
 	}
-	if err := flush(); err != nil {
-		return fmt.Errorf("references of %s: %w", coll, err)
+	if err != nil {
+		return fmt.Errorf("references: %w", err)
 	}
 	return nil
 }
