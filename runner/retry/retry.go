@@ -21,6 +21,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/x/mongo/driver"
 )
 
 // Policy is a retry budget. The zero value tries once.
@@ -163,7 +164,8 @@ func transientCode(code int32) bool {
 }
 
 // Transient reports whether err may pass if the operation is tried again:
-// a network error or timeout of the driver, a server error labelled
+// a network error or timeout of the driver, its cleared connection pool, a
+// server error labelled
 // retryable, or one of the codes of a node that is stepping down, shutting
 // down, unreachable or slow to acknowledge a write. A cancelled or expired
 // context of the caller is never transient, nor is a duplicate key.
@@ -175,6 +177,12 @@ func Transient(err error) bool {
 		return false
 	}
 	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
+		return true
+	}
+	// The driver's pool, cleared after a connection failed, refuses the
+	// operations waiting on it; a read's cursor reports that as it is.
+	var pool driver.RetryablePoolError
+	if errors.As(err, &pool) && pool.Retryable() {
 		return true
 	}
 	var le interface{ HasErrorLabel(string) bool }

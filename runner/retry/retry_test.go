@@ -17,6 +17,7 @@ func TestTransient(t *testing.T) {
 		want bool
 	}{
 		{"nil", nil, false},
+		{"connection pool cleared", fmt.Errorf("pass 3 collect: %w", poolCleared{}), true},
 		{"network (driver label)", mongo.CommandError{Labels: []string{"NetworkError"}, Message: "connection reset"}, true},
 		{"retryable write label", mongo.CommandError{Code: 999, Labels: []string{"RetryableWriteError"}}, true},
 		{"primary stepped down", mongo.CommandError{Code: 189, Name: "PrimarySteppedDown"}, true},
@@ -150,3 +151,12 @@ func TestAlso(t *testing.T) {
 		t.Errorf("without Also: %d calls, %v; want one, failed", calls, err)
 	}
 }
+
+// poolCleared stands for the driver's unexported poolClearedError, a
+// driver.RetryablePoolError.
+type poolCleared struct{}
+
+func (poolCleared) Error() string {
+	return "connection pool for 127.0.0.1:1 was cleared because another operation failed"
+}
+func (poolCleared) Retryable() bool { return true }
