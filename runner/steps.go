@@ -41,7 +41,7 @@ func (r *Runner) goSteps() map[string]mongomigrate.StepFunc {
 				return mongomigrate.Result{}, err
 			}
 			runStateOf(ctx).legacyChecked.Store(true)
-			return mongomigrate.Result{Counts: withRetries(rep.Counts(), retries)}, nil
+			return mongomigrate.Result{Counts: withRetries(rep.Counts(), retries), Notes: rep.Notes()}, nil
 		},
 		"phase1_down": r.phase1Down,
 		"phase2": func(ctx context.Context) (mongomigrate.Result, error) {
@@ -160,6 +160,7 @@ func (r *Runner) dryRuns() map[string]dryRunFunc {
 
 func (r *Runner) phase1Config(ctx context.Context, dry bool) phase1.Config {
 	c := r.cfg.Collections
+	path, _ := phase1.ParsePath(r.cfg.Phase1.Path) // config.Validate checked it
 	return phase1.Config{
 		DB:                        r.db,
 		Accounts:                  c.Accounts,
@@ -170,6 +171,7 @@ func (r *Runner) phase1Config(ctx context.Context, dry bool) phase1.Config {
 		IdentityCodes:             r.cfg.Identity.AuthTypeCodes,
 		Rules:                     phase1.Rules{PreferredApps: r.cfg.Phase1.PreferredApps},
 		MemoryGroupLimit:          r.cfg.Phase1.MemoryGroupLimit,
+		Path:                      path,
 		Retry:                     r.retryPolicy(),
 		Batch:                     r.cfg.BatchSize,
 		SkipInvalid:               r.cfg.SkipInvalid,
@@ -223,7 +225,7 @@ func (r *Runner) phase2Down(ctx context.Context) (mongomigrate.Result, error) {
 }
 
 func (r *Runner) logPhase1(rep *phase1.Report) {
-	r.log.WithField("counts", rep.Counts()).WithField("conflicts_by_field", rep.ConflictFields).
+	r.log.WithField("path", rep.Path).WithField("counts", rep.Counts()).WithField("conflicts_by_field", rep.ConflictFields).
 		WithField("invalid_reasons", rep.InvalidReasons).Info("phase 1: report")
 }
 

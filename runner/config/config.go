@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
 )
 
@@ -89,11 +90,16 @@ type Phase1 struct {
 	// earliest of them, then the oldest, then the smallest _id.
 	PreferredApps []string `mapstructure:"preferred_apps"`
 	// MemoryGroupLimit is how many accounts that share identities phase 1
-	// may group in memory (about 150 bytes each), a little faster. Past
-	// it, and always at 0 (the default), it groups on the server in scratch
-	// collections, with memory bounded by the largest group whatever the
-	// number of accounts.
+	// may group in memory (about 150 bytes each; the default, 1,000,000,
+	// is about 150 MB at the most). Past it, and always at 0, it streams,
+	// grouping in scratch collections with memory bounded by the largest
+	// group whatever the number of accounts.
 	MemoryGroupLimit int `mapstructure:"memory_group_limit"`
+	// Path is how phase 1 reads: "probe" (the default) tries the server
+	// path on a scratch collection first and takes it if the server runs
+	// it right, "server" or "stream" force one (a forced server path the
+	// server refuses fails the step).
+	Path string `mapstructure:"path"`
 }
 
 // Phase2 configures the one-to-one move.
@@ -185,7 +191,7 @@ func Default() Config {
 		},
 		Identity:   Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}},
 		BatchSize:  1000,
-		Phase1:     Phase1{PreferredApps: []string{}, MemoryGroupLimit: 0},
+		Phase1:     Phase1{PreferredApps: []string{}, MemoryGroupLimit: 1_000_000, Path: "probe"},
 		Phase2:     Phase2{RangeSize: 0, Path: "probe"},
 		Verify:     Verify{AfterSteps: true},
 		Lock:       Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
@@ -458,6 +464,10 @@ func (c Config) Validate() error {
 		return &Error{Key: "batch_size", Msg: fmt.Sprintf("%d is out of range 1..100000", c.BatchSize)}
 	case c.Phase1.MemoryGroupLimit < 0:
 		return &Error{Key: "phase1.memory_group_limit", Msg: "must not be negative"}
+	case phase1PathErr(c.Phase1.Path) != nil:
+		return &Error{Key: "phase1.path", Msg: phase1PathErr(c.Phase1.Path).Error()}
+	case strings.EqualFold(c.Phase1.Path, phase1.PathServer.String()) && c.Phase1.MemoryGroupLimit == 0:
+		return &Error{Key: "phase1.path", Msg: "server groups in memory: it needs phase1.memory_group_limit above 0"}
 	case c.Phase2.RangeSize < 0:
 		return &Error{Key: "phase2.range_size", Msg: "must not be negative"}
 	case phase2PathErr(c.Phase2.Path) != nil:
@@ -508,6 +518,11 @@ func oneLine(s string) string {
 func IsError(err error) bool {
 	var e *Error
 	return errors.As(err, &e)
+}
+
+func phase1PathErr(s string) error {
+	_, err := phase1.ParsePath(s)
+	return err
 }
 
 func phase2PathErr(s string) error {

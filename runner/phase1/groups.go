@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -70,35 +71,12 @@ func (p *run) findGroups(ctx context.Context) error {
 // unionFind groups in memory; a limit above 0 stops it with errOverBudget
 // once more accounts than that share identities.
 func (p *run) unionFind(ctx context.Context, limit int) (memLookup, error) {
-	parent := map[model.ID]model.ID{}
-	find := func(a model.ID) model.ID {
-		for parent[a] != a {
-			parent[a] = parent[parent[a]]
-			a = parent[a]
-		}
-		return a
-	}
-	union := func(a, b model.ID) {
-		for _, x := range []model.ID{a, b} {
-			if _, ok := parent[x]; !ok {
-				parent[x] = x
-			}
-		}
-		ra, rb := find(a), find(b)
-		if ra == rb {
-			return
-		}
-		// The smaller _id becomes the root: the root is the group key.
-		if rb.Less(ra) {
-			ra, rb = rb, ra
-		}
-		parent[rb] = ra
-	}
+	uf := newComponents(limit)
 	err := p.keys.runs(ctx, func(run []keyDoc) error {
 		for _, k := range run[1:] {
-			union(run[0].A, k.A)
+			uf.union(run[0].A, k.A)
 		}
-		if limit > 0 && len(parent) > limit {
+		if uf.over() {
 			return errOverBudget
 		}
 		return nil
@@ -106,11 +84,67 @@ func (p *run) unionFind(ctx context.Context, limit int) (memLookup, error) {
 	if err != nil {
 		return nil, err
 	}
-	groupOf := make(memLookup, len(parent))
-	for a := range parent {
-		groupOf[a] = find(a)
+	groupOf := make(memLookup, len(uf.parent))
+	for a := range uf.parent {
+		groupOf[a] = uf.find(a)
 	}
 	return groupOf, nil
+}
+
+// components is a union-find over account ids whose root is the smallest
+// _id of a component: its group key.
+type components struct {
+	parent map[model.ID]model.ID
+	limit  int // 0: none
+}
+
+func newComponents(limit int) *components {
+	return &components{parent: map[model.ID]model.ID{}, limit: limit}
+}
+
+func (c *components) find(a model.ID) model.ID {
+	for c.parent[a] != a {
+		c.parent[a] = c.parent[c.parent[a]]
+		a = c.parent[a]
+	}
+	return a
+}
+
+func (c *components) union(a, b model.ID) {
+	for _, x := range []model.ID{a, b} {
+		if _, ok := c.parent[x]; !ok {
+			c.parent[x] = x
+		}
+	}
+	ra, rb := c.find(a), c.find(b)
+	if ra == rb {
+		return
+	}
+	if rb.Less(ra) {
+		ra, rb = rb, ra
+	}
+	c.parent[rb] = ra
+}
+
+// over: more accounts than the limit share identities.
+func (c *components) over() bool { return c.limit > 0 && len(c.parent) > c.limit }
+
+// members lists every account with its group key, sorted by group key,
+// then _id (the order of the streaming path's group table), and empties
+// the union-find.
+func (c *components) members() []member {
+	out := make([]member, 0, len(c.parent))
+	for a := range c.parent {
+		out = append(out, member{G: c.find(a), ID: a})
+	}
+	c.parent = nil
+	slices.SortFunc(out, func(x, y member) int {
+		if n := x.G.Compare(y.G); n != 0 {
+			return n
+		}
+		return x.ID.Compare(y.ID)
+	})
+	return out
 }
 
 // labelDoc is one (account, identity key) pair of a propagation round, in

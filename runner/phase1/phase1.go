@@ -19,6 +19,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/internal/refusal"
 	"github.com/tenantmigrate/runner/runner/internal/scratch"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/progress"
@@ -72,6 +73,11 @@ type Config struct {
 	// holds in memory (about 150 bytes each); past it, and always at 0, it
 	// groups in the scratch tables (see groups.go).
 	MemoryGroupLimit int
+	// Path is how to find and collect the groups (path.go); the zero
+	// value probes the server. The server path groups in memory, so it
+	// needs MemoryGroupLimit above 0; past the limit, or when the server
+	// stops taking its pipeline half way, the run streams instead.
+	Path Path
 	// Retry is the budget of every read and write against transient
 	// errors; the zero value tries once.
 	Retry retry.Policy
@@ -93,13 +99,21 @@ type InvalidAccount struct {
 
 // Report is what a run did (or, dry, would do).
 type Report struct {
-	DryRun          bool        `json:"dry_run"`
-	Accounts        int64       `json:"accounts_read"`
-	IdentityKeys    int64       `json:"identity_keys"`
-	Groups          int         `json:"groups"`
-	GroupedAccounts int         `json:"grouped_accounts"`
-	GroupSizes      map[int]int `json:"group_sizes"`
-	LargestGroup    int         `json:"largest_group"`
+	DryRun bool `json:"dry_run"`
+	// Path is the path the run took; ServerRefused why it streams where
+	// it probed or tried the server path.
+	Path          Path   `json:"path"`
+	ServerRefused string `json:"server_path_refused,omitempty"`
+	Accounts      int64  `json:"accounts_read"`
+	// IdentityKeys are the identity pairs the streaming path wrote;
+	// SharedIdentities the identities the server path's pipeline found
+	// held by two or more accounts.
+	IdentityKeys     int64       `json:"identity_keys,omitempty"`
+	SharedIdentities int         `json:"shared_identities,omitempty"`
+	Groups           int         `json:"groups"`
+	GroupedAccounts  int         `json:"grouped_accounts"`
+	GroupSizes       map[int]int `json:"group_sizes"`
+	LargestGroup     int         `json:"largest_group"`
 	// GroupedIn is where the groups were found: "memory", or the scratch
 	// tables' place, "server" or "local disk" (in GroupingRounds rounds of
 	// label propagation).
@@ -139,6 +153,9 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "phase 1: %d accounts read, %d groups of one person (%d accounts; sizes %s; largest %d)\n",
 		r.Accounts, r.Groups, r.GroupedAccounts, strings.Join(dist, " "), r.LargestGroup)
+	if r.Path == PathServer {
+		fmt.Fprintf(w, "phase 1: identities grouped on the server (%d shared by two or more accounts), grouped accounts read by _id\n", r.SharedIdentities)
+	}
 	if r.GroupedIn != "" && r.GroupedIn != "memory" {
 		fmt.Fprintf(w, "phase 1: groups found in scratch tables (%s) in %d rounds\n", r.GroupedIn, r.GroupingRounds)
 	}
@@ -182,6 +199,26 @@ func formatMap(m map[string]int) string {
 		parts[i] = fmt.Sprintf("%s: %d", k, m[k])
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// addWrites adds what one writer wrote and left as it was.
+func (r *Report) addWrites(w *Report) {
+	r.TenantsSame += w.TenantsSame
+	r.TenantsReplaced += w.TenantsReplaced
+	r.TenantsInserted += w.TenantsInserted
+	r.Superseded += w.Superseded
+	r.LinksWritten += w.LinksWritten
+	r.LinksSame += w.LinksSame
+}
+
+// Notes are the report's lines for the step's history: the path taken,
+// and why not the server's.
+func (r *Report) Notes() []string {
+	out := []string{fmt.Sprintf("path %s", r.Path)}
+	if r.ServerRefused != "" {
+		out = append(out, "server path not taken: "+r.ServerRefused)
+	}
+	return out
 }
 
 // SkippedPrefix starts the count keys of skipped accounts by reason.
@@ -243,56 +280,116 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Progress == nil {
 		cfg.Progress = progress.Discard{}
 	}
-	rep := &Report{DryRun: cfg.DryRun, GroupSizes: map[int]int{}, InvalidReasons: map[string]int{},
-		ConflictFields: map[string]int{}, Durations: map[string]string{}}
-	p := &run{cfg: cfg, rep: rep}
-	var err error
-	if p.appOrgs, err = readAppOrgs(ctx, cfg.DB.Collection(cfg.ApplicationsOrganizations)); err != nil {
+	appOrgs, err := readAppOrgs(ctx, cfg.DB.Collection(cfg.ApplicationsOrganizations))
+	if err != nil {
 		return nil, err
 	}
-	if cfg.DryRun {
+	path, why := cfg.Path, ""
+	switch {
+	case cfg.DryRun:
+		path = PathStream // a dry run writes nothing, not even a probe's scratch
+	case cfg.MemoryGroupLimit == 0 && path == PathServer:
+		return nil, errors.New("phase 1: the server path groups in memory: it needs a memory group limit above 0")
+	case cfg.MemoryGroupLimit == 0:
+		path, why = PathStream, "phase1.memory_group_limit is 0: grouping in memory is off"
+	case path == PathProbe:
+		start := time.Now()
+		if why, err = probe(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("phase 1: %w", err)
+		}
+		path = PathServer
+		if why != "" {
+			path = PathStream
+		}
+		cfg.Log.WithFields(logrus.Fields{"path": path, "took": time.Since(start).Round(time.Millisecond).String()}).Info("phase 1: path chosen by a probe of the server")
+	}
+	if path == PathServer {
+		rep, err := runPath(ctx, cfg, appOrgs, PathServer)
+		forced := cfg.Path == PathServer
+		switch {
+		case errors.Is(err, errOverBudget):
+			why = fmt.Sprintf("more than phase1.memory_group_limit (%d) accounts share identities", cfg.MemoryGroupLimit)
+		case errors.Is(err, errServerRefused) && !forced:
+			why = refusal.OneLine(err.Error())
+		default:
+			return rep, err
+		}
+		cfg.Log.WithField("why", why).Warn("phase 1: taking the streaming path")
+		path = PathStream
+	}
+	rep, err := runPath(ctx, cfg, appOrgs, path)
+	if rep != nil {
+		rep.ServerRefused = why
+	}
+	return rep, err
+}
+
+// pass is one pass of a path.
+type pass struct {
+	name string
+	fn   func(context.Context) error
+}
+
+// runPath runs the passes of one path from the start, with a report of its
+// own.
+func runPath(ctx context.Context, cfg Config, appOrgs map[string]model.ApplicationOrganization, path Path) (*Report, error) {
+	rep := &Report{DryRun: cfg.DryRun, Path: path, GroupSizes: map[int]int{}, InvalidReasons: map[string]int{},
+		ConflictFields: map[string]int{}, Durations: map[string]string{}}
+	p := &run{cfg: cfg, rep: rep, appOrgs: appOrgs}
+	passes := p.serverPasses()
+	if path == PathStream {
+		if err := p.openStore(ctx); err != nil {
+			return nil, fmt.Errorf("phase 1: %w", err)
+		}
+		defer func() { _ = p.store.close(context.WithoutCancel(ctx)) }()
+		passes = []pass{
+			{"1 identities", p.scanIdentities},
+			{"2 groups", p.findGroups},
+			{"3 collect", p.collectMembers},
+			{"4 merge", p.mergeGroups},
+		}
+	}
+	for _, ps := range passes {
+		start := time.Now()
+		cfg.Log.WithFields(logrus.Fields{"pass": ps.name, "path": path}).Info("phase 1: pass started")
+		if err := ps.fn(ctx); err != nil {
+			var ie *InvalidError
+			if errors.As(err, &ie) || errors.Is(err, errOverBudget) || errors.Is(err, errServerRefused) {
+				return rep, err
+			}
+			return rep, fmt.Errorf("phase 1: pass %s: %w", ps.name, err)
+		}
+		rep.Durations[ps.name] = time.Since(start).Round(time.Millisecond).String()
+		cfg.Log.WithFields(logrus.Fields{"pass": ps.name, "duration": rep.Durations[ps.name]}).Info("phase 1: pass finished")
+	}
+	if p.store != nil {
+		if err := p.store.close(ctx); err != nil {
+			return rep, fmt.Errorf("phase 1: %w", err)
+		}
+	}
+	return rep, nil
+}
+
+// openStore makes the streaming path's scratch tables.
+func (p *run) openStore(ctx context.Context) error {
+	if p.cfg.DryRun {
 		// A dry run writes nothing to the server: its scratch is on disk.
 		fs, err := newFileStore()
 		if err != nil {
-			return nil, fmt.Errorf("phase 1: %w", err)
+			return err
 		}
 		p.store = fs
 	} else {
 		// Scratch names are new for every run: a killed run's writes still
 		// in flight on the server land in its own scratch, never in ours.
-		if err := scratch.Drop(ctx, cfg.DB, cfg.ScratchPrefix+"_p1_", ""); err != nil {
-			return nil, fmt.Errorf("phase 1: %w", err)
+		if err := scratch.Drop(ctx, p.cfg.DB, p.cfg.ScratchPrefix+"_p1_", ""); err != nil {
+			return err
 		}
-		p.store = &collStore{db: cfg.DB, prefix: cfg.ScratchPrefix + "_p1_", runID: scratch.RunID(), read: p.read()}
+		p.store = &collStore{db: p.cfg.DB, prefix: p.cfg.ScratchPrefix + "_p1_", runID: scratch.RunID(), read: p.read()}
 	}
 	p.keys = &keyTable{t: p.store.table("keys", "_id")}
 	p.groups = &groupTable{t: p.store.table("groups", "g", "_id")}
-	for _, pass := range []struct {
-		name string
-		fn   func(context.Context) error
-	}{
-		{"1 identities", p.scanIdentities},
-		{"2 groups", p.findGroups},
-		{"3 collect", p.collectMembers},
-		{"4 merge", p.mergeGroups},
-	} {
-		start := time.Now()
-		cfg.Log.WithField("pass", pass.name).Info("phase 1: pass started")
-		if err := pass.fn(ctx); err != nil {
-			_ = p.store.close(context.WithoutCancel(ctx))
-			var ie *InvalidError
-			if errors.As(err, &ie) {
-				return rep, err
-			}
-			return rep, fmt.Errorf("phase 1: pass %s: %w", pass.name, err)
-		}
-		rep.Durations[pass.name] = time.Since(start).Round(time.Millisecond).String()
-		cfg.Log.WithFields(logrus.Fields{"pass": pass.name, "duration": rep.Durations[pass.name]}).Info("phase 1: pass finished")
-	}
-	if err := p.store.close(ctx); err != nil {
-		return rep, fmt.Errorf("phase 1: %w", err)
-	}
-	return rep, nil
+	return nil
 }
 
 type run struct {
@@ -306,6 +403,9 @@ type run struct {
 	// (the smallest _id of the group); grouped is how many they are.
 	lookup  groupLookup
 	grouped int
+	// uf, then members, are the server path's grouped accounts (by group).
+	uf      *components
+	members []member
 }
 
 // read is how the passes read: a batch per round trip, cursors in _id
@@ -533,7 +633,7 @@ func (p *run) tooLarge(docs []groupDoc, org string, survivor model.ID, size int,
 		ao, _ := gd.Doc.Lookup("app_org_id").StringValueOK()
 		l := model.Link{LegacyID: gd.ID, OrgID: org, AppOrgID: ao, Skipped: ReasonTooLarge}
 		if gd.Link != nil && *gd.Link == l {
-			p.rep.LinksSame++
+			w.rep.LinksSame++
 			continue
 		}
 		w.link(l, gd.Link != nil)
@@ -543,25 +643,15 @@ func (p *run) tooLarge(docs []groupDoc, org string, survivor model.ID, size int,
 
 // pass 4
 func (p *run) mergeGroups(ctx context.Context) error {
-	if !p.cfg.DryRun {
-		// verify and the service read links by tenant.
-		_, err := p.cfg.DB.Collection(p.cfg.Links).Indexes().CreateOne(ctx, mongo.IndexModel{
-			Keys: bson.D{{Key: "tenant_id", Value: 1}}, Options: options.Index().SetName("tenant_id"),
-		})
-		if err != nil {
-			return fmt.Errorf("index links by tenant: %w", err)
-		}
+	if err := p.indexLinks(ctx); err != nil {
+		return err
 	}
 	w := newWriter(p.cfg, p.rep)
 	task := p.cfg.Progress.Start("phase 1: merge groups", int64(p.grouped))
 	defer task.Done()
 	err := p.groups.groups(ctx, func(members []groupDoc) error {
 		task.Add(int64(len(members)))
-		n := len(members)
-		p.rep.Groups++
-		p.rep.GroupedAccounts += n
-		p.rep.GroupSizes[n]++
-		p.rep.LargestGroup = max(p.rep.LargestGroup, n)
+		p.count(members)
 		if err := p.mergeOne(members, w); err != nil {
 			return err
 		}
@@ -575,6 +665,30 @@ func (p *run) mergeGroups(ctx context.Context) error {
 	}
 	p.cfg.Log.WithFields(logrus.Fields{"groups": p.rep.Groups, "accounts": p.rep.GroupedAccounts, "largest": p.rep.LargestGroup}).Info("phase 1: groups merged")
 	return w.flush(ctx)
+}
+
+// indexLinks indexes the links by tenant: verify and the service read them
+// so.
+func (p *run) indexLinks(ctx context.Context) error {
+	if p.cfg.DryRun {
+		return nil
+	}
+	_, err := p.cfg.DB.Collection(p.cfg.Links).Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys: bson.D{{Key: "tenant_id", Value: 1}}, Options: options.Index().SetName("tenant_id"),
+	})
+	if err != nil {
+		return fmt.Errorf("index links by tenant: %w", err)
+	}
+	return nil
+}
+
+// count adds a group to the report's sizes.
+func (p *run) count(members []groupDoc) {
+	n := len(members)
+	p.rep.Groups++
+	p.rep.GroupedAccounts += n
+	p.rep.GroupSizes[n]++
+	p.rep.LargestGroup = max(p.rep.LargestGroup, n)
 }
 
 func (p *run) mergeOne(docs []groupDoc, w *writer) error {
@@ -628,7 +742,7 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 	prev := old[survivor]
 	switch {
 	case hasTenant[survivor] && prev != nil && prev.TenantHash == hash:
-		p.rep.TenantsSame++
+		w.rep.TenantsSame++
 	case hasTenant[survivor]:
 		w.compareTenant(survivor, raw)
 	default:
@@ -639,7 +753,7 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 			l.TenantHash = hash
 		}
 		if o := old[l.LegacyID]; o != nil && *o == l {
-			p.rep.LinksSame++
+			w.rep.LinksSame++
 			continue
 		}
 		w.link(l, old[l.LegacyID] != nil)

@@ -14,7 +14,8 @@ import (
 
 // BenchmarkPhase1OnServer runs phase 1 over the fixture on the test server
 // (BENCH_ACCOUNTS accounts, default 20,000), each iteration from empty
-// tenant collections. BENCH_CPUPROFILE names a file for a CPU profile of
+// tenant collections, on the path the runner's defaults take (BENCH_PATH
+// forces one: server or stream). BENCH_CPUPROFILE names a file for a CPU profile of
 // phase 1 alone (not of the fixture's load):
 //
 //	MONGODB_URI=... BENCH_ACCOUNTS=93000 BENCH_CPUPROFILE=/tmp/phase1.cpu \
@@ -30,8 +31,14 @@ func BenchmarkPhase1OnServer(b *testing.B) {
 	ctx := context.Background()
 	db := env.Database(b)
 	env.Load(b, db, gen.Options{Accounts: n, Seed: 1})
-	cfg := config(db)
+	cfg := onServerPath(config(db))
 	cfg.Batch = 1000
+	if s := os.Getenv("BENCH_PATH"); s != "" {
+		var err error
+		if cfg.Path, err = phase1.ParsePath(s); err != nil {
+			b.Fatalf("BENCH_PATH: %v", err)
+		}
+	}
 	if path := os.Getenv("BENCH_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -54,10 +61,12 @@ func BenchmarkPhase1OnServer(b *testing.B) {
 		}
 		b.StartTimer()
 		start := time.Now()
-		if _, err := phase1.Run(ctx, cfg); err != nil {
+		rep, err := phase1.Run(ctx, cfg)
+		if err != nil {
 			b.Fatal(err)
 		}
 		spent += time.Since(start)
+		b.Logf("path %s: passes %v", rep.Path, rep.Durations)
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/spent.Seconds(), "accounts/s")
 }

@@ -2,7 +2,8 @@ package phase2
 
 import (
 	"fmt"
-	"strings"
+
+	"github.com/tenantmigrate/runner/runner/internal/enum"
 )
 
 // Path is how phase 2 writes the tenant accounts. Every path leaves the same
@@ -29,12 +30,7 @@ const (
 var pathNames = [...]string{PathProbe: "probe", PathMerge: "merge", PathSplit: "split", PathStream: "stream"}
 
 // String is the path's short name, as config, logs and JSON spell it.
-func (p Path) String() string {
-	if p < 0 || int(p) >= len(pathNames) {
-		return fmt.Sprintf("Path(%d)", int(p))
-	}
-	return pathNames[p]
-}
+func (p Path) String() string { return enum.Name("Path", pathNames[:], p) }
 
 // Describe says in a few words what the path does.
 func (p Path) Describe() string {
@@ -62,14 +58,7 @@ func (p *Path) UnmarshalText(b []byte) error {
 }
 
 // ParsePath reads a path's short name.
-func ParsePath(s string) (Path, error) {
-	for i, n := range pathNames {
-		if strings.EqualFold(s, n) {
-			return Path(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown phase 2 path %q (want one of %s)", s, strings.Join(pathNames[:], ", "))
-}
+func ParsePath(s string) (Path, error) { return enum.Parse[Path]("phase 2 path", pathNames[:], s) }
 
 // serverSide paths write with aggregation pipelines, and count and check on
 // the server.

@@ -37,6 +37,7 @@ import (
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/capability"
+	"github.com/tenantmigrate/runner/runner/internal/refusal"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/progress"
 	"github.com/tenantmigrate/runner/runner/retry"
@@ -267,7 +268,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // where it can. Only a refusal says no; no answer is an error.
 func previewTaken(ctx context.Context, cfg Config, valid []string) (bool, error) {
 	err := preview(ctx, cfg, valid, &pipelines.Range{After: noAccountAfter}, &Report{})
-	if err != nil && noAnswer(ctx, err) {
+	if err != nil && refusal.NoAnswer(ctx, err) {
 		return false, err
 	}
 	return err == nil, nil

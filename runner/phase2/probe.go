@@ -2,18 +2,16 @@ package phase2
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/internal/refusal"
 	"github.com/tenantmigrate/runner/runner/internal/scratch"
 	"github.com/tenantmigrate/runner/runner/progress"
 )
@@ -66,28 +64,13 @@ func probe(ctx context.Context, cfg Config) (*ProbeReport, error) {
 			rep.Chose = path
 			break
 		}
-		if noAnswer(ctx, err) {
+		if refusal.NoAnswer(ctx, err) {
 			return nil, fmt.Errorf("probe of path %s: %w", path, err)
 		}
-		rep.Refused = append(rep.Refused, Refusal{Path: path, Error: oneLine(err.Error())})
+		rep.Refused = append(rep.Refused, Refusal{Path: path, Error: refusal.OneLine(err.Error())})
 	}
 	rep.Took = time.Since(start).Round(time.Millisecond).String()
 	return rep, nil
-}
-
-// noAnswer: the server did not answer, so the error says nothing of what
-// it accepts.
-func noAnswer(ctx context.Context, err error) bool {
-	return ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		mongo.IsNetworkError(err) || mongo.IsTimeout(err)
-}
-
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 500 {
-		s = s[:500] + "..."
-	}
-	return s
 }
 
 // probeWorld is the probe's data: one account of each kind the paths treat

@@ -1,0 +1,416 @@
+package phase1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/retry"
+)
+
+// The server path does phase 1's reading inside the server where it can:
+//
+//  1. One find lists the accounts stage 1 of phase 2 would drop
+//     ({$nor: [Validity]}), to report them; nothing else is read whole.
+//  2. One aggregation (pipelines.SharedIdentities) groups the identities on
+//     the server and returns only those two or more accounts share, as
+//     lists of _ids; a union-find in memory connects them. Memory holds the
+//     accounts that share identities (bounded by Config.MemoryGroupLimit:
+//     past it the run takes the streaming path), never the collection.
+//  3. The groups, in group-key order, are fetched a batch at a time by _id
+//     (accounts, links and tenant accounts, three finds side by side, each
+//     answered from the _id index), merged with the rules of rules.go and
+//     written as the streaming path writes them, while the next batch is
+//     being fetched.
+//
+// The writes are the streaming path's own (writer), keyed and skipped when
+// equal, so a run killed anywhere ends, run again on either path, as an
+// uninterrupted run. What a server accepts is probed (probe.go), never read
+// from a version.
+
+// member is one account of a group: G is the group key (the smallest _id).
+type member struct{ G, ID model.ID }
+
+// serverPasses are the passes of the server path.
+func (p *run) serverPasses() []pass {
+	return []pass{
+		{"1 identities", p.serverIdentities},
+		{"2 groups", p.serverGroups},
+		{"4 merge", p.serverMerge},
+	}
+}
+
+// pass 1, server path: the invalid accounts and the shared identities,
+// read side by side (neither writes anything). Invalid accounts stop the
+// phase whatever the grouping found.
+func (p *run) serverIdentities(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var groupErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		groupErr = p.groupIdentities(ctx)
+	}()
+	err := p.serverInvalid(ctx)
+	if err != nil {
+		cancel()
+	}
+	<-done
+	if err != nil {
+		return err
+	}
+	return groupErr
+}
+
+// pass 1, server path: the invalid accounts, read by the filter that
+// phase 2's stage 1 negates, and the number of accounts.
+func (p *run) serverInvalid(ctx context.Context) error {
+	orgOf := p.orgOf()
+	accounts := p.cfg.DB.Collection(p.cfg.Accounts)
+	type bad struct{ id, reason string }
+	var found []bad
+	err := p.cfg.Retry.Do(ctx, "read invalid accounts", func(ctx context.Context) error {
+		found = found[:0]
+		filter := bson.D{{Key: "$nor", Value: bson.A{pipelines.Validity(pipelines.ValidAppOrgs(orgOf))}}}
+		proj := bson.D{{Key: model.FieldAppOrgID, Value: 1}, {Key: model.FieldAuthTypes, Value: 1}}
+		cur, err := accounts.Find(ctx, filter, options.Find().SetProjection(proj).SetBatchSize(int32(p.cfg.Batch)))
+		if err != nil {
+			return err
+		}
+		defer cur.Close(ctx)
+		for cur.Next(ctx) {
+			var d bson.D
+			if err := bson.Unmarshal(cur.Current, &d); err != nil {
+				return fmt.Errorf("decode account: %w", err)
+			}
+			if reason := pipelines.Invalid(d, orgOf); reason != "" {
+				found = append(found, bad{idString(cur.Current.Lookup("_id")), reason})
+			}
+		}
+		return cur.Err()
+	})
+	if err != nil {
+		return fmt.Errorf("read invalid accounts: %w", err)
+	}
+	for _, b := range found {
+		p.invalid(b.id, b.reason)
+	}
+	err = p.cfg.Retry.Do(ctx, "count accounts", func(ctx context.Context) (err error) {
+		p.rep.Accounts, err = accounts.CountDocuments(ctx, bson.D{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("count accounts: %w", err)
+	}
+	if p.rep.Invalid > 0 && !p.cfg.SkipInvalid {
+		p.rep.WouldStop = true
+		return &InvalidError{Report: p.rep}
+	}
+	return nil
+}
+
+// errServerRefused: the server did not take the server path's grouping
+// pipeline during a run; the streaming path takes over.
+var errServerRefused = errors.New("the server refused phase 1's grouping pipeline")
+
+// groupIdentities runs the grouping pipeline into a union-find.
+func (p *run) groupIdentities(ctx context.Context) error {
+	task := p.cfg.Progress.Start("phase 1: shared identities", 0)
+	defer task.Done()
+	var uf *components
+	var shared int
+	pipe := pipelines.SharedIdentities(p.orgOf(), p.cfg.IdentityCodes)
+	err := p.cfg.Retry.Do(ctx, "group identities", func(ctx context.Context) error {
+		uf, shared = newComponents(p.cfg.MemoryGroupLimit), 0
+		cur, err := p.cfg.DB.Collection(p.cfg.Accounts).Aggregate(ctx, pipe,
+			options.Aggregate().SetAllowDiskUse(true).SetBatchSize(int32(p.cfg.Batch)))
+		if err != nil {
+			return err
+		}
+		defer cur.Close(ctx)
+		for cur.Next(ctx) {
+			var doc struct {
+				A []model.ID `bson:"a"`
+			}
+			if err := bson.Unmarshal(cur.Current, &doc); err != nil {
+				return fmt.Errorf("decode shared identity: %w", err)
+			}
+			shared++
+			task.Add(1)
+			for _, a := range doc.A[1:] {
+				uf.union(doc.A[0], a)
+			}
+			if uf.over() {
+				return errOverBudget
+			}
+		}
+		return cur.Err()
+	})
+	switch {
+	case errors.Is(err, errOverBudget):
+		return err
+	case err != nil && refused(ctx, err):
+		return fmt.Errorf("%w: %w", errServerRefused, err)
+	case err != nil:
+		return fmt.Errorf("group identities: %w", err)
+	}
+	p.rep.SharedIdentities, p.uf = shared, uf
+	return nil
+}
+
+// pass 2, server path: the groups, in group-key order.
+func (p *run) serverGroups(context.Context) error {
+	p.members, p.uf = p.uf.members(), nil
+	p.grouped = len(p.members)
+	p.rep.GroupedIn = "memory"
+	p.cfg.Log.WithFields(logrus.Fields{"accounts": p.grouped, "shared_identities": p.rep.SharedIdentities, "where": "server"}).Info("phase 1: groups found")
+	return nil
+}
+
+// refused: the server answered, with an error that is not transient, so it
+// will answer the same again.
+func refused(ctx context.Context, err error) bool {
+	var ce mongo.CommandError
+	return ctx.Err() == nil && errors.As(err, &ce) && !retry.Transient(err)
+}
+
+// batchOf is the groups of one fetch, and what was fetched for them.
+type batchOf struct {
+	groups   [][]member
+	accounts map[model.ID]bson.Raw
+	links    map[model.ID]bson.Raw
+	tenants  map[model.ID]bson.Raw
+}
+
+// flushers is how many batches the server path writes at once: one
+// batch's tenant accounts go before its links, but batches are
+// independent (their groups are disjoint), and a server with indexes to
+// maintain writes two batches nearly twice as fast as one.
+const flushers = 2
+
+// pass 4, server path: fetch, merge and write, a batch being fetched while
+// the one before is merged and those before it are written.
+func (p *run) serverMerge(ctx context.Context) error {
+	if err := p.indexLinks(ctx); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	batches := make(chan *batchOf, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(batches)
+		err := p.eachBatch(ctx, func(b *batchOf) error {
+			select {
+			case batches <- b:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		if err != nil {
+			fail(err)
+		}
+	}()
+	// Each batch's writer counts into a report of its own, added to the
+	// run's once written.
+	written := make(chan *writer, flushers)
+	for range flushers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range written {
+				if err := w.flush(ctx); err != nil {
+					fail(err)
+					continue
+				}
+				mu.Lock()
+				p.rep.addWrites(w.rep)
+				mu.Unlock()
+			}
+		}()
+	}
+	task := p.cfg.Progress.Start("phase 1: merge groups", int64(p.grouped))
+	defer task.Done()
+	err := func() error {
+		for b := range batches {
+			w := newWriter(p.cfg, &Report{})
+			for _, g := range b.groups {
+				task.Add(int64(len(g)))
+				docs, err := b.docs(g)
+				if err != nil {
+					return err
+				}
+				if len(docs) == 0 {
+					continue // every account of the group is gone since pass 2
+				}
+				p.count(docs)
+				if err := p.mergeOne(docs, w); err != nil {
+					return err
+				}
+			}
+			select {
+			case written <- w:
+			case <-ctx.Done():
+				return nil // firstErr says why
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		fail(err)
+	}
+	close(written)
+	for range batches { // let the fetcher end
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.cfg.Log.WithFields(logrus.Fields{"groups": p.rep.Groups, "accounts": p.rep.GroupedAccounts, "largest": p.rep.LargestGroup}).Info("phase 1: groups merged")
+	return nil
+}
+
+// eachBatch cuts the groups into batches of about Config.Batch accounts
+// (a group is never cut) and fetches each.
+func (p *run) eachBatch(ctx context.Context, fn func(*batchOf) error) error {
+	var groups [][]member
+	n := 0
+	send := func() error {
+		if len(groups) == 0 {
+			return nil
+		}
+		b, err := p.fetch(ctx, groups)
+		if err != nil {
+			return err
+		}
+		groups, n = nil, 0
+		return fn(b)
+	}
+	for start := 0; start < len(p.members); {
+		end := start + 1
+		for end < len(p.members) && p.members[end].G == p.members[start].G {
+			end++
+		}
+		groups = append(groups, p.members[start:end])
+		n += end - start
+		start = end
+		if n >= p.cfg.Batch {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	return send()
+}
+
+// fetch reads the accounts, links and tenant accounts (their _ids only) of
+// the groups, side by side.
+func (p *run) fetch(ctx context.Context, groups [][]member) (*batchOf, error) {
+	var ids []model.ID
+	for _, g := range groups {
+		for _, m := range g {
+			ids = append(ids, m.ID)
+		}
+	}
+	b := &batchOf{groups: groups}
+	reads := []struct {
+		coll string
+		proj bson.D
+		into *map[model.ID]bson.Raw
+		what string
+	}{
+		{p.cfg.Accounts, nil, &b.accounts, "read accounts"},
+		{p.cfg.Links, nil, &b.links, "read links"},
+		{p.cfg.TenantsAccounts, bson.D{{Key: "_id", Value: 1}}, &b.tenants, "read tenant accounts"},
+	}
+	errs := make([]error, len(reads))
+	var wg sync.WaitGroup
+	for i, r := range reads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			*r.into, errs[i] = findIDs(ctx, &p.cfg.Retry, p.cfg.DB.Collection(r.coll), ids, r.proj, r.what)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// docs is one group as the merge takes it, in _id order, without the
+// accounts deleted since it was found.
+func (b *batchOf) docs(g []member) ([]groupDoc, error) {
+	docs := make([]groupDoc, 0, len(g))
+	for _, m := range g {
+		raw, ok := b.accounts[m.ID]
+		if !ok {
+			continue
+		}
+		gd := groupDoc{ID: m.ID, G: m.G, Doc: raw, HasTenant: b.tenants[m.ID] != nil}
+		if l := b.links[m.ID]; l != nil {
+			gd.Link = &model.Link{}
+			if err := bson.Unmarshal(l, gd.Link); err != nil {
+				return nil, fmt.Errorf("decode link %s: %w", m.ID, err)
+			}
+		}
+		docs = append(docs, gd)
+	}
+	return docs, nil
+}
+
+// findIDs reads the documents of coll with these _ids (proj: nil for
+// whole documents), retried within rp, keyed by _id.
+func findIDs(ctx context.Context, rp *retry.Policy, coll *mongo.Collection, ids []model.ID, proj bson.D, what string) (map[model.ID]bson.Raw, error) {
+	var out map[model.ID]bson.Raw
+	err := rp.Do(ctx, what, func(ctx context.Context) error {
+		opts := options.Find().SetBatchSize(int32(len(ids) + 1))
+		if proj != nil {
+			opts.SetProjection(proj)
+		}
+		cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, opts)
+		if err != nil {
+			return err
+		}
+		defer cur.Close(ctx)
+		out = make(map[model.ID]bson.Raw, len(ids))
+		for cur.Next(ctx) {
+			if id, ok := model.IDOf(cur.Current.Lookup("_id")); ok {
+				out[id] = append(bson.Raw(nil), cur.Current...)
+			}
+		}
+		return cur.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}

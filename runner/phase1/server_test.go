@@ -1,0 +1,88 @@
+package phase1_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/bson"
+
+	"github.com/tenantmigrate/runner/runner/phase1"
+	"github.com/tenantmigrate/runner/scripts/fixture/gen"
+	"github.com/tenantmigrate/runner/scripts/testenv"
+)
+
+// onServerPath is config with the server path probed, as the runner's
+// defaults do.
+func onServerPath(cfg phase1.Config) phase1.Config {
+	cfg.MemoryGroupLimit = 1_000_000
+	cfg.Path = phase1.PathProbe
+	return cfg
+}
+
+// The probe takes the server path where the server runs its pipeline (a
+// real engine) and streams where it does not (FerretDB 1, which has no
+// $indexOfArray); either way the run writes what the streaming path writes,
+// reports it the same, and a second run writes nothing.
+func TestServerPathWritesWhatStreamingWrites(t *testing.T) {
+	ctx := context.Background()
+	opts := gen.Options{Accounts: 3000, Seed: 5}
+	run := func(t *testing.T, cfg phase1.Config) (*phase1.Report, [2]map[string]string) {
+		t.Helper()
+		rep, err := phase1.Run(ctx, cfg)
+		if err != nil {
+			t.Fatalf("phase 1 (%s): %v", cfg.Path, err)
+		}
+		return rep, [2]map[string]string{testenv.Dump(t, cfg.DB.Collection("tenants_accounts")), testenv.Dump(t, cfg.DB.Collection("links"))}
+	}
+	said := func(r *phase1.Report) string {
+		return fmt.Sprint(r.Accounts, r.Groups, r.GroupedAccounts, r.GroupSizes, r.LargestGroup, r.Conflicts, r.ConflictFields, r.FirstConflicts,
+			r.TenantsInserted, r.TenantsReplaced, r.TenantsSame, r.Superseded, r.LinksWritten, r.LinksSame, r.Invalid, r.InvalidReasons, r.FirstInvalid)
+	}
+	streamDB := env.Database(t)
+	env.Load(t, streamDB, opts)
+	scfg := config(streamDB)
+	scfg.Path, scfg.SkipInvalid = phase1.PathStream, true
+	srep, swant := run(t, scfg)
+	if srep.Path != phase1.PathStream || srep.Groups == 0 {
+		t.Fatalf("streaming run: path %s, %d groups", srep.Path, srep.Groups)
+	}
+
+	db := env.Database(t)
+	env.Load(t, db, opts)
+	cfg := onServerPath(config(db))
+	cfg.SkipInvalid = true
+	before := collections(t, db)
+	rep, got := run(t, cfg)
+	want := phase1.PathServer
+	if !env.Real() {
+		want = phase1.PathStream
+	}
+	if rep.Path != want || (want == phase1.PathStream) != (rep.ServerRefused != "") {
+		t.Fatalf("probed run took path %s (refused: %q); want %s on this server", rep.Path, rep.ServerRefused, want)
+	}
+	t.Logf("path %s; refused: %q", rep.Path, rep.ServerRefused)
+	if said(rep) != said(srep) {
+		t.Errorf("path %s reported\n %s\nstreaming reported\n %s", rep.Path, said(rep), said(srep))
+	}
+	if !maps(got[0], swant[0]) || !maps(got[1], swant[1]) {
+		t.Errorf("path %s wrote %d tenants and %d links; streaming wrote %d and %d (or the contents differ)", rep.Path, len(got[0]), len(got[1]), len(swant[0]), len(swant[1]))
+	}
+	for _, c := range collections(t, db) {
+		if !slices.Contains(before, c) && c != "tenants_accounts" && c != "links" {
+			t.Errorf("the run left collection %s (before it: %v)", c, before)
+		}
+	}
+
+	again, got2 := run(t, cfg)
+	if again.TenantsInserted+again.TenantsReplaced+again.LinksWritten+again.Superseded != 0 || again.TenantsSame != rep.Groups {
+		t.Errorf("second run on path %s wrote: %+v", again.Path, again)
+	}
+	if !maps(got2[0], got[0]) || !maps(got2[1], got[1]) {
+		t.Error("a second run changed the tenants or links")
+	}
+	if n, err := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{}); err != nil || n != int64(len(got[0])) {
+		t.Fatal(n, err)
+	}
+}
