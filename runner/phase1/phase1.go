@@ -514,11 +514,15 @@ func (p *run) scanIdentities(ctx context.Context) error {
 	return nil
 }
 
-func (p *run) invalid(id, reason string) {
-	p.rep.Invalid++
-	p.rep.InvalidReasons[reason]++
-	if len(p.rep.FirstInvalid) < maxListed {
-		p.rep.FirstInvalid = append(p.rep.FirstInvalid, InvalidAccount{ID: id, Reason: reason})
+func (p *run) invalid(id, reason string) { p.rep.noteInvalid(id, reason) }
+
+// noteInvalid counts an account that cannot be migrated, listing the first
+// few.
+func (r *Report) noteInvalid(id, reason string) {
+	r.Invalid++
+	r.InvalidReasons[reason]++
+	if len(r.FirstInvalid) < maxListed {
+		r.FirstInvalid = append(r.FirstInvalid, InvalidAccount{ID: id, Reason: reason})
 	}
 }
 

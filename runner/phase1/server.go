@@ -76,10 +76,11 @@ func (p *run) serverIdentities(ctx context.Context) error {
 func (p *run) serverInvalid(ctx context.Context) error {
 	orgOf := p.orgOf()
 	accounts := p.cfg.DB.Collection(p.cfg.Accounts)
-	type bad struct{ id, reason string }
-	var found []bad
+	// A retry reads them all again: each attempt counts afresh, and keeps
+	// the counts and the first few ids only.
+	var seen *Report
 	err := p.cfg.Retry.Do(ctx, "read invalid accounts", func(ctx context.Context) error {
-		found = found[:0]
+		seen = &Report{InvalidReasons: map[string]int{}}
 		filter := bson.D{{Key: "$nor", Value: bson.A{pipelines.Validity(pipelines.ValidAppOrgs(orgOf))}}}
 		proj := bson.D{{Key: model.FieldAppOrgID, Value: 1}, {Key: model.FieldAuthTypes, Value: 1}}
 		cur, err := accounts.Find(ctx, filter, options.Find().SetProjection(proj).SetBatchSize(int32(p.cfg.Batch)))
@@ -93,7 +94,7 @@ func (p *run) serverInvalid(ctx context.Context) error {
 				return fmt.Errorf("decode account: %w", err)
 			}
 			if reason := pipelines.Invalid(d, orgOf); reason != "" {
-				found = append(found, bad{idString(cur.Current.Lookup("_id")), reason})
+				seen.noteInvalid(idString(cur.Current.Lookup("_id")), reason)
 			}
 		}
 		return cur.Err()
@@ -101,9 +102,7 @@ func (p *run) serverInvalid(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read invalid accounts: %w", err)
 	}
-	for _, b := range found {
-		p.invalid(b.id, b.reason)
-	}
+	p.rep.Invalid, p.rep.InvalidReasons, p.rep.FirstInvalid = seen.Invalid, seen.InvalidReasons, seen.FirstInvalid
 	err = p.cfg.Retry.Do(ctx, "count accounts", func(ctx context.Context) (err error) {
 		p.rep.Accounts, err = accounts.CountDocuments(ctx, bson.D{})
 		return err
