@@ -175,22 +175,9 @@ func (w *writer) flush(ctx context.Context) error {
 			ids = append(ids, id)
 		}
 		slices.SortFunc(ids, model.ID.Compare)
-		var existing map[model.ID]bson.Raw
-		err := rp.Do(ctx, "read tenant accounts", func(ctx context.Context) error {
-			cur, err := tenants.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
-			if err != nil {
-				return err
-			}
-			defer cur.Close(ctx)
-			existing = map[model.ID]bson.Raw{}
-			for cur.Next(ctx) {
-				id, _ := model.IDOf(cur.Current.Lookup("_id"))
-				existing[id] = append(bson.Raw(nil), cur.Current...)
-			}
-			return cur.Err()
-		})
+		existing, err := findIDs(ctx, rp, tenants, ids, nil, "read tenant accounts")
 		if err != nil {
-			return fmt.Errorf("read tenant accounts: %w", err)
+			return err
 		}
 		var models []mongo.WriteModel
 		for _, id := range ids {
