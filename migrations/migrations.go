@@ -22,21 +22,18 @@ func FS() fs.FS { return files }
 // Source returns a golang-migrate source over the embedded steps.
 func Source() (source.Driver, error) { return iofs.New(files, ".") }
 
-// The Go steps that a manual run names: runner --phase 1, --phase 2,
-// --references.
+// GoStep is the name of a step written in Go, as its up file names it:
+// {"go": "phase1"}. Its down file names GoStep.Down().
+type GoStep string
+
+// The Go steps of this build's files.
 const (
-	StepPhase1     = "phase1"
-	StepPhase2     = "phase2"
-	StepReferences = "references"
+	Phase1     GoStep = "phase1"
+	Phase2     GoStep = "phase2"
+	References GoStep = "references"
 )
 
-// PhaseOf says which phase a Go step implements (runner --phase N), or 0.
-func PhaseOf(goStep string) int {
-	switch goStep {
-	case StepPhase1:
-		return 1
-	case StepPhase2:
-		return 2
-	}
-	return 0
-}
+// Down is the name the step's down file gives it.
+func (s GoStep) Down() GoStep { return s + "_down" }
+
+func (s GoStep) String() string { return string(s) }

@@ -14,12 +14,7 @@ import (
 // names, two valid app-orgs and a range. A change to the pipeline shows here
 // first; the oracle test checks what it does.
 func ExamplePhase2() {
-	n := pipelines.Names{
-		Accounts:                  "accounts",
-		TenantsAccounts:           "tenants_accounts",
-		ApplicationsOrganizations: "applications_organizations",
-		Links:                     "tenants_accounts_links",
-	}
+	n := model.DefaultNames()
 	// A range from a string _id through an ObjectId one: both types.
 	through, _ := primitive.ObjectIDFromHex("65f0c1a2b3c4d5e6f7a8b9c0")
 	r := &pipelines.Range{After: model.StringID("0f"), Through: model.ObjectIDOf(through)}

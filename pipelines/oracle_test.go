@@ -30,12 +30,7 @@ import (
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 )
 
-var names = pipelines.Names{
-	Accounts:                  "accounts",
-	TenantsAccounts:           "tenants_accounts",
-	ApplicationsOrganizations: "applications_organizations",
-	Links:                     "tenants_accounts_links",
-}
+var names = model.DefaultNames()
 
 // ------------------------------------------------------------------ oracle
 
@@ -126,25 +121,6 @@ func runOracle(t *testing.T, pipeline mongo.Pipeline, colls collections, source 
 
 // ------------------------------------------------------------------ data
 
-func get(d bson.D, k string) (any, bool) {
-	for _, e := range d {
-		if e.Key == k {
-			return e.Value, true
-		}
-	}
-	return nil, false
-}
-
-func set(d bson.D, k string, v any) bson.D {
-	for i, e := range d {
-		if e.Key == k {
-			d[i].Value = v
-			return d
-		}
-	}
-	return append(d, bson.E{Key: k, Value: v})
-}
-
 func del(d bson.D, k string) bson.D {
 	return slices.DeleteFunc(d, func(e bson.E) bool { return e.Key == k })
 }
@@ -165,7 +141,7 @@ func clone(t tb, d bson.D) bson.D {
 
 // idOf is the _id of d as an ID; zero for another type.
 func idOf(d bson.D) model.ID {
-	v, _ := get(d, "_id")
+	v, _ := model.Get(d, "_id")
 	id, _ := model.IDOfValue(v)
 	return id
 }
@@ -282,7 +258,7 @@ func buildWorld(t tb) *world {
 	const noOrg = "ao-without-org"
 	w.appOrgs = append(w.appOrgs, bson.D{{Key: "_id", Value: noOrg}, {Key: "app_id", Value: "app-orphan"}})
 	for _, ao := range w.appOrgs {
-		org, _ := get(ao, "org_id")
+		org, _ := model.Get(ao, "org_id")
 		s, _ := org.(string)
 		w.orgOf[idOf(ao).Text()] = s
 		if s != "" {
@@ -301,42 +277,42 @@ func buildWorld(t tb) *world {
 	// Hand-made accounts, from a template with every person-level field.
 	var tmpl bson.D
 	for _, a := range w.accounts {
-		if _, ok := get(a, "date_updated"); ok && len(a) > len(tmpl) {
+		if _, ok := model.Get(a, "date_updated"); ok && len(a) > len(tmpl) {
 			tmpl = a
 		}
 	}
-	aoOf := func(d bson.D) string { v, _ := get(d, "app_org_id"); s, _ := v.(string); return s }
+	aoOf := func(d bson.D) string { v, _ := model.Get(d, "app_org_id"); s, _ := v.(string); return s }
 	made := func(id any, edit func(d bson.D) bson.D) {
-		d := set(clone(t, tmpl), "_id", id)
+		d := model.Set(clone(t, tmpl), "_id", id)
 		w.accounts = append(w.accounts, edit(d))
 	}
 	email := func(kv ...bson.E) bson.A {
 		return bson.A{append(bson.D{{Key: "auth_type_code", Value: "email"}}, kv...)}
 	}
 	made(int32(424242), func(d bson.D) bson.D { return d })
-	made("zz-bad-dangling", func(d bson.D) bson.D { return set(d, "app_org_id", "ao-dangling") })
-	made("zz-bad-no-org", func(d bson.D) bson.D { return set(d, "app_org_id", noOrg) })
-	made("zz-bad-app-org-array", func(d bson.D) bson.D { return set(d, "app_org_id", bson.A{aoOf(tmpl)}) })
-	made("zz-bad-empty-auth", func(d bson.D) bson.D { return set(d, "auth_types", bson.A{}) })
+	made("zz-bad-dangling", func(d bson.D) bson.D { return model.Set(d, "app_org_id", "ao-dangling") })
+	made("zz-bad-no-org", func(d bson.D) bson.D { return model.Set(d, "app_org_id", noOrg) })
+	made("zz-bad-app-org-array", func(d bson.D) bson.D { return model.Set(d, "app_org_id", bson.A{aoOf(tmpl)}) })
+	made("zz-bad-empty-auth", func(d bson.D) bson.D { return model.Set(d, "auth_types", bson.A{}) })
 	made("zz-bad-no-auth", func(d bson.D) bson.D { return del(d, "auth_types") })
-	made("zz-bad-no-identifier", func(d bson.D) bson.D { return set(d, "auth_types", email()) })
+	made("zz-bad-no-identifier", func(d bson.D) bson.D { return model.Set(d, "auth_types", email()) })
 	made("zz-bad-empty-identifier", func(d bson.D) bson.D {
-		return set(d, "auth_types", email(bson.E{Key: "identifier", Value: ""}))
+		return model.Set(d, "auth_types", email(bson.E{Key: "identifier", Value: ""}))
 	})
 	made("zz-bad-array-identifier", func(d bson.D) bson.D {
-		return set(d, "auth_types", email(bson.E{Key: "identifier", Value: bson.A{"x@example.org"}}))
+		return model.Set(d, "auth_types", email(bson.E{Key: "identifier", Value: bson.A{"x@example.org"}}))
 	})
-	made("zz-bad-auth-not-doc", func(d bson.D) bson.D { return set(d, "auth_types", bson.A{"email"}) })
+	made("zz-bad-auth-not-doc", func(d bson.D) bson.D { return model.Set(d, "auth_types", bson.A{"email"}) })
 	made("zz-bad-second-auth-no-code", func(d bson.D) bson.D {
-		ats, _ := get(d, "auth_types")
-		return set(d, "auth_types", append(slices.Clone(ats.(bson.A)), bson.D{{Key: "identifier", Value: "x"}}))
+		ats, _ := model.Get(d, "auth_types")
+		return model.Set(d, "auth_types", append(slices.Clone(ats.(bson.A)), bson.D{{Key: "identifier", Value: "x"}}))
 	})
 	made("zz-edge-nulls", func(d bson.D) bson.D {
-		d = set(d, "permissions", nil)
-		d = set(d, "preferences", nil)
+		d = model.Set(d, "permissions", nil)
+		d = model.Set(d, "preferences", nil)
 		d = del(d, "roles")
 		d = del(d, "most_recent_client_version")
-		return set(d, "groups", bson.A{})
+		return model.Set(d, "groups", bson.A{})
 	})
 	dec, _ := primitive.ParseDecimal128("12.50")
 	made("zz-edge-org-fields", func(d bson.D) bson.D {
@@ -347,7 +323,7 @@ func buildWorld(t tb) *world {
 			bson.E{Key: "balance", Value: dec}, bson.E{Key: "ref", Value: primitive.NewObjectIDFromTimestamp(time.Unix(1700000000, 0))},
 			bson.E{Key: "nested", Value: bson.D{{Key: "z", Value: int32(1)}, {Key: "a", Value: bson.A{nil, 2.5, "s"}}}})
 	})
-	made("zz-edge-null-date", func(d bson.D) bson.D { return set(d, "date_updated", nil) })
+	made("zz-edge-null-date", func(d bson.D) bson.D { return model.Set(d, "date_updated", nil) })
 	made("zz-edge-no-date", func(d bson.D) bson.D { return del(d, "date_updated") })
 
 	// Links for every 20th valid account (phase 1 merged them).
@@ -385,9 +361,9 @@ func buildWorld(t tb) *world {
 		w.cases[idOf(tn)] = c
 	}
 	shift := func(a bson.D, by time.Duration) func(bson.D) bson.D {
-		v, _ := get(a, "date_updated")
+		v, _ := model.Get(a, "date_updated")
 		at := v.(primitive.DateTime).Time().Add(by)
-		return func(tn bson.D) bson.D { return set(tn, "date_updated", primitive.NewDateTimeFromTime(at)) }
+		return func(tn bson.D) bson.D { return model.Set(tn, "date_updated", primitive.NewDateTimeFromTime(at)) }
 	}
 	withDated := []string{caseOlder, caseNewer, caseEqual, caseNoDate, caseNullDate}
 	k := 0
@@ -396,11 +372,11 @@ func buildWorld(t tb) *world {
 		if i%40 != 3 || linked[id] || strings.HasPrefix(id.Text(), "zz-") || pipelines.Invalid(a, w.orgOf) != "" {
 			continue
 		}
-		if _, dated := get(a, "date_updated"); !dated {
+		if _, dated := model.Get(a, "date_updated"); !dated {
 			if k%2 == 0 {
 				tenant(a, caseBothNone, func(tn bson.D) bson.D { return tn })
 			} else {
-				tenant(a, caseSrcNone, func(tn bson.D) bson.D { return set(tn, "date_updated", primitive.DateTime(0)) })
+				tenant(a, caseSrcNone, func(tn bson.D) bson.D { return model.Set(tn, "date_updated", primitive.DateTime(0)) })
 			}
 			k++
 			continue
@@ -415,21 +391,21 @@ func buildWorld(t tb) *world {
 		case caseNoDate:
 			tenant(a, c, func(tn bson.D) bson.D { return del(tn, "date_updated") })
 		case caseNullDate:
-			tenant(a, c, func(tn bson.D) bson.D { return set(tn, "date_updated", nil) })
+			tenant(a, c, func(tn bson.D) bson.D { return model.Set(tn, "date_updated", nil) })
 		}
 		k++
 	}
 	for _, id := range linkedIDs[:5] { // phase 1 survivors: older than their source, still untouched
 		for _, a := range w.accounts {
 			if idOf(a) == id {
-				tenant(a, caseLinked, func(tn bson.D) bson.D { return set(tn, "date_updated", primitive.DateTime(0)) })
+				tenant(a, caseLinked, func(tn bson.D) bson.D { return model.Set(tn, "date_updated", primitive.DateTime(0)) })
 			}
 		}
 	}
 	for _, a := range w.accounts {
 		if idOf(a) == model.StringID("zz-bad-dangling") {
-			tn := set(clone(t, a), caseMarker, caseInvalid)
-			tn = set(tn, "date_updated", primitive.DateTime(0))
+			tn := model.Set(clone(t, a), caseMarker, caseInvalid)
+			tn = model.Set(tn, "date_updated", primitive.DateTime(0))
 			w.tenants = append(w.tenants, tn)
 			w.cases[idOf(tn)] = caseInvalid
 		}
@@ -437,7 +413,7 @@ func buildWorld(t tb) *world {
 			tenant(a, caseNoDate, func(tn bson.D) bson.D { return del(tn, "date_updated") }) // null > missing: refreshed
 		}
 		if idOf(a) == model.StringID("zz-edge-no-date") {
-			tenant(a, caseSrcNone, func(tn bson.D) bson.D { return set(tn, "date_updated", primitive.DateTime(0)) })
+			tenant(a, caseSrcNone, func(tn bson.D) bson.D { return model.Set(tn, "date_updated", primitive.DateTime(0)) })
 		}
 	}
 	w.tenants = append(w.tenants, bson.D{{Key: "_id", Value: "phase1-survivor-orphan"}, {Key: "org_id", Value: "org-x"}, {Key: caseMarker, Value: caseOrphan}})
@@ -484,7 +460,7 @@ func expect(t tb, w *world, r *pipelines.Range) outcome {
 		if !inRange(id, r) || linked[id] {
 			continue
 		}
-		ao, _ := get(a, "app_org_id")
+		ao, _ := model.Get(a, "app_org_id")
 		tn, err := pipelines.OneToOne(a, w.orgOf[ao.(string)])
 		if err != nil {
 			t.Fatalf("OneToOne(%s): %v", id, err)
@@ -554,7 +530,7 @@ func compareTarget(t *testing.T, got []bson.Raw, want []bson.D) (sameSequence bo
 		if err := bson.Unmarshal(raw, &d); err != nil {
 			t.Fatal(err)
 		}
-		v, _ := get(d, "_id")
+		v, _ := model.Get(d, "_id")
 		id := canonical(t, bson.D{{Key: "id", Value: v}})
 		if _, dup := gotByID[id]; dup {
 			t.Errorf("mingo target holds _id %s twice", id)
@@ -565,7 +541,7 @@ func compareTarget(t *testing.T, got []bson.Raw, want []bson.D) (sameSequence bo
 	var wantIDs []string
 	diffs, orderOnly := 0, 0
 	for _, w := range want {
-		v, _ := get(w, "_id")
+		v, _ := model.Get(w, "_id")
 		id := canonical(t, bson.D{{Key: "id", Value: v}})
 		wantIDs = append(wantIDs, id)
 		g, ok := gotByID[id]
@@ -808,11 +784,11 @@ func TestOracleComparisonMatchesRefresh(t *testing.T) {
 		}
 		i, j := int(r.ID)/len(values), int(r.ID)%len(values)
 		incoming := docs[k][:1]
-		if v, ok := get(docs[k], "date_updated"); ok {
+		if v, ok := model.Get(docs[k], "date_updated"); ok {
 			incoming = append(slices.Clone(incoming), bson.E{Key: "date_updated", Value: v})
 		}
 		existing := bson.D{{Key: "_id", Value: r.ID}}
-		if v, ok := get(docs[k], "b"); ok {
+		if v, ok := model.Get(docs[k], "b"); ok {
 			existing = append(existing, bson.E{Key: "date_updated", Value: v})
 		}
 		if want := pipelines.Refresh(existing, incoming); want != r.GT {
@@ -949,7 +925,7 @@ func TestOracleConditionalFilters(t *testing.T) {
 	// Once the stored date changed, neither filter holds.
 	moved := make([]bson.D, len(w.tenants))
 	for i, tn := range w.tenants {
-		moved[i] = set(clone(t, tn), "date_updated", primitive.NewDateTimeFromTime(time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)))
+		moved[i] = model.Set(clone(t, tn), "date_updated", primitive.NewDateTimeFromTime(time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)))
 	}
 	for name, or := range map[string]bson.A{"RefreshFilter": refresh, "SameDateFilter": same} {
 		out := runOracle(t, mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "$or", Value: or}}}}}, w.collections(moved), names.TenantsAccounts)

@@ -30,12 +30,12 @@ func TestOracleSharedIdentities(t *testing.T) {
 			invalid++
 			continue
 		}
-		ao, _ := get(a, model.FieldAppOrgID)
-		ats, _ := get(a, model.FieldAuthTypes)
+		ao, _ := model.Get(a, model.FieldAppOrgID)
+		ats, _ := model.Get(a, model.FieldAuthTypes)
 		for _, at := range ats.(bson.A) {
 			d := at.(bson.D)
-			code, _ := get(d, "auth_type_code")
-			ident, _ := get(d, "identifier")
+			code, _ := model.Get(d, "auth_type_code")
+			ident, _ := model.Get(d, "identifier")
 			if !slices.Contains(codes, code.(string)) {
 				continue
 			}

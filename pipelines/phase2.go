@@ -75,14 +75,6 @@ import (
 	"github.com/tenantmigrate/runner/model"
 )
 
-// Names are the collections phase 2 reads and writes.
-type Names struct {
-	Accounts                  string // legacy accounts: the pipeline's source
-	TenantsAccounts           string // tenant accounts: the $merge target
-	ApplicationsOrganizations string // app-orgs: the org of an account
-	Links                     string // phase 1's links: legacy _id -> tenant
-}
-
 // Range restricts a run to a slice of legacy _ids in MongoDB's sort order
 // (model.ID.Compare): _id > After (if After is not zero) and _id <= Through
 // (if Through is not zero), over the _ids the phases migrate (strings, then
@@ -223,7 +215,7 @@ func validity(validAppOrgs []string, r *Range) bson.D {
 }
 
 // transform is stages 1-6: everything before the write.
-func transform(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
+func transform(n model.Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 	membership := bson.D{
 		// model.MembershipID: an ObjectId _id as its hex digits
 		d(model.FieldMembershipID, bson.D{d("$concat", bson.A{"$" + model.FieldAppOrgID, "_", bson.D{d("$toString", "$"+model.FieldID)}})}),
@@ -261,7 +253,7 @@ func transform(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 // Re-running it is safe: $merge is on _id (the unique default index), the
 // tenant _id is the legacy _id, and whenMatched writes only when the legacy
 // account is newer than the tenant, which it no longer is after the write.
-func Phase2(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
+func Phase2(n model.Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 	return append(transform(n, validAppOrgs, r),
 		// 7. insert, or refresh a tenant only when its source is newer
 		bson.D{d("$merge", bson.D{
@@ -285,7 +277,7 @@ func Phase2(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 // not exist and keeps every existing one as it is. Phase2Refreshes and
 // RefreshFilter do the refreshes stage 7 of Phase2 does, so that the two
 // together leave exactly the tenants Phase2 leaves.
-func Phase2Inserts(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
+func Phase2Inserts(n model.Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 	return append(transform(n, validAppOrgs, r),
 		bson.D{d("$merge", bson.D{
 			d("into", n.TenantsAccounts),
@@ -302,7 +294,7 @@ func Phase2Inserts(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 // existing tenants are read, so on a first run it reads phase 1's few. The
 // runner writes each with RefreshFilter, never blindly: the server still
 // compares the dates at the write.
-func Phase2Refreshes(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
+func Phase2Refreshes(n model.Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 	src := bson.D{d("$arrayElemAt", bson.A{"$" + tmpSource, 0})}
 	return append(mongo.Pipeline{
 		{d("$match", r.IDFilter())},
@@ -354,7 +346,7 @@ func SameDateFilter(id, old bson.RawValue) bson.D {
 // with Phase2 on purpose (a preview of another pipeline proves nothing), so it
 // needs $set and $unset too: MongoDB 4.2 or later. Where the server has
 // neither, the runner's Go fallback (Invalid, OneToOne, Refresh) counts.
-func Phase2Preview(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
+func Phase2Preview(n model.Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 	existing := bson.D{d("$arrayElemAt", bson.A{"$" + tmpExisting, 0})}
 	return append(transform(n, validAppOrgs, r),
 		bson.D{d("$lookup", bson.D{d("from", n.TenantsAccounts), d("localField", "_id"), d("foreignField", "_id"), d("as", tmpExisting)})},
@@ -374,15 +366,6 @@ func Phase2Preview(n Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 	)
 }
 
-func get(doc bson.D, key string) (any, bool) {
-	for _, e := range doc {
-		if e.Key == key {
-			return e.Value, true
-		}
-	}
-	return nil, false
-}
-
 // OneToOne is the Go transform of one legacy account into its tenant account:
 // exactly what stages 1-6 produce for it, field order included, with org_id
 // set to orgID (the app-org's org_id, which stage 4 looks up). It fails only
@@ -390,12 +373,12 @@ func get(doc bson.D, key string) (any, bool) {
 // (the membership id needs both; Invalid rejects such accounts first).
 // Values are shared with legacy, not copied.
 func OneToOne(legacy bson.D, orgID string) (bson.D, error) {
-	idv, _ := get(legacy, model.FieldID)
+	idv, _ := model.Get(legacy, model.FieldID)
 	id, ok := model.IDOfValue(idv)
 	if !ok {
 		return nil, errors.New("pipelines: one-to-one: " + ReasonID)
 	}
-	aov, _ := get(legacy, model.FieldAppOrgID)
+	aov, _ := model.Get(legacy, model.FieldAppOrgID)
 	appOrg, ok := aov.(string)
 	if !ok {
 		return nil, errors.New("pipelines: one-to-one: " + ReasonAppOrgType)
@@ -403,7 +386,7 @@ func OneToOne(legacy bson.D, orgID string) (bson.D, error) {
 
 	ms := bson.D{d(model.FieldMembershipID, model.MembershipID(appOrg, id)), d(model.FieldAppOrgID, appOrg)}
 	for _, f := range model.AppLevelFields {
-		if v, ok := get(legacy, f); ok { // missing: omitted; null: kept
+		if v, ok := model.Get(legacy, f); ok { // missing: omitted; null: kept
 			ms = append(ms, d(f, v))
 		}
 	}
@@ -444,10 +427,10 @@ func OneToOne(legacy bson.D, orgID string) (bson.D, error) {
 // (Validity). orgOf maps an app-org _id to its org_id; an app-org missing from
 // it, or mapped to "", is not valid.
 func Invalid(legacy bson.D, orgOf map[string]string) string {
-	if v, _ := get(legacy, model.FieldID); !isID(v) {
+	if v, _ := model.Get(legacy, model.FieldID); !isID(v) {
 		return ReasonID
 	}
-	aov, _ := get(legacy, model.FieldAppOrgID)
+	aov, _ := model.Get(legacy, model.FieldAppOrgID)
 	ao, ok := aov.(string)
 	if !ok {
 		return ReasonAppOrgType
@@ -459,7 +442,7 @@ func Invalid(legacy bson.D, orgOf map[string]string) string {
 	if org == "" {
 		return ReasonAppOrgNoOrg
 	}
-	atv, _ := get(legacy, model.FieldAuthTypes)
+	atv, _ := model.Get(legacy, model.FieldAuthTypes)
 	ats, ok := atv.(bson.A)
 	if !ok {
 		if s, isSlice := atv.([]any); isSlice {
@@ -477,10 +460,10 @@ func Invalid(legacy bson.D, orgOf map[string]string) string {
 		if !ok {
 			return ReasonAuthTypeDoc
 		}
-		if c, _ := get(doc, "auth_type_code"); !isString(c) {
+		if c, _ := model.Get(doc, "auth_type_code"); !isString(c) {
 			return ReasonAuthTypeCode
 		}
-		if s, _ := get(doc, "identifier"); !isString(s) || s.(string) == "" {
+		if s, _ := model.Get(doc, "identifier"); !isString(s) || s.(string) == "" {
 			return ReasonAuthTypeIdentifier
 		}
 	}
@@ -526,8 +509,8 @@ func isID(v any) bool { _, ok := model.IDOfValue(v); return ok }
 // then flags. DBPointer and code-with-scope are compared approximately (by
 // their encoded bytes); they have no place in date_updated.
 func Refresh(existing, incoming bson.D) bool {
-	newV, newOK := get(incoming, model.FieldDateUpdated)
-	oldV, oldOK := get(existing, model.FieldDateUpdated)
+	newV, newOK := model.Get(incoming, model.FieldDateUpdated)
+	oldV, oldOK := model.Get(existing, model.FieldDateUpdated)
 	return compareValues(newV, newOK, oldV, oldOK) > 0
 }
 

@@ -417,7 +417,7 @@ func TestCompareOrder(t *testing.T) {
 // The pipeline carries the mapping the package comment documents: these
 // checks tie the stages to model's field lists.
 func TestPipelineShape(t *testing.T) {
-	n := Names{Accounts: "accounts", TenantsAccounts: "tenants_accounts", ApplicationsOrganizations: "applications_organizations", Links: "links"}
+	n := model.DefaultNames()
 	p := Phase2(n, []string{"ao1"}, nil)
 	var names []string
 	for _, s := range p {

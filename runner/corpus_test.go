@@ -46,7 +46,7 @@ func TestBadInputCorpus(t *testing.T) {
 		appOrgs = append(appOrgs, ao)
 	}
 	appOrgs = append(appOrgs, bson.D{{Key: "_id", Value: "ao-orphan"}, {Key: "app_id", Value: "x"}})
-	if _, err := db.Collection("applications_organizations").InsertMany(ctx, appOrgs); err != nil {
+	if _, err := db.Collection(names.ApplicationsOrganizations).InsertMany(ctx, appOrgs); err != nil {
 		t.Fatal(err)
 	}
 	email := func(id string) bson.A {
@@ -119,13 +119,13 @@ func TestBadInputCorpus(t *testing.T) {
 	}
 	for _, c := range cases {
 		for _, d := range c.docs {
-			if _, err := db.Collection("accounts").InsertOne(ctx, d); err != nil {
+			if _, err := db.Collection(names.Accounts).InsertOne(ctx, d); err != nil {
 				t.Fatalf("%s: insert: %v", c.name, err)
 			}
 		}
 	}
 	env.Seeded(t, db)
-	legacy := testenv.Dump(t, db.Collection("accounts"))
+	legacy := testenv.Dump(t, db.Collection(names.Accounts))
 
 	res, err := newRunner(t, cfg).Up(ctx)
 	if res.Verify == nil {
@@ -148,14 +148,14 @@ func TestBadInputCorpus(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if c.tenant == nil {
 				for _, d := range c.docs {
-					if n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{{Key: "_id", Value: d[0].Value}}); n != 0 {
+					if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{{Key: "_id", Value: d[0].Value}}); n != 0 {
 						t.Errorf("bad account %v was migrated", d[0].Value)
 					}
 				}
 				return
 			}
 			var tn model.TenantAccount
-			if err := db.Collection("tenants_accounts").FindOne(ctx, bson.D{{Key: "_id", Value: c.tenant}}).Decode(&tn); err != nil {
+			if err := db.Collection(names.TenantsAccounts).FindOne(ctx, bson.D{{Key: "_id", Value: c.tenant}}).Decode(&tn); err != nil {
 				t.Fatalf("tenant %v: %v", c.tenant, err)
 			}
 			if tn.ID != mustID(t, c.tenant) {
@@ -180,14 +180,14 @@ func TestBadInputCorpus(t *testing.T) {
 				t.Errorf("tenant %v: %d memberships for %d app-orgs, %d auth types", c.tenant, len(tn.Memberships), len(appOrgs), len(tn.AuthTypes))
 			}
 			if len(c.docs) > 1 {
-				n, _ := db.Collection("tenants_accounts_links").CountDocuments(ctx, bson.D{{Key: "tenant_id", Value: c.tenant}})
+				n, _ := db.Collection(names.Links).CountDocuments(ctx, bson.D{{Key: "tenant_id", Value: c.tenant}})
 				if n != int64(len(c.docs)) {
 					t.Errorf("%d links to %v, want %d", n, c.tenant, len(c.docs))
 				}
 			}
 		})
 	}
-	if got := testenv.Dump(t, db.Collection("accounts")); fmt.Sprint(got) != fmt.Sprint(legacy) {
+	if got := testenv.Dump(t, db.Collection(names.Accounts)); fmt.Sprint(got) != fmt.Sprint(legacy) {
 		t.Error("the legacy collection changed")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/runner"
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -157,7 +158,7 @@ func TestADeadCursorWritesNothingWrong(t *testing.T) {
 	ctx := context.Background()
 	cfg, db := testConfig(t)
 	env.Load(t, db, gen.Options{Accounts: 300, Seed: 17})
-	legacy := testenv.Dump(t, db.Collection("accounts"))
+	legacy := testenv.Dump(t, db.Collection(names.Accounts))
 	cfg.BatchSize = 25 // many getMores per pass
 	cfg.Verify.AfterSteps = false
 	killer := &cursorKiller{t: t, side: db.Client()}
@@ -178,7 +179,7 @@ func TestADeadCursorWritesNothingWrong(t *testing.T) {
 	// Each operation returns the retries it counted.
 	retries := func(res runner.Result) (n int64) {
 		for _, s := range res.Steps {
-			n += s.Counts["retries"]
+			n += s.Counts[count.Retries]
 		}
 		return n
 	}
@@ -222,7 +223,7 @@ func TestADeadCursorWritesNothingWrong(t *testing.T) {
 	}
 	stages = append(stages, stage{"phase 1 down", "", down, phase(1)})
 	state := func() [2]map[string]string {
-		return [2]map[string]string{testenv.Dump(t, db.Collection("tenants_accounts")), testenv.Dump(t, db.Collection("tenants_accounts_links"))}
+		return [2]map[string]string{testenv.Dump(t, db.Collection(names.TenantsAccounts)), testenv.Dump(t, db.Collection(names.Links))}
 	}
 	same := func(what string, got, want [2]map[string]string) {
 		t.Helper()
@@ -262,10 +263,10 @@ func TestADeadCursorWritesNothingWrong(t *testing.T) {
 			if killer.killed.Load() != 1 {
 				t.Fatalf("%s: getMore %d: no cursor killed (%d getMores this time)", st.name, at, killer.seen.Load())
 			}
-			if bad := betweenStates(before[0], after[0], testenv.Dump(t, db.Collection("tenants_accounts"))); bad != "" {
+			if bad := betweenStates(before[0], after[0], testenv.Dump(t, db.Collection(names.TenantsAccounts))); bad != "" {
 				t.Fatalf("%s: the cursor under getMore %d died (%v): tenant account %s", st.name, at, err, bad)
 			}
-			if bad := betweenStates(before[1], after[1], testenv.Dump(t, db.Collection("tenants_accounts_links"))); bad != "" {
+			if bad := betweenStates(before[1], after[1], testenv.Dump(t, db.Collection(names.Links))); bad != "" {
 				t.Fatalf("%s: the cursor under getMore %d died (%v): link %s", st.name, at, err, bad)
 			}
 			if err == nil {
@@ -299,7 +300,7 @@ func TestADeadCursorWritesNothingWrong(t *testing.T) {
 		}
 		same(st.name+": with retries, a cursor died", state(), after)
 	}
-	if fmt.Sprint(testenv.Dump(t, db.Collection("accounts"))) != fmt.Sprint(legacy) {
+	if fmt.Sprint(testenv.Dump(t, db.Collection(names.Accounts))) != fmt.Sprint(legacy) {
 		t.Error("the legacy accounts changed")
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/lease"
+	"github.com/tenantmigrate/runner/runner/mongomigrate"
 )
 
 // Sentinel errors callers can test with errors.Is.
@@ -34,7 +35,7 @@ var (
 // DirtyError says which step was left half done, and by what.
 type DirtyError struct {
 	Step      int
-	Direction string
+	Direction mongomigrate.Direction
 	LastError string
 }
 

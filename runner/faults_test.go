@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/bson"
 
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -81,7 +82,7 @@ func TestSurvivesNetworkFaults(t *testing.T) {
 	if _, err := newRunner(t, cleanCfg).Up(ctx); err != nil {
 		t.Fatalf("uninterrupted run: %v", err)
 	}
-	want := [2]map[string]string{testenv.Dump(t, clean.Collection("tenants_accounts")), testenv.Dump(t, clean.Collection("tenants_accounts_links"))}
+	want := [2]map[string]string{testenv.Dump(t, clean.Collection(names.TenantsAccounts)), testenv.Dump(t, clean.Collection(names.Links))}
 
 	for _, tt := range []struct {
 		name string
@@ -116,7 +117,7 @@ func TestSurvivesNetworkFaults(t *testing.T) {
 			}
 			cfg, db := testConfig(t)
 			env.Load(t, db, opts)
-			legacy := testenv.Dump(t, db.Collection("accounts"))
+			legacy := testenv.Dump(t, db.Collection(names.Accounts))
 			proxy, uri := proxied(t, tt.uri)
 			cfg.MongoDB.URI = uri
 			cfg.MongoDB.ConnectTimeout = 5 * time.Second
@@ -157,7 +158,7 @@ func TestSurvivesNetworkFaults(t *testing.T) {
 			}
 			var retries int64
 			for _, s := range res.Steps {
-				retries += s.Counts["retries"]
+				retries += s.Counts[count.Retries]
 			}
 			if tt.downs {
 				for i := 0; i < 3; i++ {
@@ -167,7 +168,7 @@ func TestSurvivesNetworkFaults(t *testing.T) {
 						t.Fatalf("down %d through %d faults: %v", i+1, faults.Load(), err)
 					}
 				}
-				if n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{}); n != 0 {
+				if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != 0 {
 					t.Errorf("%d tenant accounts after both downs", n)
 				}
 				if res, err = r.Up(ctx); err != nil {
@@ -185,13 +186,13 @@ func TestSurvivesNetworkFaults(t *testing.T) {
 			if res.Verify == nil || !res.Verify.OK() {
 				t.Fatalf("verify after the run: %+v", res.Verify)
 			}
-			got := [2]map[string]string{testenv.Dump(t, db.Collection("tenants_accounts")), testenv.Dump(t, db.Collection("tenants_accounts_links"))}
+			got := [2]map[string]string{testenv.Dump(t, db.Collection(names.TenantsAccounts)), testenv.Dump(t, db.Collection(names.Links))}
 			for i, name := range []string{"tenant accounts", "links"} {
 				if fmt.Sprint(got[i]) != fmt.Sprint(want[i]) {
 					t.Errorf("%s differ from an uninterrupted run's (%d vs %d)", name, len(got[i]), len(want[i]))
 				}
 			}
-			if fmt.Sprint(testenv.Dump(t, db.Collection("accounts"))) != fmt.Sprint(legacy) {
+			if fmt.Sprint(testenv.Dump(t, db.Collection(names.Accounts))) != fmt.Sprint(legacy) {
 				t.Error("the legacy accounts changed")
 			}
 			if n, _ := db.Collection("migrations_state").CountDocuments(ctx, bson.D{{Key: "dirty", Value: true}}); n != 0 {

@@ -11,12 +11,12 @@ import (
 
 // PlannedStep is a step a dry run says would run.
 type PlannedStep struct {
-	Version    uint     `json:"version"`
-	Identifier string   `json:"identifier"`
-	Kind       string   `json:"kind"`
-	Name       string   `json:"name"`
-	Commands   []string `json:"commands,omitempty"` // relaxed Extended JSON
-	Rerun      bool     `json:"rerun,omitempty"`
+	Version    uint              `json:"version"`
+	Identifier string            `json:"identifier"`
+	Kind       mongomigrate.Kind `json:"kind"`
+	Name       string            `json:"name"`
+	Commands   []string          `json:"commands,omitempty"` // relaxed Extended JSON
+	Rerun      bool              `json:"rerun,omitempty"`
 	// Report is the Go step's own dry run, when it has one.
 	Report any `json:"report,omitempty"`
 }
@@ -45,10 +45,6 @@ func (r *Runner) PlanReferences(ctx context.Context) (Plan, error) {
 
 // plan is what a run up to t (nil: every step) would run.
 func (r *Runner) plan(ctx context.Context, t *target) (Plan, error) {
-	infos, err := r.stepInfos()
-	if err != nil {
-		return Plan{}, err
-	}
 	st, err := mongomigrate.ReadState(ctx, r.db.Collection(r.cfg.Collections.State()))
 	if err != nil {
 		return Plan{}, err
@@ -56,11 +52,11 @@ func (r *Runner) plan(ctx context.Context, t *target) (Plan, error) {
 	p := Plan{Version: st.Version, Dirty: st.Dirty}
 	target := -1
 	if t != nil {
-		if target, err = t.version(infos); err != nil {
+		if target, err = r.cat.version(*t); err != nil {
 			return Plan{}, err
 		}
 	}
-	for _, in := range infos {
+	for _, in := range r.cat {
 		v := int(in.Version)
 		pending := v > st.Version || (st.Dirty && v == st.Version)
 		rerun := t != nil && v == target && !pending
@@ -75,11 +71,9 @@ func (r *Runner) plan(ctx context.Context, t *target) (Plan, error) {
 			}
 			ps.Commands = append(ps.Commands, string(b))
 		}
-		if ps.Kind == mongomigrate.KindGo {
-			if dry, ok := r.dryRuns()[ps.Name]; ok {
-				if ps.Report, err = dry(ctx); err != nil {
-					return p, fmt.Errorf("dry run of step %d: %w", ps.Version, err)
-				}
+		if in.Go != nil && in.Go.DryRun != nil {
+			if ps.Report, err = in.Go.DryRun(ctx); err != nil {
+				return p, fmt.Errorf("dry run of step %d: %w", ps.Version, err)
 			}
 		}
 		p.Steps = append(p.Steps, ps)

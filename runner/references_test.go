@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -93,7 +94,7 @@ func TestReferencesOnFixture(t *testing.T) {
 	if res.Verify == nil || !res.Verify.OK() || res.Verify.StaleReferences.Count != 0 {
 		t.Fatalf("verify: %+v", res.Verify)
 	}
-	var step map[string]int64
+	var step count.Counts
 	for _, s := range res.Steps {
 		if s.Name == "references" {
 			step = s.Counts
@@ -104,7 +105,7 @@ func TestReferencesOnFixture(t *testing.T) {
 	}
 
 	links := map[model.ID]model.ID{}
-	for _, d := range readDocs(t, db.Collection("tenants_accounts_links")) {
+	for _, d := range readDocs(t, db.Collection(names.Links)) {
 		var l model.Link
 		raw, _ := bson.Marshal(d)
 		if err := bson.Unmarshal(raw, &l); err != nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/tenantmigrate/runner/migrations"
 	"github.com/tenantmigrate/runner/runner/capability"
 	"github.com/tenantmigrate/runner/runner/config"
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/progress"
 	"github.com/tenantmigrate/runner/runner/references"
@@ -45,9 +46,12 @@ type Runner struct {
 	client *mongo.Client
 	db     *mongo.Database
 	steps  fs.FS
-	goStep map[string]mongomigrate.StepFunc
-	owner  string
-	host   string
+	// goSteps are the Go steps the files of steps may name; cat is both,
+	// read once.
+	goSteps []GoStep
+	cat     catalogue
+	owner   string
+	host    string
 	// progress shows long work: a bar on a terminal, log lines otherwise.
 	progress progress.Reporter
 	caps     capability.Caps
@@ -63,10 +67,10 @@ func WithLogger(l logrus.FieldLogger) Option { return func(r *Runner) { r.log = 
 // WithProgress makes the runner show long work through p.
 func WithProgress(p progress.Reporter) Option { return func(r *Runner) { r.progress = p } }
 
-// WithSteps replaces the embedded migrations/ steps and Go step registry;
-// for services with steps of their own, and for tests.
-func WithSteps(files fs.FS, goSteps map[string]mongomigrate.StepFunc) Option {
-	return func(r *Runner) { r.steps, r.goStep = files, goSteps }
+// WithSteps replaces the embedded migrations/ steps and the Go steps
+// they name; for services with steps of their own, and for tests.
+func WithSteps(files fs.FS, goSteps []GoStep) Option {
+	return func(r *Runner) { r.steps, r.goSteps = files, goSteps }
 }
 
 // WithCommandMonitor makes the runner's client report every command it
@@ -89,9 +93,14 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 	if r.steps == nil {
 		r.steps = migrations.FS()
 	}
-	if r.goStep == nil {
-		r.goStep = r.goSteps()
+	if r.goSteps == nil {
+		r.goSteps = r.builtinSteps()
 	}
+	cat, err := readCatalogue(r.steps, cfg.Collections, r.goSteps)
+	if err != nil {
+		return nil, err
+	}
+	r.cat = cat
 	client, err := connect(ctx, cfg.MongoDB, r.monitor)
 	if err != nil {
 		return nil, err
@@ -170,7 +179,7 @@ func (d *heldDriver) Unlock() error {
 	return d.Driver.Unlock()
 }
 
-func (r *Runner) open(ctx context.Context) (*session, error) {
+func (r *Runner) open(ctx context.Context, call *Call) (*session, error) {
 	src, err := iofs.New(r.steps, ".")
 	if err != nil {
 		return nil, fmt.Errorf("read steps: %w", err)
@@ -181,7 +190,7 @@ func (r *Runner) open(ctx context.Context) (*session, error) {
 		StateCollection:   r.cfg.Collections.State(),
 		HistoryCollection: r.cfg.Collections.History(),
 		LockCollection:    r.cfg.Collections.LockColl(),
-		Steps:             r.goStep,
+		Steps:             driverSteps(r.goSteps, call),
 		TemplateData:      r.cfg.Collections,
 		LeaseTTL:          r.cfg.Lock.Lease,
 		LeaseRenew:        r.cfg.Lock.Heartbeat,
@@ -215,9 +224,9 @@ func (s *session) close() {
 	_, _ = s.m.Close()
 }
 
-// withLock opens a session and holds the lease around fn.
-func (r *Runner) withLock(ctx context.Context, fn func(*session) error) error {
-	s, err := r.open(ctx)
+// withLock opens a session for call and holds the lease around fn.
+func (r *Runner) withLock(ctx context.Context, call *Call, fn func(*session) error) error {
+	s, err := r.open(ctx, call)
 	if err != nil {
 		return err
 	}
@@ -234,11 +243,11 @@ func (r *Runner) withLock(ctx context.Context, fn func(*session) error) error {
 
 // StepResult is what one step did in this call.
 type StepResult struct {
-	Version   int                 `json:"version"`
-	Name      string              `json:"name"`
-	Direction string              `json:"direction"`
-	Duration  time.Duration       `json:"duration_ns"`
-	Counts    mongomigrate.Counts `json:"counts,omitempty"`
+	Version   int                    `json:"version"`
+	Name      string                 `json:"name"`
+	Direction mongomigrate.Direction `json:"direction"`
+	Duration  time.Duration          `json:"duration_ns"`
+	Counts    count.Counts           `json:"counts,omitempty"`
 	// Notes say which way the step went and why (phase 2's path).
 	Notes []string `json:"notes,omitempty"`
 }
@@ -305,42 +314,8 @@ func (r *Runner) References(ctx context.Context) (Result, error) {
 	return r.through(ctx, referencesStep())
 }
 
-// target picks the step a manual run goes up to.
-type target struct {
-	match func(StepInfo) bool
-	// missing is the error when this build has no such step.
-	missing error
-}
-
-func phaseStep(n int) target {
-	return target{func(in StepInfo) bool { return in.Phase == n }, fmt.Errorf("%w %d in this build's migrations", ErrNoPhase, n)}
-}
-
-func referencesStep() target {
-	return target{
-		func(in StepInfo) bool {
-			return in.Up.Kind == mongomigrate.KindGo && in.Up.Name == migrations.StepReferences
-		},
-		fmt.Errorf("%w: references", ErrNoPhase),
-	}
-}
-
-// version is the target's step version among infos.
-func (t target) version(infos []StepInfo) (int, error) {
-	for _, in := range infos {
-		if t.match(in) {
-			return int(in.Version), nil
-		}
-	}
-	return -1, t.missing
-}
-
 func (r *Runner) through(ctx context.Context, t target) (Result, error) {
-	infos, err := r.stepInfos()
-	if err != nil {
-		return Result{}, err
-	}
-	v, err := t.version(infos)
+	v, err := r.cat.version(t)
 	if err != nil {
 		return Result{}, err
 	}
@@ -363,10 +338,9 @@ func (r *Runner) through(ctx context.Context, t target) (Result, error) {
 }
 
 func (r *Runner) migrateWith(ctx context.Context, down bool, fn func(*session) error) (Result, error) {
-	ctx = withRunState(ctx)
 	var res Result
 	start := time.Now().UTC()
-	err := r.withLock(ctx, func(s *session) error {
+	err := r.withLock(ctx, &Call{}, func(s *session) error {
 		v, _, err := s.drv.Version()
 		if err != nil {
 			return err
@@ -403,7 +377,7 @@ func (r *Runner) resolveDirty(ctx context.Context, s *session, down bool) (bool,
 		return false, err
 	}
 	lastErr := r.lastError(ctx, st.Step, st.Direction)
-	if r.cfg.Boot.OnDirty != "resume" {
+	if r.cfg.Boot.OnDirty != config.DirtyResume {
 		return false, &DirtyError{Step: st.Step, Direction: st.Direction, LastError: lastErr}
 	}
 	step := st.Step
@@ -454,7 +428,7 @@ func Boot(ctx context.Context, cfg config.Config, opts ...Option) (Result, error
 }
 
 func bootFailed(cfg config.Config, opts []Option, err error) (Result, error) {
-	if cfg.Boot.OnFailure != "continue" {
+	if cfg.Boot.OnFailure != config.FailureContinue {
 		return Result{}, err
 	}
 	probe := &Runner{}
@@ -492,12 +466,7 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	policy := r.retryPolicy()
 	policy.Counter = &retry.Counter{}
 	err = policy.Do(ctx, "verify", func(ctx context.Context) (err error) {
-		rep, err = verify.Run(ctx, r.db, verify.Collections{
-			Accounts:                  c.Accounts,
-			TenantsAccounts:           c.TenantsAccounts,
-			ApplicationsOrganizations: c.ApplicationsOrganizations,
-			Links:                     c.Links,
-		}, verify.Options{Stage: stage, Batch: r.cfg.BatchSize, Retry: &policy, Progress: func(read int64) {
+		rep, err = verify.Run(ctx, r.db, c.Names, verify.Options{Stage: stage, Batch: r.cfg.BatchSize, Retry: &policy, Progress: func(read int64) {
 			task.Add(max(read-seen, 0))
 			seen = max(seen, read)
 		}})
@@ -509,7 +478,7 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	// What awaits is for the first pending phase step to move (and the
 	// ones after it).
 	for i := range steps {
-		if steps[i].State != mongomigrate.StateApplied && steps[i].phase > 0 {
+		if steps[i].State != StepApplied.String() && steps[i].phase > 0 {
 			steps[i].Awaiting = rep.Awaiting.Count
 			break
 		}
@@ -534,17 +503,13 @@ func (r *Runner) verifyReferences(ctx context.Context, st Status, rep *verify.Re
 	if len(r.cfg.References) == 0 {
 		return nil
 	}
-	infos, err := r.stepInfos()
-	if err != nil {
-		return err
-	}
-	v, err := referencesStep().version(infos)
+	v, err := r.cat.version(referencesStep())
 	if err != nil {
 		return nil // a build with steps of its own, without this one
 	}
 	applied := false
 	for _, s := range st.Steps {
-		applied = applied || (int(s.Version) == v && s.State == mongomigrate.StateApplied)
+		applied = applied || (int(s.Version) == v && s.State == StepApplied)
 	}
 	if !applied {
 		rep.ReferencesPending = true
@@ -580,12 +545,12 @@ func verifyStage(st Status) (verify.Stage, []stepStage) {
 	applied := map[int]bool{}
 	var steps []stepStage
 	for _, s := range st.Steps {
-		state := s.State
-		if state != mongomigrate.StateApplied && state != "pending" {
-			state = "pending (" + s.State + ")" // failed, running, a down half done
+		state := s.State.String()
+		if s.State != StepApplied && s.State != StepPending {
+			state = "pending (" + state + ")" // failed, running, a down half done
 		}
 		steps = append(steps, stepStage{StepState: verify.StepState{Version: int(s.Version), Name: s.Identifier, State: state}, phase: s.Phase})
-		if s.Phase > 0 && s.State == mongomigrate.StateApplied {
+		if s.Phase > 0 && s.State == StepApplied {
 			applied[s.Phase] = true
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -26,6 +25,7 @@ import (
 	"github.com/tenantmigrate/runner/runner"
 	"github.com/tenantmigrate/runner/runner/capability"
 	"github.com/tenantmigrate/runner/runner/config"
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/phase2"
@@ -34,6 +34,9 @@ import (
 )
 
 var env *testenv.Env
+
+// names are the collections of the default configuration the tests run.
+var names = model.DefaultNames()
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
@@ -54,15 +57,9 @@ func testConfig(t *testing.T) (config.Config, *mongo.Database) {
 	return cfg, db
 }
 
-func quietLogger() *logrus.Logger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return l
-}
-
 func newRunner(t *testing.T, cfg config.Config, opts ...runner.Option) *runner.Runner {
 	t.Helper()
-	opts = append([]runner.Option{runner.WithLogger(quietLogger())}, opts...)
+	opts = append([]runner.Option{runner.WithLogger(testenv.Quiet())}, opts...)
 	r, err := runner.New(context.Background(), cfg, opts...)
 	if err != nil {
 		t.Fatalf("runner.New: %v", err)
@@ -150,14 +147,14 @@ func TestIndexStepAppliesOnceThenNoOp(t *testing.T) {
 	if res.From != -1 || res.To != 1 || len(res.Steps) != 1 || res.Steps[0].Version != 1 {
 		t.Fatalf("first Up = %+v, want step 1 applied from -1 to 1", res)
 	}
-	idx := indexNames(t, db.Collection("tenants_accounts"))
+	idx := indexNames(t, db.Collection(names.TenantsAccounts))
 	for _, n := range wantIndexes {
 		if !idx[n] {
 			t.Errorf("index %s missing after Up; have %v", n, idx)
 		}
 	}
 	h := history(t, db, "1.up")
-	if h.State != mongomigrate.StateApplied || h.Attempts != 1 || h.Counts["commands"] != 1 || h.Host == "" || h.EndedAt == nil || h.Checksum == "" {
+	if h.State != mongomigrate.StateApplied || h.Attempts != 1 || h.Counts[count.Commands] != 1 || h.Host == "" || h.EndedAt == nil || h.Checksum == "" {
 		t.Errorf("history after first Up = %+v", h)
 	}
 
@@ -176,7 +173,7 @@ func TestIndexStepAppliesOnceThenNoOp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Version != 1 || st.Dirty || len(st.Steps) != 1 || st.Steps[0].State != mongomigrate.StateApplied ||
+	if st.Version != 1 || st.Dirty || len(st.Steps) != 1 || st.Steps[0].State != runner.StepApplied ||
 		st.Steps[0].Identifier != "tenants_accounts_indexes" || st.Steps[0].Up == nil || st.Steps[0].Changed {
 		t.Errorf("status = %+v", st)
 	}
@@ -197,7 +194,7 @@ func TestUniqueMembershipIndexRejectsDuplicates(t *testing.T) {
 	if _, err := newRunner(t, cfg, runner.WithSteps(indexStepOnly(t), nil)).Up(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	coll := db.Collection("tenants_accounts")
+	coll := db.Collection(names.TenantsAccounts)
 	ctx := context.Background()
 	doc := func(id string) bson.D {
 		return bson.D{{Key: "_id", Value: id}, {Key: "org_id", Value: "o"},
@@ -225,7 +222,7 @@ func TestDownUndoesIndexStep(t *testing.T) {
 	if res.To != -1 || len(res.Steps) != 1 || res.Steps[0].Direction != "down" {
 		t.Fatalf("Down = %+v", res)
 	}
-	idx := indexNames(t, db.Collection("tenants_accounts"))
+	idx := indexNames(t, db.Collection(names.TenantsAccounts))
 	for _, n := range wantIndexes {
 		if idx[n] {
 			t.Errorf("index %s still there after Down", n)
@@ -327,7 +324,7 @@ func TestLockWaitExceeded(t *testing.T) {
 	// A live holder keeps renewing: the runner must give up after lock.wait.
 	l, err := lease.Acquire(context.Background(), lease.Options{
 		Coll: db.Collection("migrations_lock"), Name: "migrations", Owner: "other/1/x", Host: "other",
-		TTL: 2 * time.Second, Renew: 500 * time.Millisecond, Wait: time.Second, Log: quietLogger(),
+		TTL: 2 * time.Second, Renew: 500 * time.Millisecond, Wait: time.Second, Log: testenv.Quiet(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -350,6 +347,16 @@ func TestLockWaitExceeded(t *testing.T) {
 
 // goSteps is a step source with a JSON step and Go steps, for the tests of
 // the driver's Go steps, dirty state and phases.
+// phase1Only is a Go step named as phase 1, doing up, whose down does
+// nothing.
+func phase1Only(up mongomigrate.StepFunc) []runner.GoStep {
+	return []runner.GoStep{{
+		Name: migrations.Phase1, Phase: 1,
+		Up:   func(ctx context.Context, _ *runner.Call) (mongomigrate.Result, error) { return up(ctx) },
+		Down: func(context.Context) (mongomigrate.Result, error) { return mongomigrate.Result{}, nil },
+	}}
+}
+
 func goSteps() fstest.MapFS {
 	return fstest.MapFS{
 		"1_indexes.up.json":   {Data: []byte(`[{"createIndexes": "{{.TenantsAccounts}}", "indexes": [{"key": {"org_id": 1}, "name": "org"}]}]`)},
@@ -363,19 +370,16 @@ func TestGoStepFailureLeavesDirtyThenResumes(t *testing.T) {
 	cfg, db := testConfig(t)
 	calls := 0
 	fail := true
-	steps := map[string]mongomigrate.StepFunc{
-		"phase1": func(ctx context.Context) (mongomigrate.Result, error) {
-			calls++
-			if ctx == nil || ctx.Err() != nil {
-				return mongomigrate.Result{}, errors.New("no live context")
-			}
-			if fail {
-				return mongomigrate.Result{}, errors.New("boom")
-			}
-			return mongomigrate.Result{Counts: mongomigrate.Counts{"written": 7}}, nil
-		},
-		"phase1_down": func(context.Context) (mongomigrate.Result, error) { return mongomigrate.Result{}, nil },
-	}
+	steps := phase1Only(func(ctx context.Context) (mongomigrate.Result, error) {
+		calls++
+		if ctx == nil || ctx.Err() != nil {
+			return mongomigrate.Result{}, errors.New("no live context")
+		}
+		if fail {
+			return mongomigrate.Result{}, errors.New("boom")
+		}
+		return mongomigrate.Result{Counts: count.Counts{"written": 7}}, nil
+	})
 	r := newRunner(t, cfg, runner.WithSteps(goSteps(), steps))
 	ctx := context.Background()
 
@@ -388,13 +392,13 @@ func TestGoStepFailureLeavesDirtyThenResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !st.Dirty || st.Steps[1].State != mongomigrate.StateFailed || st.Steps[1].Up.Error == "" || st.Steps[0].State != mongomigrate.StateApplied {
+	if !st.Dirty || st.Steps[1].State != runner.StepFailed || st.Steps[1].Up.Error == "" || st.Steps[0].State != runner.StepApplied {
 		t.Fatalf("status after failure = %+v / %+v", st, st.Steps[1].Up)
 	}
 
 	// on_dirty=fail refuses with an explanation.
 	strict := cfg
-	strict.Boot.OnDirty = "fail"
+	strict.Boot.OnDirty = config.DirtyFail
 	_, err = newRunner(t, strict, runner.WithSteps(goSteps(), steps)).Up(ctx)
 	var de *runner.DirtyError
 	if !errors.As(err, &de) || !errors.Is(err, runner.ErrDirty) || de.Step != 2 || de.LastError == "" {
@@ -420,13 +424,10 @@ func TestGoStepFailureLeavesDirtyThenResumes(t *testing.T) {
 func TestPhaseRunsPrerequisitesThenReruns(t *testing.T) {
 	cfg, db := testConfig(t)
 	calls := 0
-	steps := map[string]mongomigrate.StepFunc{
-		"phase1": func(context.Context) (mongomigrate.Result, error) {
-			calls++
-			return mongomigrate.Result{Counts: mongomigrate.Counts{"n": int64(calls)}}, nil
-		},
-		"phase1_down": func(context.Context) (mongomigrate.Result, error) { return mongomigrate.Result{}, nil },
-	}
+	steps := phase1Only(func(context.Context) (mongomigrate.Result, error) {
+		calls++
+		return mongomigrate.Result{Counts: count.Counts{"n": int64(calls)}}, nil
+	})
 	r := newRunner(t, cfg, runner.WithSteps(goSteps(), steps))
 	ctx := context.Background()
 	res, err := r.Phase(ctx, 1)
@@ -452,18 +453,15 @@ func TestPhaseRunsPrerequisitesThenReruns(t *testing.T) {
 func TestLostLeaseCancelsTheStep(t *testing.T) {
 	cfg, db := testConfig(t)
 	started := make(chan struct{})
-	steps := map[string]mongomigrate.StepFunc{
-		"phase1": func(ctx context.Context) (mongomigrate.Result, error) {
-			close(started)
-			select {
-			case <-ctx.Done():
-				return mongomigrate.Result{}, context.Cause(ctx)
-			case <-time.After(30 * time.Second):
-				return mongomigrate.Result{}, errors.New("step was not cancelled")
-			}
-		},
-		"phase1_down": func(context.Context) (mongomigrate.Result, error) { return mongomigrate.Result{}, nil },
-	}
+	steps := phase1Only(func(ctx context.Context) (mongomigrate.Result, error) {
+		close(started)
+		select {
+		case <-ctx.Done():
+			return mongomigrate.Result{}, context.Cause(ctx)
+		case <-time.After(30 * time.Second):
+			return mongomigrate.Result{}, errors.New("step was not cancelled")
+		}
+	})
 	r := newRunner(t, cfg, runner.WithSteps(goSteps(), steps))
 	go func() {
 		<-started
@@ -503,7 +501,7 @@ func TestBootOnFailureContinue(t *testing.T) {
 	if !errors.Is(err, runner.ErrUnreachable) {
 		t.Fatalf("Boot on_failure=fail: err = %v, want ErrUnreachable", err)
 	}
-	cfg.Boot.OnFailure = "continue"
+	cfg.Boot.OnFailure = config.FailureContinue
 	res, err := runner.Boot(context.Background(), cfg, runner.WithLogger(l))
 	if err != nil || !errors.Is(res.Err, runner.ErrUnreachable) {
 		t.Fatalf("Boot on_failure=continue = %+v, %v; want nil error and Result.Err", res, err)
@@ -549,7 +547,7 @@ func TestConnectErrors(t *testing.T) {
 			cfg := config.Default()
 			cfg.MongoDB.URI = tt.uri
 			cfg.MongoDB.ConnectTimeout = 2 * time.Second
-			r, err := runner.New(context.Background(), cfg, runner.WithLogger(quietLogger()))
+			r, err := runner.New(context.Background(), cfg, runner.WithLogger(testenv.Quiet()))
 			if err == nil {
 				_ = r.Close(context.Background())
 				t.Fatal("connected")
@@ -566,7 +564,7 @@ func TestConnectErrors(t *testing.T) {
 
 func TestBootAppliesSteps(t *testing.T) {
 	cfg, _ := testConfig(t)
-	res, err := runner.Boot(context.Background(), cfg, runner.WithLogger(quietLogger()))
+	res, err := runner.Boot(context.Background(), cfg, runner.WithLogger(testenv.Quiet()))
 	if _, latest := steps(t); err != nil || res.To != latest {
 		t.Fatalf("Boot = %+v, %v", res, err)
 	}
@@ -576,7 +574,7 @@ func TestEndToEndOnFixture(t *testing.T) {
 	cfg, db := testConfig(t)
 	ctx := context.Background()
 	exp := env.Load(t, db, gen.Options{Accounts: 3000, Seed: 11})
-	before := fmt.Sprint(testenv.Dump(t, db.Collection("accounts")))
+	before := fmt.Sprint(testenv.Dump(t, db.Collection(names.Accounts)))
 	logger, logs := logtest.NewNullLogger()
 	r := newRunner(t, cfg, runner.WithLogger(logger))
 	_, latest := steps(t)
@@ -624,15 +622,15 @@ func TestEndToEndOnFixture(t *testing.T) {
 			}
 		}
 	}
-	firstTenants := fmt.Sprint(testenv.Dump(t, db.Collection("tenants_accounts")))
-	firstLinks := fmt.Sprint(testenv.Dump(t, db.Collection("tenants_accounts_links")))
+	firstTenants := fmt.Sprint(testenv.Dump(t, db.Collection(names.TenantsAccounts)))
+	firstLinks := fmt.Sprint(testenv.Dump(t, db.Collection(names.Links)))
 	// Down past the phase steps removes what they wrote.
 	for v := latest; v >= 1; v-- {
 		if _, err := r.Down(ctx); err != nil {
 			t.Fatalf("Down from %d: %v", v, err)
 		}
 	}
-	for _, coll := range []string{"tenants_accounts", "tenants_accounts_links"} {
+	for _, coll := range []string{names.TenantsAccounts, names.Links} {
 		if n, _ := db.Collection(coll).CountDocuments(ctx, bson.D{}); n != 0 {
 			t.Errorf("%d documents left in %s after down", n, coll)
 		}
@@ -640,7 +638,7 @@ func TestEndToEndOnFixture(t *testing.T) {
 	if n, _ := db.Collection("migrations_history").CountDocuments(ctx, bson.D{{Key: "direction", Value: "up"}}); n != 0 {
 		t.Errorf("%d step histories left after down past every step", n)
 	}
-	if got := fmt.Sprint(testenv.Dump(t, db.Collection("accounts"))); got != before {
+	if got := fmt.Sprint(testenv.Dump(t, db.Collection(names.Accounts))); got != before {
 		t.Error("the legacy collection changed")
 	}
 	if res, err := r.Up(ctx); err != nil || res.To != latest {
@@ -649,8 +647,8 @@ func TestEndToEndOnFixture(t *testing.T) {
 	if rep, err := r.Verify(ctx); err != nil || !rep.OK() || rep.TenantAccounts != exp.TenantsExpected {
 		t.Fatalf("verify after down and up = %+v, %v", rep, err)
 	}
-	if fmt.Sprint(testenv.Dump(t, db.Collection("tenants_accounts"))) != firstTenants ||
-		fmt.Sprint(testenv.Dump(t, db.Collection("tenants_accounts_links"))) != firstLinks {
+	if fmt.Sprint(testenv.Dump(t, db.Collection(names.TenantsAccounts))) != firstTenants ||
+		fmt.Sprint(testenv.Dump(t, db.Collection(names.Links))) != firstLinks {
 		t.Error("down then up did not give the same tenants and links as the first run")
 	}
 }
@@ -667,9 +665,9 @@ func TestConcurrentEditsThenRerun(t *testing.T) {
 	if _, err := r.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
-	accounts := db.Collection("accounts")
+	accounts := db.Collection(names.Accounts)
 	var someone bson.M // a one-to-one account whose person gains a second account
-	if err := db.Collection("tenants_accounts").FindOne(ctx, bson.D{{Key: "org_apps_memberships", Value: bson.D{{Key: "$size", Value: 1}}},
+	if err := db.Collection(names.TenantsAccounts).FindOne(ctx, bson.D{{Key: "org_apps_memberships", Value: bson.D{{Key: "$size", Value: 1}}},
 		{Key: "auth_types.auth_type_code", Value: "email"}}).Decode(&someone); err != nil {
 		t.Fatal(err)
 	}
@@ -732,18 +730,18 @@ func TestConcurrentEditsThenRerun(t *testing.T) {
 		var tn bson.M
 		var link bson.M
 		tenantID := id
-		if db.Collection("tenants_accounts_links").FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&link) == nil {
+		if db.Collection(names.Links).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&link) == nil {
 			continue // merged by phase 1: the survivor's fields win
 		}
-		if err := db.Collection("tenants_accounts").FindOne(ctx, bson.D{{Key: "_id", Value: tenantID}}).Decode(&tn); err != nil || tn["username"] != "edited-"+id.Text() {
+		if err := db.Collection(names.TenantsAccounts).FindOne(ctx, bson.D{{Key: "_id", Value: tenantID}}).Decode(&tn); err != nil || tn["username"] != "edited-"+id.Text() {
 			t.Errorf("tenant %s not refreshed: %v, %v", id, tn["username"], err)
 		}
 	}
 	var tn bson.M
-	if err := db.Collection("tenants_accounts").FindOne(ctx, bson.D{{Key: "_id", Value: someone["_id"]}}).Decode(&tn); err != nil || len(tn["org_apps_memberships"].(bson.A)) != 2 {
+	if err := db.Collection(names.TenantsAccounts).FindOne(ctx, bson.D{{Key: "_id", Value: someone["_id"]}}).Decode(&tn); err != nil || len(tn["org_apps_memberships"].(bson.A)) != 2 {
 		t.Errorf("the joining account did not join its person's tenant account: %v, %v", tn["org_apps_memberships"], err)
 	}
-	if n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{{Key: "_id", Value: "zz-joiner"}}); n != 0 {
+	if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{{Key: "_id", Value: "zz-joiner"}}); n != 0 {
 		t.Error("the joining account kept a tenant account of its own")
 	}
 }

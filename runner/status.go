@@ -2,85 +2,56 @@ package runner
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"time"
 
-	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
-	"github.com/tenantmigrate/runner/migrations"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 )
-
-// StepInfo describes one step of this build.
-type StepInfo struct {
-	Version    uint
-	Identifier string
-	Up         mongomigrate.Step
-	Phase      int // 1 or 2 for the phase steps, else 0
-	Checksum   string
-	HasDown    bool
-}
-
-func (r *Runner) stepInfos() ([]StepInfo, error) {
-	src, err := iofs.New(r.steps, ".")
-	if err != nil {
-		return nil, fmt.Errorf("read steps: %w", err)
-	}
-	defer src.Close()
-	var out []StepInfo
-	v, err := src.First()
-	for err == nil {
-		body, ident, rerr := src.ReadUp(v)
-		if rerr != nil {
-			return nil, fmt.Errorf("read step %d: %w", v, rerr)
-		}
-		b, rerr := io.ReadAll(body)
-		body.Close()
-		if rerr != nil {
-			return nil, fmt.Errorf("read step %d: %w", v, rerr)
-		}
-		step, perr := mongomigrate.ParseStep(b, r.cfg.Collections)
-		if perr != nil {
-			return nil, fmt.Errorf("step %d (%s): %w", v, ident, perr)
-		}
-		sum := sha256.Sum256(b)
-		info := StepInfo{Version: v, Identifier: ident, Up: step, Checksum: hex.EncodeToString(sum[:])}
-		if step.Kind == mongomigrate.KindGo {
-			info.Phase = migrations.PhaseOf(step.Name)
-		}
-		if down, _, derr := src.ReadDown(v); derr == nil {
-			info.HasDown = true
-			down.Close()
-		}
-		out = append(out, info)
-		v, err = src.Next(v)
-	}
-	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("list steps: %w", err)
-	}
-	return out, nil
-}
 
 // StepStatus is one line of `runner status`.
 type StepStatus struct {
 	Version    uint                  `json:"version"`
 	Identifier string                `json:"identifier"`
-	Kind       string                `json:"kind"`
+	Kind       mongomigrate.Kind     `json:"kind"`
 	Phase      int                   `json:"phase,omitempty"`
-	State      string                `json:"state"` // pending, applied, running, failed; "down ..." for a down that did not finish
+	State      StepState             `json:"state"`
 	Up         *mongomigrate.History `json:"up,omitempty"`
 	Down       *mongomigrate.History `json:"down,omitempty"`
 	// Changed is true when the step file differs from the one that ran.
 	Changed bool `json:"changed,omitempty"`
+}
+
+// StepState is where `runner status` says a step is: pending, or its up's
+// history state, or a down that did not finish.
+type StepState string
+
+// The states of a step.
+const (
+	StepPending StepState = "pending"
+	StepApplied           = StepState(mongomigrate.StateApplied)
+	StepRunning           = StepState(mongomigrate.StateRunning)
+	StepFailed            = StepState(mongomigrate.StateFailed)
+	// A down that is running, or failed.
+	StepDownRunning = StepState("down " + mongomigrate.StateRunning)
+	StepDownFailed  = StepState("down " + mongomigrate.StateFailed)
+)
+
+func (s StepState) String() string { return string(s) }
+
+// stepState is a step's state from its up and down history documents
+// (nil: none).
+func stepState(up, down *mongomigrate.History) StepState {
+	switch {
+	case down != nil && down.State != mongomigrate.StateApplied:
+		return StepState("down " + down.State)
+	case up != nil:
+		return StepState(up.State)
+	}
+	return StepPending
 }
 
 // Status is the whole of `runner status`.
@@ -102,10 +73,6 @@ type LockStatus struct {
 
 // Status reads the applied version, each step's history and the lock.
 func (r *Runner) Status(ctx context.Context) (Status, error) {
-	infos, err := r.stepInfos()
-	if err != nil {
-		return Status{}, err
-	}
 	st, err := mongomigrate.ReadState(ctx, r.db.Collection(r.cfg.Collections.State()))
 	if err != nil {
 		return Status{}, err
@@ -115,20 +82,16 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 		return Status{}, err
 	}
 	out := Status{Version: st.Version, Dirty: st.Dirty}
-	for _, in := range infos {
-		s := StepStatus{Version: in.Version, Identifier: in.Identifier, Kind: in.Up.Kind, Phase: in.Phase, State: "pending"}
-		// "reverted": how runners before this one recorded an undone step.
-		if h, ok := hist[mongomigrate.HistoryID(int(in.Version), "up")]; ok && h.State != "reverted" {
+	for _, in := range r.cat {
+		s := StepStatus{Version: in.Version, Identifier: in.Identifier, Kind: in.Up.Kind, Phase: in.Phase}
+		if h, ok := hist[mongomigrate.HistoryID(int(in.Version), mongomigrate.Up)]; ok && h.State != mongomigrate.StateReverted {
 			s.Up = &h
-			s.State = h.State
 			s.Changed = h.Checksum != "" && h.Checksum != in.Checksum && h.State == mongomigrate.StateApplied
 		}
-		if h, ok := hist[mongomigrate.HistoryID(int(in.Version), "down")]; ok {
+		if h, ok := hist[mongomigrate.HistoryID(int(in.Version), mongomigrate.Down)]; ok {
 			s.Down = &h
-			if h.State != mongomigrate.StateApplied {
-				s.State = "down " + h.State
-			}
 		}
+		s.State = stepState(s.Up, s.Down)
 		out.Steps = append(out.Steps, s)
 	}
 	h, err := lease.Current(ctx, r.db.Collection(r.cfg.Collections.LockColl()), lockName)
@@ -160,12 +123,6 @@ func (r *Runner) history(ctx context.Context, filter bson.D) (map[string]mongomi
 
 // stepsSince lists the steps this runner finished since start.
 func (r *Runner) stepsSince(ctx context.Context, start time.Time) ([]StepResult, error) {
-	names := map[uint]string{}
-	if infos, err := r.stepInfos(); err == nil {
-		for _, in := range infos {
-			names[in.Version] = in.Identifier
-		}
-	}
 	cur, err := r.db.Collection(r.cfg.Collections.History()).Find(context.WithoutCancel(ctx),
 		bson.D{{Key: "owner", Value: r.owner}, {Key: "started_at", Value: bson.D{{Key: "$gte", Value: start.Truncate(time.Millisecond)}}}},
 		options.Find().SetSort(bson.D{{Key: "started_at", Value: 1}}))
@@ -183,7 +140,7 @@ func (r *Runner) stepsSince(ctx context.Context, start time.Time) ([]StepResult,
 			continue
 		}
 		name := h.Name
-		if ident, ok := names[uint(h.Version)]; ok {
+		if ident := r.cat.identifier(h.Version); ident != "" {
 			name = ident
 		}
 		out = append(out, StepResult{Version: h.Version, Name: name, Direction: h.Direction,
@@ -192,9 +149,9 @@ func (r *Runner) stepsSince(ctx context.Context, start time.Time) ([]StepResult,
 	return out, cur.Err()
 }
 
-func (r *Runner) lastError(ctx context.Context, step int, direction string) string {
+func (r *Runner) lastError(ctx context.Context, step int, direction mongomigrate.Direction) string {
 	if direction == "" {
-		direction = "up"
+		direction = mongomigrate.Up
 	}
 	var h mongomigrate.History
 	err := r.db.Collection(r.cfg.Collections.History()).FindOne(ctx, bson.D{{Key: "_id", Value: mongomigrate.HistoryID(step, direction)}}).Decode(&h)

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
 )
@@ -54,12 +55,10 @@ type MongoDB struct {
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
 }
 
-// Collections names every collection the runner reads or writes.
+// Collections names every collection the runner reads or writes: the
+// data model's (model.Names, keys collections.accounts, ...) and its own.
 type Collections struct {
-	Accounts                  string `mapstructure:"accounts"`
-	TenantsAccounts           string `mapstructure:"tenants_accounts"`
-	ApplicationsOrganizations string `mapstructure:"applications_organizations"`
-	Links                     string `mapstructure:"links"`
+	model.Names `mapstructure:",squash"`
 	// MigrationsPrefix prefixes the runner's own bookkeeping collections:
 	// <prefix>_state, <prefix>_history and <prefix>_lock.
 	MigrationsPrefix string `mapstructure:"migrations_prefix"`
@@ -157,15 +156,35 @@ type Retry struct {
 
 // Boot says what a service does when its boot migration cannot finish.
 type Boot struct {
-	// OnFailure is "fail" (Boot returns the error; the service should
-	// exit) or "continue" (Boot logs it, keeps the status record and
-	// returns no error so the service can serve).
-	OnFailure string `mapstructure:"on_failure"`
-	// OnDirty is "resume" (re-run the step a dead or failed runner left
-	// half done; every step is idempotent) or "fail" (refuse until an
-	// operator looks).
-	OnDirty string `mapstructure:"on_dirty"`
+	OnFailure OnFailure `mapstructure:"on_failure"`
+	OnDirty   OnDirty   `mapstructure:"on_dirty"`
 }
+
+// OnFailure is what Boot does when a step fails (boot.on_failure).
+type OnFailure string
+
+const (
+	// FailureFail: Boot returns the error; the service should exit.
+	FailureFail OnFailure = "fail"
+	// FailureContinue: Boot logs it, keeps the status record and returns
+	// no error, so the service can serve.
+	FailureContinue OnFailure = "continue"
+)
+
+func (o OnFailure) String() string { return string(o) }
+
+// OnDirty is what a runner does with a step a dead or failed runner left
+// half done (boot.on_dirty).
+type OnDirty string
+
+const (
+	// DirtyResume: run the step again (every step is idempotent).
+	DirtyResume OnDirty = "resume"
+	// DirtyFail: refuse until an operator looks.
+	DirtyFail OnDirty = "fail"
+)
+
+func (o OnDirty) String() string { return string(o) }
 
 // Log configures logrus.
 type Log struct {
@@ -182,23 +201,17 @@ func Default() Config {
 			Database:       "core",
 			ConnectTimeout: 10 * time.Second,
 		},
-		Collections: Collections{
-			Accounts:                  "accounts",
-			TenantsAccounts:           "tenants_accounts",
-			ApplicationsOrganizations: "applications_organizations",
-			Links:                     "tenants_accounts_links",
-			MigrationsPrefix:          "migrations",
-		},
-		Identity:   Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}},
-		BatchSize:  1000,
-		Phase1:     Phase1{PreferredApps: []string{}, MemoryGroupLimit: 1_000_000, Path: "probe"},
-		Phase2:     Phase2{RangeSize: 0, Path: "probe"},
-		Verify:     Verify{AfterSteps: true},
-		Lock:       Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
-		Retry:      Retry{Attempts: 8, MaxElapsed: 2 * time.Minute, InitialWait: 200 * time.Millisecond, MaxWait: 15 * time.Second},
-		Boot:       Boot{OnFailure: "fail", OnDirty: "resume"},
-		Log:        Log{Format: "auto", Level: "info"},
-		References: []string{},
+		Collections: Collections{Names: model.DefaultNames(), MigrationsPrefix: "migrations"},
+		Identity:    Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}},
+		BatchSize:   1000,
+		Phase1:      Phase1{PreferredApps: []string{}, MemoryGroupLimit: 1_000_000, Path: "probe"},
+		Phase2:      Phase2{RangeSize: 0, Path: "probe"},
+		Verify:      Verify{AfterSteps: true},
+		Lock:        Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
+		Retry:       Retry{Attempts: 8, MaxElapsed: 2 * time.Minute, InitialWait: 200 * time.Millisecond, MaxWait: 15 * time.Second},
+		Boot:        Boot{OnFailure: FailureFail, OnDirty: DirtyResume},
+		Log:         Log{Format: "auto", Level: "info"},
+		References:  []string{},
 	}
 }
 
@@ -375,16 +388,31 @@ func decodeKey(v *viper.Viper, key string, cfg *Config) error {
 }
 
 func fieldByKey(v reflect.Value, path []string) reflect.Value {
+	f, ok := findField(v, path)
+	if !ok {
+		panic("config: no field for key " + strings.Join(path, "."))
+	}
+	return f
+}
+
+// squash is the tag of an embedded struct whose keys are its parent's.
+const squash = ",squash"
+
+func findField(v reflect.Value, path []string) (reflect.Value, bool) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
-		if t.Field(i).Tag.Get("mapstructure") == path[0] {
-			if len(path) == 1 {
-				return v.Field(i)
+		switch tag := t.Field(i).Tag.Get("mapstructure"); {
+		case tag == squash:
+			if f, ok := findField(v.Field(i), path); ok {
+				return f, true
 			}
-			return fieldByKey(v.Field(i), path[1:])
+		case tag == path[0] && len(path) == 1:
+			return v.Field(i), true
+		case tag == path[0]:
+			return findField(v.Field(i), path[1:])
 		}
 	}
-	panic("config: no field for key " + strings.Join(path, "."))
+	return reflect.Value{}, false
 }
 
 // flatten lists every leaf key of c with its value, by mapstructure tag.
@@ -394,7 +422,12 @@ func flatten(c Config) map[string]any {
 	walk = func(prefix string, v reflect.Value) {
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
-			name := prefix + t.Field(i).Tag.Get("mapstructure")
+			tag := t.Field(i).Tag.Get("mapstructure")
+			if tag == squash {
+				walk(prefix, v.Field(i))
+				continue
+			}
+			name := prefix + tag
 			if v.Field(i).Kind() == reflect.Struct {
 				walk(name+".", v.Field(i))
 				continue
@@ -486,9 +519,9 @@ func (c Config) Validate() error {
 		return &Error{Key: "retry.initial_wait", Msg: "must be positive"}
 	case c.Retry.MaxWait < c.Retry.InitialWait:
 		return &Error{Key: "retry.max_wait", Msg: fmt.Sprintf("must be at least retry.initial_wait (%s)", c.Retry.InitialWait)}
-	case c.Boot.OnFailure != "fail" && c.Boot.OnFailure != "continue":
+	case c.Boot.OnFailure != FailureFail && c.Boot.OnFailure != FailureContinue:
 		return &Error{Key: "boot.on_failure", Msg: fmt.Sprintf("%q: want fail or continue", c.Boot.OnFailure)}
-	case c.Boot.OnDirty != "resume" && c.Boot.OnDirty != "fail":
+	case c.Boot.OnDirty != DirtyResume && c.Boot.OnDirty != DirtyFail:
 		return &Error{Key: "boot.on_dirty", Msg: fmt.Sprintf("%q: want resume or fail", c.Boot.OnDirty)}
 	case c.Log.Format != "auto" && c.Log.Format != "text" && c.Log.Format != "json":
 		return &Error{Key: "log.format", Msg: fmt.Sprintf("%q: want auto, text or json", c.Log.Format)}

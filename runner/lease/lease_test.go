@@ -3,13 +3,11 @@ package lease_test
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 
@@ -33,10 +31,8 @@ func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now
 func (c *clock) advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
 
 func options(coll *mongo.Collection, c *clock, owner string) lease.Options {
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
 	// Renew: an hour of real time, so no heartbeat runs unless a test asks.
-	return lease.Options{Coll: coll, Name: "migrations", Owner: owner, Host: "test", TTL: time.Minute, Renew: time.Hour, Log: quiet, Now: c.Now}
+	return lease.Options{Coll: coll, Name: "migrations", Owner: owner, Host: "test", TTL: time.Minute, Renew: time.Hour, Log: testenv.Quiet(), Now: c.Now}
 }
 
 func TestLease(t *testing.T) {

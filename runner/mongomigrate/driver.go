@@ -42,18 +42,16 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
-
-// Counts are what a step reports it did, by name (read, written, ...).
-type Counts map[string]int64
 
 // Result is what a Go step reports: its counts, and notes for the people
 // who read the history (which way it went, and why). Notes carry no
 // personal data.
 type Result struct {
-	Counts Counts
+	Counts count.Counts
 	Notes  []string
 }
 
@@ -95,7 +93,7 @@ type Driver struct {
 // running is the step between SetVersion(v, true) and SetVersion(v, false).
 type running struct {
 	version   int
-	direction string
+	direction Direction
 	started   time.Time
 	result    Result
 }
@@ -106,13 +104,6 @@ const stateID = "version"
 
 // LockName is the name of the lease that serialises runners.
 const LockName = "migrations"
-
-// History states.
-const (
-	StateRunning = "running"
-	StateApplied = "applied"
-	StateFailed  = "failed"
-)
 
 // WithInstance returns a driver bound to ctx: cancelling ctx cancels the step
 // in progress.
@@ -201,7 +192,7 @@ type State struct {
 	Version   int       `bson:"version"`
 	Dirty     bool      `bson:"dirty"`
 	Step      int       `bson:"step,omitempty"`      // the step in progress when dirty
-	Direction string    `bson:"direction,omitempty"` // its direction
+	Direction Direction `bson:"direction,omitempty"` // its direction
 	UpdatedAt time.Time `bson:"updated_at"`
 	Owner     string    `bson:"owner"`
 }
@@ -244,11 +235,11 @@ func (d *Driver) SetVersion(version int, dirty bool) error {
 		d.mu.Lock()
 		cur := d.cur
 		d.mu.Unlock()
-		if cur != nil && cur.direction == "down" {
+		if cur != nil && cur.direction == Down {
 			// Undoing a step removes what it wrote, its history included,
 			// before the version says it is undone: killed in between, the
 			// state is still dirty and the down runs again.
-			if _, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).DeleteOne(ctx, bson.D{{Key: "_id", Value: HistoryID(cur.version, "up")}}); err != nil {
+			if _, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).DeleteOne(ctx, bson.D{{Key: "_id", Value: HistoryID(cur.version, Up)}}); err != nil {
 				return fmt.Errorf("remove the history of step %d: %w", cur.version, err)
 			}
 		}
@@ -263,9 +254,9 @@ func (d *Driver) SetVersion(version int, dirty bool) error {
 	if err != nil {
 		return err
 	}
-	r := &running{version: version, direction: "up", started: now}
+	r := &running{version: version, direction: Up, started: now}
 	if prev.Version != database.NilVersion && version < prev.Version {
-		r.version, r.direction = prev.Version, "down"
+		r.version, r.direction = prev.Version, Down
 	}
 	set = append(set, bson.E{Key: "step", Value: r.version}, bson.E{Key: "direction", Value: r.direction})
 	if _, err := state.UpdateOne(ctx, bson.D{{Key: "_id", Value: stateID}}, bson.D{{Key: "$set", Value: set}}, options.Update().SetUpsert(true)); err != nil {
@@ -307,7 +298,7 @@ func (d *Driver) Rerun(version int, body io.Reader) error {
 	if err := d.leaseErr(); err != nil {
 		return err
 	}
-	r := &running{version: version, direction: "up", started: time.Now().UTC()}
+	r := &running{version: version, direction: Up, started: time.Now().UTC()}
 	if err := d.startStep(d.ctx, r); err != nil {
 		return err
 	}
@@ -345,7 +336,7 @@ func (d *Driver) finishStep(ctx context.Context, now time.Time) error {
 }
 
 // HistoryID is the _id of a step's history document.
-func HistoryID(version int, direction string) string {
+func HistoryID(version int, direction Direction) string {
 	return fmt.Sprintf("%d.%s", version, direction)
 }
 
@@ -369,7 +360,7 @@ func (d *Driver) Run(r io.Reader) error {
 	defer stop()
 
 	step, perr := ParseStep(body, d.cfg.TemplateData)
-	version, direction := 0, "up"
+	version, direction := 0, Up
 	if cur != nil {
 		version, direction = cur.version, cur.direction
 	}
@@ -426,7 +417,7 @@ func (d *Driver) Run(r io.Reader) error {
 // StepError is a failed step.
 type StepError struct {
 	Version   int
-	Direction string
+	Direction Direction
 	Name      string
 	Err       error
 }
@@ -450,7 +441,7 @@ func (d *Driver) runStep(ctx context.Context, s Step) (Result, error) {
 			return Result{}, fmt.Errorf("command %d of %d: %w", i+1, len(s.Commands), err)
 		}
 	}
-	return Result{Counts: Counts{"commands": int64(len(s.Commands))}}, nil
+	return Result{Counts: count.Counts{count.Commands: int64(len(s.Commands))}}, nil
 }
 
 // Drop removes the driver's own collections (state, history, lock), so
@@ -476,15 +467,9 @@ func (d *Driver) Drop() error {
 	return nil
 }
 
-// Step kinds.
-const (
-	KindCommands = "commands"
-	KindGo       = "go"
-)
-
 // Step is a parsed step file.
 type Step struct {
-	Kind     string
+	Kind     Kind
 	Name     string // the Go step's name, or "commands"
 	Commands []bson.D
 }
@@ -495,7 +480,7 @@ func ParseStep(body []byte, data any) (Step, error) {
 	trimmed := bytes.TrimSpace(body)
 	switch {
 	case len(trimmed) == 0:
-		return Step{Kind: KindCommands, Name: KindCommands}, errors.New("empty step file")
+		return Step{Kind: KindCommands, Name: string(KindCommands)}, errors.New("empty step file")
 	case trimmed[0] == '{':
 		var g struct {
 			Go string `json:"go"`
@@ -511,21 +496,21 @@ func ParseStep(body []byte, data any) (Step, error) {
 		if strings.Contains(text, "{{") {
 			t, err := template.New("step").Option("missingkey=error").Parse(text)
 			if err != nil {
-				return Step{Kind: KindCommands, Name: KindCommands}, fmt.Errorf("step template: %w", err)
+				return Step{Kind: KindCommands, Name: string(KindCommands)}, fmt.Errorf("step template: %w", err)
 			}
 			var b strings.Builder
 			if err := t.Execute(&b, data); err != nil {
-				return Step{Kind: KindCommands, Name: KindCommands}, fmt.Errorf("step template: %w", err)
+				return Step{Kind: KindCommands, Name: string(KindCommands)}, fmt.Errorf("step template: %w", err)
 			}
 			text = b.String()
 		}
 		var cmds []bson.D
 		if err := bson.UnmarshalExtJSON([]byte(text), true, &cmds); err != nil {
-			return Step{Kind: KindCommands, Name: KindCommands}, fmt.Errorf("step commands: %w", err)
+			return Step{Kind: KindCommands, Name: string(KindCommands)}, fmt.Errorf("step commands: %w", err)
 		}
-		return Step{Kind: KindCommands, Name: KindCommands, Commands: cmds}, nil
+		return Step{Kind: KindCommands, Name: string(KindCommands), Commands: cmds}, nil
 	default:
-		return Step{Kind: KindCommands, Name: KindCommands}, errors.New("a step file is a JSON array of commands or a {\"go\": \"name\"} object")
+		return Step{Kind: KindCommands, Name: string(KindCommands)}, errors.New("a step file is a JSON array of commands or a {\"go\": \"name\"} object")
 	}
 }
 
@@ -559,20 +544,20 @@ func alreadyGone(cmd bson.D, err error) bool {
 
 // History is one step's history document.
 type History struct {
-	ID         string     `bson:"_id" json:"-"`
-	Version    int        `bson:"version" json:"version"`
-	Direction  string     `bson:"direction" json:"direction"`
-	State      string     `bson:"state" json:"state"`
-	Kind       string     `bson:"kind" json:"kind"`
-	Name       string     `bson:"name" json:"name"`
-	StartedAt  time.Time  `bson:"started_at" json:"started_at"`
-	EndedAt    *time.Time `bson:"ended_at,omitempty" json:"ended_at,omitempty"`
-	DurationMS int64      `bson:"duration_ms" json:"duration_ms"`
-	Host       string     `bson:"host" json:"host"`
-	Owner      string     `bson:"owner" json:"owner"`
-	Error      string     `bson:"error,omitempty" json:"error,omitempty"`
-	Counts     Counts     `bson:"counts,omitempty" json:"counts,omitempty"`
-	Notes      []string   `bson:"notes,omitempty" json:"notes,omitempty"`
-	Attempts   int        `bson:"attempts" json:"attempts"`
-	Checksum   string     `bson:"checksum" json:"checksum"`
+	ID         string       `bson:"_id" json:"-"`
+	Version    int          `bson:"version" json:"version"`
+	Direction  Direction    `bson:"direction" json:"direction"`
+	State      HistoryState `bson:"state" json:"state"`
+	Kind       Kind         `bson:"kind" json:"kind"`
+	Name       string       `bson:"name" json:"name"`
+	StartedAt  time.Time    `bson:"started_at" json:"started_at"`
+	EndedAt    *time.Time   `bson:"ended_at,omitempty" json:"ended_at,omitempty"`
+	DurationMS int64        `bson:"duration_ms" json:"duration_ms"`
+	Host       string       `bson:"host" json:"host"`
+	Owner      string       `bson:"owner" json:"owner"`
+	Error      string       `bson:"error,omitempty" json:"error,omitempty"`
+	Counts     count.Counts `bson:"counts,omitempty" json:"counts,omitempty"`
+	Notes      []string     `bson:"notes,omitempty" json:"notes,omitempty"`
+	Attempts   int          `bson:"attempts" json:"attempts"`
+	Checksum   string       `bson:"checksum" json:"checksum"`
 }

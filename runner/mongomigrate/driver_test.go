@@ -3,7 +3,6 @@ package mongomigrate_test
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"slices"
 	"testing"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/golang-migrate/migrate/v4/database"
 	dt "github.com/golang-migrate/migrate/v4/database/testing"
-	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 
@@ -25,11 +23,9 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
 func driver(t *testing.T, db *mongo.Database, owner string) *mongomigrate.Driver {
 	t.Helper()
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
 	d, err := mongomigrate.WithInstance(context.Background(), mongomigrate.Config{
 		DB: db, StateCollection: "migrations_state", HistoryCollection: "migrations_history", LockCollection: "migrations_lock",
-		LeaseTTL: 10 * time.Second, LeaseRenew: time.Second, LockWait: 0, Owner: owner, Host: "test", Log: quiet,
+		LeaseTTL: 10 * time.Second, LeaseRenew: time.Second, LockWait: 0, Owner: owner, Host: "test", Log: testenv.Quiet(),
 	})
 	if err != nil {
 		t.Fatal(err)

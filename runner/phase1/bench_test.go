@@ -9,6 +9,7 @@ import (
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/progress"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
+	"github.com/tenantmigrate/runner/scripts/testenv"
 )
 
 // fixtureGroups are the fixture's merge groups as members, for benchmarks.
@@ -97,7 +98,7 @@ func BenchmarkGrouping(b *testing.B) {
 					b.Fatal(err)
 				}
 				p := &run{rep: &Report{GroupSizes: map[int]int{}}, store: fs,
-					keys: &keyTable{t: fs.table("keys", "_id")}, cfg: Config{Log: quietLog(), Batch: 1000, MemoryGroupLimit: bc.limit, Progress: progress.Discard{}}}
+					keys: &keyTable{t: fs.table("keys", "_id")}, cfg: Config{Log: testenv.Quiet(), Batch: 1000, MemoryGroupLimit: bc.limit, Progress: progress.Discard{}}}
 				if err := p.keys.add(context.Background(), keys); err != nil {
 					b.Fatal(err)
 				}

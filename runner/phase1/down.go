@@ -7,6 +7,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
@@ -16,6 +17,14 @@ type DownReport struct {
 	// TenantsDeleted are the tenant accounts the links named.
 	TenantsDeleted int64
 }
+
+// Counts are the report as the down's counts.
+func (r *DownReport) Counts() count.Counts {
+	return count.Counts{count.TenantsDeleted: r.TenantsDeleted}
+}
+
+// Notes: the counts say it all.
+func (r *DownReport) Notes() []string { return nil }
 
 // Down undoes phase 1: it deletes the tenant accounts its links name,
 // then drops the links. Idempotent: a half-done Down is finished by

@@ -20,7 +20,7 @@ import (
 // sorted, groups sorted by their first id.
 func linkGroups(t *testing.T, db *mongo.Database) [][]model.ID {
 	t.Helper()
-	cur, err := db.Collection("links").Find(context.Background(), bson.D{})
+	cur, err := db.Collection(names.Links).Find(context.Background(), bson.D{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestGroupingInMemoryAndOnTheServerAgree(t *testing.T) {
 			if rep.Groups != len(exp.Groups) || rep.GroupedAccounts != exp.GroupedAccounts {
 				t.Errorf("report: %d groups of %d accounts; want %d of %d", rep.Groups, rep.GroupedAccounts, len(exp.Groups), exp.GroupedAccounts)
 			}
-			got := [2]map[string]string{testenv.Dump(t, db.Collection("tenants_accounts")), testenv.Dump(t, db.Collection("links"))}
+			got := [2]map[string]string{testenv.Dump(t, db.Collection(names.TenantsAccounts)), testenv.Dump(t, db.Collection(names.Links))}
 			if i == 0 {
 				want = got
 			} else if !maps(got[0], want[0]) || !maps(got[1], want[1]) {
@@ -97,7 +97,7 @@ func TestGroupingFollowsLongChains(t *testing.T) {
 				bson.D{{Key: "_id", Value: "ao2"}, {Key: "app_id", Value: "app2"}, {Key: "org_id", Value: "o1"}},
 				bson.D{{Key: "_id", Value: "ao3"}, {Key: "app_id", Value: "app3"}, {Key: "org_id", Value: "o2"}},
 			}
-			if _, err := db.Collection("applications_organizations").InsertMany(ctx, aos); err != nil {
+			if _, err := db.Collection(names.ApplicationsOrganizations).InsertMany(ctx, aos); err != nil {
 				t.Fatal(err)
 			}
 			email := func(i int) bson.D {
@@ -123,7 +123,7 @@ func TestGroupingFollowsLongChains(t *testing.T) {
 			}
 			docs = append(docs, bson.D{{Key: "_id", Value: "lone"}, {Key: "app_org_id", Value: "ao1"},
 				{Key: "auth_types", Value: bson.A{email(1000)}}})
-			if _, err := db.Collection("accounts").InsertMany(ctx, docs); err != nil {
+			if _, err := db.Collection(names.Accounts).InsertMany(ctx, docs); err != nil {
 				t.Fatal(err)
 			}
 			env.Seeded(t, db)

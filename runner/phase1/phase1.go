@@ -19,6 +19,8 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/count"
+	"github.com/tenantmigrate/runner/runner/internal/apporgs"
 	"github.com/tenantmigrate/runner/runner/internal/refusal"
 	"github.com/tenantmigrate/runner/runner/internal/scratch"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
@@ -53,11 +55,10 @@ import (
 
 // Config configures a run.
 type Config struct {
-	DB                        *mongo.Database
-	Accounts                  string
-	TenantsAccounts           string
-	ApplicationsOrganizations string
-	Links                     string
+	DB *mongo.Database
+	// Names are the collections phase 1 reads (accounts, app-orgs) and
+	// writes (tenant accounts, links).
+	model.Names
 	// ScratchPrefix names the scratch collections, dropped after a run.
 	ScratchPrefix string
 	IdentityCodes []string
@@ -221,26 +222,23 @@ func (r *Report) Notes() []string {
 	return out
 }
 
-// SkippedPrefix starts the count keys of skipped accounts by reason.
-const SkippedPrefix = "skipped: "
-
 // Counts flattens the report for the step history.
-func (r *Report) Counts() map[string]int64 {
-	c := map[string]int64{
-		"accounts_read":      r.Accounts,
-		"groups":             int64(r.Groups),
-		"grouped_accounts":   int64(r.GroupedAccounts),
-		"largest_group":      int64(r.LargestGroup),
-		"invalid_skipped":    int64(r.Invalid),
-		"conflicts":          int64(r.Conflicts),
-		"tenants_inserted":   int64(r.TenantsInserted),
-		"tenants_replaced":   int64(r.TenantsReplaced),
-		"tenants_unchanged":  int64(r.TenantsSame),
-		"tenants_superseded": int64(r.Superseded),
-		"links_written":      int64(r.LinksWritten),
+func (r *Report) Counts() count.Counts {
+	c := count.Counts{
+		count.AccountsRead:      r.Accounts,
+		count.Groups:            int64(r.Groups),
+		count.GroupedAccounts:   int64(r.GroupedAccounts),
+		count.LargestGroup:      int64(r.LargestGroup),
+		count.InvalidSkipped:    int64(r.Invalid),
+		count.Conflicts:         int64(r.Conflicts),
+		count.TenantsInserted:   int64(r.TenantsInserted),
+		count.TenantsReplaced:   int64(r.TenantsReplaced),
+		count.TenantsUnchanged:  int64(r.TenantsSame),
+		count.TenantsSuperseded: int64(r.Superseded),
+		count.LinksWritten:      int64(r.LinksWritten),
 	}
 	for reason, n := range r.InvalidReasons {
-		c[SkippedPrefix+reason] = int64(n)
+		c[count.Skipped(reason)] = int64(n)
 	}
 	return c
 }
@@ -280,7 +278,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Progress == nil {
 		cfg.Progress = progress.Discard{}
 	}
-	appOrgs, err := readAppOrgs(ctx, cfg.DB.Collection(cfg.ApplicationsOrganizations))
+	appOrgs, err := apporgs.Read(ctx, cfg.DB.Collection(cfg.ApplicationsOrganizations))
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +330,7 @@ type pass struct {
 
 // runPath runs the passes of one path from the start, with a report of its
 // own.
-func runPath(ctx context.Context, cfg Config, appOrgs map[string]model.ApplicationOrganization, path Path) (*Report, error) {
+func runPath(ctx context.Context, cfg Config, appOrgs apporgs.Set, path Path) (*Report, error) {
 	rep := &Report{DryRun: cfg.DryRun, Path: path, GroupSizes: map[int]int{}, InvalidReasons: map[string]int{},
 		ConflictFields: map[string]int{}, Durations: map[string]string{}}
 	p := &run{cfg: cfg, rep: rep, appOrgs: appOrgs}
@@ -395,7 +393,7 @@ func (p *run) openStore(ctx context.Context) error {
 type run struct {
 	cfg     Config
 	rep     *Report
-	appOrgs map[string]model.ApplicationOrganization
+	appOrgs apporgs.Set
 	store   scratchStore
 	keys    *keyTable
 	groups  *groupTable
@@ -411,30 +409,6 @@ type run struct {
 // read is how the passes read: a batch per round trip, cursors in _id
 // order resumed after a transient break.
 func (p *run) read() sorted.Options { return sorted.Options{Batch: p.cfg.Batch, Retry: &p.cfg.Retry} }
-
-func readAppOrgs(ctx context.Context, coll *mongo.Collection) (map[string]model.ApplicationOrganization, error) {
-	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "app_id", Value: 1}, {Key: "org_id", Value: 1}}))
-	if err != nil {
-		return nil, fmt.Errorf("read app-orgs: %w", err)
-	}
-	var rows []model.ApplicationOrganization
-	if err := cur.All(ctx, &rows); err != nil {
-		return nil, fmt.Errorf("read app-orgs: %w", err)
-	}
-	out := make(map[string]model.ApplicationOrganization, len(rows))
-	for _, r := range rows {
-		out[r.ID] = r
-	}
-	return out, nil
-}
-
-func (p *run) orgOf() map[string]string {
-	m := make(map[string]string, len(p.appOrgs))
-	for id, ao := range p.appOrgs {
-		m[id] = ao.OrgID
-	}
-	return m
-}
 
 // keyDoc is one identity pair of one account, in the scratch keys.
 type keyDoc struct {
@@ -453,7 +427,7 @@ func identityKey(org, code, identifier string) string {
 
 // pass 1
 func (p *run) scanIdentities(ctx context.Context) error {
-	orgOf := p.orgOf()
+	orgOf := p.appOrgs.OrgOf()
 	codes := map[string]bool{}
 	for _, c := range p.cfg.IdentityCodes {
 		codes[c] = true
@@ -474,15 +448,15 @@ func (p *run) scanIdentities(ctx context.Context) error {
 			p.invalid(idString(raw.Lookup("_id")), reason)
 			return nil
 		}
-		id, _ := get(d, model.FieldID)
-		ao, _ := get(d, model.FieldAppOrgID)
+		id, _ := model.Get(d, model.FieldID)
+		ao, _ := model.Get(d, model.FieldAppOrgID)
 		acct, _ := model.IDOfValue(id)
 		appOrg := ao.(string)
 		org := orgOf[appOrg]
-		ats, _ := get(d, model.FieldAuthTypes)
+		ats, _ := model.Get(d, model.FieldAuthTypes)
 		for _, at := range ats.(bson.A) {
-			code, _ := lookup(at, "auth_type_code")
-			ident, _ := lookup(at, "identifier")
+			code, _ := model.Lookup(at, "auth_type_code")
+			ident, _ := model.Lookup(at, "identifier")
 			c, _ := code.(string)
 			if !codes[c] {
 				continue
@@ -704,8 +678,8 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 		if err := bson.Unmarshal(gd.Doc, &d); err != nil {
 			return fmt.Errorf("decode account %s: %w", gd.ID, err)
 		}
-		ao, _ := get(d, model.FieldAppOrgID)
-		dc, _ := get(d, model.FieldDateCreated)
+		ao, _ := model.Get(d, model.FieldAppOrgID)
+		dc, _ := model.Get(d, model.FieldDateCreated)
 		m := Member{ID: gd.ID, AppOrgID: ao.(string), Doc: d}
 		if t, ok := dc.(primitive.DateTime); ok {
 			m.DateCreated = t.Time()

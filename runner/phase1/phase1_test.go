@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"sort"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 
@@ -24,15 +22,15 @@ import (
 
 var env *testenv.Env
 
+// names are the collections every test of this package uses.
+var names = model.DefaultNames()
+
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
 func config(db *mongo.Database) phase1.Config {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
 	return phase1.Config{
-		DB: db, Accounts: "accounts", TenantsAccounts: "tenants_accounts",
-		ApplicationsOrganizations: "applications_organizations", Links: "links",
-		ScratchPrefix: "migrations", IdentityCodes: gen.DefaultIdentityCodes(), Batch: 500, Log: l,
+		DB: db, Names: names,
+		ScratchPrefix: "migrations", IdentityCodes: gen.DefaultIdentityCodes(), Batch: 500, Log: testenv.Quiet(),
 	}
 }
 
@@ -60,19 +58,19 @@ func load(t *testing.T, db *mongo.Database, n int) gen.Expectations {
 
 func collections(t *testing.T, db *mongo.Database) []string {
 	t.Helper()
-	names, err := db.ListCollectionNames(context.Background(), bson.D{})
+	got, err := db.ListCollectionNames(context.Background(), bson.D{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sort.Strings(names)
-	return names
+	sort.Strings(got)
+	return got
 }
 
 func TestPhase1OnFixture(t *testing.T) {
 	db := env.Database(t)
 	exp := load(t, db, 4000)
 	ctx := context.Background()
-	legacyBefore := testenv.Dump(t, db.Collection("accounts"))
+	legacyBefore := testenv.Dump(t, db.Collection(names.Accounts))
 
 	// Dry run first: it must write nothing to the server; its scratch
 	// tables are files, removed at the end.
@@ -113,7 +111,7 @@ func TestPhase1OnFixture(t *testing.T) {
 
 	// Links describe exactly the fixture's groups.
 	var links []model.Link
-	cur, err := db.Collection("links").Find(ctx, bson.D{})
+	cur, err := db.Collection(names.Links).Find(ctx, bson.D{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +143,7 @@ func TestPhase1OnFixture(t *testing.T) {
 	}
 
 	// One membership per distinct app-org in every tenant.
-	tcur, err := db.Collection("tenants_accounts").Find(ctx, bson.D{})
+	tcur, err := db.Collection(names.TenantsAccounts).Find(ctx, bson.D{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +173,7 @@ func TestPhase1OnFixture(t *testing.T) {
 	}
 
 	// A second run changes nothing.
-	tenantsAfter, linksAfter := testenv.Dump(t, db.Collection("tenants_accounts")), testenv.Dump(t, db.Collection("links"))
+	tenantsAfter, linksAfter := testenv.Dump(t, db.Collection(names.TenantsAccounts)), testenv.Dump(t, db.Collection(names.Links))
 	rep2, err := phase1.Run(ctx, config(db))
 	if err != nil {
 		t.Fatal(err)
@@ -183,10 +181,10 @@ func TestPhase1OnFixture(t *testing.T) {
 	if rep2.TenantsInserted+rep2.TenantsReplaced+rep2.LinksWritten+rep2.Superseded != 0 || rep2.TenantsSame != len(exp.Groups) {
 		t.Errorf("second run wrote: %+v", rep2)
 	}
-	if !maps(testenv.Dump(t, db.Collection("tenants_accounts")), tenantsAfter) || !maps(testenv.Dump(t, db.Collection("links")), linksAfter) {
+	if !maps(testenv.Dump(t, db.Collection(names.TenantsAccounts)), tenantsAfter) || !maps(testenv.Dump(t, db.Collection(names.Links)), linksAfter) {
 		t.Errorf("second run changed tenants or links")
 	}
-	if !maps(testenv.Dump(t, db.Collection("accounts")), legacyBefore) {
+	if !maps(testenv.Dump(t, db.Collection(names.Accounts)), legacyBefore) {
 		t.Errorf("phase 1 changed the legacy accounts")
 	}
 	for _, c := range collections(t, db) {
@@ -206,7 +204,7 @@ func TestPhase1InterruptedThenRerun(t *testing.T) {
 		if _, err := phase1.Run(context.Background(), config(clean)); err != nil {
 			t.Fatal(err)
 		}
-		want := [2]map[string]string{testenv.Dump(t, clean.Collection("tenants_accounts")), testenv.Dump(t, clean.Collection("links"))}
+		want := [2]map[string]string{testenv.Dump(t, clean.Collection(names.TenantsAccounts)), testenv.Dump(t, clean.Collection(names.Links))}
 
 		db := env.Database(t)
 		load(t, db, 3000)
@@ -216,7 +214,7 @@ func TestPhase1InterruptedThenRerun(t *testing.T) {
 			t.Fatal(err)
 		}
 		full := time.Since(start)
-		for _, coll := range []string{"tenants_accounts", "links"} {
+		for _, coll := range []string{names.TenantsAccounts, names.Links} {
 			if err := db.Collection(coll).Drop(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +234,7 @@ func TestPhase1InterruptedThenRerun(t *testing.T) {
 		if _, err := phase1.Run(context.Background(), config(db)); err != nil {
 			t.Fatal(err)
 		}
-		got := [2]map[string]string{testenv.Dump(t, db.Collection("tenants_accounts")), testenv.Dump(t, db.Collection("links"))}
+		got := [2]map[string]string{testenv.Dump(t, db.Collection(names.TenantsAccounts)), testenv.Dump(t, db.Collection(names.Links))}
 		if !maps(got[0], want[0]) || !maps(got[1], want[1]) {
 			t.Errorf("after %d interrupted runs and a re-run: %d tenants, %d links; an uninterrupted run gives %d, %d (or contents differ)",
 				interrupted, len(got[0]), len(got[1]), len(want[0]), len(want[1]))
@@ -253,7 +251,7 @@ func TestPhase1BadData(t *testing.T) {
 			bson.D{{Key: "_id", Value: "bad-appOrg"}, {Key: "app_org_id", Value: "nope"}, {Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: "x@y"}}}}},
 			bson.D{{Key: "_id", Value: "bad-noauth"}, {Key: "app_org_id", Value: gen.AppOrgs(gen.Options{})[0].ID}},
 		}
-		if _, err := db.Collection("accounts").InsertMany(ctx, bad); err != nil {
+		if _, err := db.Collection(names.Accounts).InsertMany(ctx, bad); err != nil {
 			t.Fatal(err)
 		}
 		env.Seeded(t, db)
@@ -283,7 +281,7 @@ func TestPhase1JoinsNewAccount(t *testing.T) {
 		aos := []any{bson.D{{Key: "_id", Value: "ao1"}, {Key: "app_id", Value: "app1"}, {Key: "org_id", Value: "o"}},
 			bson.D{{Key: "_id", Value: "ao2"}, {Key: "app_id", Value: "app2"}, {Key: "org_id", Value: "o"}},
 			bson.D{{Key: "_id", Value: "ao3"}, {Key: "app_id", Value: "app3"}, {Key: "org_id", Value: "o"}}}
-		if _, err := db.Collection("applications_organizations").InsertMany(ctx, aos); err != nil {
+		if _, err := db.Collection(names.ApplicationsOrganizations).InsertMany(ctx, aos); err != nil {
 			t.Fatal(err)
 		}
 		acct := func(id, ao string, day int) bson.D {
@@ -291,7 +289,7 @@ func TestPhase1JoinsNewAccount(t *testing.T) {
 				{Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: "p@x.org"}}}},
 				{Key: "date_created", Value: time.Date(2020, 1, day, 0, 0, 0, 0, time.UTC)}}
 		}
-		if _, err := db.Collection("accounts").InsertMany(ctx, []any{acct("b", "ao1", 2), acct("c", "ao2", 3)}); err != nil {
+		if _, err := db.Collection(names.Accounts).InsertMany(ctx, []any{acct("b", "ao1", 2), acct("c", "ao2", 3)}); err != nil {
 			t.Fatal(err)
 		}
 		env.Seeded(t, db)
@@ -300,7 +298,7 @@ func TestPhase1JoinsNewAccount(t *testing.T) {
 		}
 		// Account "a" is older: by the rule alone it would be the survivor, but
 		// "b" already owns the tenant account.
-		if _, err := db.Collection("accounts").InsertOne(ctx, acct("a", "ao3", 1)); err != nil {
+		if _, err := db.Collection(names.Accounts).InsertOne(ctx, acct("a", "ao3", 1)); err != nil {
 			t.Fatal(err)
 		}
 		env.Seeded(t, db)
@@ -311,9 +309,9 @@ func TestPhase1JoinsNewAccount(t *testing.T) {
 		if rep.TenantsReplaced != 1 || rep.TenantsInserted != 0 {
 			t.Errorf("re-run = %+v, want the existing tenant replaced", rep)
 		}
-		n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{})
+		n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{})
 		var tn model.TenantAccount
-		if err := db.Collection("tenants_accounts").FindOne(ctx, bson.D{}).Decode(&tn); err != nil {
+		if err := db.Collection(names.TenantsAccounts).FindOne(ctx, bson.D{}).Decode(&tn); err != nil {
 			t.Fatal(err)
 		}
 		if n != 1 || tn.ID != model.StringID("b") || len(tn.Memberships) != 3 {
@@ -331,7 +329,7 @@ func TestPhase1GroupTooLarge(t *testing.T) {
 		ctx := context.Background()
 		aos := []any{bson.D{{Key: "_id", Value: "ao1"}, {Key: "app_id", Value: "app1"}, {Key: "org_id", Value: "o"}},
 			bson.D{{Key: "_id", Value: "ao2"}, {Key: "app_id", Value: "app2"}, {Key: "org_id", Value: "o"}}}
-		if _, err := db.Collection("applications_organizations").InsertMany(ctx, aos); err != nil {
+		if _, err := db.Collection(names.ApplicationsOrganizations).InsertMany(ctx, aos); err != nil {
 			t.Fatal(err)
 		}
 		half := strings.Repeat("y", 9<<20)
@@ -339,7 +337,7 @@ func TestPhase1GroupTooLarge(t *testing.T) {
 			d := bson.D{{Key: "_id", Value: fmt.Sprintf("big-%d", i)}, {Key: "app_org_id", Value: ao},
 				{Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: "p@x.org"}}}},
 				{Key: "preferences", Value: bson.D{{Key: fmt.Sprintf("k%d", i), Value: half}}}}
-			if _, err := db.Collection("accounts").InsertOne(ctx, d); err != nil {
+			if _, err := db.Collection(names.Accounts).InsertOne(ctx, d); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -360,14 +358,14 @@ func TestPhase1GroupTooLarge(t *testing.T) {
 			}
 		}
 		var links []model.Link
-		cur, err := db.Collection("links").Find(ctx, bson.D{})
+		cur, err := db.Collection(names.Links).Find(ctx, bson.D{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := cur.All(ctx, &links); err != nil {
 			t.Fatal(err)
 		}
-		n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{})
+		n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{})
 		if len(links) != 2 || !links[0].TenantID.IsZero() || links[0].Skipped != phase1.ReasonTooLarge || n != 0 {
 			t.Errorf("links %+v, %d tenants; want 2 links that say why, no tenant", links, n)
 		}
@@ -385,23 +383,23 @@ func TestDownUndoesPhase1(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := bson.D{{Key: "_id", Value: "one-to-one"}, {Key: "org_id", Value: "o"}}
-	if _, err := db.Collection("tenants_accounts").InsertOne(ctx, other); err != nil {
+	if _, err := db.Collection(names.TenantsAccounts).InsertOne(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	legacy := testenv.Dump(t, db.Collection("accounts"))
+	legacy := testenv.Dump(t, db.Collection(names.Accounts))
 	for i, want := range []int64{int64(len(exp.Groups)), 0} {
 		rep, err := phase1.Down(ctx, config(db))
 		if err != nil || rep.TenantsDeleted != want {
 			t.Fatalf("down %d = %+v, %v; want %d tenant accounts deleted", i+1, rep, err, want)
 		}
 	}
-	if n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{}); n != 1 {
+	if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != 1 {
 		t.Errorf("%d tenant accounts after down, want only the one-to-one one", n)
 	}
-	if names, _ := db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: "links"}}); len(names) != 0 {
+	if got, _ := db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: names.Links}}); len(got) != 0 {
 		t.Error("the links are still there")
 	}
-	if fmt.Sprint(testenv.Dump(t, db.Collection("accounts"))) != fmt.Sprint(legacy) {
+	if fmt.Sprint(testenv.Dump(t, db.Collection(names.Accounts))) != fmt.Sprint(legacy) {
 		t.Error("down changed the legacy accounts")
 	}
 }

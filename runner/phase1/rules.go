@@ -207,7 +207,7 @@ func (r Rules) Merge(orgID string, members []Member, survivorID model.ID) (Merge
 	if err != nil {
 		return Merged{}, fmt.Errorf("account %s: %w", survivorID, err)
 	}
-	tenant = set(tenant, model.FieldMemberships, memberships)
+	tenant = model.Set(tenant, model.FieldMemberships, memberships)
 	for _, m := range ordered[1:] {
 		other, err := pipelines.OneToOne(m.Doc, orgID)
 		if err != nil {
@@ -218,8 +218,8 @@ func (r Rules) Merge(orgID string, members []Member, survivorID model.ID) (Merge
 			case model.FieldID, model.FieldOrgID, model.FieldMemberships:
 				continue
 			}
-			cur, has := get(tenant, e.Key)
-			tenant = set(tenant, e.Key, personRule(e.Key)(cur, has, e.Value, cs.field(e.Key, survivorID, m.ID)))
+			cur, has := model.Get(tenant, e.Key)
+			tenant = model.Set(tenant, e.Key, personRule(e.Key)(cur, has, e.Value, cs.field(e.Key, survivorID, m.ID)))
 		}
 	}
 	return Merged{Tenant: tenant, Links: links, Conflicts: cs.list}, nil
@@ -233,7 +233,7 @@ func (r Rules) membership(group []Member, cs *conflicts) (bson.D, error) {
 	if err != nil {
 		return nil, fmt.Errorf("account %s: %w", rep.ID, err)
 	}
-	v, _ := get(t, model.FieldMemberships)
+	v, _ := model.Get(t, model.FieldMemberships)
 	arr, _ := v.(bson.A)
 	if len(arr) != 1 {
 		return nil, fmt.Errorf("account %s: transform made %d memberships", rep.ID, len(arr))
@@ -241,12 +241,12 @@ func (r Rules) membership(group []Member, cs *conflicts) (bson.D, error) {
 	ms, _ := arr[0].(bson.D)
 	for _, m := range group[1:] {
 		for _, f := range model.AppLevelFields {
-			val, ok := get(m.Doc, f)
+			val, ok := model.Get(m.Doc, f)
 			if !ok {
 				continue
 			}
-			cur, has := get(ms, f)
-			ms = set(ms, f, membershipRule(f)(cur, has, val, cs.field(model.FieldMemberships+"."+f, rep.ID, m.ID)))
+			cur, has := model.Get(ms, f)
+			ms = model.Set(ms, f, membershipRule(f)(cur, has, val, cs.field(model.FieldMemberships+"."+f, rep.ID, m.ID)))
 		}
 	}
 	return ms, nil
@@ -260,8 +260,8 @@ func personRule(field string) rule {
 	switch field {
 	case model.FieldAuthTypes:
 		return unionBy(func(v any) string {
-			c, _ := lookup(v, "auth_type_code")
-			id, _ := lookup(v, "identifier")
+			c, _ := model.Lookup(v, "auth_type_code")
+			id, _ := model.Lookup(v, "identifier")
 			return fmt.Sprint(c) + "\x00" + fmt.Sprint(id)
 		}, true)
 	case "mfa_types":
@@ -364,7 +364,7 @@ func withoutBookkeeping(v any) any {
 
 func keyAt(path string) func(any) string {
 	return func(v any) string {
-		k, ok := lookup(v, path)
+		k, ok := model.Lookup(v, path)
 		if !ok {
 			// No key: unite by whole value.
 			b, _ := bson.Marshal(bson.D{{Key: "v", Value: v}})
@@ -385,10 +385,10 @@ func mergeDoc(emptyFills bool) rule {
 		}
 		out := slices.Clone(a)
 		for _, e := range b {
-			v, ok := get(out, e.Key)
+			v, ok := model.Get(out, e.Key)
 			switch {
 			case !ok || v == nil || emptyFills && v == "":
-				out = set(out, e.Key, e.Value)
+				out = model.Set(out, e.Key, e.Value)
 			case e.Value == nil || emptyFills && e.Value == "":
 			case !equal(v, e.Value):
 				clash()
@@ -409,7 +409,7 @@ func mergeProfile(cur any, has bool, other any, clash func()) any {
 	for _, e := range o {
 		switch e.Key {
 		case "id", "date_created", "date_updated":
-			if _, present := lookup(cur, e.Key); present {
+			if _, present := model.Lookup(cur, e.Key); present {
 				continue
 			}
 		}
@@ -509,40 +509,6 @@ func (c *conflicts) field(name string, a, b model.ID) func() {
 		}
 		c.list = append(c.list, Conflict{TenantID: c.tenant, Field: name, Sources: []model.ID{a, b}})
 	}
-}
-
-func get(d bson.D, key string) (any, bool) {
-	for _, e := range d {
-		if e.Key == key {
-			return e.Value, true
-		}
-	}
-	return nil, false
-}
-
-// set replaces key in place, or appends it.
-func set(d bson.D, key string, v any) bson.D {
-	for i, e := range d {
-		if e.Key == key {
-			d[i].Value = v
-			return d
-		}
-	}
-	return append(d, bson.E{Key: key, Value: v})
-}
-
-// lookup follows a dotted path through nested documents.
-func lookup(v any, path string) (any, bool) {
-	for _, p := range strings.Split(path, ".") {
-		d, ok := v.(bson.D)
-		if !ok {
-			return nil, false
-		}
-		if v, ok = get(d, p); !ok {
-			return nil, false
-		}
-	}
-	return v, true
 }
 
 func equal(a, b any) bool {

@@ -1,12 +1,10 @@
 package phase1
 
 import (
-	"io"
 	"reflect"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 
@@ -36,7 +34,7 @@ func account(id any, appOrg string, created int, extra ...bson.E) Member {
 
 func field(t *testing.T, d bson.D, path string) any {
 	t.Helper()
-	v, ok := lookup(d, path)
+	v, ok := model.Lookup(d, path)
 	if !ok {
 		t.Fatalf("no field %s in %v", path, d)
 	}
@@ -145,17 +143,17 @@ func TestMembershipsOnePerAppOrg(t *testing.T) {
 	roles := field(t, ms[1], "roles").(bson.A)
 	var ids []any
 	for _, r := range roles {
-		v, _ := lookup(r, "role._id")
+		v, _ := model.Lookup(r, "role._id")
 		ids = append(ids, v)
 	}
 	if !reflect.DeepEqual(ids, []any{"r1", "r2", "r3"}) {
 		t.Errorf("roles = %v, want r1 r2 r3 de-duplicated", ids)
 	}
 	prefs := field(t, ms[1], "preferences").(bson.D)
-	if v, _ := get(prefs, "theme"); v != "dark" {
+	if v, _ := model.Get(prefs, "theme"); v != "dark" {
 		t.Errorf("preference theme = %v, want the representative's", v)
 	}
-	if v, _ := get(prefs, "font"); v != "big" {
+	if v, _ := model.Get(prefs, "font"); v != "big" {
 		t.Errorf("preference font = %v, want filled from the other account", v)
 	}
 	if v := field(t, ms[1], "most_recent_client_version"); v != "1.10.0" {
@@ -215,8 +213,8 @@ func TestPersonLevelRules(t *testing.T) {
 	tn := got.Tenant
 	var pairs []string
 	for _, at := range field(t, tn, "auth_types").(bson.A) {
-		c, _ := lookup(at, "auth_type_code")
-		i, _ := lookup(at, "identifier")
+		c, _ := model.Lookup(at, "auth_type_code")
+		i, _ := model.Lookup(at, "identifier")
 		pairs = append(pairs, c.(string)+":"+i.(string))
 	}
 	tests := []struct {
@@ -242,7 +240,7 @@ func TestPersonLevelRules(t *testing.T) {
 		{"other's unknown field kept", field(t, tn, "other_unknown"), int32(3)},
 		{"org", field(t, tn, "org_id"), "org1"},
 		{"_id is the survivor's", field(t, tn, "_id"), "a"},
-		{"no app_org_id at person level", func() bool { _, ok := get(tn, "app_org_id"); return ok }(), false},
+		{"no app_org_id at person level", func() bool { _, ok := model.Get(tn, "app_org_id"); return ok }(), false},
 	}
 	for _, tt := range tests {
 		if !reflect.DeepEqual(tt.got, tt.want) {
@@ -304,10 +302,4 @@ func TestCompareVersions(t *testing.T) {
 			t.Errorf("compareVersions(%s, %s) = %d, want %d", tt.a, tt.b, got, tt.want)
 		}
 	}
-}
-
-func quietLog() *logrus.Logger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return l
 }

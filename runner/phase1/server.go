@@ -74,7 +74,7 @@ func (p *run) serverIdentities(ctx context.Context) error {
 // pass 1, server path: the invalid accounts, read by the filter that
 // phase 2's stage 1 negates, and the number of accounts.
 func (p *run) serverInvalid(ctx context.Context) error {
-	orgOf := p.orgOf()
+	orgOf := p.appOrgs.OrgOf()
 	accounts := p.cfg.DB.Collection(p.cfg.Accounts)
 	// A retry reads them all again: each attempt counts afresh, and keeps
 	// the counts and the first few ids only.
@@ -127,7 +127,7 @@ func (p *run) groupIdentities(ctx context.Context) error {
 	defer task.Done()
 	var uf *components
 	var shared int
-	pipe := pipelines.SharedIdentities(p.orgOf(), p.cfg.IdentityCodes)
+	pipe := pipelines.SharedIdentities(p.appOrgs.OrgOf(), p.cfg.IdentityCodes)
 	err := p.cfg.Retry.Do(ctx, "group identities", func(ctx context.Context) error {
 		uf, shared = newComponents(p.cfg.MemoryGroupLimit), 0
 		cur, err := p.cfg.DB.Collection(p.cfg.Accounts).Aggregate(ctx, pipe,

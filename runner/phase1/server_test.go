@@ -34,7 +34,7 @@ func TestServerPathWritesWhatStreamingWrites(t *testing.T) {
 		if err != nil {
 			t.Fatalf("phase 1 (%s): %v", cfg.Path, err)
 		}
-		return rep, [2]map[string]string{testenv.Dump(t, cfg.DB.Collection("tenants_accounts")), testenv.Dump(t, cfg.DB.Collection("links"))}
+		return rep, [2]map[string]string{testenv.Dump(t, cfg.DB.Collection(names.TenantsAccounts)), testenv.Dump(t, cfg.DB.Collection(names.Links))}
 	}
 	said := func(r *phase1.Report) string {
 		return fmt.Sprint(r.Accounts, r.Groups, r.GroupedAccounts, r.GroupSizes, r.LargestGroup, r.Conflicts, r.ConflictFields, r.FirstConflicts,
@@ -70,7 +70,7 @@ func TestServerPathWritesWhatStreamingWrites(t *testing.T) {
 		t.Errorf("path %s wrote %d tenants and %d links; streaming wrote %d and %d (or the contents differ)", rep.Path, len(got[0]), len(got[1]), len(swant[0]), len(swant[1]))
 	}
 	for _, c := range collections(t, db) {
-		if !slices.Contains(before, c) && c != "tenants_accounts" && c != "links" {
+		if !slices.Contains(before, c) && c != names.TenantsAccounts && c != names.Links {
 			t.Errorf("the run left collection %s (before it: %v)", c, before)
 		}
 	}
@@ -82,7 +82,7 @@ func TestServerPathWritesWhatStreamingWrites(t *testing.T) {
 	if !maps(got2[0], got[0]) || !maps(got2[1], got[1]) {
 		t.Error("a second run changed the tenants or links")
 	}
-	if n, err := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{}); err != nil || n != int64(len(got[0])) {
+	if n, err := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); err != nil || n != int64(len(got[0])) {
 		t.Fatal(n, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
@@ -24,6 +25,20 @@ type DownReport struct {
 	TenantsDeleted int64
 	// Dropped are the collections phase 2 had created, removed empty.
 	Dropped []string
+}
+
+// Counts are the report as the down's counts.
+func (r *DownReport) Counts() count.Counts {
+	return count.Counts{count.TenantsDeleted: r.TenantsDeleted}
+}
+
+// Notes name the collections the down dropped.
+func (r *DownReport) Notes() []string {
+	var notes []string
+	for _, name := range r.Dropped {
+		notes = append(notes, "dropped "+name+", which phase 2 had created, empty")
+	}
+	return notes
 }
 
 // Down undoes phase 2: it deletes the one-to-one tenant accounts (those

@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -37,6 +36,8 @@ import (
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/capability"
+	"github.com/tenantmigrate/runner/runner/count"
+	"github.com/tenantmigrate/runner/runner/internal/apporgs"
 	"github.com/tenantmigrate/runner/runner/internal/refusal"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/progress"
@@ -46,7 +47,7 @@ import (
 // Config configures a run.
 type Config struct {
 	DB    *mongo.Database
-	Names pipelines.Names
+	Names model.Names
 	// State is the collection that keeps the checkpoint.
 	State string
 	Batch int
@@ -126,18 +127,18 @@ type Report struct {
 }
 
 // Counts flattens the report for the step history.
-func (r *Report) Counts() map[string]int64 {
-	c := map[string]int64{
+func (r *Report) Counts() count.Counts {
+	c := count.Counts{
 		// Every account read falls in exactly one of the others.
-		"accounts_read":   r.Inserted + r.Refreshed + r.Unchanged + r.RefreshedOrUnchanged + r.Merged + r.Invalid,
-		"inserted":        r.Inserted,
-		"left_to_phase1":  r.Merged,
-		"invalid_skipped": r.Invalid,
+		count.AccountsRead:   r.Inserted + r.Refreshed + r.Unchanged + r.RefreshedOrUnchanged + r.Merged + r.Invalid,
+		count.Inserted:       r.Inserted,
+		count.LeftToPhase1:   r.Merged,
+		count.InvalidSkipped: r.Invalid,
 	}
 	if r.Exact {
-		c["refreshed"], c["unchanged"] = r.Refreshed, r.Unchanged
+		c[count.Refreshed], c[count.Unchanged] = r.Refreshed, r.Unchanged
 	} else {
-		c["refreshed_or_unchanged"] = r.RefreshedOrUnchanged
+		c[count.RefreshedOrUnchanged] = r.RefreshedOrUnchanged
 	}
 	return c
 }
@@ -199,10 +200,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{DryRun: cfg.DryRun, Server: info.Server + " " + info.Version}
-	orgOf, valid, err := appOrgs(ctx, cfg.DB.Collection(cfg.Names.ApplicationsOrganizations))
+	aos, err := apporgs.Read(ctx, cfg.DB.Collection(cfg.Names.ApplicationsOrganizations))
 	if err != nil {
 		return nil, err
 	}
+	orgOf, valid := aos.OrgOf(), aos.Valid()
 	path := cfg.Path
 	serverSide := path.serverSide()
 	var after model.ID // where a run killed earlier stopped
@@ -303,27 +305,6 @@ func ensureCollections(ctx context.Context, cfg Config) error {
 }
 
 const namespaceExists = 48
-
-func appOrgs(ctx context.Context, coll *mongo.Collection) (map[string]string, []string, error) {
-	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "org_id", Value: 1}}))
-	if err != nil {
-		return nil, nil, fmt.Errorf("read app-orgs: %w", err)
-	}
-	var rows []model.ApplicationOrganization
-	if err := cur.All(ctx, &rows); err != nil {
-		return nil, nil, fmt.Errorf("read app-orgs: %w", err)
-	}
-	orgOf := map[string]string{}
-	var valid []string
-	for _, r := range rows {
-		orgOf[r.ID] = r.OrgID
-		if r.OrgID != "" {
-			valid = append(valid, r.ID)
-		}
-	}
-	sort.Strings(valid)
-	return orgOf, valid, nil
-}
 
 // checkInvalid finds the accounts the pipeline's first stage leaves out,
 // before anything is written: with a count on the server where the server

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"sort"
@@ -12,14 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
-	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
@@ -30,25 +27,19 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
-func quiet() *logrus.Logger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return l
-}
-
-var names = pipelines.Names{Accounts: "accounts", TenantsAccounts: "tenants_accounts", ApplicationsOrganizations: "applications_organizations", Links: "links"}
+var names = model.DefaultNames()
 
 func config(db *mongo.Database, path phase2.Path) phase2.Config {
 	// ExactCounts: the tests below check refreshes on every path;
 	// TestPhase2MergeCountsWithoutPreview checks the lean default.
-	return phase2.Config{DB: db, Names: names, State: "migrations_state", Batch: 400, Path: path, ExactCounts: true, Log: quiet()}
+	return phase2.Config{DB: db, Names: names, State: "migrations_state", Batch: 400, Path: path, ExactCounts: true, Log: testenv.Quiet()}
 }
 
 // paths are the paths this server takes, as the probe finds them: the
 // streaming one everywhere, the server-side ones where the server runs them.
 func paths(t *testing.T, db *mongo.Database) []phase2.Path {
 	t.Helper()
-	rep, err := phase2.Probe(context.Background(), phase2.Config{DB: db, Names: names, State: "migrations_state", Log: quiet()})
+	rep, err := phase2.Probe(context.Background(), phase2.Config{DB: db, Names: names, State: "migrations_state", Log: testenv.Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,9 +72,8 @@ func prepared(t *testing.T, n int) (*mongo.Database, gen.Expectations) {
 	t.Helper()
 	db := env.Database(t)
 	exp := env.Load(t, db, gen.Options{Accounts: n, Seed: 5})
-	_, err := phase1.Run(context.Background(), phase1.Config{DB: db, Accounts: names.Accounts, TenantsAccounts: names.TenantsAccounts,
-		ApplicationsOrganizations: names.ApplicationsOrganizations, Links: names.Links, ScratchPrefix: "migrations",
-		IdentityCodes: gen.DefaultIdentityCodes(), Batch: 500, Log: quiet()})
+	_, err := phase1.Run(context.Background(), phase1.Config{DB: db, Names: names, ScratchPrefix: "migrations",
+		IdentityCodes: gen.DefaultIdentityCodes(), Batch: 500, Log: testenv.Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +403,7 @@ func TestPhase2ProbeChoosesAndExplains(t *testing.T) {
 		return n
 	}
 	before := collections()
-	rep, err := phase2.Run(ctx, phase2.Config{DB: db, Names: names, State: "migrations_state", Log: quiet()})
+	rep, err := phase2.Run(ctx, phase2.Config{DB: db, Names: names, State: "migrations_state", Log: testenv.Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,20 +507,20 @@ func TestPhase2WithoutLinksCollection(t *testing.T) {
 	if rep.Inserted != int64(exp.Accounts) {
 		t.Errorf("phase 2 alone (no phase 1, no links) = %+v; want all %d inserted", rep, exp.Accounts)
 	}
-	names, err := db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: "links"}})
-	if err != nil || len(names) != 1 {
-		t.Errorf("links collection after phase 2: %v, %v", names, err)
+	got, err := db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: names.Links}})
+	if err != nil || len(got) != 1 {
+		t.Errorf("links collection after phase 2: %v, %v", got, err)
 	}
 	// Down removes what phase 2 wrote and the collections it created (here
 	// both: no step 1, no phase 1), twice over as once; the legacy
 	// accounts stay as they were.
-	legacy := testenv.Dump(t, db.Collection("accounts"))
+	legacy := testenv.Dump(t, db.Collection(names.Accounts))
 	for i := 0; i < 2; i++ {
 		down, err := phase2.Down(ctx, config(db, phase2.PathProbe))
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantDeleted, wantDropped := int64(exp.Accounts), []string{"links", "tenants_accounts"}
+		wantDeleted, wantDropped := int64(exp.Accounts), []string{names.Links, names.TenantsAccounts}
 		if i == 1 {
 			wantDeleted, wantDropped = 0, nil
 		}
@@ -538,13 +528,13 @@ func TestPhase2WithoutLinksCollection(t *testing.T) {
 			t.Errorf("down %d = %+v; want %d deleted, %v dropped", i+1, down, wantDeleted, wantDropped)
 		}
 	}
-	if names, _ := db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: "links"}}); len(names) != 0 {
+	if got, _ := db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: names.Links}}); len(got) != 0 {
 		t.Errorf("the links collection phase 2 created is still there after down")
 	}
-	if n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{}); n != 0 {
+	if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != 0 {
 		t.Errorf("%d tenant accounts after down", n)
 	}
-	if got := testenv.Dump(t, db.Collection("accounts")); fmt.Sprint(got) != fmt.Sprint(legacy) {
+	if got := testenv.Dump(t, db.Collection(names.Accounts)); fmt.Sprint(got) != fmt.Sprint(legacy) {
 		t.Error("down changed the legacy accounts")
 	}
 }
@@ -564,7 +554,7 @@ func TestPhase2DownKeepsPhase1(t *testing.T) {
 	if down.TenantsDeleted != int64(exp.Accounts-exp.GroupedAccounts) || len(down.Dropped) != 0 {
 		t.Errorf("down = %+v; want the %d one-to-one tenants deleted, nothing dropped", down, exp.Accounts-exp.GroupedAccounts)
 	}
-	if n, _ := db.Collection("tenants_accounts").CountDocuments(ctx, bson.D{}); n != int64(len(exp.Groups)) {
+	if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != int64(len(exp.Groups)) {
 		t.Errorf("%d tenant accounts after down, want phase 1's %d", n, len(exp.Groups))
 	}
 }

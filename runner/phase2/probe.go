@@ -40,7 +40,7 @@ func probe(ctx context.Context, cfg Config) (*ProbeReport, error) {
 	}
 	id := scratch.RunID()
 	pc := cfg
-	pc.Names = pipelines.Names{
+	pc.Names = model.Names{
 		Accounts:                  prefix + "accounts_" + id,
 		TenantsAccounts:           prefix + "tenants_" + id,
 		ApplicationsOrganizations: prefix + "app_orgs_" + id,

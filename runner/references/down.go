@@ -7,6 +7,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 )
 
@@ -17,6 +18,11 @@ type DownReport struct {
 	// Changed are documents that no longer hold what the runner wrote
 	// (the service changed them since): left as they are.
 	Changed int64 `json:"changed_since"`
+}
+
+// Counts are the report as the down's counts.
+func (r *DownReport) Counts() count.Counts {
+	return count.Counts{count.Restored: r.Restored, count.ChangedSince: r.Changed}
 }
 
 // Notes are the report in a step's summary.

@@ -41,6 +41,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/progress"
 	"github.com/tenantmigrate/runner/runner/retry"
@@ -171,10 +172,10 @@ func (r *Report) Print(w io.Writer) {
 
 // Counts are the report as a step's counts (a count's name holds no dot:
 // the per-field figures are in Fields).
-func (r *Report) Counts() map[string]int64 {
-	c := map[string]int64{"documents_rewritten": r.Documents, "changed_meanwhile": r.Changed, "conflicts": r.Conflicts, "ids_replaced": 0}
+func (r *Report) Counts() count.Counts {
+	c := count.Counts{count.DocumentsRewritten: r.Documents, count.ChangedMeanwhile: r.Changed, count.Conflicts: r.Conflicts, count.IDsReplaced: 0}
 	for _, f := range r.Fields {
-		c["ids_replaced"] += f.Replaced
+		c[count.IDsReplaced] += f.Replaced
 	}
 	return c
 }
@@ -717,7 +718,7 @@ func (c *collection) record(ctx context.Context, plans []*plan) error {
 					case pending && sameValue(pv, e.Value):
 						// A killed run's write went through: it is ours.
 						ours = true
-						r.Written = setField(r.Written, e.Key, e.Value)
+						r.Written = model.Set(r.Written, e.Key, e.Value)
 					case sameValue(w, e.Value):
 						ours = true
 					}
@@ -726,13 +727,13 @@ func (c *collection) record(ctx context.Context, plans []*plan) error {
 			if !ours {
 				// Nothing of the runner's is in the field (never written, or
 				// the service wrote it since): its original is what was read.
-				r.Original = setField(r.Original, e.Key, e.Value)
-				r.Written = setField(r.Written, e.Key, e.Value)
+				r.Original = model.Set(r.Original, e.Key, e.Value)
+				r.Written = model.Set(r.Written, e.Key, e.Value)
 			}
 		}
 		r.Pending = slices.Clone(r.Written)
 		for _, e := range p.after {
-			r.Pending = setField(r.Pending, e.Key, e.Value)
+			r.Pending = model.Set(r.Pending, e.Key, e.Value)
 		}
 		p.pending = r.Pending
 		models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: r.ID}}).SetReplacement(r).SetUpsert(true))

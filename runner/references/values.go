@@ -116,14 +116,3 @@ func bulk(ctx context.Context, p *retry.Policy, coll *mongo.Collection, models [
 	}
 	return modified, nil
 }
-
-// setField is d with key set to v (appended when absent).
-func setField(d bson.D, key string, v any) bson.D {
-	for i := range d {
-		if d[i].Key == key {
-			d[i].Value = v
-			return d
-		}
-	}
-	return append(d, bson.E{Key: key, Value: v})
-}

@@ -21,20 +21,12 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/internal/apporgs"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
-
-// Collections names what verify reads.
-type Collections struct {
-	Accounts                  string
-	TenantsAccounts           string
-	ApplicationsOrganizations string
-	Links                     string
-}
 
 // Stage is how far the migration is: which phases are applied. Verify
 // holds the applied ones to their promises; a legacy account that is in no
@@ -316,7 +308,7 @@ type tenantRow struct {
 type Progress func(read int64)
 
 // Run reconciles the collections.
-func Run(ctx context.Context, db *mongo.Database, c Collections, opts Options) (*Report, error) {
+func Run(ctx context.Context, db *mongo.Database, c model.Names, opts Options) (*Report, error) {
 	progress, batch := opts.Progress, opts.Batch
 	if progress == nil {
 		progress = func(int64) {}
@@ -324,10 +316,11 @@ func Run(ctx context.Context, db *mongo.Database, c Collections, opts Options) (
 	if batch <= 0 {
 		batch = 1000
 	}
-	orgOf, err := appOrgs(ctx, db.Collection(c.ApplicationsOrganizations))
+	aos, err := apporgs.Read(ctx, db.Collection(c.ApplicationsOrganizations))
 	if err != nil {
 		return nil, err
 	}
+	orgOf := aos.OrgOf()
 	byID := bson.D{{Key: "_id", Value: 1}}
 	ro := sorted.Options{Batch: batch, Retry: opts.Retry}
 	legacy, err := openStream[legacyRow](ctx, db.Collection(c.Accounts), ro, byID, bson.D{{Key: "app_org_id", Value: 1}}, func(r legacyRow) string { return r.key() })
@@ -508,23 +501,6 @@ func holds(t tenantRow, membershipID, appOrgID string) bool {
 		}
 	}
 	return false
-}
-
-func appOrgs(ctx context.Context, coll *mongo.Collection) (map[string]string, error) {
-	// App-orgs number in the hundreds at most: one per app per org.
-	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "org_id", Value: 1}}))
-	if err != nil {
-		return nil, fmt.Errorf("read app-orgs: %w", err)
-	}
-	var rows []model.ApplicationOrganization
-	if err := cur.All(ctx, &rows); err != nil {
-		return nil, fmt.Errorf("read app-orgs: %w", err)
-	}
-	out := make(map[string]string, len(rows))
-	for _, r := range rows {
-		out[r.ID] = r.OrgID
-	}
-	return out, nil
 }
 
 // stream is a sorted cursor with one document of look-ahead.

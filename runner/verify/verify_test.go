@@ -7,6 +7,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 
+	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/verify"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -15,7 +16,7 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
-var colls = verify.Collections{Accounts: "accounts", TenantsAccounts: "tenants_accounts", ApplicationsOrganizations: "applications_organizations", Links: "links"}
+var colls = model.DefaultNames()
 
 func legacy(id, appOrg string) bson.D {
 	return bson.D{{Key: "_id", Value: id}, {Key: "app_org_id", Value: appOrg}}

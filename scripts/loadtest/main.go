@@ -47,6 +47,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 	"go.mongodb.org/mongo-driver/mongo/readpref"
 
+	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner"
 	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/scripts/embedded/server"
@@ -391,7 +392,7 @@ func checkDatabase(ctx context.Context, db *mongo.Database, force bool) error {
 func ownCollection(name string) bool {
 	c := config.Default().Collections
 	switch name {
-	case gen.CollAccounts, gen.CollAppOrgs, c.Accounts, c.ApplicationsOrganizations, c.Links, c.State(), c.History(), c.LockColl(), c.ReferencesColl(), baselineColl, indexedColl, bareColl,
+	case model.DefaultNames().Accounts, model.DefaultNames().ApplicationsOrganizations, c.Accounts, c.ApplicationsOrganizations, c.Links, c.State(), c.History(), c.LockColl(), c.ReferencesColl(), baselineColl, indexedColl, bareColl,
 		gen.CollSessions, gen.CollCredentials, gen.CollFollows, gen.CollSaved:
 		return true
 	}

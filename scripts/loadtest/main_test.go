@@ -17,6 +17,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 
+	"github.com/tenantmigrate/runner/runner"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -89,8 +90,8 @@ func TestMeasureSmall(t *testing.T) {
 	}
 	applied := map[string]bool{}
 	for _, s := range f.Status.Steps {
-		applied[s.Identifier] = s.State == "applied"
-		if s.Version == 1 && s.State != "applied" {
+		applied[s.Identifier] = s.State == runner.StepApplied
+		if s.Version == 1 && s.State != runner.StepApplied {
 			t.Errorf("step 1 %s is %s, want applied", s.Identifier, s.State)
 		}
 	}

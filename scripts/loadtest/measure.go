@@ -22,6 +22,7 @@ import (
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner"
 	"github.com/tenantmigrate/runner/runner/config"
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/verify"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 )
@@ -104,9 +105,9 @@ type StatusFigures struct {
 type StepFigures struct {
 	Version    uint             `json:"version"`
 	Identifier string           `json:"identifier"`
-	State      string           `json:"state"`
+	State      runner.StepState `json:"state"`
 	Seconds    float64          `json:"seconds"`
-	Counts     map[string]int64 `json:"counts,omitempty"`
+	Counts     count.Counts     `json:"counts,omitempty"`
 	Notes      []string         `json:"notes,omitempty"`
 }
 
@@ -228,7 +229,7 @@ func (h *harness) measure(ctx context.Context, opts gen.Options) (Figures, error
 // offers: a bare $out where the server takes it, else (FerretDB 1 refuses
 // it) an unbuffered stream with unordered bulk inserts of 1,000.
 func (h *harness) baseline(ctx context.Context) (*BaselineFigures, error) {
-	src, dst := h.db.Collection(gen.CollAccounts), h.db.Collection(baselineColl)
+	src, dst := h.db.Collection(model.DefaultNames().Accounts), h.db.Collection(baselineColl)
 	if err := dst.Drop(ctx); err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
@@ -332,7 +333,8 @@ func (h *harness) barePipeline(ctx context.Context) (*BaselineFigures, error) {
 	for _, ao := range aos {
 		valid = append(valid, ao.ID)
 	}
-	names := pipelines.Names{Accounts: c.Accounts, TenantsAccounts: bareColl, ApplicationsOrganizations: c.ApplicationsOrganizations, Links: c.Links}
+	names := c.Names
+	names.TenantsAccounts = bareColl
 	fmt.Fprintln(h.log, "phase 2's insert pipeline into a collection without secondary indexes...")
 	start := time.Now()
 	if ran, err := h.aggregateIfTaken(ctx, h.db.Collection(c.Accounts), pipelines.Phase2Inserts(names, valid, nil)); !ran {

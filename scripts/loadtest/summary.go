@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
+
+	"github.com/tenantmigrate/runner/runner"
 )
 
 // report is what loadtest prints: where the figures were taken, the figures,
@@ -71,7 +72,7 @@ func printSummary(w io.Writer, r report) error {
 	if s := r.Status; s != nil {
 		for _, st := range s.Steps {
 			ratio := ""
-			if base > 0 && st.State == "applied" {
+			if base > 0 && st.State == runner.StepApplied {
 				ratio = fmt.Sprintf("  [%.2fx baseline]", st.Seconds/base)
 			}
 			fmt.Fprintf(&b, "step %d %s: %s%s\n", st.Version, st.Identifier, stepText(st), ratio)
@@ -128,19 +129,14 @@ func printSummary(w io.Writer, r report) error {
 
 // stepText is "0.01 s  k=v ...", or the state when the step is not applied.
 func stepText(st StepFigures) string {
-	if st.State == "pending" {
+	if st.State == runner.StepPending {
 		return "pending"
 	}
 	s := fmt.Sprintf("%.2f s", st.Seconds)
-	if st.State != "applied" {
-		s = st.State + " after " + s
+	if st.State != runner.StepApplied {
+		s = st.State.String() + " after " + s
 	}
-	keys := make([]string, 0, len(st.Counts))
-	for k := range st.Counts {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range st.Counts.Names() {
 		s += fmt.Sprintf("  %s=%d", k, st.Counts[k])
 	}
 	return s
@@ -158,7 +154,7 @@ func (f Figures) stepSeconds(version uint) (float64, bool) {
 	}
 	for _, st := range f.Status.Steps {
 		if st.Version == version {
-			return st.Seconds, st.State == "applied"
+			return st.Seconds, st.State == runner.StepApplied
 		}
 	}
 	return 0, false
@@ -171,7 +167,7 @@ func (f Figures) allStepsSeconds() (float64, bool) {
 	}
 	total := 0.0
 	for _, st := range f.Status.Steps {
-		if st.State != "applied" {
+		if st.State != runner.StepApplied {
 			return 0, false
 		}
 		total += st.Seconds

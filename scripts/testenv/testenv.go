@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -19,6 +20,9 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/scripts/embedded/server"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 )
@@ -37,7 +41,17 @@ type Env struct {
 }
 
 // LegacyCollections are the collections the runner only reads.
-func LegacyCollections() []string { return []string{"accounts", "applications_organizations"} }
+func LegacyCollections() []string {
+	n := model.DefaultNames()
+	return []string{n.Accounts, n.ApplicationsOrganizations}
+}
+
+// Quiet is a logger that writes nothing: the code under test logs to it.
+func Quiet() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
 
 // Real reports whether the tests run against MONGODB_URI.
 func (e *Env) Real() bool { return e.Embedded == nil }

@@ -128,11 +128,11 @@ func TestKillAnywhereThenRerun(t *testing.T) {
 	if r := runBin(t, clean.Name(), fastLease); r.code != 0 {
 		t.Fatalf("uninterrupted run: %+v", r)
 	}
-	want := [2]map[string]string{testenv.Dump(t, clean.Collection("tenants_accounts")), testenv.Dump(t, clean.Collection("tenants_accounts_links"))}
+	want := [2]map[string]string{testenv.Dump(t, clean.Collection(names.TenantsAccounts)), testenv.Dump(t, clean.Collection(names.Links))}
 
 	db := env.Database(t)
 	env.Load(t, db, opts)
-	legacy := testenv.Dump(t, db.Collection("accounts"))
+	legacy := testenv.Dump(t, db.Collection(names.Accounts))
 	started := func(name string) []string { return []string{`"msg":"step started"`, `"name":"` + name + `"`} }
 	finished := func(name string) []string { return []string{`"msg":"step finished"`, `"name":"` + name + `"`} }
 	pass := func(name string) []string { return []string{"phase 1: pass started", name} }
@@ -188,13 +188,13 @@ func TestKillAnywhereThenRerun(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); r.code != 0 || err != nil || rep.Linked+rep.OneToOne != rep.LegacyAccounts || rep.LegacyAccounts != opts.Accounts {
 		t.Fatalf("verify after the kills: %+v (%v) %s", rep, err, r.stderr)
 	}
-	for i, coll := range []string{"tenants_accounts", "tenants_accounts_links"} {
+	for i, coll := range []string{names.TenantsAccounts, names.Links} {
 		got := testenv.Dump(t, db.Collection(coll))
 		if m, e, c := diff(want[i], got); m+e+c != 0 {
 			t.Errorf("%s after %d kills: %d missing, %d extra, %d different of %d", coll, killed, m, e, c, len(want[i]))
 		}
 	}
-	if m, e, c := diff(legacy, testenv.Dump(t, db.Collection("accounts"))); m+e+c != 0 {
+	if m, e, c := diff(legacy, testenv.Dump(t, db.Collection(names.Accounts))); m+e+c != 0 {
 		t.Errorf("legacy accounts changed: %d missing, %d extra, %d different", m, e, c)
 	}
 	t.Logf("%d kills; compared %d tenant accounts and %d links document for document; lost 0", killed, len(want[0]), len(want[1]))

@@ -22,8 +22,8 @@ import (
 
 	"github.com/tenantmigrate/runner/runner"
 	"github.com/tenantmigrate/runner/runner/config"
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/lease"
-	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/progress"
 )
 
@@ -272,30 +272,24 @@ type summaryRow struct{ read, written, merged, refreshed, skipped string }
 
 // summarize maps a step's counts on the summary's columns; "-" is a column
 // the step has nothing to say about (an index step reads no account).
-func summarize(c map[string]int64) summaryRow {
-	sum := func(keys ...string) string {
-		var n int64
-		found := false
-		for _, k := range keys {
-			if v, ok := c[k]; ok {
-				n, found = n+v, true
-			}
-		}
-		if !found {
+func summarize(c count.Counts) summaryRow {
+	sum := func(names ...count.Name) string {
+		n, ok := c.Sum(names...)
+		if !ok {
 			return "-"
 		}
 		return strconv.FormatInt(n, 10)
 	}
 	r := summaryRow{
-		read:      sum("accounts_read"),
-		written:   sum("tenants_inserted", "tenants_replaced", "inserted", "refreshed"),
-		merged:    sum("grouped_accounts"),
-		refreshed: sum("tenants_replaced", "refreshed"),
-		skipped:   sum("invalid_skipped"),
+		read:      sum(count.AccountsRead),
+		written:   sum(count.TenantsInserted, count.TenantsReplaced, count.Inserted, count.Refreshed),
+		merged:    sum(count.GroupedAccounts),
+		refreshed: sum(count.TenantsReplaced, count.Refreshed),
+		skipped:   sum(count.InvalidSkipped),
 	}
 	// $merge without phase2.exact_counts: refreshes are not told apart
 	// from unchanged accounts, only bounded by them.
-	if n, ok := c["refreshed_or_unchanged"]; ok {
+	if n, ok := c[count.RefreshedOrUnchanged]; ok {
 		r.refreshed = "0"
 		if n > 0 {
 			r.written = "≥" + r.written
@@ -304,7 +298,7 @@ func summarize(c map[string]int64) summaryRow {
 	}
 	var reasons []string
 	for k, v := range c {
-		if reason, ok := strings.CutPrefix(k, phase1.SkippedPrefix); ok {
+		if reason, ok := k.SkippedReason(); ok {
 			reasons = append(reasons, fmt.Sprintf("%s: %d", reason, v))
 		}
 	}
@@ -315,15 +309,11 @@ func summarize(c map[string]int64) summaryRow {
 	return r
 }
 
-func formatCounts(c map[string]int64) string {
+func formatCounts(c count.Counts) string {
 	if len(c) == 0 {
 		return "-"
 	}
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := c.Names()
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s=%d", k, c[k])
@@ -364,7 +354,7 @@ func printStatus(w io.Writer, st runner.Status) {
 	}
 	tw.Flush()
 	for _, s := range st.Steps {
-		if s.Up != nil && s.State != "pending" {
+		if s.Up != nil && s.State != runner.StepPending {
 			for _, n := range s.Up.Notes {
 				fmt.Fprintf(w, "step %d: %s\n", s.Version, n)
 			}

@@ -21,6 +21,8 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/migrations"
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/scripts/testenv"
@@ -29,6 +31,8 @@ import (
 var (
 	env *testenv.Env
 	bin string
+	// names are the collections of the default configuration the tests run.
+	names = model.DefaultNames()
 )
 
 func TestMain(m *testing.M) {
@@ -316,18 +320,18 @@ func TestOneLineErrors(t *testing.T) {
 func TestSummarize(t *testing.T) {
 	tests := []struct {
 		name   string
-		counts map[string]int64
+		counts count.Counts
 		want   summaryRow
 	}{
-		{"index step", map[string]int64{"commands": 1}, summaryRow{"-", "-", "-", "-", "-"}},
-		{"phase 1", map[string]int64{"accounts_read": 100, "grouped_accounts": 9, "tenants_inserted": 3, "tenants_replaced": 1,
+		{"index step", count.Counts{"commands": 1}, summaryRow{"-", "-", "-", "-", "-"}},
+		{"phase 1", count.Counts{"accounts_read": 100, "grouped_accounts": 9, "tenants_inserted": 3, "tenants_replaced": 1,
 			"invalid_skipped": 2, "skipped: no auth_types": 1, "skipped: dangling app_org_id": 1},
 			summaryRow{"100", "4", "9", "1", "2 (dangling app_org_id: 1, no auth_types: 1)"}},
-		{"phase 2", map[string]int64{"accounts_read": 100, "inserted": 80, "refreshed": 5, "unchanged": 4, "left_to_phase1": 9, "invalid_skipped": 2},
+		{"phase 2", count.Counts{"accounts_read": 100, "inserted": 80, "refreshed": 5, "unchanged": 4, "left_to_phase1": 9, "invalid_skipped": 2},
 			summaryRow{"100", "85", "-", "5", "2"}},
-		{"phase 2, $merge without exact counts", map[string]int64{"accounts_read": 100, "inserted": 80, "refreshed_or_unchanged": 9, "left_to_phase1": 9, "invalid_skipped": 2},
+		{"phase 2, $merge without exact counts", count.Counts{"accounts_read": 100, "inserted": 80, "refreshed_or_unchanged": 9, "left_to_phase1": 9, "invalid_skipped": 2},
 			summaryRow{"100", "≥80", "-", "≤9", "2"}},
-		{"phase 2, $merge without exact counts, nothing else", map[string]int64{"accounts_read": 89, "inserted": 80, "refreshed_or_unchanged": 0, "left_to_phase1": 9},
+		{"phase 2, $merge without exact counts, nothing else", count.Counts{"accounts_read": 89, "inserted": 80, "refreshed_or_unchanged": 0, "left_to_phase1": 9},
 			summaryRow{"89", "80", "-", "0", "-"}},
 	}
 	for _, tt := range tests {

@@ -21,7 +21,7 @@ func TestVerifyAtEveryStage(t *testing.T) {
 	ctx := context.Background()
 	oneToOne := exp.Accounts - exp.GroupedAccounts
 	var ao bson.M
-	if err := db.Collection("applications_organizations").FindOne(ctx, bson.D{{Key: "org_id", Value: bson.D{{Key: "$type", Value: "string"}}}}).Decode(&ao); err != nil {
+	if err := db.Collection(names.ApplicationsOrganizations).FindOne(ctx, bson.D{{Key: "org_id", Value: bson.D{{Key: "$type", Value: "string"}}}}).Decode(&ao); err != nil {
 		t.Fatal(err)
 	}
 	// An account phase 2 refuses (no identity), added after phase 1 ran.
@@ -41,17 +41,17 @@ func TestVerifyAtEveryStage(t *testing.T) {
 		{name: "phase 2", args: []string{"--phase", "2"}, stage: verify.StageComplete, verify: exitOK},
 		{name: "phase 2 undone", args: []string{"down"}, stage: verify.StageAfterPhase1, awaiting: oneToOne, verify: exitNotFinished},
 		{name: "failed phase 2", args: []string{"--phase", "2"}, code: exitFailed, before: func(t *testing.T) {
-			if _, err := db.Collection("accounts").InsertOne(ctx, bad); err != nil {
+			if _, err := db.Collection(names.Accounts).InsertOne(ctx, bad); err != nil {
 				t.Fatal(err)
 			}
 			env.Seeded(t, db)
 		}, stage: verify.StageAfterPhase1, awaiting: oneToOne + 1, verify: exitNotFinished},
 		{name: "a tenant account of phase 1 deleted", before: func(t *testing.T) {
 			var link bson.M
-			if err := db.Collection("tenants_accounts_links").FindOne(ctx, bson.D{}).Decode(&link); err != nil {
+			if err := db.Collection(names.Links).FindOne(ctx, bson.D{}).Decode(&link); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := db.Collection("tenants_accounts").DeleteOne(ctx, bson.D{{Key: "_id", Value: link["tenant_id"]}}); err != nil {
+			if _, err := db.Collection(names.TenantsAccounts).DeleteOne(ctx, bson.D{{Key: "_id", Value: link["tenant_id"]}}); err != nil {
 				t.Fatal(err)
 			}
 		}, stage: verify.StageAfterPhase1, awaiting: oneToOne + 1, verify: exitMismatch},

@@ -1,0 +1,43 @@
+package model
+
+import (
+	"strings"
+
+	"go.mongodb.org/mongo-driver/bson"
+)
+
+// Get is the value of d's field key, and whether d has it.
+func Get(d bson.D, key string) (any, bool) {
+	for _, e := range d {
+		if e.Key == key {
+			return e.Value, true
+		}
+	}
+	return nil, false
+}
+
+// Set sets d's field key to v in place, keeping the field order, or
+// appends it; it returns d, as append does.
+func Set(d bson.D, key string, v any) bson.D {
+	for i := range d {
+		if d[i].Key == key {
+			d[i].Value = v
+			return d
+		}
+	}
+	return append(d, bson.E{Key: key, Value: v})
+}
+
+// Lookup follows a dotted path through nested documents (not arrays).
+func Lookup(v any, path string) (any, bool) {
+	for _, p := range strings.Split(path, ".") {
+		d, ok := v.(bson.D)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = Get(d, p); !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}

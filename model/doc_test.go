@@ -1,0 +1,36 @@
+package model_test
+
+import (
+	"testing"
+
+	"go.mongodb.org/mongo-driver/bson"
+
+	"github.com/tenantmigrate/runner/model"
+)
+
+func TestGetSetLookup(t *testing.T) {
+	d := bson.D{{Key: "a", Value: 1}, {Key: "p", Value: bson.D{{Key: "q", Value: bson.D{{Key: "r", Value: "deep"}}}}}}
+	for _, tt := range []struct {
+		path string
+		want any
+		ok   bool
+	}{
+		{"a", 1, true},
+		{"p.q.r", "deep", true},
+		{"p.q.x", nil, false},
+		{"a.b", nil, false}, // through a scalar
+		{"z", nil, false},
+	} {
+		if got, ok := model.Lookup(d, tt.path); ok != tt.ok || got != tt.want {
+			t.Errorf("Lookup(%q) = %v, %v; want %v, %v", tt.path, got, ok, tt.want, tt.ok)
+		}
+	}
+	d = model.Set(d, "a", 2)
+	d = model.Set(d, "b", 3)
+	if len(d) != 3 || d[0].Key != "a" || d[0].Value != 2 || d[2].Key != "b" {
+		t.Errorf("after Set: %v; want a replaced in place and b appended", d)
+	}
+	if v, ok := model.Get(d, "b"); !ok || v != 3 {
+		t.Errorf("Get(b) = %v, %v", v, ok)
+	}
+}

@@ -1,0 +1,90 @@
+// Package count names what a step reports it did. Every count a step
+// writes to its history, and every count the summary, status and load test
+// read back, is one of these names, declared once: a misspelt count is a
+// compile error, not a "-" in the summary.
+package count
+
+import (
+	"sort"
+	"strings"
+)
+
+// Name is the name of one count, as the history stores it.
+type Name string
+
+// The counts of the steps. Their text is what the history documents and
+// `runner status --json` carry: it never changes.
+const (
+	// AccountsRead: legacy accounts the step read (phase 1, phase 2).
+	AccountsRead Name = "accounts_read"
+	// InvalidSkipped: legacy accounts left unmigrated as bad data.
+	InvalidSkipped Name = "invalid_skipped"
+	// Retries: transient errors the step retried.
+	Retries Name = "retries"
+	// Commands: database commands a JSON step ran.
+	Commands Name = "commands"
+
+	// Phase 1.
+	Groups            Name = "groups"
+	GroupedAccounts   Name = "grouped_accounts"
+	LargestGroup      Name = "largest_group"
+	Conflicts         Name = "conflicts"
+	TenantsInserted   Name = "tenants_inserted"
+	TenantsReplaced   Name = "tenants_replaced"
+	TenantsUnchanged  Name = "tenants_unchanged"
+	TenantsSuperseded Name = "tenants_superseded"
+	LinksWritten      Name = "links_written"
+
+	// Phase 2. Refreshed and Unchanged where it told them apart, else
+	// RefreshedOrUnchanged.
+	Inserted             Name = "inserted"
+	Refreshed            Name = "refreshed"
+	Unchanged            Name = "unchanged"
+	RefreshedOrUnchanged Name = "refreshed_or_unchanged"
+	LeftToPhase1         Name = "left_to_phase1"
+
+	// References (Conflicts too).
+	DocumentsRewritten Name = "documents_rewritten"
+	ChangedMeanwhile   Name = "changed_meanwhile"
+	IDsReplaced        Name = "ids_replaced"
+
+	// Downs.
+	TenantsDeleted Name = "tenants_deleted"
+	Restored       Name = "restored"
+	ChangedSince   Name = "changed_since"
+)
+
+// skippedPrefix starts the names of the per-reason counts of skipped
+// accounts.
+const skippedPrefix = "skipped: "
+
+// Skipped is the count of accounts skipped for reason (a bad-data reason
+// of phase 1's).
+func Skipped(reason string) Name { return Name(skippedPrefix + reason) }
+
+// SkippedReason is the reason of a Skipped count, and whether n is one.
+func (n Name) SkippedReason() (string, bool) { return strings.CutPrefix(string(n), skippedPrefix) }
+
+// Counts are a step's counts by name.
+type Counts map[Name]int64
+
+// Sum adds the counts of names that c has; ok is false when it has none
+// of them (the step has nothing to say about it).
+func (c Counts) Sum(names ...Name) (n int64, ok bool) {
+	for _, name := range names {
+		if v, has := c[name]; has {
+			n, ok = n+v, true
+		}
+	}
+	return n, ok
+}
+
+// Names are c's names in order.
+func (c Counts) Names() []Name {
+	out := make([]Name, 0, len(c))
+	for n := range c {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
