@@ -15,13 +15,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/golang-migrate/migrate/v4"
-	"github.com/golang-migrate/migrate/v4/database"
-	"github.com/golang-migrate/migrate/v4/source"
-	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/event"
 	"go.mongodb.org/mongo-driver/mongo"
@@ -32,8 +28,6 @@ import (
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/progress"
-	"github.com/tenantmigrate/runner/runner/references"
-	"github.com/tenantmigrate/runner/runner/retry"
 	"github.com/tenantmigrate/runner/runner/verify"
 )
 
@@ -133,112 +127,6 @@ func ownerID(host string) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b))
-}
-
-// session is one golang-migrate instance over a fresh source and driver,
-// bound to one call's context.
-type session struct {
-	m   *migrate.Migrate
-	drv *heldDriver
-	src source.Driver
-}
-
-// heldDriver is the driver as one session uses it: the runner takes the
-// lease once around several golang-migrate calls (check the dirty state,
-// force, migrate), each of which locks and unlocks again; those nest in
-// the runner's hold instead of failing (mongomigrate.Driver, as
-// golang-migrate's contract says, refuses a second Lock), so no other
-// runner slips in between.
-type heldDriver struct {
-	*mongomigrate.Driver
-	mu    sync.Mutex
-	holds int
-}
-
-func (d *heldDriver) Lock() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.holds == 0 {
-		if err := d.Driver.Lock(); err != nil {
-			return err
-		}
-	}
-	d.holds++
-	return nil
-}
-
-func (d *heldDriver) Unlock() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.holds == 0 {
-		return database.ErrNotLocked
-	}
-	if d.holds--; d.holds > 0 {
-		return nil
-	}
-	return d.Driver.Unlock()
-}
-
-func (r *Runner) open(ctx context.Context, call *Call) (*session, error) {
-	src, err := iofs.New(r.steps, ".")
-	if err != nil {
-		return nil, fmt.Errorf("read steps: %w", err)
-	}
-	policy := r.retryPolicy()
-	inner, err := mongomigrate.WithInstance(ctx, mongomigrate.Config{
-		DB:                r.db,
-		StateCollection:   r.cfg.Collections.State(),
-		HistoryCollection: r.cfg.Collections.History(),
-		LockCollection:    r.cfg.Collections.LockColl(),
-		Steps:             driverSteps(r.goSteps, call),
-		TemplateData:      r.cfg.Collections,
-		LeaseTTL:          r.cfg.Lock.Lease,
-		LeaseRenew:        r.cfg.Lock.Heartbeat,
-		LockWait:          r.cfg.Lock.Wait,
-		Owner:             r.owner,
-		Host:              r.host,
-		Log:               r.log,
-		Retry:             &policy,
-	})
-	if err != nil {
-		return nil, err
-	}
-	drv := &heldDriver{Driver: inner}
-	m, err := migrate.NewWithInstance("iofs", src, "mongomigrate", drv)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
-	// The driver waits for the lease itself, within lock.wait.
-	m.LockTimeout = r.cfg.Lock.Wait + time.Minute
-	go func() {
-		<-ctx.Done()
-		select {
-		case m.GracefulStop <- true:
-		default:
-		}
-	}()
-	return &session{m: m, drv: drv, src: src}, nil
-}
-
-func (s *session) close() {
-	_, _ = s.m.Close()
-}
-
-// withLock opens a session for call and holds the lease around fn.
-func (r *Runner) withLock(ctx context.Context, call *Call, fn func(*session) error) error {
-	s, err := r.open(ctx, call)
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	if err := s.drv.Lock(); err != nil {
-		return err
-	}
-	ferr := fn(s)
-	if uerr := s.drv.Unlock(); uerr != nil && ferr == nil {
-		ferr = uerr
-	}
-	return ferr
 }
 
 // StepResult is what one step did in this call.
@@ -405,162 +293,6 @@ func (r *Runner) resolveDirty(ctx context.Context, s *session, down bool) (bool,
 		return false, fmt.Errorf("resume step %d: %w", step, err)
 	}
 	return true, nil
-}
-
-// Boot is what a service calls at start: it applies every pending step and
-// applies boot.on_failure. With "continue", a failure is logged, kept in the
-// status record, returned in Result.Err, and Boot returns a nil error so the
-// service can serve.
-func Boot(ctx context.Context, cfg config.Config, opts ...Option) (Result, error) {
-	r, err := New(ctx, cfg, opts...)
-	if err != nil {
-		return bootFailed(cfg, opts, err)
-	}
-	defer r.Close(context.WithoutCancel(ctx))
-	res, err := r.Up(ctx)
-	if err != nil {
-		res2, err2 := bootFailed(cfg, opts, err)
-		res2.From, res2.To, res2.Steps = res.From, res.To, res.Steps
-		return res2, err2
-	}
-	r.log.WithFields(logrus.Fields{"from_version": res.From, "to_version": res.To, "steps": len(res.Steps)}).Info("boot migration done")
-	return res, nil
-}
-
-func bootFailed(cfg config.Config, opts []Option, err error) (Result, error) {
-	if cfg.Boot.OnFailure != config.FailureContinue {
-		return Result{}, err
-	}
-	probe := &Runner{}
-	for _, o := range opts {
-		o(probe)
-	}
-	log := probe.log
-	if log == nil {
-		log = NewLogger(cfg.Log, os.Stderr)
-	}
-	log.WithError(err).Error("boot migration failed; continuing as boot.on_failure is \"continue\"")
-	return Result{Err: err}, nil
-}
-
-// Verify reconciles the legacy accounts with the tenant accounts.
-func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
-	c := r.cfg.Collections
-	start := time.Now()
-	r.log.Info("verify: started")
-	total := r.estimate(ctx, c.Accounts)
-	if total > 0 {
-		total += r.estimate(ctx, c.TenantsAccounts)
-	}
-	st, err := r.Status(ctx)
-	if err != nil {
-		return nil, err
-	}
-	stage, steps := verifyStage(st)
-	task := r.progress.Start("verify", total)
-	defer task.Done()
-	seen := int64(0)
-	var rep *verify.Report
-	// Verify only reads: its streams resume by themselves, and any other
-	// transient error reads it all again.
-	policy := r.retryPolicy()
-	policy.Counter = &retry.Counter{}
-	err = policy.Do(ctx, "verify", func(ctx context.Context) (err error) {
-		rep, err = verify.Run(ctx, r.db, c.Names, verify.Options{Stage: stage, Batch: r.cfg.BatchSize, Retry: &policy, Progress: func(read int64) {
-			task.Add(max(read-seen, 0))
-			seen = max(seen, read)
-		}})
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	// What awaits is for the first pending phase step to move (and the
-	// ones after it).
-	for i := range steps {
-		if steps[i].State != StepApplied.String() && steps[i].phase > 0 {
-			steps[i].Awaiting = rep.Awaiting.Count
-			break
-		}
-	}
-	for _, s := range steps {
-		rep.Steps = append(rep.Steps, s.StepState)
-	}
-	rep.Retries = policy.Counter.Load()
-	if err := r.verifyReferences(ctx, st, rep, policy); err != nil {
-		return nil, err
-	}
-	r.log.WithFields(logrus.Fields{"duration": time.Since(start).Round(time.Millisecond).String(), "ok": rep.OK(), "done": rep.Done(),
-		"stage": rep.Stage.String(), "awaiting": rep.Awaiting.Count,
-		"legacy_accounts": rep.LegacyAccounts, "tenant_accounts": rep.TenantAccounts, "retries": rep.Retries}).Info("verify: finished")
-	return rep, nil
-}
-
-// verifyReferences checks the configured references once the references
-// step is applied: none may still name a merged-away account but the
-// conflicts the step recorded.
-func (r *Runner) verifyReferences(ctx context.Context, st Status, rep *verify.Report, policy retry.Policy) error {
-	if len(r.cfg.References) == 0 {
-		return nil
-	}
-	v, err := r.cat.version(referencesStep())
-	if err != nil {
-		return nil // a build with steps of its own, without this one
-	}
-	applied := false
-	for _, s := range st.Steps {
-		applied = applied || (int(s.Version) == v && s.State == StepApplied)
-	}
-	if !applied {
-		rep.ReferencesPending = true
-		return nil
-	}
-	cfg, err := r.referencesConfig(true)
-	if err != nil {
-		return err
-	}
-	cfg.Retry = policy
-	chk, err := references.Check(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("verify references: %w", err)
-	}
-	rep.ReferencesStale, rep.ReferencesLeft = chk.Stale, chk.Left
-	for _, n := range chk.Stale {
-		rep.StaleReferences.Count += int(n)
-	}
-	for _, c := range chk.FirstStale {
-		rep.StaleReferences.First = append(rep.StaleReferences.First, c.Collection+"/"+c.Document)
-	}
-	return nil
-}
-
-type stepStage struct {
-	verify.StepState
-	phase int
-}
-
-// verifyStage is how far the migration is, from the steps' states: a phase
-// is applied when its step is (a failed, killed or undone one is pending).
-func verifyStage(st Status) (verify.Stage, []stepStage) {
-	applied := map[int]bool{}
-	var steps []stepStage
-	for _, s := range st.Steps {
-		state := s.State.String()
-		if s.State != StepApplied && s.State != StepPending {
-			state = "pending (" + state + ")" // failed, running, a down half done
-		}
-		steps = append(steps, stepStage{StepState: verify.StepState{Version: int(s.Version), Name: s.Identifier, State: state}, phase: s.Phase})
-		if s.Phase > 0 && s.State == StepApplied {
-			applied[s.Phase] = true
-		}
-	}
-	switch {
-	case applied[2]:
-		return verify.StageComplete, steps
-	case applied[1]:
-		return verify.StageAfterPhase1, steps
-	}
-	return verify.StageBeforePhase1, steps
 }
 
 // estimate is coll's document count when the server knows it cheaply

@@ -23,17 +23,13 @@
 package mongomigrate
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
-	"text/template"
 	"time"
 
 	"github.com/golang-migrate/migrate/v4/database"
@@ -265,32 +261,6 @@ func (d *Driver) SetVersion(version int, dirty bool) error {
 	return d.startStep(ctx, r)
 }
 
-// startStep records a step's start in its history document.
-func (d *Driver) startStep(ctx context.Context, r *running) error {
-	_, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}},
-		bson.D{
-			{Key: "$set", Value: bson.D{
-				{Key: "version", Value: r.version},
-				{Key: "direction", Value: r.direction},
-				{Key: "state", Value: StateRunning},
-				{Key: "started_at", Value: r.started},
-				{Key: "host", Value: d.cfg.Host},
-				{Key: "owner", Value: d.cfg.Owner},
-			}},
-			{Key: "$unset", Value: bson.D{{Key: "ended_at", Value: ""}, {Key: "duration_ms", Value: ""}, {Key: "error", Value: ""}, {Key: "counts", Value: ""}, {Key: "notes", Value: ""}}},
-			{Key: "$inc", Value: bson.D{{Key: "attempts", Value: 1}}},
-		},
-		options.Update().SetUpsert(true))
-	if err != nil {
-		return fmt.Errorf("record start of step %d: %w", r.version, err)
-	}
-	d.mu.Lock()
-	d.cur = r
-	d.mu.Unlock()
-	return nil
-}
-
 // Rerun runs an applied up step again without changing the version: phase
 // steps are idempotent and a re-run picks up accounts added or changed
 // since. The caller must hold the lock.
@@ -306,38 +276,6 @@ func (d *Driver) Rerun(version int, body io.Reader) error {
 		return err
 	}
 	return d.finishStep(d.ctx, time.Now().UTC())
-}
-
-func (d *Driver) finishStep(ctx context.Context, now time.Time) error {
-	d.mu.Lock()
-	r := d.cur
-	d.cur = nil
-	d.mu.Unlock()
-	if r == nil {
-		return nil // a force, or a migration without a body
-	}
-	hist := d.cfg.DB.Collection(d.cfg.HistoryCollection)
-	state := StateApplied
-	set := bson.D{
-		{Key: "state", Value: state},
-		{Key: "ended_at", Value: now},
-		{Key: "duration_ms", Value: now.Sub(r.started).Milliseconds()},
-	}
-	if r.result.Counts != nil {
-		set = append(set, bson.E{Key: "counts", Value: r.result.Counts})
-	}
-	if len(r.result.Notes) > 0 {
-		set = append(set, bson.E{Key: "notes", Value: r.result.Notes})
-	}
-	if _, err := hist.UpdateOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}}, bson.D{{Key: "$set", Value: set}}); err != nil {
-		return fmt.Errorf("record end of step %d: %w", r.version, err)
-	}
-	return nil
-}
-
-// HistoryID is the _id of a step's history document.
-func HistoryID(version int, direction Direction) string {
-	return fmt.Sprintf("%d.%s", version, direction)
 }
 
 // Run runs one step file.
@@ -414,36 +352,6 @@ func (d *Driver) Run(r io.Reader) error {
 	return nil
 }
 
-// StepError is a failed step.
-type StepError struct {
-	Version   int
-	Direction Direction
-	Name      string
-	Err       error
-}
-
-func (e *StepError) Error() string {
-	return fmt.Sprintf("step %d %s (%s) failed: %v", e.Version, e.Direction, e.Name, e.Err)
-}
-
-func (e *StepError) Unwrap() error { return e.Err }
-
-func (d *Driver) runStep(ctx context.Context, s Step) (Result, error) {
-	if s.Kind == KindGo {
-		fn, ok := d.cfg.Steps[s.Name]
-		if !ok {
-			return Result{}, fmt.Errorf("step names Go step %q, which this build does not have", s.Name)
-		}
-		return fn(ctx)
-	}
-	for i, cmd := range s.Commands {
-		if err := d.cfg.DB.RunCommand(ctx, cmd).Err(); err != nil && !alreadyGone(cmd, err) {
-			return Result{}, fmt.Errorf("command %d of %d: %w", i+1, len(s.Commands), err)
-		}
-	}
-	return Result{Counts: count.Counts{count.Commands: int64(len(s.Commands))}}, nil
-}
-
 // Drop removes the driver's own collections (state, history, lock), so
 // the database reads as never migrated; it leaves every other collection:
 // the legacy accounts, and the tenant accounts and links the steps wrote,
@@ -465,99 +373,4 @@ func (d *Driver) Drop() error {
 		}
 	}
 	return nil
-}
-
-// Step is a parsed step file.
-type Step struct {
-	Kind     Kind
-	Name     string // the Go step's name, or "commands"
-	Commands []bson.D
-}
-
-// ParseStep parses a step file: a JSON array of database commands (canonical
-// Extended JSON, placeholders filled from data) or {"go": "name"}.
-func ParseStep(body []byte, data any) (Step, error) {
-	trimmed := bytes.TrimSpace(body)
-	switch {
-	case len(trimmed) == 0:
-		return Step{Kind: KindCommands, Name: string(KindCommands)}, errors.New("empty step file")
-	case trimmed[0] == '{':
-		var g struct {
-			Go string `json:"go"`
-		}
-		dec := json.NewDecoder(bytes.NewReader(trimmed))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&g); err != nil || g.Go == "" {
-			return Step{Kind: KindGo}, fmt.Errorf(`a step object must be {"go": "name"}: %v`, err)
-		}
-		return Step{Kind: KindGo, Name: g.Go}, nil
-	case trimmed[0] == '[':
-		text := string(trimmed)
-		if strings.Contains(text, "{{") {
-			t, err := template.New("step").Option("missingkey=error").Parse(text)
-			if err != nil {
-				return Step{Kind: KindCommands, Name: string(KindCommands)}, fmt.Errorf("step template: %w", err)
-			}
-			var b strings.Builder
-			if err := t.Execute(&b, data); err != nil {
-				return Step{Kind: KindCommands, Name: string(KindCommands)}, fmt.Errorf("step template: %w", err)
-			}
-			text = b.String()
-		}
-		var cmds []bson.D
-		if err := bson.UnmarshalExtJSON([]byte(text), true, &cmds); err != nil {
-			return Step{Kind: KindCommands, Name: string(KindCommands)}, fmt.Errorf("step commands: %w", err)
-		}
-		return Step{Kind: KindCommands, Name: string(KindCommands), Commands: cmds}, nil
-	default:
-		return Step{Kind: KindCommands, Name: string(KindCommands)}, errors.New("a step file is a JSON array of commands or a {\"go\": \"name\"} object")
-	}
-}
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
-// alreadyGone reports a drop of something a previous, interrupted run of the
-// same step already dropped: re-running a down step must succeed.
-func alreadyGone(cmd bson.D, err error) bool {
-	if len(cmd) == 0 {
-		return false
-	}
-	switch cmd[0].Key {
-	case "drop", "dropIndexes":
-	default:
-		return false
-	}
-	var ce mongo.CommandError
-	if !errors.As(err, &ce) {
-		return false
-	}
-	const namespaceNotFound, indexNotFound = 26, 27
-	return ce.Code == namespaceNotFound || ce.Code == indexNotFound
-}
-
-// History is one step's history document.
-type History struct {
-	ID         string       `bson:"_id" json:"-"`
-	Version    int          `bson:"version" json:"version"`
-	Direction  Direction    `bson:"direction" json:"direction"`
-	State      HistoryState `bson:"state" json:"state"`
-	Kind       Kind         `bson:"kind" json:"kind"`
-	Name       string       `bson:"name" json:"name"`
-	StartedAt  time.Time    `bson:"started_at" json:"started_at"`
-	EndedAt    *time.Time   `bson:"ended_at,omitempty" json:"ended_at,omitempty"`
-	DurationMS int64        `bson:"duration_ms" json:"duration_ms"`
-	Host       string       `bson:"host" json:"host"`
-	Owner      string       `bson:"owner" json:"owner"`
-	Error      string       `bson:"error,omitempty" json:"error,omitempty"`
-	Counts     count.Counts `bson:"counts,omitempty" json:"counts,omitempty"`
-	Notes      []string     `bson:"notes,omitempty" json:"notes,omitempty"`
-	Attempts   int          `bson:"attempts" json:"attempts"`
-	Checksum   string       `bson:"checksum" json:"checksum"`
 }

@@ -583,7 +583,7 @@ func (c *collection) plan(d bson.D, to func(model.ID) (model.ID, bool)) *plan {
 		})
 	}
 	for _, t := range c.tops() {
-		if v, ok := docLookup(d, t); ok && !sameValue(v, after[t]) {
+		if v, ok := model.Get(d, t); ok && !sameValue(v, after[t]) {
 			p.before = append(p.before, bson.E{Key: t, Value: v})
 			p.after = append(p.after, bson.E{Key: t, Value: after[t]})
 		}
@@ -711,9 +711,9 @@ func (c *collection) record(ctx context.Context, plans []*plan) error {
 		for _, e := range p.before {
 			ours := false
 			if had {
-				if _, ok := docLookup(old.Original, e.Key); ok {
-					w, _ := docLookup(old.Written, e.Key)
-					pv, pending := docLookup(old.Pending, e.Key)
+				if _, ok := model.Get(old.Original, e.Key); ok {
+					w, _ := model.Get(old.Written, e.Key)
+					pv, pending := model.Get(old.Pending, e.Key)
 					switch {
 					case pending && sameValue(pv, e.Value):
 						// A killed run's write went through: it is ours.

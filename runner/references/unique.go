@@ -8,6 +8,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/model"
 )
 
 // unique is a unique index of a referencing collection that a rewrite can
@@ -108,7 +110,7 @@ func keyOf(d bson.D, u unique) (bson.D, bool) {
 // is absent (or the way goes through a scalar, which MongoDB indexes as
 // null); false when it meets an array or ends at a subdocument.
 func pathValue(d bson.D, path []string) (any, bool) {
-	v, ok := docLookup(d, path[0])
+	v, ok := model.Get(d, path[0])
 	if !ok {
 		return nil, true
 	}

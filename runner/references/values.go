@@ -11,22 +11,13 @@ import (
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 
+	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
-// docLookup is d's top-level field key.
-func docLookup(d bson.D, key string) (any, bool) {
-	for _, e := range d {
-		if e.Key == key {
-			return e.Value, true
-		}
-	}
-	return nil, false
-}
-
 func docValue(d bson.D, key string) any {
-	v, _ := docLookup(d, key)
+	v, _ := model.Get(d, key)
 	return v
 }
 
@@ -45,7 +36,7 @@ func sameValue(a, b any) bool { return bytes.Equal(encoded(a), encoded(b)) }
 // holds: every field of want has its value in d.
 func holds(d, want bson.D) bool {
 	for _, e := range want {
-		v, ok := docLookup(d, e.Key)
+		v, ok := model.Get(d, e.Key)
 		if !ok || !sameValue(v, e.Value) {
 			return false
 		}

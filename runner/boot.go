@@ -1,0 +1,46 @@
+package runner
+
+import (
+	"context"
+	"os"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/tenantmigrate/runner/runner/config"
+)
+
+// Boot is what a service calls at start: it applies every pending step and
+// applies boot.on_failure. With "continue", a failure is logged, kept in the
+// status record, returned in Result.Err, and Boot returns a nil error so the
+// service can serve.
+func Boot(ctx context.Context, cfg config.Config, opts ...Option) (Result, error) {
+	r, err := New(ctx, cfg, opts...)
+	if err != nil {
+		return bootFailed(cfg, opts, err)
+	}
+	defer r.Close(context.WithoutCancel(ctx))
+	res, err := r.Up(ctx)
+	if err != nil {
+		res2, err2 := bootFailed(cfg, opts, err)
+		res2.From, res2.To, res2.Steps = res.From, res.To, res.Steps
+		return res2, err2
+	}
+	r.log.WithFields(logrus.Fields{"from_version": res.From, "to_version": res.To, "steps": len(res.Steps)}).Info("boot migration done")
+	return res, nil
+}
+
+func bootFailed(cfg config.Config, opts []Option, err error) (Result, error) {
+	if cfg.Boot.OnFailure != config.FailureContinue {
+		return Result{}, err
+	}
+	probe := &Runner{}
+	for _, o := range opts {
+		o(probe)
+	}
+	log := probe.log
+	if log == nil {
+		log = NewLogger(cfg.Log, os.Stderr)
+	}
+	log.WithError(err).Error("boot migration failed; continuing as boot.on_failure is \"continue\"")
+	return Result{Err: err}, nil
+}

@@ -1,0 +1,93 @@
+package mongomigrate
+
+// The history: one document per step and direction, which says when the
+// step ran, how long, by whom, with what result.
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/runner/count"
+)
+
+// startStep records a step's start in its history document.
+func (d *Driver) startStep(ctx context.Context, r *running) error {
+	_, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}},
+		bson.D{
+			{Key: "$set", Value: bson.D{
+				{Key: "version", Value: r.version},
+				{Key: "direction", Value: r.direction},
+				{Key: "state", Value: StateRunning},
+				{Key: "started_at", Value: r.started},
+				{Key: "host", Value: d.cfg.Host},
+				{Key: "owner", Value: d.cfg.Owner},
+			}},
+			{Key: "$unset", Value: bson.D{{Key: "ended_at", Value: ""}, {Key: "duration_ms", Value: ""}, {Key: "error", Value: ""}, {Key: "counts", Value: ""}, {Key: "notes", Value: ""}}},
+			{Key: "$inc", Value: bson.D{{Key: "attempts", Value: 1}}},
+		},
+		options.Update().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("record start of step %d: %w", r.version, err)
+	}
+	d.mu.Lock()
+	d.cur = r
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Driver) finishStep(ctx context.Context, now time.Time) error {
+	d.mu.Lock()
+	r := d.cur
+	d.cur = nil
+	d.mu.Unlock()
+	if r == nil {
+		return nil // a force, or a migration without a body
+	}
+	hist := d.cfg.DB.Collection(d.cfg.HistoryCollection)
+	state := StateApplied
+	set := bson.D{
+		{Key: "state", Value: state},
+		{Key: "ended_at", Value: now},
+		{Key: "duration_ms", Value: now.Sub(r.started).Milliseconds()},
+	}
+	if r.result.Counts != nil {
+		set = append(set, bson.E{Key: "counts", Value: r.result.Counts})
+	}
+	if len(r.result.Notes) > 0 {
+		set = append(set, bson.E{Key: "notes", Value: r.result.Notes})
+	}
+	if _, err := hist.UpdateOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}}, bson.D{{Key: "$set", Value: set}}); err != nil {
+		return fmt.Errorf("record end of step %d: %w", r.version, err)
+	}
+	return nil
+}
+
+// HistoryID is the _id of a step's history document.
+func HistoryID(version int, direction Direction) string {
+	return fmt.Sprintf("%d.%s", version, direction)
+}
+
+// History is one step's history document.
+type History struct {
+	ID         string       `bson:"_id" json:"-"`
+	Version    int          `bson:"version" json:"version"`
+	Direction  Direction    `bson:"direction" json:"direction"`
+	State      HistoryState `bson:"state" json:"state"`
+	Kind       Kind         `bson:"kind" json:"kind"`
+	Name       string       `bson:"name" json:"name"`
+	StartedAt  time.Time    `bson:"started_at" json:"started_at"`
+	EndedAt    *time.Time   `bson:"ended_at,omitempty" json:"ended_at,omitempty"`
+	DurationMS int64        `bson:"duration_ms" json:"duration_ms"`
+	Host       string       `bson:"host" json:"host"`
+	Owner      string       `bson:"owner" json:"owner"`
+	Error      string       `bson:"error,omitempty" json:"error,omitempty"`
+	Counts     count.Counts `bson:"counts,omitempty" json:"counts,omitempty"`
+	Notes      []string     `bson:"notes,omitempty" json:"notes,omitempty"`
+	Attempts   int          `bson:"attempts" json:"attempts"`
+	Checksum   string       `bson:"checksum" json:"checksum"`
+}

@@ -1,0 +1,124 @@
+package mongomigrate
+
+// A step file: parsed (a JSON array of commands, or {"go": "name"}) and
+// run.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+
+	"github.com/tenantmigrate/runner/runner/count"
+)
+
+// StepError is a failed step.
+type StepError struct {
+	Version   int
+	Direction Direction
+	Name      string
+	Err       error
+}
+
+func (e *StepError) Error() string {
+	return fmt.Sprintf("step %d %s (%s) failed: %v", e.Version, e.Direction, e.Name, e.Err)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+func (d *Driver) runStep(ctx context.Context, s Step) (Result, error) {
+	if s.Kind == KindGo {
+		fn, ok := d.cfg.Steps[s.Name]
+		if !ok {
+			return Result{}, fmt.Errorf("step names Go step %q, which this build does not have", s.Name)
+		}
+		return fn(ctx)
+	}
+	for i, cmd := range s.Commands {
+		if err := d.cfg.DB.RunCommand(ctx, cmd).Err(); err != nil && !alreadyGone(cmd, err) {
+			return Result{}, fmt.Errorf("command %d of %d: %w", i+1, len(s.Commands), err)
+		}
+	}
+	return Result{Counts: count.Counts{count.Commands: int64(len(s.Commands))}}, nil
+}
+
+// Step is a parsed step file.
+type Step struct {
+	Kind     Kind
+	Name     string // the Go step's name, or "commands"
+	Commands []bson.D
+}
+
+// ParseStep parses a step file: a JSON array of database commands (canonical
+// Extended JSON, placeholders filled from data) or {"go": "name"}.
+func ParseStep(body []byte, data any) (Step, error) {
+	trimmed := bytes.TrimSpace(body)
+	switch {
+	case len(trimmed) == 0:
+		return Step{Kind: KindCommands, Name: string(KindCommands)}, errors.New("empty step file")
+	case trimmed[0] == '{':
+		var g struct {
+			Go string `json:"go"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(trimmed))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&g); err != nil || g.Go == "" {
+			return Step{Kind: KindGo}, fmt.Errorf(`a step object must be {"go": "name"}: %v`, err)
+		}
+		return Step{Kind: KindGo, Name: g.Go}, nil
+	case trimmed[0] == '[':
+		text := string(trimmed)
+		if strings.Contains(text, "{{") {
+			t, err := template.New("step").Option("missingkey=error").Parse(text)
+			if err != nil {
+				return Step{Kind: KindCommands, Name: string(KindCommands)}, fmt.Errorf("step template: %w", err)
+			}
+			var b strings.Builder
+			if err := t.Execute(&b, data); err != nil {
+				return Step{Kind: KindCommands, Name: string(KindCommands)}, fmt.Errorf("step template: %w", err)
+			}
+			text = b.String()
+		}
+		var cmds []bson.D
+		if err := bson.UnmarshalExtJSON([]byte(text), true, &cmds); err != nil {
+			return Step{Kind: KindCommands, Name: string(KindCommands)}, fmt.Errorf("step commands: %w", err)
+		}
+		return Step{Kind: KindCommands, Name: string(KindCommands), Commands: cmds}, nil
+	default:
+		return Step{Kind: KindCommands, Name: string(KindCommands)}, errors.New("a step file is a JSON array of commands or a {\"go\": \"name\"} object")
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// alreadyGone reports a drop of something a previous, interrupted run of the
+// same step already dropped: re-running a down step must succeed.
+func alreadyGone(cmd bson.D, err error) bool {
+	if len(cmd) == 0 {
+		return false
+	}
+	switch cmd[0].Key {
+	case "drop", "dropIndexes":
+	default:
+		return false
+	}
+	var ce mongo.CommandError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	const namespaceNotFound, indexNotFound = 26, 27
+	return ce.Code == namespaceNotFound || ce.Code == indexNotFound
+}
