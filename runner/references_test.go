@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/count"
@@ -47,19 +46,6 @@ func repoint(v any, path []string, links map[model.ID]model.ID) any {
 	return v
 }
 
-func readDocs(t *testing.T, coll *mongo.Collection) []bson.D {
-	t.Helper()
-	cur, err := coll.Find(context.Background(), bson.D{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []bson.D
-	if err := cur.All(context.Background(), &out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // On the fixture's referencing collections, as at boot: every document is
 // either re-pointed exactly as the contract says or, for the conflicts the
 // step counts, left as it was; verify is clean; down restores every
@@ -83,7 +69,7 @@ func TestReferencesOnFixture(t *testing.T) {
 	before := map[string][]bson.D{}
 	dumps := map[string]map[string]string{}
 	for _, c := range gen.ReferenceCollections() {
-		before[c] = readDocs(t, db.Collection(c))
+		before[c] = testenv.ReadAll[bson.D](t, db.Collection(c))
 		dumps[c] = testenv.Dump(t, db.Collection(c))
 	}
 	r := newRunner(t, cfg)
@@ -105,7 +91,7 @@ func TestReferencesOnFixture(t *testing.T) {
 	}
 
 	links := map[model.ID]model.ID{}
-	for _, d := range readDocs(t, db.Collection(names.Links)) {
+	for _, d := range testenv.ReadAll[bson.D](t, db.Collection(names.Links)) {
 		var l model.Link
 		raw, _ := bson.Marshal(d)
 		if err := bson.Unmarshal(raw, &l); err != nil {
@@ -123,7 +109,7 @@ func TestReferencesOnFixture(t *testing.T) {
 	var rewritten, left int64
 	for _, c := range gen.ReferenceCollections() {
 		after := map[string]string{}
-		for _, d := range readDocs(t, db.Collection(c)) {
+		for _, d := range testenv.ReadAll[bson.D](t, db.Collection(c)) {
 			after[fmt.Sprint(d[0].Value)] = fmt.Sprint(d)
 		}
 		for _, d := range before[c] {

@@ -20,14 +20,7 @@ import (
 // sorted, groups sorted by their first id.
 func linkGroups(t *testing.T, db *mongo.Database) [][]model.ID {
 	t.Helper()
-	cur, err := db.Collection(names.Links).Find(context.Background(), bson.D{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var links []model.Link
-	if err := cur.All(context.Background(), &links); err != nil {
-		t.Fatal(err)
-	}
+	links := testenv.ReadAll[model.Link](t, db.Collection(names.Links))
 	byTenant := map[model.ID][]model.ID{}
 	for _, l := range links {
 		byTenant[l.TenantID] = append(byTenant[l.TenantID], l.LegacyID)

@@ -110,14 +110,7 @@ func TestPhase1OnFixture(t *testing.T) {
 	}
 
 	// Links describe exactly the fixture's groups.
-	var links []model.Link
-	cur, err := db.Collection(names.Links).Find(ctx, bson.D{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cur.All(ctx, &links); err != nil {
-		t.Fatal(err)
-	}
+	links := testenv.ReadAll[model.Link](t, db.Collection(names.Links))
 	byTenant := map[model.ID][]model.ID{}
 	for _, l := range links {
 		byTenant[l.TenantID] = append(byTenant[l.TenantID], l.LegacyID)
@@ -143,14 +136,7 @@ func TestPhase1OnFixture(t *testing.T) {
 	}
 
 	// One membership per distinct app-org in every tenant.
-	tcur, err := db.Collection(names.TenantsAccounts).Find(ctx, bson.D{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tenants []model.TenantAccount
-	if err := tcur.All(ctx, &tenants); err != nil {
-		t.Fatal(err)
-	}
+	tenants := testenv.ReadAll[model.TenantAccount](t, db.Collection(names.TenantsAccounts))
 	appOrgsOf := map[model.ID]map[string]bool{}
 	for _, l := range links {
 		if appOrgsOf[l.TenantID] == nil {
@@ -357,14 +343,7 @@ func TestPhase1GroupTooLarge(t *testing.T) {
 				t.Errorf("run %d: %+v", run, rep)
 			}
 		}
-		var links []model.Link
-		cur, err := db.Collection(names.Links).Find(ctx, bson.D{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cur.All(ctx, &links); err != nil {
-			t.Fatal(err)
-		}
+		links := testenv.ReadAll[model.Link](t, db.Collection(names.Links))
 		n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{})
 		if len(links) != 2 || !links[0].TenantID.IsZero() || links[0].Skipped != phase1.ReasonTooLarge || n != 0 {
 			t.Errorf("links %+v, %d tenants; want 2 links that say why, no tenant", links, n)

@@ -53,6 +53,21 @@ func Quiet() *logrus.Logger {
 	return l
 }
 
+// ReadAll decodes every document of coll, for a test's small collections.
+func ReadAll[T any](t testing.TB, coll *mongo.Collection) []T {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := coll.Find(ctx, bson.D{})
+	if err != nil {
+		t.Fatalf("read %s: %v", coll.Name(), err)
+	}
+	var out []T
+	if err := cur.All(ctx, &out); err != nil {
+		t.Fatalf("read %s: %v", coll.Name(), err)
+	}
+	return out
+}
+
 // Real reports whether the tests run against MONGODB_URI.
 func (e *Env) Real() bool { return e.Embedded == nil }
 
