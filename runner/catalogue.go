@@ -60,11 +60,18 @@ type StepInfo struct {
 	Version    uint
 	Identifier string
 	Up         mongomigrate.Step
-	Phase      int // 1 or 2 for the phase steps, else 0
 	Checksum   string
 	HasDown    bool
 	// Go is the Go step Up names, if it is one this build has.
 	Go *GoStep
+}
+
+// Phase is the phase the step is (1 or 2), else 0.
+func (in StepInfo) Phase() int {
+	if in.Go == nil {
+		return 0
+	}
+	return in.Go.Phase
 }
 
 // catalogue is every step of this build: the step files, read and parsed
@@ -103,7 +110,7 @@ func readCatalogue(files fs.FS, data any, steps []GoStep) (catalogue, error) {
 		info := StepInfo{Version: v, Identifier: ident, Up: step, Checksum: hex.EncodeToString(sum[:])}
 		if step.Kind == mongomigrate.KindGo {
 			if g := byName[migrations.GoStep(step.Name)]; g != nil {
-				info.Go, info.Phase = g, g.Phase
+				info.Go = g
 			}
 		}
 		if down, _, derr := src.ReadDown(v); derr == nil {
@@ -127,7 +134,7 @@ type target struct {
 }
 
 func phaseStep(n int) target {
-	return target{func(in StepInfo) bool { return in.Phase == n }, fmt.Errorf("%w %d in this build's migrations", ErrNoPhase, n)}
+	return target{func(in StepInfo) bool { return in.Phase() == n }, fmt.Errorf("%w %d in this build's migrations", ErrNoPhase, n)}
 }
 
 func referencesStep() target {

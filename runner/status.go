@@ -83,7 +83,7 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 	}
 	out := Status{Version: st.Version, Dirty: st.Dirty}
 	for _, in := range r.cat {
-		s := StepStatus{Version: in.Version, Identifier: in.Identifier, Kind: in.Up.Kind, Phase: in.Phase}
+		s := StepStatus{Version: in.Version, Identifier: in.Identifier, Kind: in.Up.Kind, Phase: in.Phase()}
 		if h, ok := hist[mongomigrate.HistoryID(int(in.Version), mongomigrate.Up)]; ok && h.State != mongomigrate.StateReverted {
 			s.Up = &h
 			s.Changed = h.Checksum != "" && h.Checksum != in.Checksum && h.State == mongomigrate.StateApplied
