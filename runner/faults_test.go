@@ -20,7 +20,9 @@ import (
 
 // proxied puts a toxiproxy, in process, between the runner and the test
 // server, and returns the runner's URI through it with the URI options
-// given.
+// given. Stopping the proxy cuts every connection at once, as a server
+// that dies does (a stopped embedded server lets its clients finish for
+// a few seconds first).
 func proxied(t *testing.T, uriOptions map[string]string) (*toxiproxy.Proxy, string) {
 	t.Helper()
 	u, err := url.Parse(env.URI)
