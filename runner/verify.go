@@ -47,7 +47,7 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	// What awaits is for the first pending phase step to move (and the
 	// ones after it).
 	for i := range steps {
-		if steps[i].State != StepApplied.String() && steps[i].phase > 0 {
+		if !steps[i].Applied && steps[i].phase > 0 {
 			steps[i].Awaiting = rep.Awaiting.Count
 			break
 		}
@@ -114,11 +114,7 @@ func verifyStage(st Status) (verify.Stage, []stepStage) {
 	applied := map[int]bool{}
 	var steps []stepStage
 	for _, s := range st.Steps {
-		state := s.State.String()
-		if s.State != StepApplied && s.State != StepPending {
-			state = "pending (" + state + ")" // failed, running, a down half done
-		}
-		steps = append(steps, stepStage{StepState: verify.StepState{Version: int(s.Version), Name: s.Identifier, State: state}, phase: s.Phase})
+		steps = append(steps, stepStage{StepState: verify.StepState{Version: int(s.Version), Name: s.Identifier, State: s.State.String(), Applied: s.State == StepApplied}, phase: s.Phase})
 		if s.Phase > 0 && s.State == StepApplied {
 			applied[s.Phase] = true
 		}

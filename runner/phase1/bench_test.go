@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/progress"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
@@ -28,17 +26,14 @@ func fixtureGroups(b *testing.B, n int) [][]Member {
 		appOf[ao.ID] = ao.AppID
 	}
 	groups := make([][]Member, len(exp.Groups))
+	enc := gen.NewEncoder()
 	err := gen.Accounts(opts, func(a model.LegacyAccount) error {
 		i, ok := groupOf[a.ID]
 		if !ok {
 			return nil
 		}
-		raw, err := gen.Marshal(a)
+		d, err := enc.D(a)
 		if err != nil {
-			return err
-		}
-		var d bson.D
-		if err := bson.Unmarshal(raw, &d); err != nil {
 			return err
 		}
 		groups[i] = append(groups[i], Member{ID: a.ID, AppOrgID: a.AppOrgID, AppID: appOf[a.AppOrgID], DateCreated: a.DateCreated, Doc: d})

@@ -3,7 +3,6 @@ package phase1
 import (
 	"context"
 
-	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
@@ -28,7 +27,15 @@ func ScratchReadBack(ctx context.Context, db *mongo.Database, runBytes int, batc
 			}
 		}
 		var got []string
-		if err := each(ctx, t, "table", func(raw bson.Raw) error { got = append(got, raw.String()); return nil }); err != nil {
+		r, err := t.open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for raw, ok := r.Next(ctx); ok; raw, ok = r.Next(ctx) {
+			got = append(got, raw.String())
+		}
+		r.Close(ctx)
+		if err := r.Err(); err != nil {
 			return nil, err
 		}
 		out[name] = got

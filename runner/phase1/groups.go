@@ -9,9 +9,9 @@ import (
 	"strings"
 
 	"github.com/sirupsen/logrus"
-	"go.mongodb.org/mongo-driver/bson"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/internal/join"
 )
 
 // Grouping (pass 2) gives every account that shares an identity with
@@ -235,14 +235,11 @@ func (p *run) propagate(ctx context.Context) error {
 // writes its pairs by key; it counts the accounts and those whose label
 // went down.
 func (p *run) settleAccounts(ctx context.Context, from, to table, round int) (accounts, changed int, err error) {
-	out := newInserter(ctx, to, p.cfg.Batch)
 	task := p.cfg.Progress.Start(fmt.Sprintf("phase 1: group round %d accounts", round), 0)
 	defer task.Done()
-	var one []labelDoc // the pairs of one account
-	settle := func() error {
-		if len(one) == 0 {
-			return nil
-		}
+	out := newInserter(ctx, to, p.cfg.Batch)
+	err = labels(ctx, from, func(d labelDoc) model.ID { return d.A }, model.ID.Compare, func(one []labelDoc) error {
+		task.Add(int64(len(one)))
 		accounts++
 		label := one[0].L
 		for _, d := range one {
@@ -256,26 +253,8 @@ func (p *run) settleAccounts(ctx context.Context, from, to table, round int) (ac
 				return err
 			}
 		}
-		one = one[:0]
-		return nil
-	}
-	err = each(ctx, from, "group labels", func(raw bson.Raw) error {
-		task.Add(1)
-		var d labelDoc
-		if err := bson.Unmarshal(raw, &d); err != nil {
-			return err
-		}
-		if len(one) > 0 && one[0].A != d.A {
-			if err := settle(); err != nil {
-				return err
-			}
-		}
-		one = append(one, d)
 		return nil
 	})
-	if err == nil {
-		err = settle()
-	}
 	if err == nil {
 		err = out.flush()
 	}
@@ -285,14 +264,11 @@ func (p *run) settleAccounts(ctx context.Context, from, to table, round int) (ac
 // settleKeys gives each key the smallest label of its accounts and writes
 // its pairs by account.
 func (p *run) settleKeys(ctx context.Context, from, to table, round int) error {
-	out := newInserter(ctx, to, p.cfg.Batch)
 	task := p.cfg.Progress.Start(fmt.Sprintf("phase 1: group round %d keys", round), 0)
 	defer task.Done()
-	var run []labelDoc // the pairs of one key
-	settle := func() error {
-		if len(run) == 0 {
-			return nil
-		}
+	out := newInserter(ctx, to, p.cfg.Batch)
+	err := labels(ctx, from, func(d labelDoc) string { return d.H }, strings.Compare, func(run []labelDoc) error {
+		task.Add(int64(len(run)))
 		label := run[0].L
 		for _, d := range run {
 			label = smaller(label, d.L)
@@ -302,74 +278,51 @@ func (p *run) settleKeys(ctx context.Context, from, to table, round int) error {
 				return err
 			}
 		}
-		run = run[:0]
-		return nil
-	}
-	err := each(ctx, from, "group labels", func(raw bson.Raw) error {
-		task.Add(1)
-		var d labelDoc
-		if err := bson.Unmarshal(raw, &d); err != nil {
-			return err
-		}
-		if len(run) > 0 && run[0].H != d.H {
-			if err := settle(); err != nil {
-				return err
-			}
-		}
-		run = append(run, d)
 		return nil
 	})
-	if err == nil {
-		err = settle()
-	}
 	if err == nil {
 		err = out.flush()
 	}
 	return err
 }
 
+// labels calls fn with each run of a round's pairs of one key, an account
+// or an identity key, as the table is sorted by it.
+func labels[K any](ctx context.Context, from table, key func(labelDoc) K, compare func(a, b K) int, fn func([]labelDoc) error) error {
+	pairs, err := stream(ctx, from, join.Spec[labelDoc, K]{What: "group labels", Key: key, Compare: compare})
+	if err != nil {
+		return err
+	}
+	defer pairs.Close(ctx)
+	return pairs.Groups(ctx, fn)
+}
+
 // tableLookup reads the settled by-account pairs alongside the legacy scan.
 type tableLookup struct {
-	t    table
-	rows rows
-	head *labelDoc
-	done bool
+	t     table
+	pairs *join.Stream[labelDoc, string]
 }
 
 func (c *tableLookup) group(ctx context.Context, id model.ID) (model.ID, bool, error) {
-	if c.rows == nil && !c.done {
-		r, err := c.t.open(ctx)
+	if c.pairs == nil {
+		s, err := stream(ctx, c.t, join.Spec[labelDoc, string]{What: "groups", Key: func(d labelDoc) string { return d.ID }, Compare: strings.Compare})
 		if err != nil {
-			return model.ID{}, false, fmt.Errorf("read groups: %w", err)
+			return model.ID{}, false, err
 		}
-		c.rows = r
+		c.pairs = s
 	}
 	prefix := accountKey(id)
-	for !c.done && (c.head == nil || c.head.ID < prefix) {
-		raw, ok := c.rows.Next(ctx)
-		if !ok {
-			c.done, c.head = true, nil
-			if err := c.rows.Err(); err != nil {
-				return model.ID{}, false, fmt.Errorf("read groups: %w", err)
-			}
-			break
-		}
-		var d labelDoc
-		if err := bson.Unmarshal(raw, &d); err != nil {
-			return model.ID{}, false, fmt.Errorf("read groups: %w", err)
-		}
-		c.head = &d
-	}
+	d, ok, err := c.pairs.Seek(ctx, prefix)
 	// Settled: every pair of an account carries the same label.
-	if c.head != nil && strings.HasPrefix(c.head.ID, prefix) {
-		return c.head.L, true, nil
+	if err != nil || !ok || !strings.HasPrefix(d.ID, prefix) {
+		return model.ID{}, false, err
 	}
-	return model.ID{}, false, nil
+	return d.L, true, nil
 }
 
 func (c *tableLookup) close(ctx context.Context) {
-	if c.rows != nil {
-		c.rows.Close(ctx)
+	if c.pairs != nil {
+		c.pairs.Close(ctx)
 	}
 }
 

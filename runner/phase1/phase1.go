@@ -21,6 +21,7 @@ import (
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/apporgs"
+	"github.com/tenantmigrate/runner/runner/internal/join"
 	"github.com/tenantmigrate/runner/runner/internal/refusal"
 	"github.com/tenantmigrate/runner/runner/internal/scratch"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
@@ -523,15 +524,17 @@ func (p *run) collectMembers(ctx context.Context) error {
 		return nil
 	}
 	defer p.lookup.close(ctx)
-	links, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.Links), nil, nil, p.read())
+	linkRows, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.Links), nil, nil, p.read())
 	if err != nil {
 		return fmt.Errorf("read links: %w", err)
 	}
+	links := join.ByID(linkRows, "links")
 	defer links.Close(ctx)
-	tenants, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.TenantsAccounts), nil, bson.D{{Key: "_id", Value: 1}}, p.read())
+	tenantRows, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.TenantsAccounts), nil, bson.D{{Key: "_id", Value: 1}}, p.read())
 	if err != nil {
 		return fmt.Errorf("read tenant accounts: %w", err)
 	}
+	tenants := join.ByID(tenantRows, "tenant accounts")
 	defer tenants.Close(ctx)
 	buf := make([]groupDoc, 0, p.cfg.Batch)
 	task := p.cfg.Progress.Start("phase 1: collect groups", p.cfg.Total)
@@ -546,22 +549,21 @@ func (p *run) collectMembers(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		linkRaw, err := links.SkipTo(ctx, id)
+		link, hasLink, err := links.SkipTo(ctx, id)
 		if err != nil {
-			return fmt.Errorf("read links: %w", err)
+			return err
 		}
-		tenantRaw, err := tenants.SkipTo(ctx, id)
+		_, hasTenant, err := tenants.SkipTo(ctx, id)
 		if err != nil {
-			return fmt.Errorf("read tenant accounts: %w", err)
+			return err
 		}
-		hasTenant := tenantRaw != nil
 		if !grouped {
 			return nil
 		}
 		gd := groupDoc{ID: id, G: g, Doc: raw, HasTenant: hasTenant}
-		if linkRaw != nil {
+		if hasLink {
 			var l model.Link
-			if err := bson.Unmarshal(linkRaw, &l); err != nil {
+			if err := bson.Unmarshal(link.Raw, &l); err != nil {
 				return fmt.Errorf("decode link %s: %w", id, err)
 			}
 			gd.Link = &l
@@ -576,12 +578,6 @@ func (p *run) collectMembers(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return err
-	}
-	if err := links.Err(); err != nil {
-		return err
-	}
-	if err := tenants.Err(); err != nil {
 		return err
 	}
 	return p.groups.put(ctx, buf)

@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/internal/join"
 	"github.com/tenantmigrate/runner/runner/internal/scratch"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
@@ -35,16 +36,8 @@ type table interface {
 	// kept once (every scratch document is a function of its key).
 	insert(ctx context.Context, docs []any) error
 	// open reads the table in sort-key order.
-	open(ctx context.Context) (rows, error)
+	open(ctx context.Context) (join.Rows, error)
 	drop(ctx context.Context) error
-}
-
-// rows reads a table; a *sorted.Cursor is one.
-type rows interface {
-	// Next returns the next document, valid until the next call.
-	Next(ctx context.Context) (bson.Raw, bool)
-	Err() error
-	Close(ctx context.Context)
 }
 
 // scratchStore makes the tables of one run.
@@ -96,7 +89,7 @@ func (t *collTable) insert(ctx context.Context, docs []any) error {
 	return nil
 }
 
-func (t *collTable) open(ctx context.Context) (rows, error) {
+func (t *collTable) open(ctx context.Context) (join.Rows, error) {
 	cur, err := sorted.OpenBy(ctx, t.coll, nil, nil, t.sort, t.read)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", t.coll.Name(), err)
@@ -260,7 +253,7 @@ func readRecord(r *bufio.Reader) (keyed, error) {
 // open merges the run files, the buffer spilled first so that a table
 // read holds no buffer. Inserting after open is not supported (no pass
 // does).
-func (t *fileTable) open(context.Context) (rows, error) {
+func (t *fileTable) open(context.Context) (join.Rows, error) {
 	if err := t.spill(); err != nil {
 		return nil, err
 	}

@@ -3,13 +3,16 @@ package phase1
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/internal/join"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
 
@@ -31,58 +34,42 @@ func (k *keyTable) add(ctx context.Context, keys []keyDoc) error {
 
 // runs calls fn for every key shared by two or more accounts.
 func (k *keyTable) runs(ctx context.Context, fn func([]keyDoc) error) error {
-	var run []keyDoc
-	emit := func() error {
-		if len(run) < 2 {
-			return nil
-		}
-		return fn(run)
-	}
-	err := each(ctx, k.t, "identity keys", func(raw bson.Raw) error {
-		var kd keyDoc
-		if err := bson.Unmarshal(raw, &kd); err != nil {
-			return fmt.Errorf("read identity keys: %w", err)
-		}
-		a, ok := model.IDFromKey(kd.ID[hashLen:])
-		if !ok {
-			return fmt.Errorf("read identity keys: a key without an account")
-		}
-		kd.A = a
-		if len(run) > 0 && run[0].ID[:hashLen] != kd.ID[:hashLen] {
-			if err := emit(); err != nil {
-				return err
+	keys, err := stream(ctx, k.t, join.Spec[keyDoc, string]{
+		What: "identity keys",
+		Decode: func(raw bson.Raw) (keyDoc, error) {
+			var kd keyDoc
+			if err := bson.Unmarshal(raw, &kd); err != nil {
+				return kd, err
 			}
-			run = run[:0]
-		}
-		run = append(run, kd)
-		return nil
+			a, ok := model.IDFromKey(kd.ID[hashLen:])
+			if !ok {
+				return kd, errors.New("a key without an account")
+			}
+			kd.A = a
+			return kd, nil
+		},
+		Key:     func(kd keyDoc) string { return kd.ID[:hashLen] },
+		Compare: strings.Compare,
 	})
 	if err != nil {
 		return err
 	}
-	return emit()
-}
-
-// each calls fn with every document of t in order. Its own read errors
-// say they read what; fn's come back as they are.
-func each(ctx context.Context, t table, what string, fn func(bson.Raw) error) error {
-	r, err := t.open(ctx)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", what, err)
-	}
-	defer r.Close(ctx)
-	for {
-		raw, ok := r.Next(ctx)
-		if !ok {
-			if err := r.Err(); err != nil {
-				return fmt.Errorf("read %s: %w", what, err)
-			}
+	defer keys.Close(ctx)
+	return keys.Groups(ctx, func(run []keyDoc) error {
+		if len(run) < 2 {
 			return nil
 		}
-		if err := fn(raw); err != nil {
-			return err
-		}
+		return fn(run)
+	})
+}
+
+// stream reads table t as spec says.
+func stream[T, K any](ctx context.Context, t table, spec join.Spec[T, K]) (*join.Stream[T, K], error) {
+	r, err := t.open(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", spec.What, err)
 	}
+	return join.New(r, spec), nil
 }
 
 // groupTable brings the accounts of each group together.
@@ -104,29 +91,22 @@ func (g *groupTable) put(ctx context.Context, docs []groupDoc) error {
 
 // groups calls fn with the accounts of each group, in group-key order.
 func (g *groupTable) groups(ctx context.Context, fn func([]groupDoc) error) error {
-	var group []groupDoc
-	err := each(ctx, g.t, "group members", func(raw bson.Raw) error {
-		var gd groupDoc
-		if err := bson.Unmarshal(raw, &gd); err != nil {
-			return fmt.Errorf("read group members: %w", err)
-		}
-		gd.Doc = append(bson.Raw(nil), gd.Doc...)
-		if len(group) > 0 && group[0].G != gd.G {
-			if err := fn(group); err != nil {
-				return err
-			}
-			group = nil
-		}
-		group = append(group, gd)
-		return nil
+	members, err := stream(ctx, g.t, join.Spec[groupDoc, model.ID]{
+		What: "group members",
+		Decode: func(raw bson.Raw) (groupDoc, error) {
+			var gd groupDoc
+			err := bson.Unmarshal(raw, &gd)
+			gd.Doc = append(bson.Raw(nil), gd.Doc...) // held past the next read
+			return gd, err
+		},
+		Key:     func(gd groupDoc) model.ID { return gd.G },
+		Compare: model.ID.Compare,
 	})
 	if err != nil {
 		return err
 	}
-	if len(group) > 0 {
-		return fn(group)
-	}
-	return nil
+	defer members.Close(ctx)
+	return members.Groups(ctx, fn)
 }
 
 // writer batches phase 1's writes. Order within a flush: tenant accounts,
@@ -163,74 +143,80 @@ func (w *writer) link(l model.Link, exists bool) {
 	}
 }
 
+// flush counts the batch and, unless the run is dry, writes it.
 func (w *writer) flush(ctx context.Context) error {
-	tenants := w.cfg.DB.Collection(w.cfg.TenantsAccounts)
-	links := w.cfg.DB.Collection(w.cfg.Links)
-	dry := w.cfg.DryRun
-	rp := &w.cfg.Retry // every write below is idempotent: keyed, or a replace
-
-	if len(w.compare) > 0 {
-		ids := make([]model.ID, 0, len(w.compare))
-		for id := range w.compare {
-			ids = append(ids, id)
-		}
-		slices.SortFunc(ids, model.ID.Compare)
-		existing, err := findIDs(ctx, rp, tenants, ids, nil, "read tenant accounts")
-		if err != nil {
+	replaces, err := w.changedTenants(ctx)
+	if err != nil {
+		return err
+	}
+	w.rep.TenantsInserted += len(w.inserts)
+	w.rep.Superseded += len(w.supersedes)
+	w.rep.LinksWritten += len(w.oldLinks) + len(w.newLinks)
+	if !w.cfg.DryRun {
+		if err := w.write(ctx, replaces); err != nil {
 			return err
-		}
-		var models []mongo.WriteModel
-		for _, id := range ids {
-			if bytes.Equal(existing[id], w.compare[id]) {
-				w.rep.TenantsSame++
-				continue
-			}
-			w.rep.TenantsReplaced++
-			models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(w.compare[id]).SetUpsert(true))
-		}
-		if len(models) > 0 && !dry {
-			if _, err := writes.BulkWrite(ctx, rp, tenants, models); err != nil {
-				return fmt.Errorf("replace tenant accounts: %w", err)
-			}
-		}
-	}
-	if len(w.inserts) > 0 {
-		w.rep.TenantsInserted += len(w.inserts)
-		if !dry {
-			if err := writes.InsertMany(ctx, rp, tenants, w.inserts); err != nil {
-				return fmt.Errorf("insert tenant accounts: %w", err)
-			}
-		}
-	}
-	if len(w.supersedes) > 0 {
-		w.rep.Superseded += len(w.supersedes)
-		if !dry {
-			if _, err := writes.DeleteIDs(ctx, rp, tenants, w.supersedes); err != nil {
-				return fmt.Errorf("delete superseded tenant accounts: %w", err)
-			}
-		}
-	}
-	if len(w.oldLinks) > 0 {
-		w.rep.LinksWritten += len(w.oldLinks)
-		if !dry {
-			models := make([]mongo.WriteModel, len(w.oldLinks))
-			for i, l := range w.oldLinks {
-				models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: l.LegacyID}}).SetReplacement(l).SetUpsert(true)
-			}
-			if _, err := writes.BulkWrite(ctx, rp, links, models); err != nil {
-				return fmt.Errorf("replace links: %w", err)
-			}
-		}
-	}
-	if len(w.newLinks) > 0 {
-		w.rep.LinksWritten += len(w.newLinks)
-		if !dry {
-			if err := writes.InsertMany(ctx, rp, links, w.newLinks); err != nil {
-				return fmt.Errorf("insert links: %w", err)
-			}
 		}
 	}
 	w.inserts, w.supersedes, w.newLinks, w.oldLinks = nil, nil, nil, nil
 	w.compare = map[model.ID]bson.Raw{}
+	return nil
+}
+
+// changedTenants reads the tenant accounts to compare, counts those that
+// are the same, and returns the replaces of the others.
+func (w *writer) changedTenants(ctx context.Context) ([]mongo.WriteModel, error) {
+	if len(w.compare) == 0 {
+		return nil, nil
+	}
+	ids := make([]model.ID, 0, len(w.compare))
+	for id := range w.compare {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, model.ID.Compare)
+	existing, err := findIDs(ctx, &w.cfg.Retry, w.cfg.DB.Collection(w.cfg.TenantsAccounts), ids, nil, "read tenant accounts")
+	if err != nil {
+		return nil, err
+	}
+	var models []mongo.WriteModel
+	for _, id := range ids {
+		if bytes.Equal(existing[id], w.compare[id]) {
+			w.rep.TenantsSame++
+			continue
+		}
+		w.rep.TenantsReplaced++
+		models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(w.compare[id]).SetUpsert(true))
+	}
+	return models, nil
+}
+
+// write writes the batch in the writer's order. Every write is idempotent:
+// keyed, or a replace.
+func (w *writer) write(ctx context.Context, replaces []mongo.WriteModel) error {
+	tenants := w.cfg.DB.Collection(w.cfg.TenantsAccounts)
+	links := w.cfg.DB.Collection(w.cfg.Links)
+	rp := &w.cfg.Retry
+	if len(replaces) > 0 {
+		if _, err := writes.BulkWrite(ctx, rp, tenants, replaces); err != nil {
+			return fmt.Errorf("replace tenant accounts: %w", err)
+		}
+	}
+	if err := writes.InsertMany(ctx, rp, tenants, w.inserts); err != nil {
+		return fmt.Errorf("insert tenant accounts: %w", err)
+	}
+	if _, err := writes.DeleteIDs(ctx, rp, tenants, w.supersedes); err != nil {
+		return fmt.Errorf("delete superseded tenant accounts: %w", err)
+	}
+	if len(w.oldLinks) > 0 {
+		models := make([]mongo.WriteModel, len(w.oldLinks))
+		for i, l := range w.oldLinks {
+			models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: l.LegacyID}}).SetReplacement(l).SetUpsert(true)
+		}
+		if _, err := writes.BulkWrite(ctx, rp, links, models); err != nil {
+			return fmt.Errorf("replace links: %w", err)
+		}
+	}
+	if err := writes.InsertMany(ctx, rp, links, w.newLinks); err != nil {
+		return fmt.Errorf("insert links: %w", err)
+	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/count"
+	"github.com/tenantmigrate/runner/runner/internal/join"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
@@ -50,10 +51,11 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	cfg = cfg.withDefaults()
 	rep := &DownReport{}
 	tenants := cfg.DB.Collection(cfg.Names.TenantsAccounts)
-	links, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.Links), nil, bson.D{{Key: "_id", Value: 1}}, cfg.read())
+	linkRows, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.Links), nil, bson.D{{Key: "_id", Value: 1}}, cfg.read())
 	if err != nil {
 		return rep, fmt.Errorf("read links: %w", err)
 	}
+	links := join.ByID(linkRows, "links")
 	defer links.Close(ctx)
 	var ids []model.ID
 	flush := func() error {
@@ -73,12 +75,8 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 		if !ok {
 			return nil
 		}
-		link, err := links.SkipTo(ctx, id)
-		if err != nil {
-			return fmt.Errorf("read links: %w", err)
-		}
-		if link != nil {
-			return nil
+		if _, linked, err := links.SkipTo(ctx, id); err != nil || linked {
+			return err
 		}
 		if ids = append(ids, id); len(ids) >= cfg.Batch {
 			return flush()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/internal/join"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
@@ -32,117 +33,147 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, after
 		// counted the bad ones.
 		filter = (&pipelines.Range{After: after}).MigratedIDs()
 	}
-	links, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.Links), filter, bson.D{{Key: "_id", Value: 1}}, cfg.read())
+	f, err := openFallback(ctx, cfg, orgOf, filter, rep)
 	if err != nil {
-		return fmt.Errorf("read links: %w", err)
+		return err
 	}
-	defer links.Close(ctx)
-	tenants, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.TenantsAccounts), filter, bson.D{{Key: model.FieldDateUpdated, Value: 1}}, cfg.read())
-	if err != nil {
-		return fmt.Errorf("read tenant accounts: %w", err)
-	}
-	defer tenants.Close(ctx)
-
-	w := &batchWriter{cfg: cfg, rep: rep}
-	// seen counts what this scan meets; it is the report's count when Run
-	// did not count, and the error's when an account turned bad since.
-	seen := &Report{}
-	bad := func(id bson.RawValue, reason string) {
-		noteInvalid(seen, id, reason)
-		if !cfg.SkipInvalid && !cfg.DryRun {
-			w.stop()
-		}
-	}
-	read := 0
+	defer f.close(ctx)
 	task := cfg.Progress.Start("phase 2: copy", cfg.Total)
 	defer task.Done()
+	read := 0
 	err = sorted.Each(ctx, cfg.DB.Collection(cfg.Names.Accounts), filter, nil, cfg.read(), func(raw bson.Raw) error {
 		read++
 		task.Add(1)
-		id, ok := model.IDOf(raw.Lookup("_id"))
-		if !ok {
-			bad(raw.Lookup("_id"), pipelines.ReasonID)
-			return nil
+		if err := f.account(ctx, raw); err != nil {
+			return err
 		}
-		var legacy bson.D
-		if err := bson.Unmarshal(raw, &legacy); err != nil {
-			return fmt.Errorf("decode account %s: %w", id, err)
-		}
-		if reason := pipelines.Invalid(legacy, orgOf); reason != "" {
-			bad(raw.Lookup("_id"), reason)
-			return nil
-		}
-		if w.stopped {
-			return nil
-		}
-		link, err := links.SkipTo(ctx, id)
-		if err != nil {
-			return fmt.Errorf("read links: %w", err)
-		}
-		if link != nil {
-			rep.Merged++
-			return nil
-		}
-		existing, err := tenants.SkipTo(ctx, id)
-		if err != nil {
-			return fmt.Errorf("read tenant accounts: %w", err)
-		}
-		ao, _ := raw.Lookup(model.FieldAppOrgID).StringValueOK()
-		tenant, err := pipelines.OneToOne(legacy, orgOf[ao])
-		if err != nil {
-			return fmt.Errorf("account %s: %w", id, err)
-		}
-		switch {
-		case existing == nil:
-			rep.Inserted++
-			w.inserts = append(w.inserts, tenant)
-		default:
-			var old bson.D
-			if err := bson.Unmarshal(existing, &old); err != nil {
-				return fmt.Errorf("decode tenant %s: %w", id, err)
-			}
-			if pipelines.Refresh(old, tenant) {
-				rep.Refreshed++
-				// Copies: raw and existing live only until the cursors move.
-				filter := pipelines.SameDateFilter(own(raw.Lookup(model.FieldID)), own(existing.Lookup(model.FieldDateUpdated)))
-				w.replaces = append(w.replaces, mongo.NewReplaceOneModel().SetFilter(filter).SetReplacement(tenant))
-			} else {
-				rep.Unchanged++
-			}
-		}
-		w.last = id
-		if read%cfg.Batch == 0 || len(w.inserts)+len(w.replaces) >= cfg.Batch {
-			if err := w.flush(ctx); err != nil {
-				return err
-			}
+		if read%cfg.Batch == 0 || f.w.pending() >= cfg.Batch {
+			return f.w.flush(ctx)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if err := links.Err(); err != nil {
-		return fmt.Errorf("read links: %w", err)
-	}
-	if err := tenants.Err(); err != nil {
-		return fmt.Errorf("read tenant accounts: %w", err)
-	}
-	if countInScan || w.stopped {
-		rep.Invalid = max(rep.Invalid, seen.Invalid)
-		if len(rep.FirstBad) == 0 || w.stopped {
-			rep.FirstBad = seen.FirstBad
+	if countInScan || f.w.stopped {
+		rep.Invalid = max(rep.Invalid, f.seen.Invalid)
+		if len(rep.FirstBad) == 0 || f.w.stopped {
+			rep.FirstBad = f.seen.FirstBad
 		}
 	}
-	if w.stopped {
+	if f.w.stopped {
 		return invalidError(rep, "writing stopped at the first of them (the tenant accounts written before it are complete)")
 	}
-	if err := w.flush(ctx); err != nil {
+	if err := f.w.flush(ctx); err != nil {
 		return err
 	}
 	if cfg.DryRun {
 		return nil
 	}
 	return clearCheckpoint(ctx, cfg)
+}
+
+// fallback is the join of runFallback: the links and the tenant accounts
+// beside the legacy scan, and what it has seen and has to write.
+type fallback struct {
+	cfg     Config
+	orgOf   map[string]string
+	links   *join.Stream[join.Doc, model.ID]
+	tenants *join.Stream[join.Doc, model.ID]
+	w       *batchWriter
+	// seen counts what this scan meets; it is the report's count when Run
+	// did not count, and the error's when an account turned bad since.
+	seen *Report
+}
+
+func openFallback(ctx context.Context, cfg Config, orgOf map[string]string, filter bson.D, rep *Report) (*fallback, error) {
+	links, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.Links), filter, bson.D{{Key: "_id", Value: 1}}, cfg.read())
+	if err != nil {
+		return nil, fmt.Errorf("read links: %w", err)
+	}
+	tenants, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.TenantsAccounts), filter, bson.D{{Key: model.FieldDateUpdated, Value: 1}}, cfg.read())
+	if err != nil {
+		links.Close(ctx)
+		return nil, fmt.Errorf("read tenant accounts: %w", err)
+	}
+	return &fallback{
+		cfg: cfg, orgOf: orgOf,
+		links:   join.ByID(links, "links"),
+		tenants: join.ByID(tenants, "tenant accounts"),
+		w:       &batchWriter{cfg: cfg, rep: rep},
+		seen:    &Report{},
+	}, nil
+}
+
+func (f *fallback) close(ctx context.Context) {
+	f.links.Close(ctx)
+	f.tenants.Close(ctx)
+}
+
+// bad counts an invalid account; unless they are skipped, it ends the
+// writes.
+func (f *fallback) bad(id bson.RawValue, reason string) {
+	noteInvalid(f.seen, id, reason)
+	if !f.cfg.SkipInvalid && !f.cfg.DryRun {
+		f.w.stop()
+	}
+}
+
+// account checks one legacy account and queues its tenant account: an
+// insert, a refresh of one that is out of date, or nothing.
+func (f *fallback) account(ctx context.Context, raw bson.Raw) error {
+	rep := f.w.rep
+	id, ok := model.IDOf(raw.Lookup("_id"))
+	if !ok {
+		f.bad(raw.Lookup("_id"), pipelines.ReasonID)
+		return nil
+	}
+	var legacy bson.D
+	if err := bson.Unmarshal(raw, &legacy); err != nil {
+		return fmt.Errorf("decode account %s: %w", id, err)
+	}
+	if reason := pipelines.Invalid(legacy, f.orgOf); reason != "" {
+		f.bad(raw.Lookup("_id"), reason)
+		return nil
+	}
+	if f.w.stopped {
+		return nil
+	}
+	if _, merged, err := f.links.SkipTo(ctx, id); err != nil || merged {
+		if merged {
+			rep.Merged++
+		}
+		return err
+	}
+	existing, exists, err := f.tenants.SkipTo(ctx, id)
+	if err != nil {
+		return err
+	}
+	ao, _ := raw.Lookup(model.FieldAppOrgID).StringValueOK()
+	tenant, err := pipelines.OneToOne(legacy, f.orgOf[ao])
+	if err != nil {
+		return fmt.Errorf("account %s: %w", id, err)
+	}
+	switch {
+	case !exists:
+		rep.Inserted++
+		f.w.inserts = append(f.w.inserts, tenant)
+	default:
+		var old bson.D
+		if err := bson.Unmarshal(existing.Raw, &old); err != nil {
+			return fmt.Errorf("decode tenant %s: %w", id, err)
+		}
+		if pipelines.Refresh(old, tenant) {
+			rep.Refreshed++
+			// A copy: raw lives only until the legacy cursor moves.
+			filter := pipelines.SameDateFilter(own(raw.Lookup(model.FieldID)), existing.Raw.Lookup(model.FieldDateUpdated))
+			f.w.replaces = append(f.w.replaces, mongo.NewReplaceOneModel().SetFilter(filter).SetReplacement(tenant))
+		} else {
+			rep.Unchanged++
+		}
+	}
+	f.w.last = id
+	return nil
 }
 
 // batchWriter writes one batch, then records how far the run got: every
@@ -156,6 +187,9 @@ type batchWriter struct {
 	// stopped: an invalid account was met; nothing more is written.
 	stopped bool
 }
+
+// pending is how many writes the batch holds.
+func (w *batchWriter) pending() int { return len(w.inserts) + len(w.replaces) }
 
 func (w *batchWriter) stop() {
 	if w.stopped {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/internal/apporgs"
+	"github.com/tenantmigrate/runner/runner/internal/join"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
@@ -71,10 +72,27 @@ func (s *Stage) UnmarshalText(b []byte) error {
 // StepState is one step of the migration as verify saw it: applied or
 // not, and how many legacy accounts await it.
 type StepState struct {
-	Version  int    `json:"version"`
-	Name     string `json:"name"`
-	State    string `json:"state"`
-	Awaiting int    `json:"awaiting,omitempty"`
+	Version int    `json:"version"`
+	Name    string `json:"name"`
+	// State is the step's state as `runner status` gives it.
+	State string `json:"state"`
+	// Applied: the step's promise holds. In any other state (pending,
+	// failed, running, a down half done) it is pending.
+	Applied  bool `json:"applied"`
+	Awaiting int  `json:"awaiting,omitempty"`
+}
+
+// shown is the step's state as verify judges it: applied, or pending,
+// with the step's own state when that says more.
+func (s StepState) shown() string {
+	const pending = "pending"
+	switch {
+	case s.Applied:
+		return s.State
+	case s.State == pending:
+		return pending
+	}
+	return pending + " (" + s.State + ")"
 }
 
 // Options configure a run.
@@ -241,7 +259,7 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "references in %s: %d still name a merged-away account, %d left as conflicts\n", coll, r.ReferencesStale[coll], r.ReferencesLeft[coll])
 	}
 	for _, s := range r.Steps {
-		line := fmt.Sprintf("step %d %s: %s", s.Version, s.Name, s.State)
+		line := fmt.Sprintf("step %d %s: %s", s.Version, s.Name, s.shown())
 		if s.Awaiting > 0 {
 			line += fmt.Sprintf("; %d legacy accounts await it", s.Awaiting)
 		}
@@ -320,80 +338,149 @@ func Run(ctx context.Context, db *mongo.Database, c model.Names, opts Options) (
 	if err != nil {
 		return nil, err
 	}
-	orgOf := aos.OrgOf()
-	byID := bson.D{{Key: "_id", Value: 1}}
-	ro := sorted.Options{Batch: batch, Retry: opts.Retry}
-	legacy, err := openStream[legacyRow](ctx, db.Collection(c.Accounts), ro, byID, bson.D{{Key: "app_org_id", Value: 1}}, func(r legacyRow) string { return r.key() })
+	s, err := openStreams(ctx, db, c, sorted.Options{Batch: batch, Retry: opts.Retry})
 	if err != nil {
-		return nil, fmt.Errorf("verify: read legacy accounts: %w", err)
+		return nil, fmt.Errorf("verify: %w", err)
 	}
-	defer legacy.close(ctx)
-	links, err := openStream[Link](ctx, db.Collection(c.Links), ro, byID, nil, func(l Link) string { return l.LegacyID.Key() })
-	if err != nil {
-		return nil, fmt.Errorf("verify: read links: %w", err)
-	}
-	defer links.close(ctx)
-	tenants, err := openStream[tenantRow](ctx, db.Collection(c.TenantsAccounts), ro, byID,
-		bson.D{{Key: "org_id", Value: 1}, {Key: "org_apps_memberships.id", Value: 1}, {Key: "org_apps_memberships.app_org_id", Value: 1}},
-		func(t tenantRow) string { return t.ID.Key() })
-	if err != nil {
-		return nil, fmt.Errorf("verify: read tenant accounts: %w", err)
-	}
-	defer tenants.close(ctx)
-	linksByTenant, err := openStream[Link](ctx, db.Collection(c.Links), ro,
-		bson.D{{Key: "tenant_id", Value: 1}, {Key: "_id", Value: 1}}, nil, func(l Link) string { return l.TenantID.Key() })
-	if err != nil {
-		return nil, fmt.Errorf("verify: read links by tenant: %w", err)
-	}
-	defer linksByTenant.close(ctx)
-
-	v := &verifier{rep: &Report{Stage: opts.Stage, PerOrg: map[string]*OrgCounts{}}, orgOf: orgOf}
+	defer s.close(ctx)
+	v := &verifier{rep: &Report{Stage: opts.Stage, PerOrg: map[string]*OrgCounts{}}, orgOf: aos.OrgOf()}
 	var read int64
 	for {
-		id, ok := minKey(legacy, links, tenants)
-		if !ok {
+		more, err := s.checkNext(ctx, v)
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		if !more {
 			break
 		}
-		l, hasL := legacy.take(id)
-		k, hasK := links.take(id)
-		t, hasT := tenants.take(id)
-		var tl []Link
-		if hasT {
-			// Links to tenants that sort before this one name missing tenants.
-			for {
-				lk, ok := linksByTenant.peek()
-				if !ok || lk.TenantID.Key() > id {
-					break
-				}
-				linksByTenant.next()
-				if lk.TenantID.Key() < id {
-					v.danglingLink(lk)
-				} else {
-					tl = append(tl, lk)
-				}
-			}
-		}
-		v.check(id, l, hasL, k, hasK, t, hasT, tl)
-		read++
-		if read%int64(batch) == 0 {
+		if read++; read%int64(batch) == 0 {
 			progress(read)
 		}
 	}
-	for {
-		lk, ok := linksByTenant.peek()
-		if !ok {
-			break
-		}
-		linksByTenant.next()
-		v.danglingLink(lk)
-	}
-	for _, s := range []interface{ err() error }{legacy, links, tenants, linksByTenant} {
-		if err := s.err(); err != nil {
-			return nil, fmt.Errorf("verify: %w", err)
-		}
+	if err := s.danglingRest(ctx, v); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
 	}
 	progress(read)
 	return v.rep, nil
+}
+
+// streams are the four sorted streams of the join.
+type streams struct {
+	legacy        *join.Stream[legacyRow, string]
+	links         *join.Stream[Link, string]
+	tenants       *join.Stream[tenantRow, string]
+	linksByTenant *join.Stream[Link, string]
+}
+
+func openStreams(ctx context.Context, db *mongo.Database, c model.Names, ro sorted.Options) (s *streams, err error) {
+	byID := bson.D{{Key: "_id", Value: 1}}
+	s = &streams{}
+	defer func() {
+		if err != nil {
+			s.close(ctx)
+		}
+	}()
+	if s.legacy, err = open(ctx, db.Collection(c.Accounts), ro, "legacy accounts", byID,
+		bson.D{{Key: "app_org_id", Value: 1}}, legacyRow.key); err != nil {
+		return nil, err
+	}
+	if s.links, err = open(ctx, db.Collection(c.Links), ro, "links", byID,
+		nil, func(l Link) string { return l.LegacyID.Key() }); err != nil {
+		return nil, err
+	}
+	if s.tenants, err = open(ctx, db.Collection(c.TenantsAccounts), ro, "tenant accounts", byID,
+		bson.D{{Key: "org_id", Value: 1}, {Key: "org_apps_memberships.id", Value: 1}, {Key: "org_apps_memberships.app_org_id", Value: 1}},
+		func(t tenantRow) string { return t.ID.Key() }); err != nil {
+		return nil, err
+	}
+	if s.linksByTenant, err = open(ctx, db.Collection(c.Links), ro, "links by tenant", bson.D{{Key: "tenant_id", Value: 1}, {Key: "_id", Value: 1}},
+		nil, func(l Link) string { return l.TenantID.Key() }); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func open[T any](ctx context.Context, coll *mongo.Collection, ro sorted.Options, what string, sort, proj bson.D, key func(T) string) (*join.Stream[T, string], error) {
+	cur, err := sorted.OpenBy(ctx, coll, nil, proj, sort, ro)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	return join.New(cur, join.Spec[T, string]{What: what, Key: key, Compare: strings.Compare}), nil
+}
+
+func (s *streams) close(ctx context.Context) {
+	if s.legacy != nil {
+		s.legacy.Close(ctx)
+	}
+	if s.links != nil {
+		s.links.Close(ctx)
+	}
+	if s.tenants != nil {
+		s.tenants.Close(ctx)
+	}
+	if s.linksByTenant != nil {
+		s.linksByTenant.Close(ctx)
+	}
+}
+
+// checkNext checks the smallest _id left in the join; false when none is.
+func (s *streams) checkNext(ctx context.Context, v *verifier) (bool, error) {
+	id, ok, err := join.MinKey[string](ctx, strings.Compare, s.legacy, s.links, s.tenants)
+	if err != nil || !ok {
+		return false, err
+	}
+	l, hasL, err := s.legacy.Take(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	k, hasK, err := s.links.Take(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	t, hasT, err := s.tenants.Take(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	var tl []Link
+	if hasT {
+		if tl, err = s.linksTo(ctx, id, v); err != nil {
+			return false, err
+		}
+	}
+	v.check(id, l, hasL, k, hasK, t, hasT, tl)
+	return true, nil
+}
+
+// linksTo takes the links to tenant id; the links to tenants that sort
+// before it name missing tenants.
+func (s *streams) linksTo(ctx context.Context, id string, v *verifier) ([]Link, error) {
+	var tl []Link
+	for {
+		lk, ok, err := s.linksByTenant.Peek(ctx)
+		if err != nil || !ok || lk.TenantID.Key() > id {
+			return tl, err
+		}
+		if _, _, err := s.linksByTenant.Next(ctx); err != nil {
+			return tl, err
+		}
+		if lk.TenantID.Key() < id {
+			v.danglingLink(lk)
+		} else {
+			tl = append(tl, lk)
+		}
+	}
+}
+
+// danglingRest reports the links left, to tenants after the last one,
+// which name missing tenants.
+func (s *streams) danglingRest(ctx context.Context, v *verifier) error {
+	for {
+		lk, ok, err := s.linksByTenant.Next(ctx)
+		if err != nil || !ok {
+			return err
+		}
+		v.danglingLink(lk)
+	}
 }
 
 type verifier struct {
@@ -501,83 +588,4 @@ func holds(t tenantRow, membershipID, appOrgID string) bool {
 		}
 	}
 	return false
-}
-
-// stream is a sorted cursor with one document of look-ahead.
-type stream[T any] struct {
-	ctx    context.Context // the run's: a cancelled verify stops reading
-	cur    *sorted.Cursor
-	key    func(T) string
-	head   T
-	has    bool
-	failed error
-}
-
-func openStream[T any](ctx context.Context, coll *mongo.Collection, read sorted.Options, sort, proj bson.D, key func(T) string) (*stream[T], error) {
-	cur, err := sorted.OpenBy(ctx, coll, nil, proj, sort, read)
-	if err != nil {
-		return nil, err
-	}
-	s := &stream[T]{ctx: ctx, cur: cur, key: key}
-	s.advance()
-	return s, nil
-}
-
-func (s *stream[T]) advance() {
-	s.has = false
-	if s.failed != nil {
-		return
-	}
-	raw, ok := s.cur.Next(s.ctx)
-	if !ok {
-		return
-	}
-	var v T
-	if err := bson.Unmarshal(raw, &v); err != nil {
-		s.failed = fmt.Errorf("decode %v: %w", raw.Lookup("_id"), err)
-		return
-	}
-	s.head, s.has = v, true
-}
-
-func (s *stream[T]) peek() (T, bool) { return s.head, s.has }
-
-func (s *stream[T]) next() { s.advance() }
-
-// take returns the head and advances when the head's key is id.
-func (s *stream[T]) take(id string) (T, bool) {
-	var zero T
-	if !s.has || s.key(s.head) != id {
-		return zero, false
-	}
-	v := s.head
-	s.next()
-	return v, true
-}
-
-func (s *stream[T]) headKey() (string, bool) {
-	if !s.has {
-		return "", false
-	}
-	return s.key(s.head), true
-}
-
-func (s *stream[T]) err() error {
-	if s.failed != nil {
-		return s.failed
-	}
-	return s.cur.Err()
-}
-
-func (s *stream[T]) close(ctx context.Context) { s.cur.Close(ctx) }
-
-// minKey is the smallest head key of the streams.
-func minKey(ss ...interface{ headKey() (string, bool) }) (string, bool) {
-	best, found := "", false
-	for _, s := range ss {
-		if k, ok := s.headKey(); ok && (!found || k < best) {
-			best, found = k, true
-		}
-	}
-	return best, found
 }

@@ -1,6 +1,5 @@
-// Package sorted reads a collection in _id order for merge joins: the
-// runner pairs documents of several collections by _id without a lookup per
-// document (which some servers answer with a full scan each). OpenBy and
+// Package sorted reads a collection in _id order for merge joins (package
+// join pairs the documents), resuming a cursor that breaks. OpenBy and
 // EachBy read in another order, or in the server's own.
 package sorted
 
@@ -14,7 +13,6 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
-	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
@@ -31,14 +29,10 @@ type Options struct {
 	Retry *retry.Policy
 }
 
-// Cursor is a cursor over documents in ascending _id order.
+// Cursor is a cursor over documents in ascending _id order, or the order
+// it was opened in; join.ByID reads one for merge joins.
 type Cursor struct {
-	cur  *mongo.Cursor
-	head bson.Raw
-	id   model.ID
-	// other: the head's _id is of a type no ID has; it matches no ID.
-	other bool
-	done  bool
+	cur *mongo.Cursor
 
 	// to resume: what was opened, the last _id delivered, and the error
 	// that ended the cursor if resuming did not help.
@@ -64,7 +58,6 @@ func Open(ctx context.Context, coll *mongo.Collection, filter, proj bson.D, o Op
 // the documents in, for a pass that joins nothing (a server that cannot
 // sort from an index, FerretDB, reads the whole collection before the first
 // document of any sorted read). A sort other than by _id may spill to disk.
-// SkipTo works only in _id order.
 func OpenBy(ctx context.Context, coll *mongo.Collection, filter, proj, sort bson.D, o Options) (*Cursor, error) {
 	if filter == nil {
 		filter = bson.D{}
@@ -268,37 +261,8 @@ func own(v bson.RawValue) bson.RawValue {
 	return v
 }
 
-// SkipTo advances past every _id below id and returns the document whose
-// _id is id, or nil. Calls must come with ascending ids (model.ID.Compare,
-// the server's order). A document whose _id is neither a string nor an
-// ObjectId is passed over: it matches no ID, and wherever the server sorts
-// its type, passing it skips no ID. An error of the cursor is returned at
-// once, never taken for the end: a join that read "no document" from a
-// broken cursor would write the wrong thing.
-func (c *Cursor) SkipTo(ctx context.Context, id model.ID) (bson.Raw, error) {
-	for !c.done && (c.head == nil || c.other || c.id.Less(id)) {
-		if !c.next(ctx) {
-			c.done, c.head = true, nil
-			if err := c.Err(); err != nil {
-				return nil, err
-			}
-			break
-		}
-		c.head = append(bson.Raw(nil), c.cur.Current...)
-		c.id, c.other = model.IDOf(c.head.Lookup("_id"))
-		c.other = !c.other
-	}
-	if err := c.Err(); err != nil {
-		return nil, err
-	}
-	if c.head != nil && c.id == id {
-		return c.head, nil
-	}
-	return nil, nil
-}
-
 // Next returns the next document, valid until the next call, or false at
-// the end (see Err). Not to be mixed with SkipTo.
+// the end (see Err).
 func (c *Cursor) Next(ctx context.Context) (bson.Raw, bool) {
 	if !c.next(ctx) {
 		return nil, false
