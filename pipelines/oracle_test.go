@@ -241,12 +241,8 @@ func buildWorld(t tb) *world {
 	w := &world{orgOf: map[string]string{}, cases: map[model.ID]string{}}
 	enc := gen.NewEncoder()
 	decode := func(v any) bson.D {
-		raw, err := enc.Marshal(v)
+		d, err := enc.D(v)
 		if err != nil {
-			t.Fatal(err)
-		}
-		var d bson.D
-		if err := bson.Unmarshal(raw, &d); err != nil {
 			t.Fatal(err)
 		}
 		return d

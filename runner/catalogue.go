@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/golang-migrate/migrate/v4/source"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 
 	"github.com/tenantmigrate/runner/migrations"
@@ -97,26 +98,22 @@ func readCatalogue(files fs.FS, data any, steps []GoStep) (catalogue, error) {
 		if rerr != nil {
 			return nil, fmt.Errorf("read step %d: %w", v, rerr)
 		}
-		b, rerr := io.ReadAll(body)
-		body.Close()
-		if rerr != nil {
-			return nil, fmt.Errorf("read step %d: %w", v, rerr)
-		}
-		step, perr := mongomigrate.ParseStep(b, data)
+		step, b, perr := parseStep(body, data)
 		if perr != nil {
 			return nil, fmt.Errorf("step %d (%s): %w", v, ident, perr)
 		}
 		sum := sha256.Sum256(b)
 		info := StepInfo{Version: v, Identifier: ident, Up: step, Checksum: hex.EncodeToString(sum[:])}
 		if step.Kind == mongomigrate.KindGo {
-			if g := byName[migrations.GoStep(step.Name)]; g != nil {
-				info.Go = g
+			if info.Go = byName[migrations.GoStep(step.Name)]; info.Go == nil {
+				return nil, fmt.Errorf("%w: step %d (%s) names %q", ErrUnknownStep, v, ident, step.Name)
 			}
 		}
-		if down, _, derr := src.ReadDown(v); derr == nil {
-			info.HasDown = true
-			down.Close()
+		hasDown, derr := checkDown(src, v, ident, data, steps)
+		if derr != nil {
+			return nil, derr
 		}
+		info.HasDown = hasDown
 		out = append(out, info)
 		v, err = src.Next(v)
 	}
@@ -124,6 +121,40 @@ func readCatalogue(files fs.FS, data any, steps []GoStep) (catalogue, error) {
 		return nil, fmt.Errorf("list steps: %w", err)
 	}
 	return out, nil
+}
+
+// parseStep reads and parses one step file, and closes it; it returns the
+// file's bytes for the checksum.
+func parseStep(body io.ReadCloser, data any) (mongomigrate.Step, []byte, error) {
+	b, err := io.ReadAll(body)
+	body.Close()
+	if err != nil {
+		return mongomigrate.Step{}, nil, err
+	}
+	step, err := mongomigrate.ParseStep(b, data)
+	return step, b, err
+}
+
+// checkDown reports whether step v has a down file, and refuses one that
+// names a Go down this build does not have.
+func checkDown(src source.Driver, v uint, ident string, data any, steps []GoStep) (bool, error) {
+	body, _, err := src.ReadDown(v)
+	if err != nil {
+		return false, nil // no down file
+	}
+	step, _, err := parseStep(body, data)
+	if err != nil {
+		return false, fmt.Errorf("step %d (%s) down: %w", v, ident, err)
+	}
+	if step.Kind != mongomigrate.KindGo {
+		return true, nil
+	}
+	for _, g := range steps {
+		if g.Down != nil && string(g.Name.Down()) == step.Name {
+			return true, nil
+		}
+	}
+	return false, fmt.Errorf("%w: step %d (%s) down names %q", ErrUnknownStep, v, ident, step.Name)
 }
 
 // target picks the step a manual run goes up to.

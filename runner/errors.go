@@ -30,6 +30,9 @@ var (
 	ErrMismatch = errors.New("verify found a mismatch")
 	// ErrNothingToUndo: down was asked with no step applied.
 	ErrNothingToUndo = errors.New("no applied step to undo")
+	// ErrUnknownStep: a step file names a Go step this build does not
+	// have. New refuses it before any step runs.
+	ErrUnknownStep = errors.New("a step file names a Go step this build does not have")
 )
 
 // DirtyError says which step was left half done, and by what.

@@ -345,8 +345,6 @@ func TestLockWaitExceeded(t *testing.T) {
 	}
 }
 
-// goSteps is a step source with a JSON step and Go steps, for the tests of
-// the driver's Go steps, dirty state and phases.
 // phase1Only is a Go step named as phase 1, doing up, whose down does
 // nothing.
 func phase1Only(up mongomigrate.StepFunc) []runner.GoStep {
@@ -357,12 +355,45 @@ func phase1Only(up mongomigrate.StepFunc) []runner.GoStep {
 	}}
 }
 
+// goSteps is a step source with a JSON step and Go steps, for the tests of
+// the driver's Go steps, dirty state and phases.
 func goSteps() fstest.MapFS {
 	return fstest.MapFS{
 		"1_indexes.up.json":   {Data: []byte(`[{"createIndexes": "{{.TenantsAccounts}}", "indexes": [{"key": {"org_id": 1}, "name": "org"}]}]`)},
 		"1_indexes.down.json": {Data: []byte(`[{"dropIndexes": "{{.TenantsAccounts}}", "index": "org"}]`)},
 		"2_first.up.json":     {Data: []byte(`{"go": "phase1"}`)},
 		"2_first.down.json":   {Data: []byte(`{"go": "phase1_down"}`)},
+	}
+}
+
+// A step file naming a Go step, up or down, that the build lacks is
+// refused by New, in one line, before any step runs.
+func TestUnknownGoStepRefusedAtNew(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		body string
+	}{
+		{"up", "2_first.up.json", `{"go": "phase9"}`},
+		{"down", "2_first.down.json", `{"go": "phase9_down"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, db := testConfig(t)
+			files := goSteps()
+			files[tt.file] = &fstest.MapFile{Data: []byte(tt.body)}
+			r, err := runner.New(context.Background(), cfg, runner.WithLogger(testenv.Quiet()), runner.WithSteps(files, phase1Only(nil)))
+			if err == nil {
+				r.Close(context.Background())
+				t.Fatal("New accepted a step file naming a Go step this build lacks")
+			}
+			if !errors.Is(err, runner.ErrUnknownStep) || !strings.Contains(err.Error(), "phase9") || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("err = %v, want one line with ErrUnknownStep naming phase9", err)
+			}
+			if names, _ := db.ListCollectionNames(context.Background(), bson.D{}); len(names) != 0 {
+				t.Errorf("New wrote %v before refusing", names)
+			}
+		})
 	}
 }
 

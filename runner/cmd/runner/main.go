@@ -74,50 +74,11 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("runner", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	config.AddFlags(fs)
-	phase := fs.Int("phase", 0, "apply the steps up to phase N (1 or 2)")
-	refs := fs.Bool("references", false, "apply the steps up to the references step")
-	dryRun := fs.Bool("dry-run", false, "say what would run; write nothing")
-	asJSON := fs.Bool("json", false, "print machine-readable JSON")
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "runner: %v (see runner --help)\n", err)
-		return exitUsage
+	inv, code, ok := parse(args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	if *help {
-		fmt.Fprintf(stdout, usage, fs.FlagUsages())
-		return exitOK
-	}
-	cmd := "up"
-	if rest := fs.Args(); len(rest) > 1 {
-		fmt.Fprintf(stderr, "runner: too many arguments: %s (see runner --help)\n", strings.Join(rest, " "))
-		return exitUsage
-	} else if len(rest) == 1 {
-		cmd = rest[0]
-	}
-	switch cmd {
-	case "up", "status", "verify", "down":
-	default:
-		fmt.Fprintf(stderr, "runner: unknown command %q (see runner --help)\n", cmd)
-		return exitUsage
-	}
-	if *phase != 0 && (*phase < 1 || *phase > 2 || cmd != "up") {
-		fmt.Fprintln(stderr, "runner: --phase takes 1 or 2 and goes with no command (see runner --help)")
-		return exitUsage
-	}
-	if *refs && (*phase != 0 || cmd != "up") {
-		fmt.Fprintln(stderr, "runner: --references goes with no command and no --phase (see runner --help)")
-		return exitUsage
-	}
-	if *dryRun && cmd != "up" {
-		fmt.Fprintln(stderr, "runner: --dry-run goes with no command or --phase (see runner --help)")
-		return exitUsage
-	}
-
-	path, _ := fs.GetString("config")
-	cfg, err := config.Load(path, fs)
+	cfg, err := config.Load(inv.configPath, inv.flags)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -136,71 +97,144 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer r.Close(context.Background())
 
 	switch {
-	case cmd == "status":
-		st, err := r.Status(ctx)
-		if err != nil {
-			return fail(stderr, err)
-		}
-		if *asJSON {
-			return printJSON(stdout, st)
-		}
-		printStatus(stdout, st)
-	case cmd == "verify":
-		rep, err := r.Verify(ctx)
-		if err != nil {
-			return fail(stderr, err)
-		}
-		if *asJSON {
-			printJSON(stdout, rep)
-		} else {
-			rep.Print(stdout)
-		}
-		if !rep.OK() {
-			fmt.Fprintf(stderr, "runner: verify found %s\n", rep.Problem())
-			return exitMismatch
-		}
-		if !rep.Done() {
-			if rep.Awaiting.Count == 0 && rep.ReferencesPending {
-				fmt.Fprintln(stderr, "runner: verify: consistent, not finished: the references step is pending (runner --references)")
-			} else {
-				fmt.Fprintf(stderr, "runner: verify: consistent, not finished: %d legacy accounts await the pending steps\n", rep.Awaiting.Count)
-			}
-			return exitNotFinished
-		}
-	case *dryRun:
-		var p runner.Plan
-		if *refs {
-			p, err = r.PlanReferences(ctx)
-		} else {
-			p, err = r.Plan(ctx, *phase)
-		}
-		if err != nil {
-			return fail(stderr, err)
-		}
-		if *asJSON {
-			return printJSON(stdout, p)
-		}
-		printPlan(stdout, p)
+	case inv.cmd == "status":
+		return cmdStatus(ctx, r, inv, stdout, stderr)
+	case inv.cmd == "verify":
+		return cmdVerify(ctx, r, inv, stdout, stderr)
+	case inv.dryRun:
+		return cmdPlan(ctx, r, inv, stdout, stderr)
+	}
+	return cmdSteps(ctx, r, inv, stdout, stderr)
+}
+
+// invocation is what the command line asks for.
+type invocation struct {
+	cmd        string // up, status, verify or down
+	phase      int
+	refs       bool
+	dryRun     bool
+	asJSON     bool
+	configPath string
+	flags      *pflag.FlagSet
+}
+
+// parse reads the command line; false: the run is over (help, or bad
+// usage) with the exit code given.
+func parse(args []string, stdout, stderr io.Writer) (invocation, int, bool) {
+	fs := pflag.NewFlagSet("runner", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	config.AddFlags(fs)
+	phase := fs.Int("phase", 0, "apply the steps up to phase N (1 or 2)")
+	refs := fs.Bool("references", false, "apply the steps up to the references step")
+	dryRun := fs.Bool("dry-run", false, "say what would run; write nothing")
+	asJSON := fs.Bool("json", false, "print machine-readable JSON")
+	help := fs.BoolP("help", "h", false, "show this help")
+	usageError := func(format string, a ...any) (invocation, int, bool) {
+		fmt.Fprintf(stderr, "runner: "+format+" (see runner --help)\n", a...)
+		return invocation{}, exitUsage, false
+	}
+	if err := fs.Parse(args); err != nil {
+		return usageError("%v", err)
+	}
+	if *help {
+		fmt.Fprintf(stdout, usage, fs.FlagUsages())
+		return invocation{}, exitOK, false
+	}
+	inv := invocation{cmd: "up", phase: *phase, refs: *refs, dryRun: *dryRun, asJSON: *asJSON, flags: fs}
+	inv.configPath, _ = fs.GetString("config")
+	if rest := fs.Args(); len(rest) > 1 {
+		return usageError("too many arguments: %s", strings.Join(rest, " "))
+	} else if len(rest) == 1 {
+		inv.cmd = rest[0]
+	}
+	switch {
+	case inv.cmd != "up" && inv.cmd != "status" && inv.cmd != "verify" && inv.cmd != "down":
+		return usageError("unknown command %q", inv.cmd)
+	case inv.phase != 0 && (inv.phase < 1 || inv.phase > 2 || inv.cmd != "up"):
+		return usageError("--phase takes 1 or 2 and goes with no command")
+	case inv.refs && (inv.phase != 0 || inv.cmd != "up"):
+		return usageError("--references goes with no command and no --phase")
+	case inv.dryRun && inv.cmd != "up":
+		return usageError("--dry-run goes with no command or --phase")
+	}
+	return inv, exitOK, true
+}
+
+func cmdStatus(ctx context.Context, r *runner.Runner, inv invocation, stdout, stderr io.Writer) int {
+	st, err := r.Status(ctx)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if inv.asJSON {
+		return printJSON(stdout, st)
+	}
+	printStatus(stdout, st)
+	return exitOK
+}
+
+func cmdVerify(ctx context.Context, r *runner.Runner, inv invocation, stdout, stderr io.Writer) int {
+	rep, err := r.Verify(ctx)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if inv.asJSON {
+		printJSON(stdout, rep)
+	} else {
+		rep.Print(stdout)
+	}
+	switch {
+	case !rep.OK():
+		fmt.Fprintf(stderr, "runner: verify found %s\n", rep.Problem())
+		return exitMismatch
+	case rep.Done():
+		return exitOK
+	case rep.Awaiting.Count == 0 && rep.ReferencesPending:
+		fmt.Fprintln(stderr, "runner: verify: consistent, not finished: the references step is pending (runner --references)")
 	default:
-		var res runner.Result
-		switch {
-		case cmd == "down":
-			res, err = r.Down(ctx)
-		case *phase > 0:
-			res, err = r.Phase(ctx, *phase)
-		case *refs:
-			res, err = r.References(ctx)
-		default:
-			res, err = r.Up(ctx)
-		}
-		if *asJSON {
-			printJSON(stdout, res)
-		} else {
-			printResult(stdout, res)
-		}
-		if err != nil {
-			return fail(stderr, err)
-		}
+		fmt.Fprintf(stderr, "runner: verify: consistent, not finished: %d legacy accounts await the pending steps\n", rep.Awaiting.Count)
+	}
+	return exitNotFinished
+}
+
+func cmdPlan(ctx context.Context, r *runner.Runner, inv invocation, stdout, stderr io.Writer) int {
+	var p runner.Plan
+	var err error
+	if inv.refs {
+		p, err = r.PlanReferences(ctx)
+	} else {
+		p, err = r.Plan(ctx, inv.phase)
+	}
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if inv.asJSON {
+		return printJSON(stdout, p)
+	}
+	printPlan(stdout, p)
+	return exitOK
+}
+
+// cmdSteps applies or undoes steps and prints what ran, failed or not.
+func cmdSteps(ctx context.Context, r *runner.Runner, inv invocation, stdout, stderr io.Writer) int {
+	var res runner.Result
+	var err error
+	switch {
+	case inv.cmd == "down":
+		res, err = r.Down(ctx)
+	case inv.phase > 0:
+		res, err = r.Phase(ctx, inv.phase)
+	case inv.refs:
+		res, err = r.References(ctx)
+	default:
+		res, err = r.Up(ctx)
+	}
+	if inv.asJSON {
+		printJSON(stdout, res)
+	} else {
+		printResult(stdout, res)
+	}
+	if err != nil {
+		return fail(stderr, err)
 	}
 	return exitOK
 }
