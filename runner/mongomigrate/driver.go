@@ -284,34 +284,17 @@ func (d *Driver) Run(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	cur := d.cur
-	var stepCtx context.Context = d.ctx
-	var stop func() bool = func() bool { return false }
-	if d.lease != nil {
-		c, cancel := context.WithCancelCause(d.ctx)
-		stop = context.AfterFunc(d.lease.Context(), func() { cancel(lease.ErrLost) })
-		defer cancel(nil)
-		stepCtx = c
-	}
-	d.mu.Unlock()
-	defer stop()
+	cur, stepCtx, done := d.begin()
+	defer done()
 
 	step, perr := ParseStep(body, d.cfg.TemplateData)
 	version, direction := 0, Up
 	if cur != nil {
 		version, direction = cur.version, cur.direction
 	}
-	hist := d.cfg.DB.Collection(d.cfg.HistoryCollection)
-	sum := sha256.Sum256(body)
-	if cur != nil {
-		_, err := hist.UpdateOne(d.ctx, bson.D{{Key: "_id", Value: HistoryID(version, direction)}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "kind", Value: step.Kind}, {Key: "name", Value: step.Name}, {Key: "checksum", Value: hex.EncodeToString(sum[:])}}}})
-		if err != nil {
-			return fmt.Errorf("record step %d: %w", version, err)
-		}
+	if err := d.recordStep(cur, step, body); err != nil {
+		return err
 	}
-
 	log := d.cfg.Log.WithFields(logrus.Fields{"step": version, "direction": direction, "kind": step.Kind, "name": step.Name})
 	log.Info("step started")
 	start := time.Now()
@@ -328,19 +311,7 @@ func (d *Driver) Run(r io.Reader) error {
 		}
 		err = &StepError{Version: version, Direction: direction, Name: step.Name, Err: err}
 		log.WithError(err).WithField("duration", time.Since(start).Round(time.Millisecond).String()).Error("step failed")
-		now := time.Now().UTC()
-		if cur != nil {
-			_, herr := hist.UpdateOne(context.WithoutCancel(d.ctx), bson.D{{Key: "_id", Value: HistoryID(version, direction)}},
-				bson.D{{Key: "$set", Value: bson.D{
-					{Key: "state", Value: StateFailed},
-					{Key: "error", Value: truncate(oneLine(err.Error()), 2000)},
-					{Key: "ended_at", Value: now},
-					{Key: "duration_ms", Value: now.Sub(cur.started).Milliseconds()},
-				}}})
-			if herr != nil {
-				log.WithError(herr).Warn("could not record the failure in the history")
-			}
-		}
+		d.recordFailure(cur, err, log)
 		return err
 	}
 	log.WithField("duration", time.Since(start).Round(time.Millisecond).String()).WithField("counts", c.Counts).Info("step finished")
@@ -350,6 +321,54 @@ func (d *Driver) Run(r io.Reader) error {
 		d.mu.Unlock()
 	}
 	return nil
+}
+
+// begin takes the step in hand (nil outside a versioned run) and gives the
+// step a context that the loss of the lease cancels with lease.ErrLost;
+// done releases it.
+func (d *Driver) begin() (cur *running, stepCtx context.Context, done func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.lease == nil {
+		return d.cur, d.ctx, func() {}
+	}
+	c, cancel := context.WithCancelCause(d.ctx)
+	stop := context.AfterFunc(d.lease.Context(), func() { cancel(lease.ErrLost) })
+	return d.cur, c, func() { stop(); cancel(nil) }
+}
+
+// recordStep writes what the step file is (kind, name, checksum) into the
+// step's history.
+func (d *Driver) recordStep(cur *running, step Step, body []byte) error {
+	if cur == nil {
+		return nil
+	}
+	sum := sha256.Sum256(body)
+	_, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).UpdateOne(d.ctx, bson.D{{Key: "_id", Value: HistoryID(cur.version, cur.direction)}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "kind", Value: step.Kind}, {Key: "name", Value: step.Name}, {Key: "checksum", Value: hex.EncodeToString(sum[:])}}}})
+	if err != nil {
+		return fmt.Errorf("record step %d: %w", cur.version, err)
+	}
+	return nil
+}
+
+// recordFailure marks the step failed in its history, with its error; a
+// write that fails is logged, the step's own error being the one returned.
+func (d *Driver) recordFailure(cur *running, err error, log *logrus.Entry) {
+	if cur == nil {
+		return
+	}
+	now := time.Now().UTC()
+	_, herr := d.cfg.DB.Collection(d.cfg.HistoryCollection).UpdateOne(context.WithoutCancel(d.ctx), bson.D{{Key: "_id", Value: HistoryID(cur.version, cur.direction)}},
+		bson.D{{Key: "$set", Value: bson.D{
+			{Key: "state", Value: StateFailed},
+			{Key: "error", Value: truncate(oneLine(err.Error()), 2000)},
+			{Key: "ended_at", Value: now},
+			{Key: "duration_ms", Value: now.Sub(cur.started).Milliseconds()},
+		}}})
+	if herr != nil {
+		log.WithError(herr).Warn("could not record the failure in the history")
+	}
 }
 
 // Drop removes the driver's own collections (state, history, lock), so
