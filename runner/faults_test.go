@@ -3,48 +3,18 @@ package runner_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/bson"
 
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
-
-// proxied puts a toxiproxy, in process, between the runner and the test
-// server, and returns the runner's URI through it with the URI options
-// given. Stopping the proxy cuts every connection at once, as a server
-// that dies does (a stopped embedded server lets its clients finish for
-// a few seconds first).
-func proxied(t *testing.T, uriOptions map[string]string) (*toxiproxy.Proxy, string) {
-	t.Helper()
-	u, err := url.Parse(env.URI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
-	p := toxiproxy.NewProxy(srv, "mongodb", "127.0.0.1:0", u.Host)
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Stop)
-	through := *u
-	through.Host = p.Listen
-	q := through.Query()
-	q.Set("directConnection", "true")
-	for k, v := range uriOptions {
-		q.Set(k, v)
-	}
-	through.RawQuery = q.Encode()
-	return p, through.String()
-}
 
 // toxic applies one toxic on the replies for a while: the server has done
 // the work the client never hears of, the nastiest case for a retry.
@@ -120,7 +90,7 @@ func TestSurvivesNetworkFaults(t *testing.T) {
 			cfg, db := testConfig(t)
 			env.Load(t, db, opts)
 			legacy := testenv.Dump(t, db.Collection(names.Accounts))
-			proxy, uri := proxied(t, tt.uri)
+			proxy, uri := env.Proxied(t, tt.uri)
 			cfg.MongoDB.URI = uri
 			cfg.MongoDB.ConnectTimeout = 5 * time.Second
 			cfg.Retry.Attempts, cfg.Retry.MaxElapsed = 30, time.Minute

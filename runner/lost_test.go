@@ -25,7 +25,7 @@ func TestLostConnectionThenRerun(t *testing.T) {
 	}
 	cfg, db := testConfig(t)
 	exp := env.Load(t, db, opts)
-	proxy, uri := proxied(t, nil)
+	proxy, uri := env.Proxied(t, nil)
 	cfg.MongoDB.URI = uri
 	cfg.MongoDB.ConnectTimeout = 2 * time.Second
 	r := newRunner(t, cfg)

@@ -45,7 +45,7 @@ func (r *Runner) PlanReferences(ctx context.Context) (Plan, error) {
 
 // plan is what a run up to t (nil: every step) would run.
 func (r *Runner) plan(ctx context.Context, t *target) (Plan, error) {
-	st, err := mongomigrate.ReadState(ctx, r.db.Collection(r.cfg.Collections.State()))
+	st, err := r.state(ctx)
 	if err != nil {
 		return Plan{}, err
 	}

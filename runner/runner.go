@@ -260,7 +260,7 @@ func (r *Runner) migrateWith(ctx context.Context, down bool, fn func(*session) e
 // failed. It is called under the lease, so that runner is gone. Every step is
 // idempotent, so resuming means running the step again from its start.
 func (r *Runner) resolveDirty(ctx context.Context, s *session, down bool) (bool, error) {
-	st, err := mongomigrate.ReadState(ctx, r.db.Collection(r.cfg.Collections.State()))
+	st, err := r.state(ctx)
 	if err != nil || !st.Dirty {
 		return false, err
 	}

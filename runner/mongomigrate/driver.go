@@ -72,7 +72,9 @@ type Config struct {
 	Owner        string
 	Host         string
 	Log          logrus.FieldLogger
-	// Retry, if set, retries the lease's release of a transient error.
+	// Retry, if set, retries a transient error of the driver's own reads
+	// and writes (state, history, the lease's release); the steps retry
+	// their own work.
 	Retry *retry.Policy
 }
 
@@ -208,8 +210,29 @@ func ReadState(ctx context.Context, coll *mongo.Collection) (State, error) {
 
 // Version returns the stored version and dirty flag.
 func (d *Driver) Version() (int, bool, error) {
-	s, err := ReadState(d.ctx, d.cfg.DB.Collection(d.cfg.StateCollection))
+	s, err := d.State(d.ctx)
 	return s.Version, s.Dirty, err
+}
+
+// State is ReadState within the driver's retry budget.
+func (d *Driver) State(ctx context.Context) (State, error) {
+	var s State
+	err := d.do(ctx, "read migration state", func(ctx context.Context) (err error) {
+		s, err = ReadState(ctx, d.cfg.DB.Collection(d.cfg.StateCollection))
+		return err
+	})
+	return s, err
+}
+
+// do runs one of the driver's own reads or writes within its retry budget.
+// Each is keyed by _id and sets what it sets whole, so a write the server
+// made but whose reply was lost is made again to the same effect (but
+// startStep's attempt count).
+func (d *Driver) do(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+	if d.cfg.Retry == nil {
+		return fn(ctx)
+	}
+	return d.cfg.Retry.Do(ctx, what, fn)
 }
 
 // SetVersion stores the version with one upsert and keeps the history:
@@ -219,7 +242,6 @@ func (d *Driver) SetVersion(version int, dirty bool) error {
 		return err
 	}
 	ctx := d.ctx
-	state := d.cfg.DB.Collection(d.cfg.StateCollection)
 	now := time.Now().UTC()
 	set := bson.D{
 		{Key: "version", Value: version},
@@ -235,18 +257,21 @@ func (d *Driver) SetVersion(version int, dirty bool) error {
 			// Undoing a step removes what it wrote, its history included,
 			// before the version says it is undone: killed in between, the
 			// state is still dirty and the down runs again.
-			if _, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).DeleteOne(ctx, bson.D{{Key: "_id", Value: HistoryID(cur.version, Up)}}); err != nil {
+			if err := d.do(ctx, "remove a step's history", func(ctx context.Context) error {
+				_, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).DeleteOne(ctx, bson.D{{Key: "_id", Value: HistoryID(cur.version, Up)}})
+				return err
+			}); err != nil {
 				return fmt.Errorf("remove the history of step %d: %w", cur.version, err)
 			}
 		}
 		update := bson.D{{Key: "$set", Value: set}, {Key: "$unset", Value: bson.D{{Key: "step", Value: ""}, {Key: "direction", Value: ""}}}}
-		if _, err := state.UpdateOne(ctx, bson.D{{Key: "_id", Value: stateID}}, update, options.Update().SetUpsert(true)); err != nil {
+		if err := d.setState(ctx, update); err != nil {
 			return fmt.Errorf("set version %d: %w", version, err)
 		}
 		return d.finishStep(ctx, now)
 	}
 
-	prev, err := ReadState(ctx, state)
+	prev, err := d.State(ctx)
 	if err != nil {
 		return err
 	}
@@ -255,10 +280,18 @@ func (d *Driver) SetVersion(version int, dirty bool) error {
 		r.version, r.direction = prev.Version, Down
 	}
 	set = append(set, bson.E{Key: "step", Value: r.version}, bson.E{Key: "direction", Value: r.direction})
-	if _, err := state.UpdateOne(ctx, bson.D{{Key: "_id", Value: stateID}}, bson.D{{Key: "$set", Value: set}}, options.Update().SetUpsert(true)); err != nil {
+	if err := d.setState(ctx, bson.D{{Key: "$set", Value: set}}); err != nil {
 		return fmt.Errorf("set version %d: %w", version, err)
 	}
 	return d.startStep(ctx, r)
+}
+
+// setState writes the version document.
+func (d *Driver) setState(ctx context.Context, update bson.D) error {
+	return d.do(ctx, "set version", func(ctx context.Context) error {
+		_, err := d.cfg.DB.Collection(d.cfg.StateCollection).UpdateOne(ctx, bson.D{{Key: "_id", Value: stateID}}, update, options.Update().SetUpsert(true))
+		return err
+	})
 }
 
 // Rerun runs an applied up step again without changing the version: phase
@@ -344,8 +377,7 @@ func (d *Driver) recordStep(cur *running, step Step, body []byte) error {
 		return nil
 	}
 	sum := sha256.Sum256(body)
-	_, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).UpdateOne(d.ctx, bson.D{{Key: "_id", Value: HistoryID(cur.version, cur.direction)}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "kind", Value: step.Kind}, {Key: "name", Value: step.Name}, {Key: "checksum", Value: hex.EncodeToString(sum[:])}}}})
+	err := d.setHistory(d.ctx, cur, bson.D{{Key: "kind", Value: step.Kind}, {Key: "name", Value: step.Name}, {Key: "checksum", Value: hex.EncodeToString(sum[:])}})
 	if err != nil {
 		return fmt.Errorf("record step %d: %w", cur.version, err)
 	}
@@ -359,13 +391,12 @@ func (d *Driver) recordFailure(cur *running, err error, log *logrus.Entry) {
 		return
 	}
 	now := time.Now().UTC()
-	_, herr := d.cfg.DB.Collection(d.cfg.HistoryCollection).UpdateOne(context.WithoutCancel(d.ctx), bson.D{{Key: "_id", Value: HistoryID(cur.version, cur.direction)}},
-		bson.D{{Key: "$set", Value: bson.D{
-			{Key: "state", Value: StateFailed},
-			{Key: "error", Value: truncate(oneLine(err.Error()), 2000)},
-			{Key: "ended_at", Value: now},
-			{Key: "duration_ms", Value: now.Sub(cur.started).Milliseconds()},
-		}}})
+	herr := d.setHistory(context.WithoutCancel(d.ctx), cur, bson.D{
+		{Key: "state", Value: StateFailed},
+		{Key: "error", Value: truncate(oneLine(err.Error()), 2000)},
+		{Key: "ended_at", Value: now},
+		{Key: "duration_ms", Value: now.Sub(cur.started).Milliseconds()},
+	})
 	if herr != nil {
 		log.WithError(herr).Warn("could not record the failure in the history")
 	}
@@ -387,7 +418,7 @@ func (d *Driver) Drop() error {
 		}
 	}
 	for _, name := range []string{d.cfg.StateCollection, d.cfg.HistoryCollection, d.cfg.LockCollection} {
-		if err := d.cfg.DB.Collection(name).Drop(d.ctx); err != nil {
+		if err := d.do(d.ctx, "drop "+name, d.cfg.DB.Collection(name).Drop); err != nil {
 			return fmt.Errorf("mongomigrate: drop %s: %w", name, err)
 		}
 	}

@@ -16,21 +16,24 @@ import (
 
 // startStep records a step's start in its history document.
 func (d *Driver) startStep(ctx context.Context, r *running) error {
-	_, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}},
-		bson.D{
-			{Key: "$set", Value: bson.D{
-				{Key: "version", Value: r.version},
-				{Key: "direction", Value: r.direction},
-				{Key: "state", Value: StateRunning},
-				{Key: "started_at", Value: r.started},
-				{Key: "host", Value: d.cfg.Host},
-				{Key: "owner", Value: d.cfg.Owner},
-			}},
-			{Key: "$unset", Value: bson.D{{Key: "ended_at", Value: ""}, {Key: "duration_ms", Value: ""}, {Key: "error", Value: ""}, {Key: "counts", Value: ""}, {Key: "notes", Value: ""}}},
-			{Key: "$inc", Value: bson.D{{Key: "attempts", Value: 1}}},
-		},
-		options.Update().SetUpsert(true))
+	err := d.do(ctx, "record a step's start", func(ctx context.Context) error {
+		_, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).UpdateOne(ctx,
+			bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}},
+			bson.D{
+				{Key: "$set", Value: bson.D{
+					{Key: "version", Value: r.version},
+					{Key: "direction", Value: r.direction},
+					{Key: "state", Value: StateRunning},
+					{Key: "started_at", Value: r.started},
+					{Key: "host", Value: d.cfg.Host},
+					{Key: "owner", Value: d.cfg.Owner},
+				}},
+				{Key: "$unset", Value: bson.D{{Key: "ended_at", Value: ""}, {Key: "duration_ms", Value: ""}, {Key: "error", Value: ""}, {Key: "counts", Value: ""}, {Key: "notes", Value: ""}}},
+				{Key: "$inc", Value: bson.D{{Key: "attempts", Value: 1}}},
+			},
+			options.Update().SetUpsert(true))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("record start of step %d: %w", r.version, err)
 	}
@@ -48,10 +51,8 @@ func (d *Driver) finishStep(ctx context.Context, now time.Time) error {
 	if r == nil {
 		return nil // a force, or a migration without a body
 	}
-	hist := d.cfg.DB.Collection(d.cfg.HistoryCollection)
-	state := StateApplied
 	set := bson.D{
-		{Key: "state", Value: state},
+		{Key: "state", Value: StateApplied},
 		{Key: "ended_at", Value: now},
 		{Key: "duration_ms", Value: now.Sub(r.started).Milliseconds()},
 	}
@@ -61,10 +62,18 @@ func (d *Driver) finishStep(ctx context.Context, now time.Time) error {
 	if len(r.result.Notes) > 0 {
 		set = append(set, bson.E{Key: "notes", Value: r.result.Notes})
 	}
-	if _, err := hist.UpdateOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}}, bson.D{{Key: "$set", Value: set}}); err != nil {
+	if err := d.setHistory(ctx, r, set); err != nil {
 		return fmt.Errorf("record end of step %d: %w", r.version, err)
 	}
 	return nil
+}
+
+// setHistory sets fields of a running step's history document.
+func (d *Driver) setHistory(ctx context.Context, r *running, set bson.D) error {
+	return d.do(ctx, "write a step's history", func(ctx context.Context) error {
+		_, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).UpdateOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}}, bson.D{{Key: "$set", Value: set}})
+		return err
+	})
 }
 
 // HistoryID is the _id of a step's history document.
@@ -88,6 +97,8 @@ type History struct {
 	Error      string       `bson:"error,omitempty" json:"error,omitempty"`
 	Counts     count.Counts `bson:"counts,omitempty" json:"counts,omitempty"`
 	Notes      []string     `bson:"notes,omitempty" json:"notes,omitempty"`
-	Attempts   int          `bson:"attempts" json:"attempts"`
-	Checksum   string       `bson:"checksum" json:"checksum"`
+	// Attempts counts the step's starts; a start retried after a lost
+	// reply may count twice.
+	Attempts int    `bson:"attempts" json:"attempts"`
+	Checksum string `bson:"checksum" json:"checksum"`
 }

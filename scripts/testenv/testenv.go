@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -20,6 +21,8 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/rs/zerolog"
 	"github.com/sirupsen/logrus"
 
 	"github.com/tenantmigrate/runner/model"
@@ -145,6 +148,34 @@ func (e *Env) Connect(t testing.TB) *mongo.Client {
 	}
 	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
 	return c
+}
+
+// Proxied puts a toxiproxy, in process, between a client and the test
+// server, and returns a URI through it with the URI options given.
+// Stopping the proxy cuts every connection at once, as a server that dies
+// does (a stopped embedded server lets its clients finish for a few
+// seconds first).
+func (e *Env) Proxied(t testing.TB, uriOptions map[string]string) (*toxiproxy.Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(e.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	p := toxiproxy.NewProxy(srv, "mongodb", "127.0.0.1:0", u.Host)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	through := *u
+	through.Host = p.Listen
+	q := through.Query()
+	q.Set("directConnection", "true")
+	for k, v := range uriOptions {
+		q.Set(k, v)
+	}
+	through.RawQuery = q.Encode()
+	return p, through.String()
 }
 
 // Database returns a fresh database for the test, dropped at cleanup.
