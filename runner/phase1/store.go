@@ -143,30 +143,67 @@ func (w *writer) link(l model.Link, exists bool) {
 	}
 }
 
-// flush counts the batch and, unless the run is dry, writes it.
+// flush writes the batch (unless the run is dry) in the writer's order,
+// and counts each write once it is made: a failed run reports only what it
+// wrote. Every write is idempotent: keyed, or a replace.
 func (w *writer) flush(ctx context.Context) error {
-	replaces, err := w.changedTenants(ctx)
+	same, replaces, err := w.changedTenants(ctx)
 	if err != nil {
 		return err
 	}
-	w.rep.TenantsInserted += len(w.inserts)
-	w.rep.Superseded += len(w.supersedes)
-	w.rep.LinksWritten += len(w.oldLinks) + len(w.newLinks)
-	if !w.cfg.DryRun {
-		if err := w.write(ctx, replaces); err != nil {
+	w.rep.TenantsSame += same
+	tenants := w.cfg.DB.Collection(w.cfg.TenantsAccounts)
+	links := w.cfg.DB.Collection(w.cfg.Links)
+	rp := &w.cfg.Retry
+	oldLinks := make([]mongo.WriteModel, len(w.oldLinks))
+	for i, l := range w.oldLinks {
+		oldLinks[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: l.LegacyID}}).SetReplacement(l).SetUpsert(true)
+	}
+	for _, op := range []struct {
+		what  string
+		n     int
+		count *int
+		write func(context.Context) error
+	}{
+		{"replace tenant accounts", len(replaces), &w.rep.TenantsReplaced, func(ctx context.Context) error {
+			_, err := writes.BulkWrite(ctx, rp, tenants, replaces)
 			return err
+		}},
+		{"insert tenant accounts", len(w.inserts), &w.rep.TenantsInserted, func(ctx context.Context) error {
+			return writes.InsertMany(ctx, rp, tenants, w.inserts)
+		}},
+		{"delete superseded tenant accounts", len(w.supersedes), &w.rep.Superseded, func(ctx context.Context) error {
+			_, err := writes.DeleteIDs(ctx, rp, tenants, w.supersedes)
+			return err
+		}},
+		{"replace links", len(oldLinks), &w.rep.LinksWritten, func(ctx context.Context) error {
+			_, err := writes.BulkWrite(ctx, rp, links, oldLinks)
+			return err
+		}},
+		{"insert links", len(w.newLinks), &w.rep.LinksWritten, func(ctx context.Context) error {
+			return writes.InsertMany(ctx, rp, links, w.newLinks)
+		}},
+	} {
+		if op.n == 0 {
+			continue
 		}
+		if !w.cfg.DryRun {
+			if err := op.write(ctx); err != nil {
+				return fmt.Errorf("%s: %w", op.what, err)
+			}
+		}
+		*op.count += op.n
 	}
 	w.inserts, w.supersedes, w.newLinks, w.oldLinks = nil, nil, nil, nil
 	w.compare = map[model.ID]bson.Raw{}
 	return nil
 }
 
-// changedTenants reads the tenant accounts to compare, counts those that
-// are the same, and returns the replaces of the others.
-func (w *writer) changedTenants(ctx context.Context) ([]mongo.WriteModel, error) {
+// changedTenants reads the tenant accounts to compare and returns how
+// many are the same, and the replaces of the others.
+func (w *writer) changedTenants(ctx context.Context) (int, []mongo.WriteModel, error) {
 	if len(w.compare) == 0 {
-		return nil, nil
+		return 0, nil, nil
 	}
 	ids := make([]model.ID, 0, len(w.compare))
 	for id := range w.compare {
@@ -175,48 +212,16 @@ func (w *writer) changedTenants(ctx context.Context) ([]mongo.WriteModel, error)
 	slices.SortFunc(ids, model.ID.Compare)
 	existing, err := findIDs(ctx, &w.cfg.Retry, w.cfg.DB.Collection(w.cfg.TenantsAccounts), ids, nil, "read tenant accounts")
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
+	same := 0
 	var models []mongo.WriteModel
 	for _, id := range ids {
 		if bytes.Equal(existing[id], w.compare[id]) {
-			w.rep.TenantsSame++
+			same++
 			continue
 		}
-		w.rep.TenantsReplaced++
 		models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(w.compare[id]).SetUpsert(true))
 	}
-	return models, nil
-}
-
-// write writes the batch in the writer's order. Every write is idempotent:
-// keyed, or a replace.
-func (w *writer) write(ctx context.Context, replaces []mongo.WriteModel) error {
-	tenants := w.cfg.DB.Collection(w.cfg.TenantsAccounts)
-	links := w.cfg.DB.Collection(w.cfg.Links)
-	rp := &w.cfg.Retry
-	if len(replaces) > 0 {
-		if _, err := writes.BulkWrite(ctx, rp, tenants, replaces); err != nil {
-			return fmt.Errorf("replace tenant accounts: %w", err)
-		}
-	}
-	if err := writes.InsertMany(ctx, rp, tenants, w.inserts); err != nil {
-		return fmt.Errorf("insert tenant accounts: %w", err)
-	}
-	if _, err := writes.DeleteIDs(ctx, rp, tenants, w.supersedes); err != nil {
-		return fmt.Errorf("delete superseded tenant accounts: %w", err)
-	}
-	if len(w.oldLinks) > 0 {
-		models := make([]mongo.WriteModel, len(w.oldLinks))
-		for i, l := range w.oldLinks {
-			models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: l.LegacyID}}).SetReplacement(l).SetUpsert(true)
-		}
-		if _, err := writes.BulkWrite(ctx, rp, links, models); err != nil {
-			return fmt.Errorf("replace links: %w", err)
-		}
-	}
-	if err := writes.InsertMany(ctx, rp, links, w.newLinks); err != nil {
-		return fmt.Errorf("insert links: %w", err)
-	}
-	return nil
+	return same, models, nil
 }

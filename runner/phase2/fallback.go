@@ -44,7 +44,8 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, after
 	err = sorted.Each(ctx, cfg.DB.Collection(cfg.Names.Accounts), filter, nil, cfg.read(), func(raw bson.Raw) error {
 		read++
 		task.Add(1)
-		if err := f.account(ctx, raw); err != nil {
+		done, err := f.account(ctx, raw)
+		if err != nil || !done {
 			return err
 		}
 		if read%cfg.Batch == 0 || f.w.pending() >= cfg.Batch {
@@ -120,39 +121,41 @@ func (f *fallback) bad(id bson.RawValue, reason string) {
 }
 
 // account checks one legacy account and queues its tenant account: an
-// insert, a refresh of one that is out of date, or nothing.
-func (f *fallback) account(ctx context.Context, raw bson.Raw) error {
+// insert, a refresh of one that is out of date, or nothing. done: the
+// account is this path's and the checkpoint may move past it (not an
+// invalid account, nor one phase 1 merged, nor any once writing stopped).
+func (f *fallback) account(ctx context.Context, raw bson.Raw) (done bool, err error) {
 	rep := f.w.rep
 	id, ok := model.IDOf(raw.Lookup("_id"))
 	if !ok {
 		f.bad(raw.Lookup("_id"), pipelines.ReasonID)
-		return nil
+		return false, nil
 	}
 	var legacy bson.D
 	if err := bson.Unmarshal(raw, &legacy); err != nil {
-		return fmt.Errorf("decode account %s: %w", id, err)
+		return false, fmt.Errorf("decode account %s: %w", id, err)
 	}
 	if reason := pipelines.Invalid(legacy, f.orgOf); reason != "" {
 		f.bad(raw.Lookup("_id"), reason)
-		return nil
+		return false, nil
 	}
 	if f.w.stopped {
-		return nil
+		return false, nil
 	}
 	if _, merged, err := f.links.SkipTo(ctx, id); err != nil || merged {
 		if merged {
 			rep.Merged++
 		}
-		return err
+		return false, err
 	}
 	existing, exists, err := f.tenants.SkipTo(ctx, id)
 	if err != nil {
-		return err
+		return false, err
 	}
 	ao, _ := raw.Lookup(model.FieldAppOrgID).StringValueOK()
 	tenant, err := pipelines.OneToOne(legacy, f.orgOf[ao])
 	if err != nil {
-		return fmt.Errorf("account %s: %w", id, err)
+		return false, fmt.Errorf("account %s: %w", id, err)
 	}
 	switch {
 	case !exists:
@@ -161,7 +164,7 @@ func (f *fallback) account(ctx context.Context, raw bson.Raw) error {
 	default:
 		var old bson.D
 		if err := bson.Unmarshal(existing.Raw, &old); err != nil {
-			return fmt.Errorf("decode tenant %s: %w", id, err)
+			return false, fmt.Errorf("decode tenant %s: %w", id, err)
 		}
 		if pipelines.Refresh(old, tenant) {
 			rep.Refreshed++
@@ -173,7 +176,7 @@ func (f *fallback) account(ctx context.Context, raw bson.Raw) error {
 		}
 	}
 	f.w.last = id
-	return nil
+	return true, nil
 }
 
 // batchWriter writes one batch, then records how far the run got: every
