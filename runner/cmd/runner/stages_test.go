@@ -76,12 +76,21 @@ func TestVerifyAtEveryStage(t *testing.T) {
 		}
 		// The steps say what is pending and what awaits it. (The references
 		// step has nothing to do here: no references are configured.)
-		pending, awaiting := 0, 0
+		pending, awaiting, failed := 0, 0, 0
 		for _, st := range rep.Steps {
+			if st.State == "failed" {
+				failed++
+			}
 			if st.State != "applied" && st.Name != "references" {
 				pending++
 			}
+			if st.Applied != (st.State == "applied") {
+				t.Errorf("%s: step %d is %q with applied=%v", s.name, st.Version, st.State, st.Applied)
+			}
 			awaiting += st.Awaiting
+		}
+		if s.code == exitFailed && failed != 1 {
+			t.Errorf("%s: %d steps in state \"failed\" after a step failed; want its own state, failed", s.name, failed)
 		}
 		if (pending == 0) != (s.stage == verify.StageComplete) || awaiting != s.awaiting || len(rep.Steps) != 4 {
 			t.Errorf("%s: steps %+v; want the pending ones, with %d awaiting", s.name, rep.Steps, s.awaiting)
