@@ -84,6 +84,8 @@ type flags struct {
 	json     bool
 	// references: also the referencing collections and the references step.
 	references bool
+	// profiles: a directory for the boot run's CPU profile at each size.
+	profiles string
 }
 
 func parseFlags(args []string, stdout io.Writer) (flags, error) {
@@ -99,10 +101,11 @@ func parseFlags(args []string, stdout io.Writer) (flags, error) {
 	fs.BoolVar(&f.keep, "keep", false, "keep the embedded server's temporary data directory")
 	fs.BoolVar(&f.force, "force", false, "use the database even if it is named core or holds other collections")
 	fs.BoolVar(&f.json, "json", false, "print the figures as one JSON object")
+	fs.StringVar(&f.profiles, "cpuprofile", "", "write the runner's CPU profile of each boot run into `DIR` (runner-N.pprof, N the accounts; for go tool pprof)")
 	fs.BoolVar(&f.references, "references", false, "also load the fixture's referencing collections (sessions, credentials, follows, saved items) and configure the references step; on the embedded FerretDB 1 every conditional write scans its collection, so use a real server")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "usage: go run ./scripts/loadtest [--accounts N | --sweep N1,N2,...] [--seed S] [--uri URI] [--database DB] [--dir DIR] [--keep] [--force] [--json]")
+			fmt.Fprintln(stdout, "usage: go run ./scripts/loadtest [--accounts N | --sweep N1,N2,...] [--seed S] [--uri URI] [--database DB] [--dir DIR] [--keep] [--force] [--json] [--references] [--cpuprofile DIR]")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 		}
@@ -294,6 +297,7 @@ func setup(ctx context.Context, f flags, log io.Writer) (*harness, func(), error
 
 	h := newHarness(bin, uri, db, log)
 	h.references = f.references
+	h.profiles = f.profiles
 	if where != "" {
 		h.server = where
 	}

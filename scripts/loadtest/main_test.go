@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -65,6 +66,7 @@ func TestMeasureSmall(t *testing.T) {
 	db := env.Database(t)
 	h := newHarness(bin, env.URI, db, t.Output())
 	h.loaded = func() { env.Seeded(t, db) } // the harness loads the fixture itself
+	h.profiles = t.TempDir()
 
 	f, err := h.measure(ctx, gen.Options{Accounts: accounts, Seed: 1})
 	if err != nil {
@@ -82,8 +84,11 @@ func TestMeasureSmall(t *testing.T) {
 	if f.TenantsExpected <= 0 || f.TenantsExpected > accounts {
 		t.Errorf("tenants expected = %d, want 1..%d", f.TenantsExpected, accounts)
 	}
-	if r := f.Runner; r == nil || r.ExitCode != 0 || r.Seconds <= 0 || r.PeakRSSKiB <= 0 {
-		t.Fatalf("runner = %+v; want exit code 0, a time and a peak RSS", r)
+	if r := f.Runner; r == nil || r.ExitCode != 0 || r.Seconds <= 0 || r.PeakRSSKiB <= 0 || r.CPUSeconds <= 0 {
+		t.Fatalf("runner = %+v; want exit code 0, a time, a CPU time and a peak RSS", r)
+	}
+	if fi, err := os.Stat(filepath.Join(h.profiles, fmt.Sprintf("runner-%d.pprof", accounts))); err != nil || fi.Size() == 0 {
+		t.Errorf("the boot run's CPU profile: %v", err)
 	}
 	if f.Status == nil {
 		t.Fatal("no status")
@@ -122,7 +127,7 @@ func TestMeasureSmall(t *testing.T) {
 	if err := printSummary(&out, rep); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"accounts:            2000\n", "step 1 ", "runner peak RSS:", "verify peak RSS:", "migrated:", "lost:", "verify:", "all steps seconds:", "target 3x: "} {
+	for _, want := range []string{"accounts:            2000\n", "step 1 ", "runner peak RSS:", "runner CPU seconds:", "verify peak RSS:", "migrated:", "lost:", "verify:", "all steps seconds:", "target 3x: "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}

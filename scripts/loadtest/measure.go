@@ -85,6 +85,7 @@ const bareColl = "loadtest_bare_pipeline"
 type Process struct {
 	ExitCode   int     `json:"exit_code"`
 	Seconds    float64 `json:"seconds"`      // wall time
+	CPUSeconds float64 `json:"cpu_seconds"`  // the child's own user and system time
 	PeakRSSKiB int64   `json:"peak_rss_kib"` // the child's own, not ours; 0: unknown (Linux only)
 }
 
@@ -145,6 +146,8 @@ type harness struct {
 	loaded func()
 	// references: load the referencing collections and configure them.
 	references bool
+	// profiles, if set, is where the boot runs write their CPU profiles.
+	profiles string
 }
 
 func newHarness(bin, uri string, db *mongo.Database, log io.Writer) *harness {
@@ -424,7 +427,18 @@ func (h *harness) load(ctx context.Context, opts gen.Options) (*LoadFigures, gen
 // boot runs the runner with no arguments, as a service at boot.
 func (h *harness) boot(ctx context.Context, accounts int) (*RunnerFigures, error) {
 	fmt.Fprintln(h.log, "running the runner as at boot...")
-	p, err := h.runRunner(ctx, nil)
+	var args []string
+	if h.profiles != "" {
+		dir, err := filepath.Abs(h.profiles)
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cpu profile directory: %w", err)
+		}
+		args = append(args, "--cpuprofile", filepath.Join(dir, fmt.Sprintf("runner-%d.pprof", accounts)))
+	}
+	p, err := h.runRunner(ctx, nil, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -529,7 +543,8 @@ func (h *harness) runRunner(ctx context.Context, stdout io.Writer, args ...strin
 	}
 	rss := watchRSS(cmd.Process.Pid)
 	err := cmd.Wait()
-	p := Process{Seconds: time.Since(start).Seconds(), ExitCode: cmd.ProcessState.ExitCode()}
+	p := Process{Seconds: time.Since(start).Seconds(), ExitCode: cmd.ProcessState.ExitCode(),
+		CPUSeconds: (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()}
 	p.PeakRSSKiB = rss.peakKiB(cmd.ProcessState)
 	var exitErr *exec.ExitError
 	switch {

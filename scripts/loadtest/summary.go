@@ -98,6 +98,9 @@ func printSummary(w io.Writer, r report) error {
 		}
 		line("accounts per second", "%.0f", rf.AccountsPerSecond)
 		line("runner peak RSS", "%s", mib(rf.PeakRSSKiB))
+		if rf.Seconds > 0 {
+			line("runner CPU seconds", "%.2f   (%.0f %% of its wall time)", rf.CPUSeconds, 100*rf.CPUSeconds/rf.Seconds)
+		}
 		if rf.ExitCode != runnerExitOK {
 			line("runner exit code", "%d (%s)", rf.ExitCode, runnerExitMeaning(rf.ExitCode))
 		}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -82,6 +83,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
+	if inv.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(inv.cpuProfile)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		defer stopProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -115,6 +123,7 @@ type invocation struct {
 	dryRun     bool
 	asJSON     bool
 	configPath string
+	cpuProfile string
 	flags      *pflag.FlagSet
 }
 
@@ -128,6 +137,7 @@ func parse(args []string, stdout, stderr io.Writer) (invocation, int, bool) {
 	refs := fs.Bool("references", false, "apply the steps up to the references step")
 	dryRun := fs.Bool("dry-run", false, "say what would run; write nothing")
 	asJSON := fs.Bool("json", false, "print machine-readable JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this run to `FILE` (for go tool pprof)")
 	help := fs.BoolP("help", "h", false, "show this help")
 	usageError := func(format string, a ...any) (invocation, int, bool) {
 		fmt.Fprintf(stderr, "runner: "+format+" (see runner --help)\n", a...)
@@ -140,7 +150,7 @@ func parse(args []string, stdout, stderr io.Writer) (invocation, int, bool) {
 		fmt.Fprintf(stdout, usage, fs.FlagUsages())
 		return invocation{}, exitOK, false
 	}
-	inv := invocation{cmd: "up", phase: *phase, refs: *refs, dryRun: *dryRun, asJSON: *asJSON, flags: fs}
+	inv := invocation{cmd: "up", phase: *phase, refs: *refs, dryRun: *dryRun, asJSON: *asJSON, cpuProfile: *cpuProfile, flags: fs}
 	inv.configPath, _ = fs.GetString("config")
 	if rest := fs.Args(); len(rest) > 1 {
 		return usageError("too many arguments: %s", strings.Join(rest, " "))
@@ -426,4 +436,20 @@ func printPlan(w io.Writer, p runner.Plan) {
 			p.Print(w)
 		}
 	}
+}
+
+// startCPUProfile profiles the runner's own CPU into path until stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
