@@ -64,6 +64,7 @@ func (r *Runner) phase2Config(ctx context.Context, dry bool) phase2.Config {
 		State:         c.State(),
 		Batch:         r.cfg.BatchSize,
 		RangeSize:     r.cfg.Phase2.RangeSize,
+		Parallel:      r.cfg.Phase2.Parallel,
 		ExactCounts:   r.cfg.Phase2.ExactCounts,
 		Path:          path,
 		ScratchPrefix: c.MigrationsPrefix,

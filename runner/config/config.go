@@ -104,9 +104,14 @@ type Phase1 struct {
 // Phase2 configures the one-to-one move.
 type Phase2 struct {
 	// RangeSize, if above 0, runs the server-side pipeline over _id ranges
-	// of this many accounts, one after the other, with a checkpoint and a
-	// progress line after each: a killed run resumes at its last range.
+	// of this many accounts, with a checkpoint and a progress line as they
+	// finish: a killed run resumes after the last range finished with all
+	// before it. 0 lets the runner choose: about four ranges per parallel
+	// run, of 10,000 to 100,000 accounts (one range for fewer accounts).
 	RangeSize int `mapstructure:"range_size"`
+	// Parallel is how many ranges run at once: a server runs each
+	// server-side pipeline on one core.
+	Parallel int `mapstructure:"parallel"`
 	// ExactCounts, on servers that run the pipeline, runs the same stages
 	// once more before the $merge, only to count what it will insert,
 	// refresh and leave alone ($merge itself reports nothing): about twice
@@ -205,7 +210,7 @@ func Default() Config {
 		Identity:    Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}},
 		BatchSize:   1000,
 		Phase1:      Phase1{PreferredApps: []string{}, MemoryGroupLimit: 1_000_000, Path: "probe"},
-		Phase2:      Phase2{RangeSize: 0, Path: "probe"},
+		Phase2:      Phase2{RangeSize: 0, Parallel: 2, Path: "probe"},
 		Verify:      Verify{AfterSteps: true},
 		Lock:        Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
 		Retry:       Retry{Attempts: 8, MaxElapsed: 2 * time.Minute, InitialWait: 200 * time.Millisecond, MaxWait: 15 * time.Second},
@@ -503,6 +508,8 @@ func (c Config) Validate() error {
 		return &Error{Key: "phase1.path", Msg: "server groups in memory: it needs phase1.memory_group_limit above 0"}
 	case c.Phase2.RangeSize < 0:
 		return &Error{Key: "phase2.range_size", Msg: "must not be negative"}
+	case c.Phase2.Parallel < 1 || c.Phase2.Parallel > 64:
+		return &Error{Key: "phase2.parallel", Msg: fmt.Sprintf("%d is out of range 1..64", c.Phase2.Parallel)}
 	case phase2PathErr(c.Phase2.Path) != nil:
 		return &Error{Key: "phase2.path", Msg: phase2PathErr(c.Phase2.Path).Error()}
 	case c.Lock.Lease < time.Second:

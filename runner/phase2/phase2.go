@@ -52,8 +52,11 @@ type Config struct {
 	State string
 	Batch int
 	// RangeSize, if > 0, runs the server-side pipeline over _id ranges of
-	// this many accounts, with a checkpoint after each.
+	// this many accounts, with a checkpoint as they finish; 0: a size
+	// chosen from Total and Parallel (autoRangeSize).
 	RangeSize int
+	// Parallel is how many ranges run at once (0 or 1: one at a time).
+	Parallel int
 	// ExactCounts previews every server-side run with the same stages to
 	// count inserts, refreshes and unchanged accounts (twice the work);
 	// without it inserts come from the tenant count and Report.Exact is
@@ -408,75 +411,34 @@ func clearCheckpoint(ctx context.Context, cfg Config) error {
 }
 
 // runServer is a server-side path, PathMerge or PathSplit, from the
-// checkpoint `after` on: optionally over _id ranges, each one server-side
-// run, with a checkpoint after each.
+// checkpoint `after` on: over _id ranges (ranges.go), each one server-side
+// run, up to Config.Parallel at once, with a checkpoint as they finish.
 func runServer(ctx context.Context, cfg Config, path Path, valid []string, after model.ID, rep *Report) error {
-	accounts := cfg.DB.Collection(cfg.Names.Accounts)
 	if !after.IsZero() {
 		rep.Resumed = after.String()
 	}
 	task := cfg.Progress.Start("phase 2: "+path.String(), cfg.Total)
 	defer task.Done()
-	for {
-		r := &pipelines.Range{After: after}
-		if cfg.RangeSize > 0 {
-			through, err := rangeEnd(ctx, accounts, after, cfg.RangeSize)
-			if err != nil {
-				return err
-			}
-			r.Through = through
+	err := runRanges(ctx, cfg, after, func(ctx context.Context, seq int, r *pipelines.Range) (*Report, error) {
+		part := &Report{Exact: rep.Exact}
+		if err := runRange(ctx, cfg, path, valid, seq, r, part); err != nil {
+			return nil, err
 		}
-		if after.IsZero() && r.Through.IsZero() {
-			r = nil
-		}
-		before := rep.Inserted + rep.Refreshed + rep.Unchanged + rep.RefreshedOrUnchanged
-		if cfg.DryRun || path == PathMerge && rep.Exact {
-			// Counting first, with the same stages, says what the write
-			// will do: $merge itself reports nothing.
-			err := cfg.Retry.Do(ctx, "phase 2 preview", func(ctx context.Context) error {
-				// counted into a scratch report: a failed attempt adds nothing
-				part := &Report{}
-				if err := preview(ctx, cfg, valid, r, part); err != nil {
-					return err
-				}
-				rep.Inserted, rep.Refreshed, rep.Unchanged, rep.Merged = rep.Inserted+part.Inserted, rep.Refreshed+part.Refreshed, rep.Unchanged+part.Unchanged, part.Merged
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		if !cfg.DryRun {
-			// A range is one idempotent server-side run: a transient
-			// error runs it again; rc keeps what the attempts counted.
-			rc := &rangeCounts{}
-			rp := cfg.Retry
-			rp.Also = retry.DuplicateOfOwnWrite // an earlier attempt's $merge still in flight
-			err := rp.Do(ctx, fmt.Sprintf("phase 2 range %d", rep.Ranges+1), func(ctx context.Context) error {
-				if path == PathSplit {
-					return splitRange(ctx, cfg, valid, r, rep, rc)
-				}
-				return mergeRange(ctx, cfg, valid, r, rep, rc)
-			})
-			if err != nil {
-				return err
-			}
-		}
+		task.Add(part.Inserted + part.Refreshed + part.Unchanged + part.RefreshedOrUnchanged)
+		return part, nil
+	}, func(r *pipelines.Range, part *Report) {
+		rep.Inserted += part.Inserted
+		rep.Refreshed += part.Refreshed
+		rep.Unchanged += part.Unchanged
+		rep.RefreshedOrUnchanged += part.RefreshedOrUnchanged
+		rep.Merged = max(rep.Merged, part.Merged)
 		rep.Ranges++
-		task.Add(rep.Inserted + rep.Refreshed + rep.Unchanged + rep.RefreshedOrUnchanged - before)
-		if r == nil || r.Through.IsZero() {
-			break
+		if r != nil {
+			cfg.Log.WithFields(logrus.Fields{"ranges_done": rep.Ranges, "inserted": rep.Inserted, "refreshed": rep.Refreshed}).Info("phase 2: range done")
 		}
-		if !cfg.DryRun {
-			if err := saveCheckpoint(ctx, cfg, r.Through); err != nil {
-				return err
-			}
-		}
-		cfg.Log.WithFields(logrus.Fields{"range": rep.Ranges, "inserted": rep.Inserted, "refreshed": rep.Refreshed}).Info("phase 2: range done")
-		after = r.Through
-	}
-	if cfg.DryRun {
-		return nil
+	})
+	if err != nil || cfg.DryRun {
+		return err
 	}
 	if !rep.Exact || path == PathSplit {
 		n, err := cfg.DB.Collection(cfg.Names.Links).CountDocuments(ctx, bson.D{})
@@ -486,6 +448,38 @@ func runServer(ctx context.Context, cfg Config, path Path, valid []string, after
 		rep.Merged = n
 	}
 	return clearCheckpoint(ctx, cfg)
+}
+
+// runRange is one range (r nil: every account) of a server-side path,
+// counted into part.
+func runRange(ctx context.Context, cfg Config, path Path, valid []string, seq int, r *pipelines.Range, part *Report) error {
+	if cfg.DryRun || path == PathMerge && part.Exact {
+		// Counting first, with the same stages, says what the write
+		// will do: $merge itself reports nothing.
+		err := cfg.Retry.Do(ctx, "phase 2 preview", func(ctx context.Context) error {
+			// counted into a scratch report: a failed attempt adds nothing
+			p := &Report{}
+			if err := preview(ctx, cfg, valid, r, p); err != nil {
+				return err
+			}
+			part.Inserted, part.Refreshed, part.Unchanged, part.Merged = p.Inserted, p.Refreshed, p.Unchanged, p.Merged
+			return nil
+		})
+		if err != nil || cfg.DryRun {
+			return err
+		}
+	}
+	// A range is one idempotent server-side run: a transient error runs
+	// it again; rc keeps what the attempts counted.
+	rc := &rangeCounts{}
+	rp := cfg.Retry
+	rp.Also = retry.DuplicateOfOwnWrite // an earlier attempt's $merge still in flight
+	return rp.Do(ctx, fmt.Sprintf("phase 2 range %d", seq+1), func(ctx context.Context) error {
+		if path == PathSplit {
+			return splitRange(ctx, cfg, valid, r, part, rc)
+		}
+		return mergeRange(ctx, cfg, valid, r, part, rc)
+	})
 }
 
 // rangeCounts are what the attempts at one range counted before they
@@ -562,24 +556,6 @@ func countTaken(ctx context.Context, cfg Config, valid []string, r *pipelines.Ra
 		return 0, fmt.Errorf("count links: %w", err)
 	}
 	return max(n-linked, 0), nil
-}
-
-// rangeEnd is the _id size accounts after `after` (zero: from the first)
-// among the _ids the phases migrate, or zero for the rest.
-func rangeEnd(ctx context.Context, accounts *mongo.Collection, after model.ID, size int) (model.ID, error) {
-	filter := (&pipelines.Range{After: after}).MigratedIDs()
-	var doc struct {
-		ID model.ID `bson:"_id"`
-	}
-	err := accounts.FindOne(ctx, filter, options.FindOne().SetSort(bson.D{{Key: "_id", Value: 1}}).
-		SetSkip(int64(size-1)).SetProjection(bson.D{{Key: "_id", Value: 1}})).Decode(&doc)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return model.ID{}, nil
-	}
-	if err != nil {
-		return model.ID{}, fmt.Errorf("find range end: %w", err)
-	}
-	return doc.ID, nil
 }
 
 func preview(ctx context.Context, cfg Config, valid []string, r *pipelines.Range, rep *Report) error {

@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
@@ -218,6 +219,52 @@ func TestPhase2Refresh(t *testing.T) {
 	}
 }
 
+// Ranges run at once write what one range writes, count the same, and
+// leave no checkpoint; a re-run over them inserts nothing.
+func TestPhase2ParallelRanges(t *testing.T) {
+	probe := env.Database(t)
+	for _, path := range paths(t, probe) {
+		if path == phase2.PathStream {
+			continue // it streams in one pass, with no ranges
+		}
+		t.Run(path.String(), func(t *testing.T) {
+			ctx := context.Background()
+			one, _ := prepared(t, 3000)
+			want, err := phase2.Run(ctx, config(one, path))
+			if err != nil || want.Ranges != 1 {
+				t.Fatalf("one range: %+v, %v", want, err)
+			}
+			db, _ := prepared(t, 3000)
+			cfg := config(db, path)
+			cfg.RangeSize, cfg.Parallel = 300, 4
+			got, err := phase2.Run(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Ranges of the _ids the phases migrate; the last one holds the
+			// rest, however few (none when they divide evenly).
+			migrated, err := db.Collection(names.Accounts).CountDocuments(ctx, (&pipelines.Range{}).MigratedIDs())
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantRanges := int(migrated/300) + 1
+			if got.Ranges != wantRanges || got.Inserted != want.Inserted || got.Refreshed != want.Refreshed || got.Unchanged != want.Unchanged || got.Merged != want.Merged {
+				t.Errorf("4 at once over ranges of 300 = %+v; want %d ranges and the counts of one range, %+v", got, wantRanges, want)
+			}
+			if a, b := testenv.Dump(t, db.Collection(names.TenantsAccounts)), testenv.Dump(t, one.Collection(names.TenantsAccounts)); fmt.Sprint(a) != fmt.Sprint(b) {
+				t.Errorf("tenant accounts differ from one range's: %d vs %d", len(a), len(b))
+			}
+			if n, _ := db.Collection("migrations_state").CountDocuments(ctx, bson.D{{Key: "_id", Value: "phase2_checkpoint"}}); n != 0 {
+				t.Error("checkpoint left after a complete run")
+			}
+			again, err := phase2.Run(ctx, cfg)
+			if err != nil || again.Inserted != 0 || again.Refreshed != 0 {
+				t.Errorf("re-run = %+v, %v; want nothing inserted or refreshed", again, err)
+			}
+		})
+	}
+}
+
 func TestPhase2InterruptedThenRerun(t *testing.T) {
 	probe := env.Database(t)
 	for _, path := range paths(t, probe) {
@@ -232,7 +279,9 @@ func TestPhase2InterruptedThenRerun(t *testing.T) {
 
 			db, _ := prepared(t, 2500)
 			cfg := config(db, path)
-			cfg.RangeSize = 500
+			// Three ranges at once: a range that finishes after one
+			// still running moves no checkpoint past it.
+			cfg.RangeSize, cfg.Parallel = 500, 3
 			interrupted, resumed := 0, 0
 			for _, frac := range []float64{0.2, 0.4, 0.6, 0.8} {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(frac*float64(full)))
