@@ -2,12 +2,10 @@ package phase2
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
@@ -37,7 +35,7 @@ func autoRangeSize(total int64, parallel int) int {
 }
 
 // runRanges cuts the accounts from `after` on into consecutive _id ranges
-// (one, nil, when the size is 0) and runs them, up to Config.Parallel at
+// (rangeEnds; one, nil, when the size is 0) and runs them, up to Config.Parallel at
 // once, a server being faster at several server-side runs than at one
 // (each is single-threaded on MongoDB and on DocumentDB). done gets each
 // range's report as it finishes, one call at a time. The checkpoint is the
@@ -52,7 +50,13 @@ func runRanges(ctx context.Context, cfg Config, after model.ID,
 	if size == 0 {
 		size = autoRangeSize(cfg.Total, cfg.Parallel)
 	}
-	accounts := cfg.DB.Collection(cfg.Names.Accounts)
+	var ends []model.ID // the ends of every range but the last, which runs to the end
+	if size > 0 {
+		var err error
+		if ends, err = rangeEnds(ctx, cfg, after, size); err != nil {
+			return err
+		}
+	}
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -60,9 +64,8 @@ func runRanges(ctx context.Context, cfg Config, after model.ID,
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
-		ends     []model.ID // each range's end, by seq (zero: to the last)
-		finished []bool
-		next     int // the first range not finished
+		finished []bool // by seq
+		next     int    // the first range not finished
 		firstErr error
 	)
 	failLocked := func(err error) {
@@ -85,22 +88,18 @@ func runRanges(ctx context.Context, cfg Config, after model.ID,
 		for next < len(finished) && finished[next] {
 			next++
 		}
-		if next == from || cfg.DryRun || ends[next-1].IsZero() || firstErr != nil {
+		// Past the last range, the run clears the checkpoint itself.
+		if next == from || next > len(ends) || cfg.DryRun || firstErr != nil {
 			return
 		}
 		if err := saveCheckpoint(ctx, cfg, ends[next-1]); err != nil {
 			failLocked(err)
 		}
 	}
-	for seq := 0; ; seq++ {
+	for seq := 0; seq <= len(ends); seq++ {
 		r := &pipelines.Range{After: after}
-		if size > 0 {
-			through, err := rangeEnd(ctx, accounts, after, size)
-			if err != nil {
-				fail(err)
-				break
-			}
-			r.Through = through
+		if seq < len(ends) {
+			r.Through = ends[seq]
 		}
 		if after.IsZero() && r.Through.IsZero() {
 			r = nil
@@ -113,11 +112,7 @@ func runRanges(ctx context.Context, cfg Config, after model.ID,
 			break
 		}
 		mu.Lock()
-		end := model.ID{}
-		if r != nil {
-			end = r.Through
-		}
-		ends, finished = append(ends, end), append(finished, false)
+		finished = append(finished, false)
 		mu.Unlock()
 		wg.Add(1)
 		go func() {
@@ -130,10 +125,9 @@ func runRanges(ctx context.Context, cfg Config, after model.ID,
 			}
 			finish(seq, r, part)
 		}()
-		if end.IsZero() {
-			break
+		if seq < len(ends) {
+			after = ends[seq]
 		}
-		after = end
 	}
 	wg.Wait()
 	if firstErr == nil && parent.Err() != nil {
@@ -142,20 +136,36 @@ func runRanges(ctx context.Context, cfg Config, after model.ID,
 	return firstErr
 }
 
-// rangeEnd is the _id size accounts after `after` (zero: from the first)
-// among the _ids the phases migrate, or zero for the rest.
-func rangeEnd(ctx context.Context, accounts *mongo.Collection, after model.ID, size int) (model.ID, error) {
+// rangeEnds reads, in one sorted pass over the _ids the phases migrate
+// after `after` (the _ids alone travel), every size-th _id: the ends of
+// the ranges but the last, which runs to the end and so also takes what
+// is inserted meanwhile. One pass, not a skip per range: a server that
+// sorts instead of walking its _id index (DocumentDB) sorts once.
+func rangeEnds(ctx context.Context, cfg Config, after model.ID, size int) ([]model.ID, error) {
 	filter := (&pipelines.Range{After: after}).MigratedIDs()
-	var doc struct {
-		ID model.ID `bson:"_id"`
-	}
-	err := accounts.FindOne(ctx, filter, options.FindOne().SetSort(bson.D{{Key: "_id", Value: 1}}).
-		SetSkip(int64(size-1)).SetProjection(bson.D{{Key: "_id", Value: 1}})).Decode(&doc)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return model.ID{}, nil
-	}
+	var ends []model.ID
+	err := cfg.Retry.Do(ctx, "find range ends", func(ctx context.Context) error {
+		ends = nil
+		cur, err := cfg.DB.Collection(cfg.Names.Accounts).Find(ctx, filter, options.Find().
+			SetSort(bson.D{{Key: model.FieldID, Value: 1}}).SetProjection(bson.D{{Key: model.FieldID, Value: 1}}).SetBatchSize(10000))
+		if err != nil {
+			return err
+		}
+		defer cur.Close(ctx)
+		for n := 1; cur.Next(ctx); n++ {
+			if n%size != 0 {
+				continue
+			}
+			id, ok := model.IDOf(cur.Current.Lookup(model.FieldID))
+			if !ok {
+				return fmt.Errorf("range end: an _id of another type: %v", cur.Current.Lookup(model.FieldID))
+			}
+			ends = append(ends, id)
+		}
+		return cur.Err()
+	})
 	if err != nil {
-		return model.ID{}, fmt.Errorf("find range end: %w", err)
+		return nil, fmt.Errorf("find range ends: %w", err)
 	}
-	return doc.ID, nil
+	return ends, nil
 }
