@@ -107,7 +107,7 @@ type Phase2 struct {
 	// of this many accounts, with a checkpoint and a progress line as they
 	// finish: a killed run resumes after the last range finished with all
 	// before it. 0 lets the runner choose: about four ranges per parallel
-	// run, of 10,000 to 100,000 accounts (one range for fewer accounts).
+	// run, of 10,000 to 100,000 accounts (one range for 10,000 or fewer).
 	RangeSize int `mapstructure:"range_size"`
 	// Parallel is how many ranges run at once: a server runs each
 	// server-side pipeline on one core.

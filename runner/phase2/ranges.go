@@ -3,13 +3,14 @@ package phase2
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/internal/sorted"
 )
 
 // Ranges the runner chooses (Config.RangeSize 0): about rangesPerRun per
@@ -22,6 +23,37 @@ const (
 	minAutoRange = 10000
 	maxAutoRange = 100000
 )
+
+// cutRanges is the ends of every range but the last, which runs to the
+// end: ranges of Config.RangeSize, else of the size autoRangeSize gives
+// for the accounts there are (counted in the same pass: no estimate, which
+// not every engine gives), as a multiple of minAutoRange.
+func cutRanges(ctx context.Context, cfg Config, after model.ID) ([]model.ID, error) {
+	if cfg.RangeSize > 0 {
+		ends, _, err := rangeEnds(ctx, cfg, after, cfg.RangeSize)
+		return ends, err
+	}
+	fine, n, err := rangeEnds(ctx, cfg, after, minAutoRange)
+	if err != nil {
+		return nil, err
+	}
+	return coarsen(fine, n, cfg.Parallel), nil
+}
+
+// coarsen keeps of fine, the end of every minAutoRange-th of n accounts,
+// the ends of ranges of about autoRangeSize(n, parallel).
+func coarsen(fine []model.ID, n int64, parallel int) []model.ID {
+	size := autoRangeSize(n, parallel)
+	if size == 0 {
+		return nil
+	}
+	every := max(1, int(math.Round(float64(size)/minAutoRange)))
+	var ends []model.ID
+	for i := every - 1; i < len(fine); i += every {
+		ends = append(ends, fine[i])
+	}
+	return ends
+}
 
 // autoRangeSize is the range size for total accounts and parallel runs; 0:
 // one range.
@@ -46,16 +78,9 @@ func runRanges(ctx context.Context, cfg Config, after model.ID,
 	run func(ctx context.Context, seq int, r *pipelines.Range) (*Report, error),
 	done func(r *pipelines.Range, part *Report),
 ) error {
-	size := cfg.RangeSize
-	if size == 0 {
-		size = autoRangeSize(cfg.Total, cfg.Parallel)
-	}
-	var ends []model.ID // the ends of every range but the last, which runs to the end
-	if size > 0 {
-		var err error
-		if ends, err = rangeEnds(ctx, cfg, after, size); err != nil {
-			return err
-		}
+	ends, err := cutRanges(ctx, cfg, after)
+	if err != nil {
+		return err
 	}
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -137,35 +162,28 @@ func runRanges(ctx context.Context, cfg Config, after model.ID,
 }
 
 // rangeEnds reads, in one sorted pass over the _ids the phases migrate
-// after `after` (the _ids alone travel), every size-th _id: the ends of
-// the ranges but the last, which runs to the end and so also takes what
-// is inserted meanwhile. One pass, not a skip per range: a server that
-// sorts instead of walking its _id index (DocumentDB) sorts once.
-func rangeEnds(ctx context.Context, cfg Config, after model.ID, size int) ([]model.ID, error) {
-	filter := (&pipelines.Range{After: after}).MigratedIDs()
+// after `after` (the _ids alone travel), every size-th _id, and how many
+// _ids it read. One pass, not a skip per range: a server that sorts
+// instead of walking its _id index (DocumentDB) sorts once. A broken read
+// resumes after the last _id it had (sorted.Each).
+func rangeEnds(ctx context.Context, cfg Config, after model.ID, size int) ([]model.ID, int64, error) {
 	var ends []model.ID
-	err := cfg.Retry.Do(ctx, "find range ends", func(ctx context.Context) error {
-		ends = nil
-		cur, err := cfg.DB.Collection(cfg.Names.Accounts).Find(ctx, filter, options.Find().
-			SetSort(bson.D{{Key: model.FieldID, Value: 1}}).SetProjection(bson.D{{Key: model.FieldID, Value: 1}}).SetBatchSize(10000))
-		if err != nil {
-			return err
+	var n int64
+	proj := bson.D{{Key: model.FieldID, Value: 1}}
+	err := sorted.Each(ctx, cfg.DB.Collection(cfg.Names.Accounts), (&pipelines.Range{After: after}).MigratedIDs(), proj, cfg.read(), func(raw bson.Raw) error {
+		n++
+		if n%int64(size) != 0 {
+			return nil
 		}
-		defer cur.Close(ctx)
-		for n := 1; cur.Next(ctx); n++ {
-			if n%size != 0 {
-				continue
-			}
-			id, ok := model.IDOf(cur.Current.Lookup(model.FieldID))
-			if !ok {
-				return fmt.Errorf("range end: an _id of another type: %v", cur.Current.Lookup(model.FieldID))
-			}
-			ends = append(ends, id)
+		id, ok := model.IDOf(raw.Lookup(model.FieldID))
+		if !ok {
+			return fmt.Errorf("an _id of another type: %v", raw.Lookup(model.FieldID))
 		}
-		return cur.Err()
+		ends = append(ends, id)
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("find range ends: %w", err)
+		return nil, 0, fmt.Errorf("find range ends: %w", err)
 	}
-	return ends, nil
+	return ends, n, nil
 }
