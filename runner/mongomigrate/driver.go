@@ -227,12 +227,19 @@ func (d *Driver) State(ctx context.Context) (State, error) {
 // do runs one of the driver's own reads or writes within its retry budget.
 // Each is keyed by _id and sets what it sets whole, so a write the server
 // made but whose reply was lost is made again to the same effect (but
-// startStep's attempt count).
+// startStep's attempt count). No attempt starts once the lease is lost:
+// another runner may own the state by then.
 func (d *Driver) do(ctx context.Context, what string, fn func(ctx context.Context) error) error {
-	if d.cfg.Retry == nil {
+	attempt := func(ctx context.Context) error {
+		if err := d.leaseErr(); err != nil {
+			return err
+		}
 		return fn(ctx)
 	}
-	return d.cfg.Retry.Do(ctx, what, fn)
+	if d.cfg.Retry == nil {
+		return attempt(ctx)
+	}
+	return d.cfg.Retry.Do(ctx, what, attempt)
 }
 
 // SetVersion stores the version with one upsert and keeps the history:
@@ -384,6 +391,9 @@ func (d *Driver) recordStep(cur *running, step Step, body []byte) error {
 	return nil
 }
 
+// failureRecordTimeout bounds recordFailure's write and its retries.
+const failureRecordTimeout = 15 * time.Second
+
 // recordFailure marks the step failed in its history, with its error; a
 // write that fails is logged, the step's own error being the one returned.
 func (d *Driver) recordFailure(cur *running, err error, log *logrus.Entry) {
@@ -391,7 +401,11 @@ func (d *Driver) recordFailure(cur *running, err error, log *logrus.Entry) {
 		return
 	}
 	now := time.Now().UTC()
-	herr := d.setHistory(context.WithoutCancel(d.ctx), cur, bson.D{
+	// Written even when the run was cancelled (a stop signal), but not
+	// for long: the process is on its way out.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), failureRecordTimeout)
+	defer cancel()
+	herr := d.setHistory(ctx, cur, bson.D{
 		{Key: "state", Value: StateFailed},
 		{Key: "error", Value: truncate(oneLine(err.Error()), 2000)},
 		{Key: "ended_at", Value: now},
