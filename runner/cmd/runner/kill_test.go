@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/model"
@@ -357,10 +358,14 @@ func TestKillReferencesThenRerun(t *testing.T) {
 		}
 		return db
 	}
+	// Whole documents (not hashes), so a difference can be shown.
 	dumps := func(db *mongo.Database) map[string]map[string]string {
 		out := map[string]map[string]string{}
 		for _, c := range gen.ReferenceCollections() {
-			out[c] = testenv.Dump(t, db.Collection(c))
+			out[c] = map[string]string{}
+			for _, d := range testenv.ReadAll[bson.Raw](t, db.Collection(c)) {
+				out[c][d.Lookup("_id").String()] = d.String()
+			}
 		}
 		return out
 	}
@@ -394,6 +399,12 @@ func TestKillReferencesThenRerun(t *testing.T) {
 		for _, c := range gen.ReferenceCollections() {
 			if m, e, ch := diff(want[c], got[c]); m+e+ch != 0 {
 				t.Errorf("%s: %s: %d missing, %d extra, %d different of %d", what, c, m, e, ch, len(want[c]))
+				for id, w := range want[c] {
+					if g := got[c][id]; g != w {
+						t.Errorf("first of them, %s:\n want %s\n  got %s", id, w, g)
+						break
+					}
+				}
 			}
 		}
 	}
