@@ -53,7 +53,8 @@ type Config struct {
 	Batch int
 	// RangeSize, if > 0, runs the server-side pipeline over _id ranges of
 	// this many accounts, with a checkpoint as they finish; 0: a size
-	// chosen from Total and Parallel (autoRangeSize).
+	// chosen from the accounts counted in the range-ends pass and Parallel
+	// (cutRanges).
 	RangeSize int
 	// Parallel is how many ranges run at once (0 or 1: one at a time).
 	Parallel int
