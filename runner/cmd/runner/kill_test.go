@@ -394,6 +394,16 @@ func TestKillReferencesThenRerun(t *testing.T) {
 	if r := runBin(t, db.Name(), refs, "--references"); r.code != 0 {
 		t.Fatalf("run after the kills: %+v", r)
 	}
+	// The step's records (by collection and document), to show what down
+	// had to go by when a document comes back different.
+	records := func(db *mongo.Database) map[string]string {
+		out := map[string]string{}
+		for _, d := range testenv.ReadAll[bson.Raw](t, db.Collection("migrations_references")) {
+			out[d.Lookup("c").StringValue()+" "+d.Lookup("d").String()] = d.String()
+		}
+		return out
+	}
+	var before map[string]string
 	same := func(what string, got, want map[string]map[string]string) {
 		t.Helper()
 		for _, c := range gen.ReferenceCollections() {
@@ -401,7 +411,7 @@ func TestKillReferencesThenRerun(t *testing.T) {
 				t.Errorf("%s: %s: %d missing, %d extra, %d different of %d", what, c, m, e, ch, len(want[c]))
 				for id, w := range want[c] {
 					if g := got[c][id]; g != w {
-						t.Errorf("first of them, %s:\n want %s\n  got %s", id, w, g)
+						t.Errorf("first of them, %s:\n want %s\n  got %s\n its record before down: %s", id, w, g, before[c+" "+id])
 						break
 					}
 				}
@@ -409,6 +419,7 @@ func TestKillReferencesThenRerun(t *testing.T) {
 		}
 	}
 	same(fmt.Sprintf("after %d kills in the step", killed), dumps(db), want)
+	before = records(db)
 
 	downKilled := 0
 	for _, d := range []time.Duration{50 * time.Millisecond, 500 * time.Millisecond, 1500 * time.Millisecond} {
@@ -416,10 +427,17 @@ func TestKillReferencesThenRerun(t *testing.T) {
 			downKilled++
 		}
 	}
-	if r := runBin(t, db.Name(), refs, "down"); r.code != 0 {
+	r := runBin(t, db.Name(), refs, "down")
+	if r.code != 0 {
 		t.Fatalf("down after the kills: %+v", r)
 	}
+	if left := records(db); len(left) != 0 {
+		t.Errorf("%d records left after down", len(left))
+	}
 	same(fmt.Sprintf("down after %d kills in it", downKilled), dumps(db), original)
+	if t.Failed() {
+		t.Logf("the last down printed: %s", r.stdout)
+	}
 	if r := runBin(t, db.Name(), refs, "--references"); r.code != 0 {
 		t.Fatalf("run after down: %+v", r)
 	}
