@@ -40,9 +40,18 @@ func (d *Driver) runStep(ctx context.Context, s Step) (Result, error) {
 		}
 		return fn(ctx)
 	}
+	// A step's commands are idempotent (a dirty step runs again from its
+	// first), so a command cut by a transient fault is sent again.
 	for i, cmd := range s.Commands {
-		if err := d.cfg.DB.RunCommand(ctx, cmd).Err(); err != nil && !alreadyGone(cmd, err) {
-			return Result{}, fmt.Errorf("command %d of %d: %w", i+1, len(s.Commands), err)
+		what := fmt.Sprintf("command %d of %d", i+1, len(s.Commands))
+		err := d.do(ctx, what, func(ctx context.Context) error {
+			if err := d.cfg.DB.RunCommand(ctx, cmd).Err(); err != nil && !alreadyGone(cmd, err) {
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			return Result{}, fmt.Errorf("%s: %w", what, err)
 		}
 	}
 	return Result{Counts: count.Counts{count.Commands: int64(len(s.Commands))}}, nil
