@@ -61,8 +61,8 @@ func TestSurvivesNetworkFaults(t *testing.T) {
 		// uri are URI options of the run (a socket timeout, for stalls).
 		uri    map[string]string
 		inject func(*testing.T, *toxiproxy.Proxy)
-		// downs: after the run, undo the references step and phases 2
-		// and 1, and run again, the faults going on.
+		// downs: after the run, undo the lookup indexes, the references
+		// step and phases 2 and 1, and run again, the faults going on.
 		downs bool
 		// often: the fault cuts nothing, so it may come as often as it likes.
 		often bool
@@ -133,7 +133,7 @@ func TestSurvivesNetworkFaults(t *testing.T) {
 				retries += s.Counts[count.Retries]
 			}
 			if tt.downs {
-				for i := 0; i < 3; i++ {
+				for i := 0; i < 4; i++ {
 					if _, err := r.Down(ctx); err != nil {
 						close(stop)
 						<-injected

@@ -133,7 +133,71 @@ func indexStepOnly(t *testing.T) fstest.MapFS {
 	return out
 }
 
-var wantIndexes = []string{"org_apps_memberships_id_unique", "org_id_auth_type_identifier", "org_apps_memberships_app_org_id"}
+// The tenant accounts' indexes: step 1's, which the phases write under,
+// and the service's lookups, which the last step builds.
+var (
+	wantIndexes   = []string{"org_apps_memberships_id_unique"}
+	lookupIndexes = []string{"org_id_auth_type_identifier", "org_apps_memberships_app_org_id"}
+)
+
+// The phases write under the unique index alone; the service's lookup
+// indexes come once the data is in, from the last step, and go with its
+// down. A database whose step 1 made them (before this step existed) takes
+// the step as a no-op.
+func TestLookupIndexesComeAfterThePhases(t *testing.T) {
+	for _, made := range []bool{false, true} {
+		t.Run(fmt.Sprintf("made by an earlier step 1: %v", made), func(t *testing.T) {
+			cfg, db := testConfig(t)
+			env.Load(t, db, gen.Options{Accounts: 300, Seed: 5})
+			ctx := context.Background()
+			tenants := db.Collection(names.TenantsAccounts)
+			if made {
+				_, err := tenants.Indexes().CreateMany(ctx, []mongo.IndexModel{
+					{Keys: bson.D{{Key: "org_id", Value: 1}, {Key: "auth_types.auth_type_id", Value: 1}, {Key: "auth_types.identifier", Value: 1}}, Options: options.Index().SetName(lookupIndexes[0])},
+					{Keys: bson.D{{Key: "org_apps_memberships.app_org_id", Value: 1}}, Options: options.Index().SetName(lookupIndexes[1])},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := newRunner(t, cfg)
+			if _, err := r.Phase(ctx, 2); err != nil {
+				t.Fatal(err)
+			}
+			idx := indexNames(t, tenants)
+			for _, n := range lookupIndexes {
+				if idx[n] != made {
+					t.Errorf("after phase 2: index %s there: %v, want %v", n, idx[n], made)
+				}
+			}
+			res, err := r.Up(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last := res.Steps[len(res.Steps)-1]; last.Name != "tenants_accounts_lookup_indexes" {
+				t.Errorf("last step run: %+v", last)
+			}
+			idx = indexNames(t, tenants)
+			for _, n := range append(lookupIndexes, wantIndexes...) {
+				if !idx[n] {
+					t.Errorf("after every step: index %s missing; have %v", n, idx)
+				}
+			}
+			if _, err := r.Down(ctx); err != nil {
+				t.Fatal(err)
+			}
+			idx = indexNames(t, tenants)
+			for _, n := range lookupIndexes {
+				if idx[n] {
+					t.Errorf("index %s still there after its step's down", n)
+				}
+			}
+			if !idx[wantIndexes[0]] {
+				t.Errorf("the down of the last step dropped %s", wantIndexes[0])
+			}
+		})
+	}
+}
 
 func TestIndexStepAppliesOnceThenNoOp(t *testing.T) {
 	cfg, db := testConfig(t)

@@ -75,13 +75,15 @@ func TestVerifyAtEveryStage(t *testing.T) {
 				s.name, r.code, rep.Stage, rep.Awaiting.Count, lastLine(r.stderr), s.verify, s.stage, s.awaiting)
 		}
 		// The steps say what is pending and what awaits it. (The references
-		// step has nothing to do here: no references are configured.)
+		// step has nothing to do here: no references are configured; the
+		// lookup indexes' step moves no account: verify's stage is the
+		// phases'.)
 		pending, awaiting, failed := 0, 0, 0
 		for _, st := range rep.Steps {
 			if st.State == "failed" {
 				failed++
 			}
-			if st.State != "applied" && st.Name != "references" {
+			if st.State != "applied" && st.Name != "references" && st.Name != "tenants_accounts_lookup_indexes" {
 				pending++
 			}
 			if st.Applied != (st.State == "applied") {
@@ -92,7 +94,7 @@ func TestVerifyAtEveryStage(t *testing.T) {
 		if s.code == exitFailed && failed != 1 {
 			t.Errorf("%s: %d steps in state \"failed\" after a step failed; want its own state, failed", s.name, failed)
 		}
-		if (pending == 0) != (s.stage == verify.StageComplete) || awaiting != s.awaiting || len(rep.Steps) != 4 {
+		if (pending == 0) != (s.stage == verify.StageComplete) || awaiting != s.awaiting || len(rep.Steps) != latest(t) {
 			t.Errorf("%s: steps %+v; want the pending ones, with %d awaiting", s.name, rep.Steps, s.awaiting)
 		}
 		text := runBin(t, db.Name(), nil, "verify")
