@@ -143,7 +143,8 @@ var (
 // The phases write under the unique index alone; the service's lookup
 // indexes come once the data is in, from the last step, and go with its
 // down. A database whose step 1 made them (before this step existed) takes
-// the step as a no-op.
+// the step as a no-op. (The step creates one index per command: FerretDB 1
+// drops the connection on a createIndexes of two indexes that both exist.)
 func TestLookupIndexesComeAfterThePhases(t *testing.T) {
 	for _, made := range []bool{false, true} {
 		t.Run(fmt.Sprintf("made by an earlier step 1: %v", made), func(t *testing.T) {

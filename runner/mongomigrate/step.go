@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/runner/count"
+	"github.com/tenantmigrate/runner/runner/retry"
 )
 
 // StepError is a failed step.
@@ -50,8 +51,12 @@ func (d *Driver) runStep(ctx context.Context, s Step) (Result, error) {
 			}
 			return nil
 		})
+		var exhausted *retry.ExhaustedError
+		if err != nil && !errors.As(err, &exhausted) { // that one names what already
+			err = fmt.Errorf("%s: %w", what, err)
+		}
 		if err != nil {
-			return Result{}, fmt.Errorf("%s: %w", what, err)
+			return Result{}, err
 		}
 	}
 	return Result{Counts: count.Counts{count.Commands: int64(len(s.Commands))}}, nil
