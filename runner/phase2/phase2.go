@@ -432,21 +432,26 @@ func runServer(ctx context.Context, cfg Config, path Path, valid []string, after
 		rep.Refreshed += part.Refreshed
 		rep.Unchanged += part.Unchanged
 		rep.RefreshedOrUnchanged += part.RefreshedOrUnchanged
-		rep.Merged = max(rep.Merged, part.Merged)
 		rep.Ranges++
 		if r != nil {
 			cfg.Log.WithFields(logrus.Fields{"ranges_done": rep.Ranges, "inserted": rep.Inserted, "refreshed": rep.Refreshed}).Info("phase 2: range done")
 		}
 	})
-	if err != nil || cfg.DryRun {
+	if err != nil {
 		return err
 	}
-	if !rep.Exact || path == PathSplit {
+	// The accounts left to phase 1 are every link, whatever the ranges:
+	// counted once.
+	err = cfg.Retry.Do(ctx, "count links", func(ctx context.Context) error {
 		n, err := cfg.DB.Collection(cfg.Names.Links).CountDocuments(ctx, bson.D{})
-		if err != nil {
-			return fmt.Errorf("count links: %w", err)
-		}
 		rep.Merged = n
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("count links: %w", err)
+	}
+	if cfg.DryRun {
+		return nil
 	}
 	return clearCheckpoint(ctx, cfg)
 }
@@ -463,7 +468,7 @@ func runRange(ctx context.Context, cfg Config, path Path, valid []string, seq in
 			if err := preview(ctx, cfg, valid, r, p); err != nil {
 				return err
 			}
-			part.Inserted, part.Refreshed, part.Unchanged, part.Merged = p.Inserted, p.Refreshed, p.Unchanged, p.Merged
+			part.Inserted, part.Refreshed, part.Unchanged = p.Inserted, p.Refreshed, p.Unchanged
 			return nil
 		})
 		if err != nil || cfg.DryRun {
@@ -559,6 +564,8 @@ func countTaken(ctx context.Context, cfg Config, valid []string, r *pipelines.Ra
 	return max(n-linked, 0), nil
 }
 
+// preview counts, by outcome, what the range's write will do; the links
+// are counted once per run, by runServer.
 func preview(ctx context.Context, cfg Config, valid []string, r *pipelines.Range, rep *Report) error {
 	cur, err := cfg.DB.Collection(cfg.Names.Accounts).Aggregate(ctx, pipelines.Phase2Preview(cfg.Names, valid, r), options.Aggregate().SetAllowDiskUse(true))
 	if err != nil {
@@ -581,10 +588,5 @@ func preview(ctx context.Context, cfg Config, valid []string, r *pipelines.Range
 			rep.Unchanged += row.N
 		}
 	}
-	n, err := cfg.DB.Collection(cfg.Names.Links).CountDocuments(ctx, bson.D{})
-	if err != nil {
-		return fmt.Errorf("count links: %w", err)
-	}
-	rep.Merged = n
 	return nil
 }
