@@ -108,6 +108,8 @@ func TestSurvivesNetworkFaults(t *testing.T) {
 				defer close(injected)
 				// The first after the indexes of step 1: FerretDB 1 cannot
 				// take a createIndexes whose client vanished (kill_test.go).
+				// Step 5's come at the end, over little data here; faults
+				// do reach them.
 				interval := every
 				if tt.often {
 					interval = 1500 * time.Millisecond

@@ -73,8 +73,9 @@ type Config struct {
 	Host         string
 	Log          logrus.FieldLogger
 	// Retry, if set, retries a transient error of the driver's own reads
-	// and writes (state, history, the lease's release); the steps retry
-	// their own work.
+	// and writes (state, history, the lease's release) and of a JSON
+	// step's commands (idempotent: a dirty step runs again from its
+	// first); Go steps retry their own work.
 	Retry *retry.Policy
 }
 
@@ -224,10 +225,11 @@ func (d *Driver) State(ctx context.Context) (State, error) {
 	return s, err
 }
 
-// do runs one of the driver's own reads or writes within its retry budget.
-// Each is keyed by _id and sets what it sets whole, so a write the server
-// made but whose reply was lost is made again to the same effect (but
-// startStep's attempt count). No attempt starts once the lease is lost:
+// do runs one of the driver's own reads or writes, or a JSON step's
+// command, within its retry budget. Each of its own is keyed by _id and
+// sets what it sets whole, and a step's commands are idempotent, so a
+// write the server made but whose reply was lost is made again to the
+// same effect (but startStep's attempt count). No attempt starts once the lease is lost:
 // another runner may own the state by then.
 func (d *Driver) do(ctx context.Context, what string, fn func(ctx context.Context) error) error {
 	attempt := func(ctx context.Context) error {

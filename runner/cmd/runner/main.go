@@ -53,7 +53,8 @@ Exit status: 0 done; 1 a step failed; 2 bad usage or configuration;
 3 MongoDB unreachable or authentication failed; 4 a step was left half done
 and boot.on_dirty is "fail"; 5 lock wait exceeded; 6 verify found a mismatch
 (the applied steps broke a promise); 7 verify: consistent, not finished
-(steps pending; the accounts they will move are counted as awaiting them).
+(steps that move accounts pending; the accounts they will move are counted
+as awaiting them).
 A run's own verify holds only the applied steps to their promises: after
 runner --phase 1, the accounts awaiting phase 2 are no error.
 `
