@@ -229,8 +229,8 @@ func (d *Driver) State(ctx context.Context) (State, error) {
 // command, within its retry budget. Each of its own is keyed by _id and
 // sets what it sets whole, and a step's commands are idempotent, so a
 // write the server made but whose reply was lost is made again to the
-// same effect (but startStep's attempt count). No attempt starts once the lease is lost:
-// another runner may own the state by then.
+// same effect (but startStep's attempt count). No attempt starts once the
+// lease is lost: another runner may own the state by then.
 func (d *Driver) do(ctx context.Context, what string, fn func(ctx context.Context) error) error {
 	attempt := func(ctx context.Context) error {
 		if err := d.leaseErr(); err != nil {

@@ -51,11 +51,10 @@ func (d *Driver) runStep(ctx context.Context, s Step) (Result, error) {
 			}
 			return nil
 		})
-		var exhausted *retry.ExhaustedError
-		if err != nil && !errors.As(err, &exhausted) { // that one names what already
-			err = fmt.Errorf("%s: %w", what, err)
-		}
 		if err != nil {
+			if exhausted := (*retry.ExhaustedError)(nil); !errors.As(err, &exhausted) {
+				err = fmt.Errorf("%s: %w", what, err) // an exhausted retry names what already
+			}
 			return Result{}, err
 		}
 	}

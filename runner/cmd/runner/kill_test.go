@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -398,7 +399,7 @@ func TestKillReferencesThenRerun(t *testing.T) {
 	// had to go by when a document comes back different.
 	records := func(db *mongo.Database) map[string]string {
 		out := map[string]string{}
-		for _, d := range testenv.ReadAll[bson.Raw](t, db.Collection("migrations_references")) {
+		for _, d := range testenv.ReadAll[bson.Raw](t, db.Collection(config.Default().Collections.ReferencesColl())) {
 			out[d.Lookup("c").StringValue()+" "+d.Lookup("d").String()] = d.String()
 		}
 		return out
