@@ -321,6 +321,39 @@ func buildWorld(t tb) *world {
 	})
 	made("zz-edge-null-date", func(d bson.D) bson.D { return model.Set(d, "date_updated", nil) })
 	made("zz-edge-no-date", func(d bson.D) bson.D { return del(d, "date_updated") })
+	// Entries whose unverified field is every kind a database may hold,
+	// twice over on two app-orgs of one org: phase 1 links only the
+	// verified ones (missing, null, false), on both of its paths.
+	entry := func(code, ident string, unverified ...any) bson.D {
+		e := bson.D{{Key: "auth_type_code", Value: code}, {Key: "identifier", Value: ident}}
+		for _, u := range unverified {
+			e = append(e, bson.E{Key: "unverified", Value: u})
+		}
+		return e
+	}
+	unverifiedKinds := bson.A{
+		entry("email", "kinds-missing@example.org"), entry("email", "kinds-null@example.org", nil),
+		entry("email", "kinds-false@example.org", false), entry("email", "kinds-true@example.org", true),
+		entry("email", "kinds-string@example.org", "yes"), entry("phone", "+10000000001", int32(1)),
+		entry("email", "Kinds-Case@example.org"),
+	}
+	var otherAppOrg string
+	for _, ao := range w.valid {
+		if ao != aoOf(tmpl) && w.orgOf[ao] == w.orgOf[aoOf(tmpl)] {
+			otherAppOrg = ao
+			break
+		}
+	}
+	made("zz-edge-unverified-kinds", func(d bson.D) bson.D { return model.Set(d, "auth_types", unverifiedKinds) })
+	made("zz-edge-unverified-peer", func(d bson.D) bson.D {
+		d = model.Set(d, "app_org_id", otherAppOrg)
+		return model.Set(d, "auth_types", bson.A{
+			entry("email", "kinds-missing@example.org"), entry("email", "kinds-null@example.org"),
+			entry("email", "kinds-false@example.org"), entry("email", "kinds-true@example.org"),
+			entry("email", "kinds-string@example.org"), entry("phone", "+10000000001"),
+			entry("email", "kinds-case@example.org"),
+		})
+	})
 
 	// Links for every 20th valid account (phase 1 merged them).
 	var validIDs []model.ID

@@ -9,25 +9,26 @@ import (
 	"github.com/tenantmigrate/runner/model"
 )
 
-// SharedIdentities is phase 1's grouping pipeline, run on Names.Accounts on
-// servers that take it (phase 1 probes them): one output document
-// {a: [_id, ...]} per identity that two or more accounts hold, an identity
-// being (the org of the account's app-org, auth_type_code, identifier) for
-// an auth_type_code among codes. Only the accounts stage 1 keeps (Validity)
-// take part. The identity itself is never output: _id is projected away,
-// so the runner sees ids only. An account listing one identity twice
-// counts once ($addToSet). Its Go twin is phase 1's streaming identity pass
-// (runner/phase1, identityKey): the same keys, hashed.
+// Identities is phase 1's identity pass on servers that take it (phase 1
+// probes them), run on Names.Accounts: one output document per auth_types
+// entry of an account stage 1 keeps (Validity) whose auth_type_code is
+// among codes,
+//
+//	{_id: the account's _id, o: the org of its app-org,
+//	 c: auth_type_code, i: identifier, u: the entry's unverified field}
+//
+// (u missing when the entry has none). Only the identity fields travel,
+// never the rest of the account. The runner applies the identity rules to
+// them exactly as to the entries its streaming pass reads from whole
+// accounts (runner/phase1/rules.go: Rules.Identity, then Link, which lets
+// only verified entries link), hashes them and groups them; the mingo
+// oracle checks that this pipeline gives exactly the entries the
+// streaming pass reads.
 //
 // orgOf maps an app-org _id to its org_id; those mapped to "" are not valid.
 // It is embedded as two literal arrays (app-orgs are few), so the pipeline
 // needs no $lookup: $indexOfArray finds the app-org, $arrayElemAt its org.
-//
-// $group holds one entry per identity: run it with allowDiskUse. A single
-// identity shared by hundreds of thousands of accounts would make one
-// output document over 16 MB; the server then fails the pipeline and phase
-// 1 takes its streaming path.
-func SharedIdentities(orgOf map[string]string, codes []string) mongo.Pipeline {
+func Identities(orgOf map[string]string, codes []string) mongo.Pipeline {
 	valid := ValidAppOrgs(orgOf)
 	aos, orgs := bson.A{}, bson.A{}
 	for _, ao := range valid {
@@ -50,12 +51,13 @@ func SharedIdentities(orgOf map[string]string, codes []string) mongo.Pipeline {
 		})},
 		{d("$unwind", "$"+at)},
 		{d("$match", bson.D{d(at+".auth_type_code", bson.D{d("$in", in)})})},
-		{d("$group", bson.D{
-			d("_id", bson.D{d("o", "$o"), d("c", "$"+at+".auth_type_code"), d("i", "$"+at+".identifier")}),
-			d("a", bson.D{d("$addToSet", "$"+model.FieldID)}),
+		{d("$project", bson.D{
+			d(model.FieldID, 1),
+			d("o", 1),
+			d("c", "$"+at+".auth_type_code"),
+			d("i", "$"+at+".identifier"),
+			d("u", "$"+at+".unverified"),
 		})},
-		{d("$match", bson.D{d("a.1", bson.D{d("$exists", true)})})},
-		{d("$project", bson.D{d("_id", 0), d("a", 1)})},
 	}
 }
 

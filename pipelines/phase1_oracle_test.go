@@ -1,30 +1,38 @@
 package pipelines_test
 
 import (
+	"fmt"
 	"slices"
-	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/bson"
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 )
 
-// The oracle evaluates phase 1's grouping pipeline on the shared world: it
-// must give exactly the identities that two or more valid accounts of one
-// org hold, each with its accounts, as phase 1's streaming pass keys them
-// (pipelines.Invalid for validity, the identity codes, the org of the
-// app-org).
-func TestOracleSharedIdentities(t *testing.T) {
+// The oracle evaluates phase 1's identity pipeline on the shared world: it
+// must give exactly the identity entries phase 1's streaming pass reads
+// from the same accounts (pipelines.Invalid for validity, the org of the
+// app-org, Rules.Identities for the entries), each with its verification,
+// so that the one set of identity rules (rules.go) decides the same links
+// on both paths. Unverified entries are among them, with every kind of
+// unverified value, and none of them may link.
+func TestOracleIdentities(t *testing.T) {
 	t.Parallel()
 	w := sharedWorld(t)
-	codes := gen.DefaultIdentityCodes()
+	rules := phase1.Rules{IdentityCodes: gen.DefaultIdentityCodes()}
 
-	type key struct{ org, code, ident string }
-	held := map[key]map[model.ID]bool{}
-	invalid := 0
+	type entry struct {
+		account model.ID
+		org     string
+		id      phase1.Identity
+	}
+	key := func(e entry) string { return fmt.Sprintf("%s|%s|%+v", e.account, e.org, e.id) }
+	var want []string
+	invalid, unverified := 0, 0
 	for _, a := range w.accounts {
 		if pipelines.Invalid(a, w.orgOf) != "" {
 			invalid++
@@ -32,64 +40,70 @@ func TestOracleSharedIdentities(t *testing.T) {
 		}
 		ao, _ := model.Get(a, model.FieldAppOrgID)
 		ats, _ := model.Get(a, model.FieldAuthTypes)
-		for _, at := range ats.(bson.A) {
-			d := at.(bson.D)
-			code, _ := model.Get(d, "auth_type_code")
-			ident, _ := model.Get(d, "identifier")
-			if !slices.Contains(codes, code.(string)) {
-				continue
+		for _, id := range rules.Identities(ats.(bson.A)) {
+			want = append(want, key(entry{idOf(a), w.orgOf[ao.(string)], id}))
+			if !id.Verified {
+				unverified++
 			}
-			k := key{w.orgOf[ao.(string)], code.(string), ident.(string)}
-			if held[k] == nil {
-				held[k] = map[model.ID]bool{}
-			}
-			held[k][idOf(a)] = true
-		}
-	}
-	var want []string
-	for _, ids := range held {
-		if len(ids) > 1 {
-			want = append(want, idList(ids))
 		}
 	}
 	slices.Sort(want)
 
-	got := runOracle(t, pipelines.SharedIdentities(w.orgOf, codes), w.collections(nil), names.Accounts)
+	got := runOracle(t, pipelines.Identities(w.orgOf, rules.IdentityCodes), w.collections(nil), names.Accounts)
 	var have []string
+	holders := map[string][]phase1.Holder{}
 	for _, raw := range got {
-		var doc struct {
-			A []model.ID `bson:"a"`
+		var row struct {
+			Account    model.ID `bson:"_id"`
+			Org        string   `bson:"o"`
+			Code       string   `bson:"c"`
+			Identifier string   `bson:"i"`
+			Unverified any      `bson:"u"`
 		}
-		if err := bson.Unmarshal(raw, &doc); err != nil {
+		if err := bson.Unmarshal(raw, &row); err != nil {
 			t.Fatalf("output %s: %v", raw, err)
 		}
-		if _, err := raw.LookupErr("_id"); err == nil {
-			t.Errorf("output %s carries an _id: the identity must not leave the server", raw)
+		if n := len(raw.String()); n > 400 {
+			t.Errorf("output of %d bytes: only the identity fields may travel: %s", n, raw)
 		}
-		ids := map[model.ID]bool{}
-		for _, a := range doc.A {
-			ids[a] = true
+		id, ok := rules.Identity(row.Code, row.Identifier, row.Unverified)
+		if !ok {
+			t.Fatalf("output %s: not an identity code", raw)
 		}
-		if len(ids) != len(doc.A) {
-			t.Errorf("output %s lists an account twice", raw)
-		}
-		have = append(have, idList(ids))
+		have = append(have, key(entry{row.Account, row.Org, id}))
+		ident := row.Org + "\x00" + id.Code + "\x00" + id.Key
+		holders[ident] = append(holders[ident], phase1.Holder{ID: row.Account, Verified: id.Verified})
 	}
 	slices.Sort(have)
 	if !slices.Equal(have, want) {
-		t.Fatalf("the pipeline gave %d shared identities, the Go twin %d (or their accounts differ)", len(have), len(want))
+		t.Fatalf("the pipeline gave %d identity entries, the streaming pass reads %d (or they differ)", len(have), len(want))
 	}
-	if len(want) < 50 || invalid == 0 {
-		t.Errorf("%d shared identities, %d invalid accounts: the world lost its shape", len(want), invalid)
+	if len(want) < 1000 || invalid == 0 || unverified < 10 {
+		t.Errorf("%d entries (%d unverified), %d invalid accounts: the world lost its shape", len(want), unverified, invalid)
 	}
-	t.Logf("%d shared identities over %d accounts (%d invalid) agree", len(want), len(w.accounts), invalid)
-}
 
-func idList(ids map[model.ID]bool) string {
-	var s []string
-	for id := range ids {
-		s = append(s, id.String())
+	// The hand-made pair: linked by the entries whose unverified field is
+	// missing, null or false, never by true, a string or a number, nor by
+	// an email that differs only by case.
+	kinds, peer := model.StringID("zz-edge-unverified-kinds"), model.StringID("zz-edge-unverified-peer")
+	linkedBy, apart := 0, 0
+	for ident, hs := range holders {
+		sh := phase1.Link(hs)
+		if !slices.Contains(sh.Verified, peer) && !slices.Contains(sh.HeldApart, peer) {
+			continue
+		}
+		switch {
+		case slices.Equal(sh.Linked, []model.ID{kinds, peer}):
+			linkedBy++
+		case slices.Equal(sh.HeldApart, []model.ID{kinds}):
+			apart++
+		case len(sh.Verified) == 1 && len(sh.HeldApart) == 0:
+		default:
+			t.Errorf("identity %q: %+v", ident, sh)
+		}
 	}
-	slices.Sort(s)
-	return strings.Join(s, ",")
+	if linkedBy != 3 || apart != 3 {
+		t.Errorf("the hand-made pair is linked by %d identities and held apart by %d; want 3 (missing, null, false) and 3 (true, a string, a number)", linkedBy, apart)
+	}
+	t.Logf("%d identity entries (%d unverified) over %d accounts (%d invalid) agree", len(want), unverified, len(w.accounts), invalid)
 }

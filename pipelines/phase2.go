@@ -1,5 +1,5 @@
 // Package pipelines holds the aggregation pipelines the runner sends and
-// their Go twins: phase 1's grouping pipeline (phase1.go) and, in this
+// their Go twins: phase 1's identity pipeline (phase1.go) and, in this
 // file, phase 2's.
 //
 // Phase 2 moves every legacy account that phase 1 did not merge one-to-one

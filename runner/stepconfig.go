@@ -41,8 +41,7 @@ func (r *Runner) phase1Config(ctx context.Context, dry bool) phase1.Config {
 		DB:               r.db,
 		Names:            c.Names,
 		ScratchPrefix:    c.MigrationsPrefix,
-		IdentityCodes:    r.cfg.Identity.AuthTypeCodes,
-		Rules:            phase1.Rules{PreferredApps: r.cfg.Phase1.PreferredApps},
+		Rules:            r.phase1Rules(),
 		MemoryGroupLimit: r.cfg.Phase1.MemoryGroupLimit,
 		Path:             path,
 		Retry:            r.retryPolicy(),
@@ -53,6 +52,19 @@ func (r *Runner) phase1Config(ctx context.Context, dry bool) phase1.Config {
 		Progress:         r.progress,
 		Total:            r.estimate(ctx, c.Accounts),
 	}
+}
+
+// phase1Rules maps the configuration onto phase 1's rules.
+func (r *Runner) phase1Rules() phase1.Rules {
+	id := r.cfg.Identity
+	norm := map[string]phase1.Normalization{}
+	for _, c := range id.Normalize.LowerCase {
+		norm[c] |= phase1.LowerCase
+	}
+	for _, c := range id.Normalize.UnicodeNFC {
+		norm[c] |= phase1.UnicodeNFC
+	}
+	return phase1.Rules{PreferredApps: r.cfg.Phase1.PreferredApps, IdentityCodes: id.AuthTypeCodes, Normalize: norm}
 }
 
 func (r *Runner) phase2Config(ctx context.Context, dry bool) phase2.Config {

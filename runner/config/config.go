@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -77,9 +78,19 @@ func (c Collections) ReferencesColl() string { return c.MigrationsPrefix + "_ref
 // LockColl is the collection holding the lease lock.
 func (c Collections) LockColl() string { return c.MigrationsPrefix + "_lock" }
 
-// Identity says which auth types identify a person within an organisation.
+// Identity says which auth types identify a person within an
+// organisation, and how their identifiers compare.
 type Identity struct {
-	AuthTypeCodes []string `mapstructure:"auth_type_codes"`
+	AuthTypeCodes []string  `mapstructure:"auth_type_codes"`
+	Normalize     Normalize `mapstructure:"normalize"`
+}
+
+// Normalize names the identity codes whose identifiers compare in lower
+// case, in Unicode NFC, or both (lower case first). A code in neither
+// compares exactly, byte for byte: the default, for every code.
+type Normalize struct {
+	LowerCase  []string `mapstructure:"lower_case"`
+	UnicodeNFC []string `mapstructure:"unicode_nfc"`
 }
 
 // Phase1 configures the merge of one person's accounts.
@@ -207,7 +218,7 @@ func Default() Config {
 			ConnectTimeout: 10 * time.Second,
 		},
 		Collections: Collections{Names: model.DefaultNames(), MigrationsPrefix: "migrations"},
-		Identity:    Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}},
+		Identity:    Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}, Normalize: Normalize{LowerCase: []string{}, UnicodeNFC: []string{}}},
 		BatchSize:   1000,
 		Phase1:      Phase1{PreferredApps: []string{}, MemoryGroupLimit: 1_000_000, Path: "probe"},
 		Phase2:      Phase2{RangeSize: 0, Parallel: 2, Path: "probe"},
@@ -495,6 +506,16 @@ func (c Config) Validate() error {
 	for _, code := range c.Identity.AuthTypeCodes {
 		if strings.TrimSpace(code) == "" {
 			return &Error{Key: "identity.auth_type_codes", Msg: "empty auth type code"}
+		}
+	}
+	for _, n := range []struct {
+		key   string
+		codes []string
+	}{{"identity.normalize.lower_case", c.Identity.Normalize.LowerCase}, {"identity.normalize.unicode_nfc", c.Identity.Normalize.UnicodeNFC}} {
+		for _, code := range n.codes {
+			if !slices.Contains(c.Identity.AuthTypeCodes, code) {
+				return &Error{Key: n.key, Msg: fmt.Sprintf("%q is not one of identity.auth_type_codes", code)}
+			}
 		}
 	}
 	switch {

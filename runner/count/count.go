@@ -25,10 +25,20 @@ const (
 	Commands Name = "commands"
 
 	// Phase 1.
-	Groups            Name = "groups"
-	GroupedAccounts   Name = "grouped_accounts"
-	LargestGroup      Name = "largest_group"
-	Conflicts         Name = "conflicts"
+	Groups          Name = "groups"
+	GroupedAccounts Name = "grouped_accounts"
+	LargestGroup    Name = "largest_group"
+	Conflicts       Name = "conflicts"
+	// SharedIdentities: identities that link two or more accounts.
+	SharedIdentities Name = "shared_identities"
+	// UnverifiedShared: identities two or more accounts hold, one of them
+	// only unverified; HeldApart: the accounts those did not link.
+	UnverifiedShared Name = "unverified_shared_identities"
+	HeldApart        Name = "accounts_held_apart"
+	// IdentityVariants: classes of identifiers that differ only by case or
+	// Unicode form; VariantAccounts: their accounts.
+	IdentityVariants  Name = "identifier_variants"
+	VariantAccounts   Name = "variant_accounts"
 	TenantsInserted   Name = "tenants_inserted"
 	TenantsReplaced   Name = "tenants_replaced"
 	TenantsUnchanged  Name = "tenants_unchanged"

@@ -71,10 +71,11 @@ func BenchmarkGrouping(b *testing.B) {
 		orgOf[ao.ID] = ao.OrgID
 	}
 	var keys []keyDoc
+	rules := Rules{IdentityCodes: gen.DefaultIdentityCodes()}
 	err := gen.Accounts(opts, func(a model.LegacyAccount) error {
 		for _, at := range a.AuthTypes {
-			if at.AuthTypeCode != "anonymous" {
-				keys = append(keys, keyDoc{ID: identityKey(orgOf[a.AppOrgID], at.AuthTypeCode, at.Identifier) + a.ID.Key(), A: a.ID})
+			if id, ok := rules.Identity(at.AuthTypeCode, at.Identifier, at.Unverified); ok {
+				keys = append(keys, newKeyDoc(orgOf[a.AppOrgID], id, a.ID))
 			}
 		}
 		return nil

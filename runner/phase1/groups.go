@@ -71,10 +71,24 @@ func (p *run) findGroups(ctx context.Context) error {
 // unionFind groups in memory; a limit above 0 stops it with errOverBudget
 // once more accounts than that share identities.
 func (p *run) unionFind(ctx context.Context, limit int) (memLookup, error) {
+	uf, err := p.connect(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	groupOf := make(memLookup, len(uf.parent))
+	for a := range uf.parent {
+		groupOf[a] = uf.find(a)
+	}
+	return groupOf, nil
+}
+
+// connect scans the keys into a union-find, and keeps what the scan saw
+// of the identities in the report.
+func (p *run) connect(ctx context.Context, limit int) (*components, error) {
 	uf := newComponents(limit)
-	err := p.keys.runs(ctx, func(run []keyDoc) error {
-		for _, k := range run[1:] {
-			uf.union(run[0].A, k.A)
+	seen, err := p.keys.scan(ctx, func(_ string, linked []model.ID) error {
+		for _, a := range linked[1:] {
+			uf.union(linked[0], a)
 		}
 		if uf.over() {
 			return errOverBudget
@@ -84,11 +98,15 @@ func (p *run) unionFind(ctx context.Context, limit int) (memLookup, error) {
 	if err != nil {
 		return nil, err
 	}
-	groupOf := make(memLookup, len(uf.parent))
-	for a := range uf.parent {
-		groupOf[a] = uf.find(a)
-	}
-	return groupOf, nil
+	p.noteIdentities(seen)
+	return uf, nil
+}
+
+// noteIdentities keeps what a scan of every key saw; the entries were
+// counted as they were written.
+func (p *run) noteIdentities(seen IdentityReport) {
+	seen.Entries = p.rep.Identities.Entries
+	p.rep.Identities = seen
 }
 
 // components is a union-find over account ids whose root is the smallest
@@ -187,17 +205,17 @@ func (p *run) propagate(ctx context.Context) error {
 	byAccount := p.scratch("acct", 0)
 	out := newInserter(ctx, byAccount, p.cfg.Batch)
 	task := p.cfg.Progress.Start("phase 1: group round 0", 0)
-	err := p.keys.runs(ctx, func(run []keyDoc) error {
-		h := run[0].ID[:hashLen]
-		for _, k := range run {
+	seen, err := p.keys.scan(ctx, func(h string, linked []model.ID) error {
+		for _, a := range linked {
 			task.Add(1)
-			if err := out.add(labelDoc{ID: accountKey(k.A) + h, A: k.A, H: h, L: k.A, M: run[0].A}); err != nil {
+			if err := out.add(labelDoc{ID: accountKey(a) + h, A: a, H: h, L: a, M: linked[0]}); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	task.Done()
+	p.noteIdentities(seen)
 	if err == nil {
 		err = out.flush()
 	}

@@ -11,10 +11,10 @@ const (
 	// PathProbe, in Config, lets a probe of the server choose (probe.go);
 	// a dry run, which writes nothing, not even a probe's scratch, streams.
 	PathProbe Path = iota
-	// PathServer groups the identities in one aggregation and fetches the
-	// grouped accounts by _id (server.go): servers with $group,
-	// $indexOfArray and indexed _id lookups (MongoDB, FerretDB 2 /
-	// DocumentDB).
+	// PathServer reads the identity entries with one aggregation, groups
+	// them on local disk, and fetches the grouped accounts by _id
+	// (server.go): servers with $unwind, $indexOfArray and indexed _id
+	// lookups (MongoDB, FerretDB 2 / DocumentDB).
 	PathServer
 	// PathStream reads every account twice in streaming passes over
 	// scratch tables: every server, even one that scans for each query

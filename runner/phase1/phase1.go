@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -62,9 +63,10 @@ type Config struct {
 	model.Names
 	// ScratchPrefix names the scratch collections, dropped after a run.
 	ScratchPrefix string
-	IdentityCodes []string
-	Rules         Rules
-	Batch         int
+	// Rules are the merge rules, the identity codes and their
+	// normalisation among them.
+	Rules Rules
+	Batch int
 	// SkipInvalid migrates around bad accounts instead of stopping; they
 	// stay listed in the report, not migrated.
 	SkipInvalid bool
@@ -90,6 +92,10 @@ type Config struct {
 	Total    int64
 }
 
+// errNoLocalScratch: the runner could not make its scratch directory on
+// local disk ($TMPDIR), which the server path and a dry run sort in.
+var errNoLocalScratch = errors.New("no scratch directory on local disk ($TMPDIR)")
+
 // maxListed bounds the ids a report lists per kind.
 const maxListed = 10
 
@@ -107,15 +113,14 @@ type Report struct {
 	Path          Path   `json:"path"`
 	ServerRefused string `json:"server_path_refused,omitempty"`
 	Accounts      int64  `json:"accounts_read"`
-	// IdentityKeys are the identity pairs the streaming path wrote;
-	// SharedIdentities the identities the server path's pipeline found
-	// held by two or more accounts.
-	IdentityKeys     int64       `json:"identity_keys,omitempty"`
-	SharedIdentities int         `json:"shared_identities,omitempty"`
-	Groups           int         `json:"groups"`
-	GroupedAccounts  int         `json:"grouped_accounts"`
-	GroupSizes       map[int]int `json:"group_sizes"`
-	LargestGroup     int         `json:"largest_group"`
+	// Identities are what the run saw of the identities: those that
+	// link, those an unverified entry kept from linking, and the
+	// identifiers that differ only by case or Unicode form.
+	Identities      IdentityReport `json:"identities"`
+	Groups          int            `json:"groups"`
+	GroupedAccounts int            `json:"grouped_accounts"`
+	GroupSizes      map[int]int    `json:"group_sizes"`
+	LargestGroup    int            `json:"largest_group"`
 	// GroupedIn is where the groups were found: "memory", or the scratch
 	// tables' place, "server" or "local disk" (in GroupingRounds rounds of
 	// label propagation).
@@ -156,16 +161,21 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "phase 1: %d accounts read, %d groups of one person (%d accounts; sizes %s; largest %d)\n",
 		r.Accounts, r.Groups, r.GroupedAccounts, strings.Join(dist, " "), r.LargestGroup)
 	if r.Path == PathServer {
-		fmt.Fprintf(w, "phase 1: identities grouped on the server (%d shared by two or more accounts), grouped accounts read by _id\n", r.SharedIdentities)
+		fmt.Fprintln(w, "phase 1: identity entries read by a server-side pipeline, grouped accounts read by _id")
 	}
+	r.Identities.print(w)
 	if r.GroupedIn != "" && r.GroupedIn != "memory" {
 		fmt.Fprintf(w, "phase 1: groups found in scratch tables (%s) in %d rounds\n", r.GroupedIn, r.GroupingRounds)
 	}
 	fmt.Fprintf(w, "phase 1: %s %d new tenant accounts, replaced %d, left %d unchanged, superseded %d; %d links written\n",
 		verb, r.TenantsInserted, r.TenantsReplaced, r.TenantsSame, r.Superseded, r.LinksWritten)
-	fmt.Fprintf(w, "phase 1: %d conflicts%s\n", r.Conflicts, formatMap(r.ConflictFields))
+	fmt.Fprintf(w, "phase 1: %d conflicts (values a merge keeps one of; the legacy accounts keep every value)%s\n", r.Conflicts, formatMap(r.ConflictFields))
 	for _, c := range r.FirstConflicts {
-		fmt.Fprintf(w, "    conflict in tenant %s, field %s, between %s\n", c.TenantID, c.Field, joinIDs(c.Sources))
+		kept := "value"
+		if !c.Kept.IsZero() {
+			kept = c.Kept.String() + "'s entry"
+		}
+		fmt.Fprintf(w, "    conflict in tenant %s, field %s, between %s: kept %s (%s)\n", c.TenantID, c.Field, joinIDs(c.Sources), kept, c.Why.Describe())
 	}
 	if r.Invalid > 0 {
 		what := "skipped, not migrated"
@@ -214,13 +224,78 @@ func (r *Report) addWrites(w *Report) {
 }
 
 // Notes are the report's lines for the step's history: the path taken,
-// and why not the server's.
+// why not the server's, and the identities an operator should review.
 func (r *Report) Notes() []string {
 	out := []string{fmt.Sprintf("path %s", r.Path)}
 	if r.ServerRefused != "" {
 		out = append(out, "server path not taken: "+r.ServerRefused)
 	}
+	return append(out, r.Identities.notes()...)
+}
+
+// notesListed bounds the items a history note lists.
+const notesListed = 3
+
+// print writes the identity lines of a report.
+func (r IdentityReport) print(w io.Writer) {
+	fmt.Fprintf(w, "phase 1: %d identity entries read, %d identities link two or more accounts (only entries verified on every side link)\n", r.Entries, r.Shared)
+	if r.Unverified > 0 {
+		fmt.Fprintf(w, "phase 1: %d %s: they did not link the %d %s holding them only unverified (review them; an unverified identifier proves nothing):\n",
+			r.Unverified, plural(r.Unverified, "shared identity is", "shared identities are")+" unverified on some account", r.HeldApart, plural(r.HeldApart, "account", "accounts"))
+		for _, u := range r.FirstUnverified {
+			fmt.Fprintf(w, "    %s\n", u)
+		}
+	}
+	if r.Variants > 0 {
+		fmt.Fprintf(w, "phase 1: %d %s only by case or Unicode form (%d accounts); identity.normalize would link them:\n",
+			r.Variants, plural(r.Variants, "identifier differs from another", "identifiers differ from another"), r.VariantAccounts)
+		for _, v := range r.FirstVariants {
+			fmt.Fprintf(w, "    %s\n", v)
+		}
+	}
+}
+
+// notes are the identity lines of a step's history.
+func (r IdentityReport) notes() []string {
+	var out []string
+	if r.Unverified > 0 {
+		out = append(out, fmt.Sprintf("%d shared identities unverified on some account held %d accounts apart (review them); first: %s",
+			r.Unverified, r.HeldApart, listed(r.FirstUnverified)))
+	}
+	if r.Variants > 0 {
+		out = append(out, fmt.Sprintf("%d identifiers differ from another only by case or Unicode form (%d accounts; identity.normalize would link them); first: %s",
+			r.Variants, r.VariantAccounts, listed(r.FirstVariants)))
+	}
 	return out
+}
+
+func listed[T fmt.Stringer](items []T) string {
+	s := make([]string, 0, notesListed)
+	for i, it := range items {
+		if i == notesListed {
+			s = append(s, "...")
+			break
+		}
+		s = append(s, it.String())
+	}
+	return strings.Join(s, "; ")
+}
+
+func (u UnverifiedIdentity) String() string {
+	s := fmt.Sprintf("%s: held apart %s", u.Code, joinIDs(u.HeldApart))
+	if len(u.Verified) > 0 {
+		s += "; verified by " + joinIDs(u.Verified)
+	}
+	return s
+}
+
+func (v IdentifierVariant) String() string { return fmt.Sprintf("%s: %s", v.Code, joinIDs(v.Accounts)) }
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // Counts flattens the report for the step history.
@@ -232,6 +307,11 @@ func (r *Report) Counts() count.Counts {
 		count.LargestGroup:      int64(r.LargestGroup),
 		count.InvalidSkipped:    int64(r.Invalid),
 		count.Conflicts:         int64(r.Conflicts),
+		count.SharedIdentities:  int64(r.Identities.Shared),
+		count.UnverifiedShared:  int64(r.Identities.Unverified),
+		count.HeldApart:         int64(r.Identities.HeldApart),
+		count.IdentityVariants:  int64(r.Identities.Variants),
+		count.VariantAccounts:   int64(r.Identities.VariantAccounts),
 		count.TenantsInserted:   int64(r.TenantsInserted),
 		count.TenantsReplaced:   int64(r.TenantsReplaced),
 		count.TenantsUnchanged:  int64(r.TenantsSame),
@@ -308,7 +388,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		switch {
 		case errors.Is(err, errOverBudget):
 			why = fmt.Sprintf("more than phase1.memory_group_limit (%d) accounts share identities", cfg.MemoryGroupLimit)
-		case errors.Is(err, errServerRefused) && !forced:
+		case (errors.Is(err, errServerRefused) || errors.Is(err, errNoLocalScratch)) && !forced:
 			why = refusal.OneLine(err.Error())
 		default:
 			return rep, err
@@ -335,12 +415,12 @@ func runPath(ctx context.Context, cfg Config, appOrgs apporgs.Set, path Path) (*
 	rep := &Report{DryRun: cfg.DryRun, Path: path, GroupSizes: map[int]int{}, InvalidReasons: map[string]int{},
 		ConflictFields: map[string]int{}, Durations: map[string]string{}}
 	p := &run{cfg: cfg, rep: rep, appOrgs: appOrgs}
+	if err := p.openStore(ctx, path); err != nil {
+		return nil, fmt.Errorf("phase 1: %w", err)
+	}
+	defer func() { _ = p.store.close(context.WithoutCancel(ctx)) }()
 	passes := p.serverPasses()
 	if path == PathStream {
-		if err := p.openStore(ctx); err != nil {
-			return nil, fmt.Errorf("phase 1: %w", err)
-		}
-		defer func() { _ = p.store.close(context.WithoutCancel(ctx)) }()
 		passes = []pass{
 			{"1 identities", p.scanIdentities},
 			{"2 groups", p.findGroups},
@@ -353,7 +433,7 @@ func runPath(ctx context.Context, cfg Config, appOrgs apporgs.Set, path Path) (*
 		cfg.Log.WithFields(logrus.Fields{"pass": ps.name, "path": path}).Info("phase 1: pass started")
 		if err := ps.fn(ctx); err != nil {
 			var ie *InvalidError
-			if errors.As(err, &ie) || errors.Is(err, errOverBudget) || errors.Is(err, errServerRefused) {
+			if errors.As(err, &ie) || errors.Is(err, errOverBudget) || errors.Is(err, errServerRefused) || errors.Is(err, errNoLocalScratch) {
 				return rep, err
 			}
 			return rep, fmt.Errorf("phase 1: pass %s: %w", ps.name, err)
@@ -361,21 +441,20 @@ func runPath(ctx context.Context, cfg Config, appOrgs apporgs.Set, path Path) (*
 		rep.Durations[ps.name] = time.Since(start).Round(time.Millisecond).String()
 		cfg.Log.WithFields(logrus.Fields{"pass": ps.name, "duration": rep.Durations[ps.name]}).Info("phase 1: pass finished")
 	}
-	if p.store != nil {
-		if err := p.store.close(ctx); err != nil {
-			return rep, fmt.Errorf("phase 1: %w", err)
-		}
+	if err := p.store.close(ctx); err != nil {
+		return rep, fmt.Errorf("phase 1: %w", err)
 	}
 	return rep, nil
 }
 
-// openStore makes the streaming path's scratch tables.
-func (p *run) openStore(ctx context.Context) error {
-	if p.cfg.DryRun {
-		// A dry run writes nothing to the server: its scratch is on disk.
+// openStore makes the scratch tables of a path: on local disk for the
+// server path (it keeps only its keys there) and for a dry run, which
+// writes nothing to the server; else in collections of the database.
+func (p *run) openStore(ctx context.Context, path Path) error {
+	if p.cfg.DryRun || path == PathServer {
 		fs, err := newFileStore()
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: %w", errNoLocalScratch, err)
 		}
 		p.store = fs
 	} else {
@@ -402,8 +481,7 @@ type run struct {
 	// (the smallest _id of the group); grouped is how many they are.
 	lookup  groupLookup
 	grouped int
-	// uf, then members, are the server path's grouped accounts (by group).
-	uf      *components
+	// members are the server path's grouped accounts (by group).
 	members []member
 }
 
@@ -411,30 +489,123 @@ type run struct {
 // order resumed after a transient break.
 func (p *run) read() sorted.Options { return sorted.Options{Batch: p.cfg.Batch, Retry: &p.cfg.Retry} }
 
-// keyDoc is one identity pair of one account, in the scratch keys.
+// keyDoc is one identity entry of one account, in the scratch keys. Its
+// _id is the hash of the entry's variant class (org, code, Identity.Variant),
+// then the hash of its identity (org, code, Identity.Key), then '0' when
+// the entry is verified or '1', then the account's ID Key: sorted, the
+// entries of one class are adjacent, within it those of one identity,
+// verified first, account by account. Hashing keeps identifiers out of the
+// scratch tables.
 type keyDoc struct {
-	ID string `bson:"_id"` // hash + the account's ID Key: adjacent when sorted
+	ID   string `bson:"_id"`
+	Code string `bson:"c"` // the auth_type_code, for reports
 	// A is the account _id, the end of ID: not stored, as every account has
 	// a key document per identity (the largest scratch table).
 	A model.ID `bson:"-"`
 }
 
-const hashLen = 32
+const (
+	classLen = 32            // hex digits of the variant class's hash
+	identLen = classLen + 16 // and of the identity's: the identity within its class
+	hashLen  = identLen + 1  // and the verification flag; the account's Key follows
+)
 
-func identityKey(org, code, identifier string) string {
+func newKeyDoc(org string, id Identity, acct model.ID) keyDoc {
+	flag := "0"
+	if !id.Verified {
+		flag = "1"
+	}
+	return keyDoc{ID: hashOf(org, id.Code, id.Variant)[:classLen] + hashOf(org, id.Code, id.Key)[:identLen-classLen] + flag + acct.Key(), Code: id.Code, A: acct}
+}
+
+func hashOf(org, code, identifier string) string {
 	h := sha256.Sum256([]byte(org + "\x00" + code + "\x00" + identifier))
-	return hex.EncodeToString(h[:])[:hashLen]
+	return hex.EncodeToString(h[:])
+}
+
+func (k keyDoc) class() string    { return k.ID[:classLen] }
+func (k keyDoc) identity() string { return k.ID[:identLen] }
+func (k keyDoc) verified() bool   { return k.ID[identLen] == '0' }
+
+// IdentityReport is what phase 1 saw of the identities, the same on both
+// paths. Accounts are listed by legacy _id, never by identifier.
+type IdentityReport struct {
+	// Entries are the identity entries read (auth_types entries of valid
+	// accounts with an identity code).
+	Entries int64 `json:"entries"`
+	// Shared are the identities that link two or more accounts.
+	Shared int `json:"shared"`
+	// Unverified are the identities two or more accounts hold, one of them
+	// only unverified; HeldApart sums, over them, the accounts that hold
+	// it only unverified, which it does not link (an account counted once
+	// per identity).
+	Unverified      int                  `json:"unverified"`
+	HeldApart       int                  `json:"accounts_held_apart"`
+	FirstUnverified []UnverifiedIdentity `json:"first_unverified,omitempty"`
+	// Variants are the classes of verified identifiers of one code that
+	// differ only by case or Unicode form and are held by two or more
+	// accounts; VariantAccounts sums their accounts. Normalising the code
+	// (identity.normalize) would link them.
+	Variants        int                 `json:"variants"`
+	VariantAccounts int                 `json:"variant_accounts"`
+	FirstVariants   []IdentifierVariant `json:"first_variants,omitempty"`
+}
+
+// UnverifiedIdentity is one identity that an unverified entry kept from
+// linking: its code and its accounts.
+type UnverifiedIdentity struct {
+	Code      string     `json:"code"`
+	Verified  []model.ID `json:"verified_by,omitempty"`
+	HeldApart []model.ID `json:"held_apart"`
+}
+
+// IdentifierVariant is one class of identifiers that differ only by case
+// or Unicode form: its code and the accounts holding them verified.
+type IdentifierVariant struct {
+	Code     string     `json:"code"`
+	Accounts []model.ID `json:"accounts"`
+}
+
+// noteShared counts one identity.
+func (r *IdentityReport) noteShared(code string, sh Shared) {
+	if len(sh.Linked) > 0 {
+		r.Shared++
+	}
+	if len(sh.HeldApart) == 0 {
+		return
+	}
+	r.Unverified++
+	r.HeldApart += len(sh.HeldApart)
+	if len(r.FirstUnverified) < maxListed {
+		r.FirstUnverified = append(r.FirstUnverified, UnverifiedIdentity{Code: code, Verified: firstIDs(sh.Verified), HeldApart: firstIDs(sh.HeldApart)})
+	}
+}
+
+// noteVariants counts one variant class (nil: not one).
+func (r *IdentityReport) noteVariants(code string, accounts []model.ID) {
+	if len(accounts) == 0 {
+		return
+	}
+	r.Variants++
+	r.VariantAccounts += len(accounts)
+	if len(r.FirstVariants) < maxListed {
+		r.FirstVariants = append(r.FirstVariants, IdentifierVariant{Code: code, Accounts: firstIDs(accounts)})
+	}
+}
+
+// firstIDs bounds the ids a report lists for one item.
+func firstIDs(ids []model.ID) []model.ID {
+	if len(ids) > maxListed {
+		return ids[:maxListed:maxListed]
+	}
+	return slices.Clip(ids)
 }
 
 // pass 1
 func (p *run) scanIdentities(ctx context.Context) error {
 	orgOf := p.appOrgs.OrgOf()
-	codes := map[string]bool{}
-	for _, c := range p.cfg.IdentityCodes {
-		codes[c] = true
-	}
 	proj := bson.D{{Key: "app_org_id", Value: 1}, {Key: "auth_types", Value: 1}}
-	buf := make([]keyDoc, 0, p.cfg.Batch)
+	keys := newKeyWriter(p.keys, p.cfg.Batch, &p.rep.Identities)
 	task := p.cfg.Progress.Start("phase 1: identities", p.cfg.Total)
 	defer task.Done()
 	// Natural order: this pass joins nothing.
@@ -452,32 +623,18 @@ func (p *run) scanIdentities(ctx context.Context) error {
 		id, _ := model.Get(d, model.FieldID)
 		ao, _ := model.Get(d, model.FieldAppOrgID)
 		acct, _ := model.IDOfValue(id)
-		appOrg := ao.(string)
-		org := orgOf[appOrg]
 		ats, _ := model.Get(d, model.FieldAuthTypes)
-		for _, at := range ats.(bson.A) {
-			code, _ := model.Lookup(at, "auth_type_code")
-			ident, _ := model.Lookup(at, "identifier")
-			c, _ := code.(string)
-			if !codes[c] {
-				continue
-			}
-			buf = append(buf, keyDoc{ID: identityKey(org, c, ident.(string)) + acct.Key(), A: acct})
-		}
-		if len(buf) >= p.cfg.Batch {
-			p.rep.IdentityKeys += int64(len(buf))
-			if err := p.keys.add(ctx, buf); err != nil {
+		for _, ident := range p.cfg.Rules.Identities(ats.(bson.A)) {
+			if err := keys.add(ctx, newKeyDoc(orgOf[ao.(string)], ident, acct)); err != nil {
 				return err
 			}
-			buf = buf[:0]
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+	if err == nil {
+		err = keys.flush(ctx)
 	}
-	p.rep.IdentityKeys += int64(len(buf))
-	if err := p.keys.add(ctx, buf); err != nil {
+	if err != nil {
 		return err
 	}
 	if p.rep.Invalid > 0 && !p.cfg.SkipInvalid {
@@ -487,6 +644,33 @@ func (p *run) scanIdentities(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// keyWriter batches identity entries into the keys table, counting them.
+type keyWriter struct {
+	keys  *keyTable
+	batch int
+	buf   []keyDoc
+	rep   *IdentityReport
+}
+
+func newKeyWriter(keys *keyTable, batch int, rep *IdentityReport) *keyWriter {
+	return &keyWriter{keys: keys, batch: batch, buf: make([]keyDoc, 0, batch), rep: rep}
+}
+
+func (w *keyWriter) add(ctx context.Context, k keyDoc) error {
+	w.buf = append(w.buf, k)
+	w.rep.Entries++
+	if len(w.buf) >= w.batch {
+		return w.flush(ctx)
+	}
+	return nil
+}
+
+func (w *keyWriter) flush(ctx context.Context) error {
+	err := w.keys.add(ctx, w.buf)
+	w.buf = w.buf[:0]
+	return err
 }
 
 func (p *run) invalid(id, reason string) { p.rep.noteInvalid(id, reason) }

@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 func config(db *mongo.Database) phase1.Config {
 	return phase1.Config{
 		DB: db, Names: names,
-		ScratchPrefix: "migrations", IdentityCodes: gen.DefaultIdentityCodes(), Batch: 500, Log: testenv.Quiet(),
+		ScratchPrefix: "migrations", Rules: phase1.Rules{IdentityCodes: gen.DefaultIdentityCodes()}, Batch: 500, Log: testenv.Quiet(),
 	}
 }
 
@@ -100,10 +100,17 @@ func TestPhase1OnFixture(t *testing.T) {
 	if rep.Groups != len(exp.Groups) || rep.GroupedAccounts != exp.GroupedAccounts || rep.TenantsInserted != len(exp.Groups) || rep.LinksWritten != exp.GroupedAccounts {
 		t.Errorf("report = %+v; fixture expects %d groups of %d accounts", rep, len(exp.Groups), exp.GroupedAccounts)
 	}
+	if !identitiesAsExpected(rep.Identities, exp) {
+		t.Errorf("identities = %+v; the fixture expects %d unverified shared identities holding %d accounts apart, %d variant classes of %d accounts",
+			rep.Identities, exp.UnverifiedIdentities, exp.HeldApartAccounts, exp.IdentifierVariants, exp.VariantAccounts)
+	}
+	if exp.UnverifiedIdentities == 0 || exp.IdentifierVariants == 0 {
+		t.Errorf("the fixture lost its unverified or variant identifiers: %+v", exp)
+	}
 	// The dry run said what the run did.
 	said := func(r *phase1.Report) string {
 		return fmt.Sprint(r.Groups, r.GroupedAccounts, r.GroupSizes, r.LargestGroup, r.Conflicts, r.ConflictFields, r.FirstConflicts,
-			r.TenantsInserted, r.TenantsReplaced, r.LinksWritten, r.GroupingRounds)
+			r.TenantsInserted, r.TenantsReplaced, r.LinksWritten, r.GroupingRounds, r.Identities)
 	}
 	if said(drep) != said(rep) {
 		t.Errorf("dry run said %s, the run did %s", said(drep), said(rep))
@@ -381,4 +388,58 @@ func TestDownUndoesPhase1(t *testing.T) {
 	if fmt.Sprint(testenv.Dump(t, db.Collection(names.Accounts))) != fmt.Sprint(legacy) {
 		t.Error("down changed the legacy accounts")
 	}
+}
+
+// identitiesAsExpected compares what a run saw of the identities with the
+// fixture's own count, made from the documents by gen.Expect.
+func identitiesAsExpected(r phase1.IdentityReport, exp gen.Expectations) bool {
+	return r.Unverified == exp.UnverifiedIdentities && r.HeldApart == exp.HeldApartAccounts &&
+		r.Variants == exp.IdentifierVariants && r.VariantAccounts == exp.VariantAccounts
+}
+
+// linkedGroups are the groups the links describe, each sorted, sorted by
+// their first account.
+func linkedGroups(t *testing.T, db *mongo.Database) [][]model.ID {
+	t.Helper()
+	byTenant := map[model.ID][]model.ID{}
+	for _, l := range testenv.ReadAll[model.Link](t, db.Collection(names.Links)) {
+		byTenant[l.TenantID] = append(byTenant[l.TenantID], l.LegacyID)
+	}
+	var groups [][]model.ID
+	for _, ids := range byTenant {
+		slices.SortFunc(ids, model.ID.Compare)
+		groups = append(groups, ids)
+	}
+	slices.SortFunc(groups, func(a, b []model.ID) int { return a[0].Compare(b[0]) })
+	return groups
+}
+
+// Normalising a code's identifiers links the accounts whose identifiers
+// differ only by case or Unicode form, and nothing else: on both paths the
+// groups are those gen.Expect finds with the same normalisation, the
+// unverified identifiers still link nobody, and no variant is left to
+// report. The case and Unicode variants of the fixture stay apart without
+// it (TestPhase1OnFixture).
+func TestNormalizedIdentifiersLink(t *testing.T) {
+	eachPath(t, func(t *testing.T, config func(*mongo.Database) phase1.Config) {
+		opts := gen.Options{Accounts: 3000, Seed: 3, LowerCase: []string{"email"}, UnicodeNFC: []string{"email"}}
+		db := env.Database(t)
+		exp := env.Load(t, db, opts)
+		plain := gen.Expect(gen.Options{Accounts: opts.Accounts, Seed: opts.Seed})
+		if len(exp.Groups) <= len(plain.Groups) || plain.IdentifierVariants == 0 {
+			t.Fatalf("normalising gives %d groups, exact %d (%d variants): the fixture lost its variants", len(exp.Groups), len(plain.Groups), plain.IdentifierVariants)
+		}
+		cfg := config(db)
+		cfg.Rules.Normalize = map[string]phase1.Normalization{"email": phase1.LowerCase | phase1.UnicodeNFC}
+		rep, err := phase1.Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("phase 1: %v", err)
+		}
+		if got := linkedGroups(t, db); fmt.Sprint(got) != fmt.Sprint(exp.Groups) {
+			t.Errorf("path %s: %d groups from links, the fixture expects %d with email normalised", rep.Path, len(got), len(exp.Groups))
+		}
+		if !identitiesAsExpected(rep.Identities, exp) || rep.Identities.Variants != 0 {
+			t.Errorf("path %s: identities = %+v; the fixture expects %+v", rep.Path, rep.Identities, exp)
+		}
+	})
 }

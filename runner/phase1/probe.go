@@ -8,7 +8,6 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
@@ -55,19 +54,20 @@ func probe(ctx context.Context, cfg Config) (string, error) {
 // probeWorld is the probe's data: two groups, one across the apps of an
 // org and one joined through a chain of two identities with an ObjectId
 // _id, beside the accounts that must stay alone (the same identity in
-// another org, one listed twice by one account, an auth type not among the
-// codes, and invalid accounts that hold a shared identity).
+// another org, one listed twice by one account, one held unverified, an
+// auth type not among the codes, and invalid accounts that hold a shared
+// identity).
 type probeWorld struct {
 	accounts []any
 	orgOf    map[string]string
-	codes    []string
+	rules    Rules
 	groups   [][]model.ID
 	oid      primitive.ObjectID
 }
 
 func newProbeWorld() *probeWorld {
-	at := func(code, ident string) bson.D {
-		return bson.D{{Key: "auth_type_code", Value: code}, {Key: "identifier", Value: ident}}
+	at := func(code, ident string, more ...bson.E) bson.D {
+		return append(bson.D{{Key: "auth_type_code", Value: code}, {Key: "identifier", Value: ident}}, more...)
 	}
 	acct := func(id any, ao string, ats ...bson.D) bson.D {
 		a := bson.A{}
@@ -79,12 +79,12 @@ func newProbeWorld() *probeWorld {
 	oid := primitive.ObjectID{0x70, 0x31, 0x70, 0x72, 0x6f, 0x62, 0x65, 0, 0, 0, 0, 1}
 	w := &probeWorld{
 		orgOf: map[string]string{"p-ao1": "p-org-a", "p-ao2": "p-org-a", "p-ao3": "p-org-b", "p-ao4": ""},
-		codes: []string{"email", "phone"},
+		rules: Rules{IdentityCodes: []string{"email", "phone"}},
 		oid:   oid,
 	}
 	for _, a := range []bson.D{
 		acct("p-a", "p-ao1", at("email", "x@p")),
-		acct("p-b", "p-ao2", at("username", "u"), at("email", "x@p")),
+		acct("p-b", "p-ao2", at("username", "u"), at("email", "x@p", bson.E{Key: fieldUnverified, Value: false})),
 		acct("p-c", "p-ao3", at("email", "x@p")),
 		acct(oid, "p-ao1", at("phone", "1")),
 		acct("p-e", "p-ao2", at("phone", "1"), at("email", "y@p")),
@@ -94,6 +94,7 @@ func newProbeWorld() *probeWorld {
 		acct("p-i", "p-ao1", at("username", "x@p")),
 		acct("p-j", "p-ao2"),
 		{{Key: model.FieldID, Value: "p-k"}, {Key: model.FieldAppOrgID, Value: "p-ao1"}, {Key: model.FieldAuthTypes, Value: "x@p"}},
+		acct("p-l", "p-ao2", at("email", "x@p", bson.E{Key: fieldUnverified, Value: true})),
 	} {
 		w.accounts = append(w.accounts, a)
 	}
@@ -104,29 +105,42 @@ func newProbeWorld() *probeWorld {
 	return w
 }
 
-// check runs the server path's reads and compares what they give.
+// check runs the server path's reads and compares the groups their
+// entries give, by the rules a run applies, with the probe's own.
 func (w *probeWorld) check(ctx context.Context, coll *mongo.Collection) error {
-	cur, err := coll.Aggregate(ctx, pipelines.SharedIdentities(w.orgOf, w.codes), options.Aggregate().SetAllowDiskUse(true))
+	cur, err := coll.Aggregate(ctx, pipelines.Identities(w.orgOf, w.rules.IdentityCodes))
 	if err != nil {
 		return err
 	}
-	uf := newComponents(0)
+	keys := &keyTable{t: &memTable{}}
 	for cur.Next(ctx) {
-		var doc struct {
-			A []model.ID `bson:"a"`
-		}
-		if err := bson.Unmarshal(cur.Current, &doc); err != nil {
+		var row identityRow
+		if err := bson.Unmarshal(cur.Current, &row); err != nil {
 			_ = cur.Close(ctx)
-			return fmt.Errorf("the server answered the grouping pipeline with %s: %w", cur.Current, err)
+			return fmt.Errorf("the server answered the identity pipeline with %s: %w", cur.Current, err)
 		}
-		for _, a := range doc.A[1:] {
-			uf.union(doc.A[0], a)
+		ident, ok := w.rules.Identity(row.Code, row.Identifier, row.Unverified)
+		if !ok {
+			_ = cur.Close(ctx)
+			return fmt.Errorf("the server answered the identity pipeline with an entry of code %q", row.Code)
+		}
+		if err := keys.add(ctx, []keyDoc{newKeyDoc(row.Org, ident, row.Account)}); err != nil {
+			return err
 		}
 	}
 	if err := cur.Err(); err != nil {
 		return err
 	}
 	_ = cur.Close(ctx)
+	uf := newComponents(0)
+	if _, err := keys.scan(ctx, func(_ string, linked []model.ID) error {
+		for _, a := range linked[1:] {
+			uf.union(linked[0], a)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	var got [][]model.ID
 	for _, m := range uf.members() {
 		if len(got) == 0 || got[len(got)-1][0] != m.G {
@@ -135,7 +149,7 @@ func (w *probeWorld) check(ctx context.Context, coll *mongo.Collection) error {
 		got[len(got)-1] = append(got[len(got)-1], m.ID)
 	}
 	if !slices.EqualFunc(got, w.groups, slices.Equal[[]model.ID]) {
-		return fmt.Errorf("the server took the grouping pipeline but gave the groups %v, not %v", got, w.groups)
+		return fmt.Errorf("the server took the identity pipeline but its entries gave the groups %v, not %v", got, w.groups)
 	}
 	ids := []model.ID{model.StringID("p-a"), model.ObjectIDOf(w.oid), model.StringID("p-none")}
 	found, err := findIDs(ctx, &retry.Policy{}, coll, ids, bson.D{{Key: "_id", Value: 1}}, "read by _id")

@@ -7,10 +7,30 @@
 // # Identity
 //
 // Two legacy accounts are the same person when their app-orgs belong to the
-// same organisation and they share an (auth_type_code, identifier) pair for
-// one of the configured identity codes. The rule is applied transitively: a
-// group is a connected component of accounts linked by shared pairs. The
-// same identifier in two organisations is two people.
+// same organisation and both hold one identity verified. An identity is an
+// auth_types entry's (auth_type_code, identifier) for one of the identity
+// codes (Rules.IdentityCodes), its identifier compared as Rules.Normalize
+// says for its code: exactly, byte for byte, unless configured. The rule is
+// applied transitively: a group is a connected component of accounts linked
+// by identities they hold verified. The same identifier in two
+// organisations is two people.
+//
+// An entry is verified only when its unverified field is missing, null or
+// false (Verified): any other value links nobody. An unverified identifier
+// proves nothing: an attacker can sign up first on one app with a victim's
+// email, never confirm it, and wait for the merge ("pre-hijacked account");
+// joining on it would hand the attacker the victim's data. So an identity
+// links the accounts that hold it verified (Link); the accounts holding it
+// only unverified stay apart, and are reported by legacy _id for review
+// (Shared.HeldApart).
+//
+// Identifiers that differ only by case or Unicode form (equal in lower case
+// and NFC: "Bob@x.com" and "bob@x.com") are two identities unless
+// Rules.Normalize says otherwise for their code: whether they name one
+// person depends on how the legacy service compared them at sign-in, which
+// only the operator knows. Such identifiers held verified by two or more
+// accounts are reported (Variants), so the operator sees what normalising
+// would link before turning it on.
 //
 // # Survivor
 //
@@ -42,7 +62,10 @@
 // (pipelines.OneToOne), so a one-account group is exactly what phase 2
 // writes. Then, member by member in rule order:
 //
-//	auth_types               united by (auth_type_code, identifier), never by code alone
+//	auth_types               united by (auth_type_code, identifier), never by code alone;
+//	                         of two entries for one pair, a verified one beats an unverified
+//	                         one, else the first in rule order is kept (a conflict when they
+//	                         differ, naming the account kept and why)
 //	mfa_types                united by id
 //	devices                  united by _id
 //	scopes                   united
@@ -61,8 +84,10 @@
 // A conflict is two different non-empty values where a rule keeps only one
 // (a clash of keys, a profile field, a default-rule field, two auth type
 // entries with the same pair but different contents, their own id and dates
-// aside). Conflicts are counted
-// and listed by field and legacy _ids, never by value.
+// aside). Nothing is lost by it: every legacy account stays as it was in
+// the legacy collection. Conflicts are counted and listed by field and
+// legacy _ids, never by value, with the rule that decided (Why) and, for
+// auth types, the account whose entry was kept.
 package phase1
 
 import (
@@ -75,7 +100,9 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/bson/primitive"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
@@ -94,6 +121,197 @@ type Member struct {
 type Rules struct {
 	// PreferredApps are app ids, most preferred first.
 	PreferredApps []string
+	// IdentityCodes are the auth_type_codes whose entries are identities.
+	IdentityCodes []string
+	// Normalize is how the identifiers of a code compare; a code it does
+	// not name compares exactly.
+	Normalize map[string]Normalization
+}
+
+// Normalization is how the identifiers of one code are compared; the zero
+// value compares them exactly.
+type Normalization uint8
+
+// The normalisations, which combine.
+const (
+	// LowerCase compares identifiers in lower case (Unicode's, not only
+	// ASCII's).
+	LowerCase Normalization = 1 << iota
+	// UnicodeNFC compares identifiers in Unicode Normalization Form C, so
+	// a precomposed "é" and "e" followed by a combining acute are one.
+	UnicodeNFC
+)
+
+// variantForm is the form in which identifiers that differ only by case
+// or Unicode form are equal.
+const variantForm = LowerCase | UnicodeNFC
+
+// Apply normalises an identifier: lower case first, then NFC.
+func (n Normalization) Apply(s string) string {
+	if n&LowerCase != 0 {
+		s = strings.ToLower(s)
+	}
+	if n&UnicodeNFC != 0 {
+		s = norm.NFC.String(s)
+	}
+	return s
+}
+
+// normalizationNames spell the normalisations as configuration does.
+var normalizationNames = []struct {
+	n    Normalization
+	name string
+}{{LowerCase, "lower_case"}, {UnicodeNFC, "unicode_nfc"}}
+
+// String spells n as configuration does: "exact", or the normalisations
+// joined by "+".
+func (n Normalization) String() string {
+	var parts []string
+	for _, x := range normalizationNames {
+		if n&x.n != 0 {
+			parts = append(parts, x.name)
+		}
+	}
+	if len(parts) == 0 {
+		return "exact"
+	}
+	return strings.Join(parts, "+")
+}
+
+// Identity is one auth_types entry as grouping compares it.
+type Identity struct {
+	Code string
+	// Key is the identifier as compared (Rules.Normalize).
+	Key string
+	// Variant is the identifier in lower case and NFC: identities of one
+	// code with one Variant but different Keys differ only by case or
+	// Unicode form.
+	Variant  string
+	Verified bool
+}
+
+// Identity is the identity of one auth_types entry, false when its code is
+// not an identity code. unverified is the entry's unverified field (nil
+// when missing).
+func (r Rules) Identity(code, identifier string, unverified any) (Identity, bool) {
+	if !slices.Contains(r.IdentityCodes, code) {
+		return Identity{}, false
+	}
+	return Identity{Code: code, Key: r.Normalize[code].Apply(identifier), Variant: variantForm.Apply(identifier), Verified: Verified(unverified)}, true
+}
+
+// Identities are the identities of a valid legacy account's auth_types
+// (pipelines.Invalid checked their shape), in their order.
+func (r Rules) Identities(authTypes bson.A) []Identity {
+	var out []Identity
+	for _, at := range authTypes {
+		code, _ := model.Lookup(at, "auth_type_code")
+		ident, _ := model.Lookup(at, "identifier")
+		u, _ := model.Lookup(at, fieldUnverified)
+		c, _ := code.(string)
+		s, _ := ident.(string)
+		if id, ok := r.Identity(c, s, u); ok {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// fieldUnverified is the auth_types entry's flag.
+const fieldUnverified = "unverified"
+
+// Verified says whether an entry whose unverified field holds v (nil when
+// missing) is verified: only a missing, null or false one is. Any other
+// value, a string or a number that a bad write left, fails closed.
+func Verified(v any) bool {
+	switch x := v.(type) {
+	case nil, primitive.Null:
+		return true
+	case bool:
+		return !x
+	}
+	return false
+}
+
+// VerifiedRaw is Verified for a field read from a raw document (the zero
+// RawValue when missing).
+func VerifiedRaw(v bson.RawValue) bool {
+	switch v.Type {
+	case 0, bsontype.Null:
+		return true
+	case bsontype.Boolean:
+		return !v.Boolean()
+	}
+	return false
+}
+
+// Holder is one account holding an identity.
+type Holder struct {
+	ID       model.ID
+	Verified bool
+}
+
+// Shared is what one identity does to the accounts that hold it.
+type Shared struct {
+	// Linked are the accounts it links, in _id order: those that hold it
+	// verified, when they are two or more.
+	Linked []model.ID
+	// Verified are the accounts that hold it verified, in _id order
+	// (Linked, or the one account).
+	Verified []model.ID
+	// HeldApart are the accounts that hold it only unverified, in _id
+	// order, when another account holds it too: an unverified entry
+	// would have linked them, and does not.
+	HeldApart []model.ID
+}
+
+// Link applies the identity rule to the holders of one identity, in any
+// order; an account may hold it more than once, and holds it verified if
+// one of its entries is.
+func Link(holders []Holder) Shared {
+	verified := map[model.ID]bool{}
+	for _, h := range holders {
+		verified[h.ID] = verified[h.ID] || h.Verified
+	}
+	var s Shared
+	for id, v := range verified {
+		if v {
+			s.Verified = append(s.Verified, id)
+		} else {
+			s.HeldApart = append(s.HeldApart, id)
+		}
+	}
+	slices.SortFunc(s.Verified, model.ID.Compare)
+	slices.SortFunc(s.HeldApart, model.ID.Compare)
+	if len(s.Verified) >= 2 {
+		s.Linked = s.Verified
+	}
+	if len(verified) < 2 {
+		s.HeldApart = nil
+	}
+	return s
+}
+
+// Variants are the accounts that hold verified identities of one code and
+// one Variant form, given per Key (the Shared.Verified of each identity):
+// nil unless the Keys are two or more and the accounts too, so that
+// normalising the code would link them.
+func Variants(verifiedByKey [][]model.ID) []model.ID {
+	keys := 0
+	var accounts []model.ID
+	for _, ids := range verifiedByKey {
+		if len(ids) == 0 {
+			continue
+		}
+		keys++
+		accounts = append(accounts, ids...)
+	}
+	slices.SortFunc(accounts, model.ID.Compare)
+	accounts = slices.Compact(accounts)
+	if keys < 2 || len(accounts) < 2 {
+		return nil
+	}
+	return accounts
 }
 
 // Conflict is two different values of one field in one group.
@@ -101,6 +319,31 @@ type Conflict struct {
 	TenantID model.ID   `json:"tenant_id" bson:"tenant_id"`
 	Field    string     `json:"field" bson:"field"`
 	Sources  []model.ID `json:"legacy_ids" bson:"legacy_ids"`
+	// Kept is the account whose value the tenant account holds, where one
+	// account's entry is kept whole (auth types).
+	Kept model.ID `json:"kept,omitzero" bson:"kept,omitempty"`
+	Why  Why      `json:"why" bson:"why"`
+}
+
+// Why is the rule that decided a conflict.
+type Why string
+
+// The rules that decide conflicts.
+const (
+	// WhyRuleOrder: the survivor's value, or the first member's in rule
+	// order, was kept.
+	WhyRuleOrder Why = "rule_order"
+	// WhyVerified: a verified auth type entry was kept over an unverified
+	// one, whichever account survives.
+	WhyVerified Why = "verified"
+)
+
+// Describe says the rule in words, for reports.
+func (w Why) Describe() string {
+	if w == WhyVerified {
+		return "verified, over an unverified one"
+	}
+	return "the survivor's, or the first in rule order"
 }
 
 // Merged is what the rules make of one group.
@@ -208,6 +451,10 @@ func (r Rules) Merge(orgID string, members []Member, survivorID model.ID) (Merge
 		return Merged{}, fmt.Errorf("account %s: %w", survivorID, err)
 	}
 	tenant = model.Set(tenant, model.FieldMemberships, memberships)
+	var ats *authTypes
+	if v, ok := model.Get(tenant, model.FieldAuthTypes); ok {
+		ats = newAuthTypes(survivorID, v)
+	}
 	for _, m := range ordered[1:] {
 		other, err := pipelines.OneToOne(m.Doc, orgID)
 		if err != nil {
@@ -217,12 +464,92 @@ func (r Rules) Merge(orgID string, members []Member, survivorID model.ID) (Merge
 			switch e.Key {
 			case model.FieldID, model.FieldOrgID, model.FieldMemberships:
 				continue
+			case model.FieldAuthTypes:
+				if ats != nil && ats.add(m.ID, e.Value, cs) {
+					continue
+				}
 			}
 			cur, has := model.Get(tenant, e.Key)
 			tenant = model.Set(tenant, e.Key, personRule(e.Key)(cur, has, e.Value, cs.field(e.Key, survivorID, m.ID)))
 		}
 	}
+	if ats != nil && ats.entries != nil {
+		tenant = model.Set(tenant, model.FieldAuthTypes, ats.entries)
+	}
 	return Merged{Tenant: tenant, Links: links, Conflicts: cs.list}, nil
+}
+
+// authTypes unites the members' auth_types by (auth_type_code,
+// identifier), member by member in rule order, knowing which account each
+// kept entry came from. Of two entries for one pair, a verified one beats
+// an unverified one, whichever account survives; else the first is kept.
+// Entries that say different things (their own id and dates aside) are a
+// conflict naming the account kept and why: a credential is never
+// replaced, or dropped, silently.
+type authTypes struct {
+	entries bson.A     // nil: the survivor's value is not an array
+	from    []model.ID // the account of each entry
+	at      map[string]int
+}
+
+func newAuthTypes(survivor model.ID, v any) *authTypes {
+	arr, ok := v.(bson.A)
+	if !ok {
+		return &authTypes{}
+	}
+	a := &authTypes{entries: slices.Clone(arr), at: map[string]int{}}
+	for i, e := range arr {
+		a.from = append(a.from, survivor)
+		if _, dup := a.at[pairKey(e)]; !dup {
+			a.at[pairKey(e)] = i
+		}
+	}
+	return a
+}
+
+// add unites another member's auth_types; false when either is not an
+// array (the default rule then applies).
+func (a *authTypes) add(id model.ID, v any, cs *conflicts) bool {
+	arr, ok := v.(bson.A)
+	if !ok || a.entries == nil {
+		return false
+	}
+	for _, e := range arr {
+		k := pairKey(e)
+		i, dup := a.at[k]
+		if !dup {
+			a.at[k] = len(a.entries)
+			a.entries = append(a.entries, e)
+			a.from = append(a.from, id)
+			continue
+		}
+		cur, owner := a.entries[i], a.from[i]
+		curVerified, newVerified := entryVerified(cur), entryVerified(e)
+		why := WhyRuleOrder
+		if curVerified != newVerified {
+			why = WhyVerified
+		}
+		kept, other := owner, id
+		if newVerified && !curVerified {
+			a.entries[i], a.from[i] = e, id
+			kept, other = id, owner
+		}
+		if !equal(withoutBookkeeping(cur), withoutBookkeeping(e)) {
+			cs.entry(model.FieldAuthTypes, k, kept, other, why)
+		}
+	}
+	return true
+}
+
+func pairKey(v any) string {
+	c, _ := model.Lookup(v, "auth_type_code")
+	id, _ := model.Lookup(v, "identifier")
+	return fmt.Sprint(c) + "\x00" + fmt.Sprint(id)
+}
+
+func entryVerified(v any) bool {
+	u, _ := model.Lookup(v, fieldUnverified)
+	return Verified(u)
 }
 
 // membership merges the app-level fields of the accounts of one app-org;
@@ -258,18 +585,12 @@ type rule func(cur any, has bool, other any, clash func()) any
 
 func personRule(field string) rule {
 	switch field {
-	case model.FieldAuthTypes:
-		return unionBy(func(v any) string {
-			c, _ := model.Lookup(v, "auth_type_code")
-			id, _ := model.Lookup(v, "identifier")
-			return fmt.Sprint(c) + "\x00" + fmt.Sprint(id)
-		}, true)
 	case "mfa_types":
-		return unionBy(keyAt("id"), false)
+		return unionBy(keyAt("id"))
 	case "devices":
-		return unionBy(keyAt("_id"), false)
+		return unionBy(keyAt("_id"))
 	case "scopes":
-		return unionBy(func(v any) string { return fmt.Sprint(v) }, false)
+		return unionBy(func(v any) string { return fmt.Sprint(v) })
 	case "external_ids", "system_configs":
 		return mergeDoc(false)
 	case "profile":
@@ -289,11 +610,11 @@ func personRule(field string) rule {
 func membershipRule(field string) rule {
 	switch field {
 	case model.FieldPermissions:
-		return unionBy(keyAt("_id"), false)
+		return unionBy(keyAt("_id"))
 	case model.FieldRoles:
-		return unionBy(keyAt("role._id"), false)
+		return unionBy(keyAt("role._id"))
 	case model.FieldGroups:
-		return unionBy(keyAt("group._id"), false)
+		return unionBy(keyAt("group._id"))
 	case model.FieldPreferences:
 		return mergeDoc(false)
 	case model.FieldMostRecentClientVersion:
@@ -313,9 +634,8 @@ func keepFirst(cur any, has bool, other any, clash func()) any {
 	return cur
 }
 
-// unionBy unites arrays, de-duplicating elements by key; with clashes, two
-// elements with one key but different contents are a conflict.
-func unionBy(key func(any) string, clashes bool) rule {
+// unionBy unites arrays, de-duplicating elements by key (the first kept).
+func unionBy(key func(any) string) rule {
 	return func(cur any, has bool, other any, clash func()) any {
 		a, aok := cur.(bson.A)
 		b, bok := other.(bson.A)
@@ -330,10 +650,7 @@ func unionBy(key func(any) string, clashes bool) rule {
 			}
 		}
 		for _, v := range b {
-			if i, dup := seen[key(v)]; dup {
-				if clashes && !equal(withoutBookkeeping(out[i]), withoutBookkeeping(v)) {
-					clash()
-				}
+			if _, dup := seen[key(v)]; dup {
 				continue
 			}
 			seen[key(v)] = len(out)
@@ -491,23 +808,46 @@ func compareVersions(a, b string) int {
 	return 0
 }
 
+// conflicts are a group's: one per field, and one per entry of a field
+// whose entries are kept whole.
 type conflicts struct {
 	tenant model.ID
 	list   []Conflict
+	index  map[string]int // field, or field and entry key -> list index
 }
 
 // field returns the clash callback for one field between two accounts.
 func (c *conflicts) field(name string, a, b model.ID) func() {
-	return func() {
-		for i := range c.list {
-			if c.list[i].Field == name {
-				if !slices.Contains(c.list[i].Sources, b) {
-					c.list[i].Sources = append(c.list[i].Sources, b)
-				}
-				return
-			}
+	return func() { c.note(name, name, a, b, model.ID{}, WhyRuleOrder) }
+}
+
+// entry records a clash of two entries with one key of a field: kept's
+// entry is the one the tenant account holds, for the reason why.
+func (c *conflicts) entry(name, key string, kept, other model.ID, why Why) {
+	c.note(name, name+"\x00"+key, kept, other, kept, why)
+}
+
+func (c *conflicts) note(name, key string, a, b, kept model.ID, why Why) {
+	if c.index == nil {
+		c.index = map[string]int{}
+	}
+	i, ok := c.index[key]
+	if !ok {
+		c.index[key] = len(c.list)
+		c.list = append(c.list, Conflict{TenantID: c.tenant, Field: name, Why: why})
+		i = len(c.list) - 1
+	}
+	cf := &c.list[i]
+	for _, id := range []model.ID{a, b} {
+		if !slices.Contains(cf.Sources, id) {
+			cf.Sources = append(cf.Sources, id)
 		}
-		c.list = append(c.list, Conflict{TenantID: c.tenant, Field: name, Sources: []model.ID{a, b}})
+	}
+	if !kept.IsZero() {
+		cf.Kept = kept
+	}
+	if why == WhyVerified {
+		cf.Why = why
 	}
 }
 

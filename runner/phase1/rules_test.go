@@ -1,6 +1,7 @@
 package phase1
 
 import (
+	"context"
 	"reflect"
 	"testing"
 	"time"
@@ -301,5 +302,212 @@ func TestCompareVersions(t *testing.T) {
 		if got := compareVersions(tt.a, tt.b); got != tt.want {
 			t.Errorf("compareVersions(%s, %s) = %d, want %d", tt.a, tt.b, got, tt.want)
 		}
+	}
+}
+
+// entry is an auth_types entry; unverified, when given, is its unverified
+// field.
+func entry(code, identifier string, unverified ...any) bson.D {
+	e := authType(code, identifier)
+	for _, u := range unverified {
+		e = append(e, bson.E{Key: "unverified", Value: u})
+	}
+	return e
+}
+
+// holding is an account of org "o" with these auth_types entries.
+type holding struct {
+	id      string
+	entries []bson.D
+}
+
+// groupsOf groups accounts by the identity rules, through the very scan of
+// the keys both paths run, and returns the groups and what the scan saw.
+func groupsOf(t *testing.T, r Rules, accounts []holding) ([][]string, IdentityReport) {
+	t.Helper()
+	ctx := context.Background()
+	keys := &keyTable{t: &memTable{}}
+	for _, a := range accounts {
+		ats := bson.A{}
+		for _, e := range a.entries {
+			ats = append(ats, e)
+		}
+		var docs []keyDoc
+		for _, id := range r.Identities(ats) {
+			docs = append(docs, newKeyDoc("o", id, sid(a.id)))
+		}
+		if err := keys.add(ctx, docs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uf := newComponents(0)
+	rep, err := keys.scan(ctx, func(_ string, linked []model.ID) error {
+		for _, a := range linked[1:] {
+			uf.union(linked[0], a)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var groups [][]string
+	for _, m := range uf.members() {
+		if len(groups) == 0 || groups[len(groups)-1][0] != m.G.Text() {
+			groups = append(groups, nil)
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], m.ID.Text())
+	}
+	return groups, rep
+}
+
+// Who is linked to whom: only identities held verified on every side link,
+// and identifiers compare as configured per code.
+func TestIdentityLinks(t *testing.T) {
+	codes := []string{"email", "phone"}
+	exact := Rules{IdentityCodes: codes}
+	lower := Rules{IdentityCodes: codes, Normalize: map[string]Normalization{"email": LowerCase}}
+	nfc := Rules{IdentityCodes: codes, Normalize: map[string]Normalization{"email": UnicodeNFC}}
+	both := Rules{IdentityCodes: codes, Normalize: map[string]Normalization{"email": LowerCase | UnicodeNFC}}
+	const precomposed, decomposed = "jos\u00e9@x.org", "jose\u0301@x.org"
+	tests := []struct {
+		name     string
+		rules    Rules
+		accounts []holding
+		groups   [][]string
+		// unverified identities, accounts held apart, variant classes
+		unverified, heldApart, variants int
+	}{
+		{"verified on both sides links", exact, []holding{
+			{"a", []bson.D{entry("email", "v@x.org")}}, {"b", []bson.D{entry("email", "v@x.org", false)}},
+		}, [][]string{{"a", "b"}}, 0, 0, 0},
+		{"unverified on one side: the pre-hijacked account stays apart", exact, []holding{
+			{"a1", []bson.D{entry("email", "victim@e.com", true)}}, {"v1", []bson.D{entry("email", "victim@e.com")}},
+		}, nil, 1, 1, 0},
+		{"unverified on both sides", exact, []holding{
+			{"a", []bson.D{entry("email", "v@x.org", true)}}, {"b", []bson.D{entry("email", "v@x.org", true)}},
+		}, nil, 1, 2, 0},
+		{"two verified and one unverified: the two link", exact, []holding{
+			{"a", []bson.D{entry("email", "v@x.org")}}, {"b", []bson.D{entry("email", "v@x.org")}}, {"c", []bson.D{entry("email", "v@x.org", true)}},
+		}, [][]string{{"a", "b"}}, 1, 1, 0},
+		{"a chain with one unverified link is cut there", exact, []holding{
+			{"a", []bson.D{entry("email", "v@x.org")}},
+			{"b", []bson.D{entry("email", "v@x.org"), entry("phone", "+1")}},
+			{"c", []bson.D{entry("phone", "+1", true)}},
+		}, [][]string{{"a", "b"}}, 1, 1, 0},
+		{"an account holding it verified once holds it verified", exact, []holding{
+			{"a", []bson.D{entry("email", "v@x.org", true), entry("email", "v@x.org")}}, {"b", []bson.D{entry("email", "v@x.org")}},
+		}, [][]string{{"a", "b"}}, 0, 0, 0},
+		{"an unverified field that is not a boolean fails closed", exact, []holding{
+			{"a", []bson.D{entry("email", "v@x.org", "no")}}, {"b", []bson.D{entry("email", "v@x.org", int32(0))}}, {"c", []bson.D{entry("email", "v@x.org", nil)}},
+		}, nil, 1, 2, 0},
+		{"case differs: two people by default, counted as variants", exact, []holding{
+			{"a", []bson.D{entry("email", "Bob@x.com")}}, {"b", []bson.D{entry("email", "bob@x.com")}},
+		}, nil, 0, 0, 1},
+		{"case differs, email in lower case: one person", lower, []holding{
+			{"a", []bson.D{entry("email", "Bob@x.com")}}, {"b", []bson.D{entry("email", "bob@x.com")}},
+		}, [][]string{{"a", "b"}}, 0, 0, 0},
+		{"lower case is per code: phone compares exactly", lower, []holding{
+			{"a", []bson.D{entry("phone", "ext-A")}}, {"b", []bson.D{entry("phone", "ext-a")}},
+		}, nil, 0, 0, 1},
+		{"Unicode form differs: two people by default, counted as variants", exact, []holding{
+			{"a", []bson.D{entry("email", precomposed)}}, {"b", []bson.D{entry("email", decomposed)}},
+		}, nil, 0, 0, 1},
+		{"Unicode form differs, email in NFC: one person", nfc, []holding{
+			{"a", []bson.D{entry("email", precomposed)}}, {"b", []bson.D{entry("email", decomposed)}},
+		}, [][]string{{"a", "b"}}, 0, 0, 0},
+		{"NFC does not fold case: still a variant", nfc, []holding{
+			{"a", []bson.D{entry("email", "Bob@x.com")}}, {"b", []bson.D{entry("email", "bob@x.com")}},
+		}, nil, 0, 0, 1},
+		{"both normalisations: case and form fold together, no variant left", both, []holding{
+			{"a", []bson.D{entry("email", "JOS\u00c9@x.org")}}, {"b", []bson.D{entry("email", decomposed)}}, {"c", []bson.D{entry("email", precomposed)}},
+		}, [][]string{{"a", "b", "c"}}, 0, 0, 0},
+		{"a normalised identity links only verified holders", lower, []holding{
+			{"a", []bson.D{entry("email", "Victim@e.com", true)}}, {"b", []bson.D{entry("email", "victim@e.com")}},
+		}, nil, 1, 1, 0},
+		{"variants held unverified are not counted", exact, []holding{
+			{"a", []bson.D{entry("email", "Bob@x.com", true)}}, {"b", []bson.D{entry("email", "bob@x.com")}},
+		}, nil, 0, 0, 0},
+		{"variants of one account link nobody new", exact, []holding{
+			{"a", []bson.D{entry("email", "Bob@x.com"), entry("email", "bob@x.com")}},
+		}, nil, 0, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			groups, rep := groupsOf(t, tt.rules, tt.accounts)
+			if !reflect.DeepEqual(groups, tt.groups) {
+				t.Errorf("groups = %v, want %v", groups, tt.groups)
+			}
+			if rep.Unverified != tt.unverified || rep.HeldApart != tt.heldApart || rep.Variants != tt.variants {
+				t.Errorf("report: %d unverified identities, %d accounts held apart, %d variants; want %d, %d, %d (%+v)",
+					rep.Unverified, rep.HeldApart, rep.Variants, tt.unverified, tt.heldApart, tt.variants, rep)
+			}
+			for _, u := range rep.FirstUnverified {
+				if u.Code == "" || len(u.HeldApart) == 0 {
+					t.Errorf("unverified identity listed without its code or accounts: %+v", u)
+				}
+			}
+		})
+	}
+}
+
+// Within a merged group a verified auth type entry beats an unverified one
+// for the same pair, whichever account survives, and the conflict says
+// which account's entry was kept and why.
+func TestVerifiedEntryWins(t *testing.T) {
+	cred := func(e bson.D, c string) bson.D { return append(e, bson.E{Key: "credential_id", Value: c}) }
+	phone := entry("phone", "+1")
+	tests := []struct {
+		name     string
+		survivor string // the oldest account survives
+		a, b     bson.D // email entries of a (created day 1) and b (day 2)
+		wantCred string
+		kept     string
+		why      Why
+	}{
+		{"survivor unverified, other verified", "a", cred(entry("email", "v@x.org", true), "cred-a"), cred(entry("email", "v@x.org"), "cred-b"), "cred-b", "b", WhyVerified},
+		{"survivor verified, other unverified", "a", cred(entry("email", "v@x.org"), "cred-a"), cred(entry("email", "v@x.org", true), "cred-b"), "cred-a", "a", WhyVerified},
+		{"both verified: the survivor's", "a", cred(entry("email", "v@x.org"), "cred-a"), cred(entry("email", "v@x.org"), "cred-b"), "cred-a", "a", WhyRuleOrder},
+		{"both unverified: the survivor's", "a", cred(entry("email", "v@x.org", true), "cred-a"), cred(entry("email", "v@x.org", true), "cred-b"), "cred-a", "a", WhyRuleOrder},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := account("a", "ao1", 1, bson.E{Key: "auth_types", Value: bson.A{phone, tt.a}})
+			b := account("b", "ao2", 2, bson.E{Key: "auth_types", Value: bson.A{phone, tt.b}})
+			for _, order := range [][]Member{{a, b}, {b, a}} {
+				got, err := Rules{}.Merge("o", order, Rules{}.Survivor(order, nil))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ats := field(t, got.Tenant, "auth_types").(bson.A)
+				if len(ats) != 2 {
+					t.Fatalf("auth types = %v, want the phone and one email", ats)
+				}
+				if c, _ := model.Lookup(ats[1], "credential_id"); c != tt.wantCred {
+					t.Errorf("email entry kept has credential %v, want %s", c, tt.wantCred)
+				}
+				var cf *Conflict
+				for i := range got.Conflicts {
+					if got.Conflicts[i].Field == "auth_types" {
+						cf = &got.Conflicts[i]
+					}
+				}
+				if cf == nil || cf.Kept != sid(tt.kept) || cf.Why != tt.why || len(cf.Sources) != 2 {
+					t.Errorf("conflict = %+v, want auth_types between a and b, %s's kept (%s)", cf, tt.kept, tt.why)
+				}
+			}
+		})
+	}
+	// A verified entry beats an unverified one three members deep, and the
+	// conflict names all three.
+	a := account("a", "ao1", 1, bson.E{Key: "auth_types", Value: bson.A{phone, cred(entry("email", "v@x.org", true), "cred-a")}})
+	b := account("b", "ao2", 2, bson.E{Key: "auth_types", Value: bson.A{phone, cred(entry("email", "v@x.org", true), "cred-b")}})
+	c := account("c", "ao3", 3, bson.E{Key: "auth_types", Value: bson.A{phone, cred(entry("email", "v@x.org"), "cred-c")}})
+	got, err := Rules{}.Merge("o", []Member{a, b, c}, sid("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ats := field(t, got.Tenant, "auth_types").(bson.A)
+	if cr, _ := model.Lookup(ats[1], "credential_id"); cr != "cred-c" || len(got.Conflicts) != 1 || got.Conflicts[0].Kept != sid("c") || len(got.Conflicts[0].Sources) != 3 || got.Conflicts[0].Why != WhyVerified {
+		t.Errorf("credential %v, conflicts %+v; want c's verified entry kept, one conflict naming a, b and c", cr, got.Conflicts)
 	}
 }

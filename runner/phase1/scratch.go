@@ -104,6 +104,44 @@ func (t *collTable) drop(ctx context.Context) error {
 	return nil
 }
 
+// memTable is a table in memory, sorted by _id (strings), for the probe's
+// few documents.
+type memTable struct{ docs []keyed }
+
+func (t *memTable) insert(_ context.Context, docs []any) error {
+	for _, d := range docs {
+		raw, err := bson.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("scratch document: %w", err)
+		}
+		id, _ := bson.Raw(raw).Lookup("_id").StringValueOK()
+		t.docs = append(t.docs, keyed{key: id, doc: raw})
+	}
+	return nil
+}
+
+func (t *memTable) open(context.Context) (join.Rows, error) {
+	slices.SortStableFunc(t.docs, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	docs := slices.CompactFunc(slices.Clone(t.docs), func(a, b keyed) bool { return a.key == b.key })
+	return &memRows{docs: docs}, nil
+}
+
+func (t *memTable) drop(context.Context) error { t.docs = nil; return nil }
+
+type memRows struct{ docs []keyed }
+
+func (r *memRows) Next(context.Context) (bson.Raw, bool) {
+	if len(r.docs) == 0 {
+		return nil, false
+	}
+	d := r.docs[0].doc
+	r.docs = r.docs[1:]
+	return d, true
+}
+
+func (r *memRows) Err() error            { return nil }
+func (r *memRows) Close(context.Context) {}
+
 // fileStore keeps tables on local disk, in one temporary directory per run:
 // an external merge sort. Inserts collect in memory up to runBytes, then go
 // to a sorted run file; reading spills what is left and merges the run
@@ -118,9 +156,9 @@ type fileStore struct {
 const defaultRunBytes = 8 << 20
 
 func newFileStore() (*fileStore, error) {
-	dir, err := os.MkdirTemp("", "tenants-runner-dry-run-")
+	dir, err := os.MkdirTemp("", "tenants-runner-scratch-")
 	if err != nil {
-		return nil, fmt.Errorf("dry-run scratch directory: %w", err)
+		return nil, fmt.Errorf("local scratch directory: %w", err)
 	}
 	return &fileStore{dir: dir, runBytes: defaultRunBytes}, nil
 }
@@ -198,11 +236,11 @@ func (t *fileTable) spill() error {
 	}
 	t.sortBuf()
 	if err := os.MkdirAll(t.dir, 0o700); err != nil {
-		return fmt.Errorf("dry-run scratch: %w", err)
+		return fmt.Errorf("local scratch: %w", err)
 	}
 	f, err := os.Create(filepath.Join(t.dir, fmt.Sprintf("run-%06d", t.runs)))
 	if err != nil {
-		return fmt.Errorf("dry-run scratch: %w", err)
+		return fmt.Errorf("local scratch: %w", err)
 	}
 	w := bufio.NewWriterSize(f, 1<<16)
 	for _, k := range t.buf {
@@ -210,10 +248,10 @@ func (t *fileTable) spill() error {
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
-		return fmt.Errorf("dry-run scratch: %w", err)
+		return fmt.Errorf("local scratch: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("dry-run scratch: %w", err)
+		return fmt.Errorf("local scratch: %w", err)
 	}
 	t.runs++
 	t.buf, t.bufBytes = nil, 0
@@ -237,15 +275,15 @@ func readRecord(r *bufio.Reader) (keyed, error) {
 	}
 	key := make([]byte, kl)
 	if _, err := io.ReadFull(r, key); err != nil {
-		return keyed{}, fmt.Errorf("dry-run scratch: %w", err)
+		return keyed{}, fmt.Errorf("local scratch: %w", err)
 	}
 	dl, err := binary.ReadUvarint(r)
 	if err != nil {
-		return keyed{}, fmt.Errorf("dry-run scratch: %w", err)
+		return keyed{}, fmt.Errorf("local scratch: %w", err)
 	}
 	doc := make([]byte, dl)
 	if _, err := io.ReadFull(r, doc); err != nil {
-		return keyed{}, fmt.Errorf("dry-run scratch: %w", err)
+		return keyed{}, fmt.Errorf("local scratch: %w", err)
 	}
 	return keyed{key: string(key), doc: doc}, nil
 }
@@ -262,7 +300,7 @@ func (t *fileTable) open(context.Context) (join.Rows, error) {
 		f, err := os.Open(filepath.Join(t.dir, fmt.Sprintf("run-%06d", i)))
 		if err != nil {
 			m.Close(context.Background())
-			return nil, fmt.Errorf("dry-run scratch: %w", err)
+			return nil, fmt.Errorf("local scratch: %w", err)
 		}
 		m.files = append(m.files, f)
 		m.sources = append(m.sources, &fileSource{r: bufio.NewReaderSize(f, 1<<16)})

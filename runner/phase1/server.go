@@ -20,21 +20,25 @@ import (
 //
 //  1. One find lists the accounts stage 1 of phase 2 would drop
 //     ({$nor: [Validity]}), to report them; nothing else is read whole.
-//  2. One aggregation (pipelines.SharedIdentities) groups the identities on
-//     the server and returns only those two or more accounts share, as
-//     lists of _ids; a union-find in memory connects them. Memory holds the
-//     accounts that share identities (bounded by Config.MemoryGroupLimit:
-//     past it the run takes the streaming path), never the collection.
+//     Beside it, one aggregation (pipelines.Identities) sends the identity
+//     entries of the valid accounts, their identity fields only; the
+//     runner hashes them into a keys table on local disk (scratch.go's
+//     fileStore: memory holds a buffer, not the table).
+//  2. The keys are read back sorted and grouped by the rules of rules.go,
+//     as the streaming path groups them (a union-find in memory: it holds
+//     the accounts that share identities, bounded by
+//     Config.MemoryGroupLimit; past it the run takes the streaming path).
 //  3. The groups, in group-key order, are fetched a batch at a time by _id
 //     (accounts, links and tenant accounts, three finds side by side, each
 //     answered from the _id index), merged with the rules of rules.go and
 //     written as the streaming path writes them, while the next batch is
 //     being fetched.
 //
-// The writes are the streaming path's own (writer), keyed and skipped when
-// equal, so a run killed anywhere ends, run again on either path, as an
-// uninterrupted run. What a server accepts is probed (probe.go), never read
-// from a version.
+// So the identity rules are applied by the same code on both paths, and
+// the only difference is where the entries come from. The writes are the
+// streaming path's own (writer), keyed and skipped when equal, so a run
+// killed anywhere ends, run again on either path, as an uninterrupted run.
+// What a server accepts is probed (probe.go), never read from a version.
 
 // member is one account of a group: G is the group key (the smallest _id).
 type member struct{ G, ID model.ID }
@@ -48,9 +52,9 @@ func (p *run) serverPasses() []pass {
 	}
 }
 
-// pass 1, server path: the invalid accounts and the shared identities,
-// read side by side (neither writes anything). Invalid accounts stop the
-// phase whatever the grouping found.
+// pass 1, server path: the invalid accounts and the identity entries,
+// read side by side (neither writes to the server). Invalid accounts stop
+// the phase whatever the identities hold.
 func (p *run) serverIdentities(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -58,7 +62,7 @@ func (p *run) serverIdentities(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		groupErr = p.groupIdentities(ctx)
+		groupErr = p.readIdentities(ctx)
 	}()
 	err := p.serverInvalid(ctx)
 	if err != nil {
@@ -117,61 +121,74 @@ func (p *run) serverInvalid(ctx context.Context) error {
 	return nil
 }
 
-// errServerRefused: the server did not take the server path's grouping
+// errServerRefused: the server did not take the server path's identity
 // pipeline during a run; the streaming path takes over.
-var errServerRefused = errors.New("the server refused phase 1's grouping pipeline")
+var errServerRefused = errors.New("the server refused phase 1's identity pipeline")
 
-// groupIdentities runs the grouping pipeline into a union-find.
-func (p *run) groupIdentities(ctx context.Context) error {
-	task := p.cfg.Progress.Start("phase 1: shared identities", 0)
+// identityRow is one output document of pipelines.Identities.
+type identityRow struct {
+	Account    model.ID `bson:"_id"`
+	Org        string   `bson:"o"`
+	Code       string   `bson:"c"`
+	Identifier string   `bson:"i"`
+	Unverified any      `bson:"u"`
+}
+
+// readIdentities runs the identity pipeline into the keys table. A retry
+// reads every entry again into an emptied table.
+func (p *run) readIdentities(ctx context.Context) error {
+	task := p.cfg.Progress.Start("phase 1: identities", 0)
 	defer task.Done()
-	var uf *components
-	var shared int
-	pipe := pipelines.SharedIdentities(p.appOrgs.OrgOf(), p.cfg.IdentityCodes)
-	err := p.cfg.Retry.Do(ctx, "group identities", func(ctx context.Context) error {
-		uf, shared = newComponents(p.cfg.MemoryGroupLimit), 0
-		cur, err := p.cfg.DB.Collection(p.cfg.Accounts).Aggregate(ctx, pipe,
-			options.Aggregate().SetAllowDiskUse(true).SetBatchSize(int32(p.cfg.Batch)))
+	pipe := pipelines.Identities(p.appOrgs.OrgOf(), p.cfg.Rules.IdentityCodes)
+	err := p.cfg.Retry.Do(ctx, "read identities", func(ctx context.Context) error {
+		if err := p.keys.t.drop(ctx); err != nil {
+			return err
+		}
+		p.rep.Identities.Entries = 0
+		keys := newKeyWriter(p.keys, p.cfg.Batch, &p.rep.Identities)
+		cur, err := p.cfg.DB.Collection(p.cfg.Accounts).Aggregate(ctx, pipe, options.Aggregate().SetBatchSize(int32(p.cfg.Batch)))
 		if err != nil {
 			return err
 		}
 		defer cur.Close(ctx)
 		for cur.Next(ctx) {
-			var doc struct {
-				A []model.ID `bson:"a"`
+			var row identityRow
+			if err := bson.Unmarshal(cur.Current, &row); err != nil {
+				return fmt.Errorf("decode identity: %w", err)
 			}
-			if err := bson.Unmarshal(cur.Current, &doc); err != nil {
-				return fmt.Errorf("decode shared identity: %w", err)
-			}
-			shared++
 			task.Add(1)
-			for _, a := range doc.A[1:] {
-				uf.union(doc.A[0], a)
+			ident, ok := p.cfg.Rules.Identity(row.Code, row.Identifier, row.Unverified)
+			if !ok {
+				return fmt.Errorf("the identity pipeline gave an entry of code %q, not an identity code", row.Code)
 			}
-			if uf.over() {
-				return errOverBudget
+			if err := keys.add(ctx, newKeyDoc(row.Org, ident, row.Account)); err != nil {
+				return err
 			}
 		}
-		return cur.Err()
+		if err := cur.Err(); err != nil {
+			return err
+		}
+		return keys.flush(ctx)
 	})
 	switch {
-	case errors.Is(err, errOverBudget):
-		return err
 	case err != nil && refused(ctx, err):
 		return fmt.Errorf("%w: %w", errServerRefused, err)
 	case err != nil:
-		return fmt.Errorf("group identities: %w", err)
+		return fmt.Errorf("read identities: %w", err)
 	}
-	p.rep.SharedIdentities, p.uf = shared, uf
 	return nil
 }
 
 // pass 2, server path: the groups, in group-key order.
-func (p *run) serverGroups(context.Context) error {
-	p.members, p.uf = p.uf.members(), nil
+func (p *run) serverGroups(ctx context.Context) error {
+	uf, err := p.connect(ctx, p.cfg.MemoryGroupLimit)
+	if err != nil {
+		return err
+	}
+	p.members = uf.members()
 	p.grouped = len(p.members)
 	p.rep.GroupedIn = "memory"
-	p.cfg.Log.WithFields(logrus.Fields{"accounts": p.grouped, "shared_identities": p.rep.SharedIdentities, "where": "server"}).Info("phase 1: groups found")
+	p.cfg.Log.WithFields(logrus.Fields{"accounts": p.grouped, "shared_identities": p.rep.Identities.Shared, "where": "memory"}).Info("phase 1: groups found")
 	return nil
 }
 

@@ -38,7 +38,7 @@ func TestServerPathWritesWhatStreamingWrites(t *testing.T) {
 	}
 	said := func(r *phase1.Report) string {
 		return fmt.Sprint(r.Accounts, r.Groups, r.GroupedAccounts, r.GroupSizes, r.LargestGroup, r.Conflicts, r.ConflictFields, r.FirstConflicts,
-			r.TenantsInserted, r.TenantsReplaced, r.TenantsSame, r.Superseded, r.LinksWritten, r.LinksSame, r.Invalid, r.InvalidReasons, r.FirstInvalid)
+			r.TenantsInserted, r.TenantsReplaced, r.TenantsSame, r.Superseded, r.LinksWritten, r.LinksSame, r.Invalid, r.InvalidReasons, r.FirstInvalid, r.Identities)
 	}
 	streamDB := env.Database(t)
 	env.Load(t, streamDB, opts)

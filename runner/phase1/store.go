@@ -16,8 +16,9 @@ import (
 	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
 
-// keyTable sorts identity keys so that the accounts sharing one are
-// adjacent.
+// keyTable sorts identity entries so that the accounts holding one
+// identity are adjacent, and the identities that differ only by case or
+// Unicode form are too.
 type keyTable struct{ t table }
 
 func (k *keyTable) add(ctx context.Context, keys []keyDoc) error {
@@ -25,21 +26,28 @@ func (k *keyTable) add(ctx context.Context, keys []keyDoc) error {
 	for i := range keys {
 		docs[i] = keys[i]
 	}
-	// One account listing the same identity twice gives one key document.
+	// One account listing the same entry twice gives one key document.
 	if err := k.t.insert(ctx, docs); err != nil {
 		return fmt.Errorf("write identity keys: %w", err)
 	}
 	return nil
 }
 
-// runs calls fn for every key shared by two or more accounts.
-func (k *keyTable) runs(ctx context.Context, fn func([]keyDoc) error) error {
+// scan reads the keys once, applies the identity rules of rules.go to each
+// identity and each variant class, and calls link with every identity that
+// links two or more accounts: its hash (the identity's part of the keys'
+// _id) and the accounts it links, in _id order. It returns what it saw.
+func (k *keyTable) scan(ctx context.Context, link func(h string, linked []model.ID) error) (IdentityReport, error) {
+	var rep IdentityReport
 	keys, err := stream(ctx, k.t, join.Spec[keyDoc, string]{
 		What: "identity keys",
 		Decode: func(raw bson.Raw) (keyDoc, error) {
 			var kd keyDoc
 			if err := bson.Unmarshal(raw, &kd); err != nil {
 				return kd, err
+			}
+			if len(kd.ID) <= hashLen {
+				return kd, errors.New("a key without an account")
 			}
 			a, ok := model.IDFromKey(kd.ID[hashLen:])
 			if !ok {
@@ -48,19 +56,41 @@ func (k *keyTable) runs(ctx context.Context, fn func([]keyDoc) error) error {
 			kd.A = a
 			return kd, nil
 		},
-		Key:     func(kd keyDoc) string { return kd.ID[:hashLen] },
+		Key:     keyDoc.class,
 		Compare: strings.Compare,
 	})
 	if err != nil {
-		return err
+		return rep, err
 	}
 	defer keys.Close(ctx)
-	return keys.Groups(ctx, func(run []keyDoc) error {
-		if len(run) < 2 {
-			return nil
+	err = keys.Groups(ctx, func(class []keyDoc) error {
+		if len(class) < 2 {
+			return nil // one account's one entry: it links and varies nothing
 		}
-		return fn(run)
+		var verified [][]model.ID
+		for start := 0; start < len(class); {
+			end := start + 1
+			for end < len(class) && class[end].identity() == class[start].identity() {
+				end++
+			}
+			holders := make([]Holder, 0, end-start)
+			for _, kd := range class[start:end] {
+				holders = append(holders, Holder{ID: kd.A, Verified: kd.verified()})
+			}
+			sh := Link(holders)
+			rep.noteShared(class[start].Code, sh)
+			if len(sh.Linked) > 0 {
+				if err := link(class[start].identity(), sh.Linked); err != nil {
+					return err
+				}
+			}
+			verified = append(verified, sh.Verified)
+			start = end
+		}
+		rep.noteVariants(class[0].Code, Variants(verified))
+		return nil
 	})
+	return rep, err
 }
 
 // stream reads table t as spec says.
@@ -109,10 +139,15 @@ func (g *groupTable) groups(ctx context.Context, fn func([]groupDoc) error) erro
 	return members.Groups(ctx, fn)
 }
 
-// writer batches phase 1's writes. Order within a flush: tenant accounts,
-// then superseded tenant accounts, then links, so that a link never points
-// at a tenant account not yet written, and the survivor's link (holding the
-// hash of its tenant account) is written last.
+// writer batches phase 1's writes. Order within a flush: superseded tenant
+// accounts, then tenant accounts, then links. A superseded tenant account
+// goes first because its membership moves into the survivor's, under the
+// unique index of membership ids: the other order is refused. Killed in
+// between, its legacy account is in no tenant account until the next run,
+// which merges it as an uninterrupted run would (it finds the group with
+// only the survivor owning a tenant account). Links go last, so that a
+// link never points at a tenant account not yet written, and the
+// survivor's link (holding the hash of its tenant account) is written last.
 type writer struct {
 	cfg        Config
 	rep        *Report
@@ -165,16 +200,16 @@ func (w *writer) flush(ctx context.Context) error {
 		count *int
 		write func(context.Context) error
 	}{
+		{"delete superseded tenant accounts", len(w.supersedes), &w.rep.Superseded, func(ctx context.Context) error {
+			_, err := writes.DeleteIDs(ctx, rp, tenants, w.supersedes)
+			return err
+		}},
 		{"replace tenant accounts", len(replaces), &w.rep.TenantsReplaced, func(ctx context.Context) error {
 			_, err := writes.BulkWrite(ctx, rp, tenants, replaces)
 			return err
 		}},
 		{"insert tenant accounts", len(w.inserts), &w.rep.TenantsInserted, func(ctx context.Context) error {
 			return writes.InsertMany(ctx, rp, tenants, w.inserts)
-		}},
-		{"delete superseded tenant accounts", len(w.supersedes), &w.rep.Superseded, func(ctx context.Context) error {
-			_, err := writes.DeleteIDs(ctx, rp, tenants, w.supersedes)
-			return err
 		}},
 		{"replace links", len(oldLinks), &w.rep.LinksWritten, func(ctx context.Context) error {
 			_, err := writes.BulkWrite(ctx, rp, links, oldLinks)

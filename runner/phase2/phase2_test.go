@@ -74,7 +74,7 @@ func prepared(t *testing.T, n int) (*mongo.Database, gen.Expectations) {
 	db := env.Database(t)
 	exp := env.Load(t, db, gen.Options{Accounts: n, Seed: 5})
 	_, err := phase1.Run(context.Background(), phase1.Config{DB: db, Names: names, ScratchPrefix: "migrations",
-		IdentityCodes: gen.DefaultIdentityCodes(), Batch: 500, Log: testenv.Quiet()})
+		Rules: phase1.Rules{IdentityCodes: gen.DefaultIdentityCodes()}, Batch: 500, Log: testenv.Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
