@@ -73,6 +73,17 @@ func TestLoad(t *testing.T) {
 		{name: "heartbeat too slow", file: "lock:\n  lease: 10s\n  heartbeat: 6s\n", wantKey: "lock.heartbeat"},
 		{name: "same collection twice", file: "collections:\n  links: accounts\n", wantKey: "collections.links"},
 		{name: "empty identity codes", env: []string{"RUNNER_IDENTITY_AUTH_TYPE_CODES="}, wantKey: "identity.auth_type_codes"},
+		{name: "identifiers compare exactly by default", check: func(c Config) bool {
+			return len(c.Identity.Normalize.LowerCase) == 0 && len(c.Identity.Normalize.UnicodeNFC) == 0
+		}},
+		{name: "normalisation from file", file: "identity:\n  normalize:\n    lower_case: [email]\n    unicode_nfc: [email, phone]\n",
+			check: func(c Config) bool {
+				return reflect.DeepEqual(c.Identity.Normalize, Normalize{LowerCase: []string{"email"}, UnicodeNFC: []string{"email", "phone"}})
+			}},
+		{name: "normalisation from env", env: []string{"RUNNER_IDENTITY_NORMALIZE_LOWER_CASE=email"},
+			check: func(c Config) bool { return reflect.DeepEqual(c.Identity.Normalize.LowerCase, []string{"email"}) }},
+		{name: "normalising a code that identifies nobody", env: []string{"RUNNER_IDENTITY_NORMALIZE_UNICODE_NFC=username"}, wantKey: "identity.normalize.unicode_nfc"},
+		{name: "normalising a code no longer listed", file: "identity:\n  auth_type_codes: [phone]\n  normalize:\n    lower_case: [email]\n", wantKey: "identity.normalize.lower_case"},
 		{name: "bad database name", file: "mongodb:\n  database: a.b\n", wantKey: "mongodb.database"},
 		{name: "references from file", file: "references:\n  - logins_sessions:account_id\n  - credentials:account_auth_types.account_id\n",
 			check: func(c Config) bool {

@@ -116,11 +116,14 @@ type Report struct {
 	// Identities are what the run saw of the identities: those that
 	// link, those an unverified entry kept from linking, and the
 	// identifiers that differ only by case or Unicode form.
-	Identities      IdentityReport `json:"identities"`
-	Groups          int            `json:"groups"`
-	GroupedAccounts int            `json:"grouped_accounts"`
-	GroupSizes      map[int]int    `json:"group_sizes"`
-	LargestGroup    int            `json:"largest_group"`
+	Identities IdentityReport `json:"identities"`
+	// Normalized is how the identifiers of each normalised code compared
+	// (identity.normalize); the others compared exactly.
+	Normalized      map[string]string `json:"normalized,omitempty"`
+	Groups          int               `json:"groups"`
+	GroupedAccounts int               `json:"grouped_accounts"`
+	GroupSizes      map[int]int       `json:"group_sizes"`
+	LargestGroup    int               `json:"largest_group"`
 	// GroupedIn is where the groups were found: "memory", or the scratch
 	// tables' place, "server" or "local disk" (in GroupingRounds rounds of
 	// label propagation).
@@ -162,6 +165,14 @@ func (r *Report) Print(w io.Writer) {
 		r.Accounts, r.Groups, r.GroupedAccounts, strings.Join(dist, " "), r.LargestGroup)
 	if r.Path == PathServer {
 		fmt.Fprintln(w, "phase 1: identity entries read by a server-side pipeline, grouped accounts read by _id")
+	}
+	if len(r.Normalized) > 0 {
+		codes := make([]string, 0, len(r.Normalized))
+		for c, n := range r.Normalized {
+			codes = append(codes, c+": "+n)
+		}
+		sort.Strings(codes)
+		fmt.Fprintf(w, "phase 1: identifiers compared normalised (identity.normalize) for %s; the other codes exactly\n", strings.Join(codes, ", "))
 	}
 	r.Identities.print(w)
 	if r.GroupedIn != "" && r.GroupedIn != "memory" {
@@ -414,6 +425,14 @@ type pass struct {
 func runPath(ctx context.Context, cfg Config, appOrgs apporgs.Set, path Path) (*Report, error) {
 	rep := &Report{DryRun: cfg.DryRun, Path: path, GroupSizes: map[int]int{}, InvalidReasons: map[string]int{},
 		ConflictFields: map[string]int{}, Durations: map[string]string{}}
+	for code, n := range cfg.Rules.Normalize {
+		if n != 0 {
+			if rep.Normalized == nil {
+				rep.Normalized = map[string]string{}
+			}
+			rep.Normalized[code] = n.String()
+		}
+	}
 	p := &run{cfg: cfg, rep: rep, appOrgs: appOrgs}
 	if err := p.openStore(ctx, path); err != nil {
 		return nil, fmt.Errorf("phase 1: %w", err)

@@ -438,6 +438,9 @@ func TestNormalizedIdentifiersLink(t *testing.T) {
 		if got := linkedGroups(t, db); fmt.Sprint(got) != fmt.Sprint(exp.Groups) {
 			t.Errorf("path %s: %d groups from links, the fixture expects %d with email normalised", rep.Path, len(got), len(exp.Groups))
 		}
+		if rep.Normalized["email"] != "lower_case+unicode_nfc" || len(rep.Normalized) != 1 {
+			t.Errorf("the report says the normalisation was %v", rep.Normalized)
+		}
 		if !identitiesAsExpected(rep.Identities, exp) || rep.Identities.Variants != 0 {
 			t.Errorf("path %s: identities = %+v; the fixture expects %+v", rep.Path, rep.Identities, exp)
 		}

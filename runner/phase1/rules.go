@@ -100,7 +100,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"golang.org/x/text/unicode/norm"
 
@@ -229,18 +228,6 @@ func Verified(v any) bool {
 		return true
 	case bool:
 		return !x
-	}
-	return false
-}
-
-// VerifiedRaw is Verified for a field read from a raw document (the zero
-// RawValue when missing).
-func VerifiedRaw(v bson.RawValue) bool {
-	switch v.Type {
-	case 0, bsontype.Null:
-		return true
-	case bsontype.Boolean:
-		return !v.Boolean()
 	}
 	return false
 }

@@ -122,12 +122,16 @@ func TestMeasureSmall(t *testing.T) {
 		t.Errorf("phase 2 applied but verify = %+v (tenants expected %d)", v, f.TenantsExpected)
 	}
 
+	if p1, ok := f.phase1Reported(); !ok || p1 != f.Phase1Expected || p1.UnverifiedIdentities == 0 {
+		t.Errorf("phase 1 reported %+v (found: %v); the fixture expects %+v, some unverified", p1, ok, f.Phase1Expected)
+	}
+
 	rep := newReport(h, f, err)
 	var out bytes.Buffer
 	if err := printSummary(&out, rep); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"accounts:            2000\n", "step 1 ", "runner peak RSS:", "runner CPU seconds:", "verify peak RSS:", "migrated:", "lost:", "verify:", "all steps seconds:", "target 3x: "} {
+	for _, want := range []string{"accounts:            2000\n", "step 1 ", "runner peak RSS:", "runner CPU seconds:", "phase 1 unverified:", "verify peak RSS:", "migrated:", "lost:", "verify:", "all steps seconds:", "target 3x: "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}

@@ -43,9 +43,11 @@ type Figures struct {
 	Seed     uint64 `json:"seed"`
 	// TenantsExpected is the number of tenant accounts a correct migration
 	// of the fixture writes.
-	TenantsExpected int              `json:"tenants_expected"`
-	Load            *LoadFigures     `json:"load,omitempty"`
-	Baseline        *BaselineFigures `json:"baseline,omitempty"`
+	TenantsExpected int `json:"tenants_expected"`
+	// Phase1Expected is what phase 1 must report of the fixture.
+	Phase1Expected Phase1Figures    `json:"phase1_expected"`
+	Load           *LoadFigures     `json:"load,omitempty"`
+	Baseline       *BaselineFigures `json:"baseline,omitempty"`
 	// IndexedCopy is a plain copy of the tenant accounts the run wrote
 	// into a collection with their unique indexes (those phase 2 writes
 	// under), measured after the run: what the server alone spends writing
@@ -58,6 +60,45 @@ type Figures struct {
 	Runner       *RunnerFigures   `json:"runner,omitempty"`
 	Status       *StatusFigures   `json:"status,omitempty"`
 	Verify       *VerifyFigures   `json:"verify,omitempty"`
+}
+
+// Phase1Figures are phase 1's groups and what it saw of the identities,
+// as its step reports them, or as gen.Expect finds them in the fixture's
+// documents (the default identity codes, compared exactly).
+type Phase1Figures struct {
+	Groups          int64 `json:"groups"`
+	GroupedAccounts int64 `json:"grouped_accounts"`
+	// UnverifiedIdentities are shared identities an account holds only
+	// unverified; HeldApart the accounts they did not link.
+	UnverifiedIdentities int64 `json:"unverified_identities"`
+	HeldApart            int64 `json:"held_apart"`
+	// Variants are classes of identifiers that differ only by case or
+	// Unicode form; VariantAccounts their accounts.
+	Variants        int64 `json:"variants"`
+	VariantAccounts int64 `json:"variant_accounts"`
+}
+
+func phase1Expected(x gen.Expectations) Phase1Figures {
+	return Phase1Figures{Groups: int64(len(x.Groups)), GroupedAccounts: int64(x.GroupedAccounts),
+		UnverifiedIdentities: int64(x.UnverifiedIdentities), HeldApart: int64(x.HeldApartAccounts),
+		Variants: int64(x.IdentifierVariants), VariantAccounts: int64(x.VariantAccounts)}
+}
+
+// phase1Reported is what the phase-1 step's history says, false when the
+// status has no applied phase-1 step.
+func (f Figures) phase1Reported() (Phase1Figures, bool) {
+	if f.Status == nil {
+		return Phase1Figures{}, false
+	}
+	for _, st := range f.Status.Steps {
+		if _, ok := st.Counts[count.Groups]; ok && st.State == runner.StepApplied {
+			c := st.Counts
+			return Phase1Figures{Groups: c[count.Groups], GroupedAccounts: c[count.GroupedAccounts],
+				UnverifiedIdentities: c[count.UnverifiedShared], HeldApart: c[count.HeldApart],
+				Variants: c[count.IdentityVariants], VariantAccounts: c[count.VariantAccounts]}, true
+		}
+	}
+	return Phase1Figures{}, false
 }
 
 // LoadFigures are the fixture load's.
@@ -128,11 +169,14 @@ type VerifyFigures struct {
 	Problem string `json:"problem,omitempty"`
 }
 
-// Passed reports whether the runner succeeded, verify is OK and the tenant
-// accounts are as many as the fixture expects.
+// Passed reports whether the runner succeeded, verify is OK, the tenant
+// accounts are as many as the fixture expects, and phase 1 reports the
+// fixture's groups and identities.
 func (f Figures) Passed() bool {
+	p1, ok := f.phase1Reported()
 	return f.Runner != nil && f.Runner.ExitCode == runnerExitOK &&
-		f.Verify != nil && f.Verify.OK && f.Verify.TenantAccounts == f.TenantsExpected
+		f.Verify != nil && f.Verify.OK && f.Verify.TenantAccounts == f.TenantsExpected &&
+		ok && p1 == f.Phase1Expected
 }
 
 // harness runs the measurements on one database with one runner binary.
@@ -202,7 +246,7 @@ func (h *harness) measure(ctx context.Context, opts gen.Options) (Figures, error
 	if err != nil {
 		return f, err
 	}
-	f.Load, f.TenantsExpected = load, x.TenantsExpected
+	f.Load, f.TenantsExpected, f.Phase1Expected = load, x.TenantsExpected, phase1Expected(x)
 	if h.loaded != nil {
 		h.loaded()
 	}
