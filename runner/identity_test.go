@@ -2,6 +2,8 @@ package runner_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +11,9 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/count"
+	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -125,10 +129,47 @@ func TestIdentityIsASecurityBoundary(t *testing.T) {
 		t.Errorf("phase 1 again, normalised: counts %v; want 2 groups superseding 2 tenant accounts, no variant left, a1 still apart", p1.Counts)
 	}
 	got = tenants()
-	if len(got) != 4 || len(got["c1"].Memberships) != 2 || len(got["u1"].Memberships) != 2 || len(got["c1"].AuthTypes) != 2 {
-		t.Errorf("tenant accounts after normalising = %v; want c1 and u1 with two memberships each (both auth type entries kept), a1 and v1 apart", got)
+	c1 := got["c1"]
+	if len(got) != 4 || len(c1.Memberships) != 2 || len(got["u1"].Memberships) != 2 ||
+		len(c1.AuthTypes) != 1 || c1.AuthTypes[0].CredentialID == nil || *c1.AuthTypes[0].CredentialID != "cred-c1" {
+		t.Errorf("tenant accounts after normalising = %v; want c1 and u1 with two memberships each and one email login each (the survivor's), a1 and v1 apart", got)
+	}
+	if p1.Counts[count.Conflicts] < 2 {
+		t.Errorf("phase 1 counts %v; want the two dropped email entries as conflicts", p1.Counts)
 	}
 	if rep, err := r.Verify(ctx); err != nil || !rep.OK() {
 		t.Errorf("verify after normalising: %+v, %v", rep, err)
+	}
+
+	// Normalisation off again: c1 and c2, u1 and u2 are two people each
+	// once more. Phase 1 refuses, writing nothing, until the operator
+	// undoes it; then a run gives what a first run gives.
+	cfg.Identity.Normalize = config.Normalize{}
+	r = newRunner(t, cfg)
+	before := testenv.Dump(t, db.Collection(names.TenantsAccounts))
+	_, err = r.Phase(ctx, 1)
+	if !errors.Is(err, phase1.ErrRulesSplit) || !strings.Contains(err.Error(), "tenant c1: c1, c2") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Phase(1) after normalisation was turned off: %v; want one line of ErrRulesSplit naming tenant c1", err)
+	}
+	if fmt.Sprint(testenv.Dump(t, db.Collection(names.TenantsAccounts))) != fmt.Sprint(before) {
+		t.Error("the refused phase 1 changed the tenant accounts")
+	}
+	for {
+		res, err := r.Down(ctx)
+		if err != nil {
+			t.Fatalf("Down: %v", err)
+		}
+		if res.To < 2 {
+			break
+		}
+	}
+	if _, err := r.Up(ctx); err != nil {
+		t.Fatalf("Up after undoing phase 1: %v", err)
+	}
+	if got := tenants(); len(got) != len(legacy) {
+		t.Errorf("%d tenant accounts after undoing phase 1 and running again, want %d", len(got), len(legacy))
+	}
+	if rep, err := r.Verify(ctx); err != nil || !rep.OK() {
+		t.Errorf("verify after undoing phase 1 and running again: %+v, %v", rep, err)
 	}
 }

@@ -86,7 +86,7 @@ type Identity struct {
 }
 
 // Normalize names the identity codes whose identifiers compare in lower
-// case, in Unicode NFC, or both (lower case first). A code in neither
+// case, in Unicode NFC, or both (NFC, lower case, NFC). A code in neither
 // compares exactly, byte for byte: the default, for every code.
 type Normalize struct {
 	LowerCase  []string `mapstructure:"lower_case"`

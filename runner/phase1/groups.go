@@ -31,7 +31,8 @@ import (
 // shared identities in a group (plus one), one or two for most people.
 
 // groupLookup answers, for ids asked in ascending order, the group key of
-// an account, or false for an account in no group.
+// an account, or false for an account in no group; after close, it answers
+// from the start again.
 type groupLookup interface {
 	group(ctx context.Context, id model.ID) (model.ID, bool, error)
 	close(ctx context.Context)
@@ -338,9 +339,12 @@ func (c *tableLookup) group(ctx context.Context, id model.ID) (model.ID, bool, e
 	return d.L, true, nil
 }
 
+// close ends a reading; the next lookup reads the table again from the
+// start.
 func (c *tableLookup) close(ctx context.Context) {
 	if c.pairs != nil {
 		c.pairs.Close(ctx)
+		c.pairs = nil
 	}
 }
 

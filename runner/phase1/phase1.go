@@ -2,6 +2,7 @@ package phase1
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -92,9 +93,10 @@ type Config struct {
 	Total    int64
 }
 
-// errNoLocalScratch: the runner could not make its scratch directory on
-// local disk ($TMPDIR), which the server path and a dry run sort in.
-var errNoLocalScratch = errors.New("no scratch directory on local disk ($TMPDIR)")
+// errNoLocalScratch: the runner could not make, write or read its scratch
+// files on local disk ($TMPDIR), which the server path and a dry run sort
+// in.
+var errNoLocalScratch = errors.New("local scratch files ($TMPDIR)")
 
 // maxListed bounds the ids a report lists per kind.
 const maxListed = 10
@@ -142,7 +144,13 @@ type Report struct {
 	LinksWritten    int               `json:"links_written"`
 	LinksSame       int               `json:"links_unchanged"`
 	Durations       map[string]string `json:"pass_durations"`
-	// WouldStop: invalid accounts stop the phase unless skipped.
+	// Split are the tenant accounts an earlier run merged that the identity
+	// rules now split (split.go), SplitAccounts their legacy accounts.
+	Split         int           `json:"split_tenants,omitempty"`
+	SplitAccounts int           `json:"split_accounts,omitempty"`
+	FirstSplit    []SplitTenant `json:"first_split,omitempty"`
+	// WouldStop: invalid accounts, or split tenant accounts, stop the
+	// phase (invalid accounts unless skipped).
 	WouldStop bool `json:"stops_on_invalid,omitempty"`
 }
 
@@ -187,6 +195,12 @@ func (r *Report) Print(w io.Writer) {
 			kept = c.Kept.String() + "'s entry"
 		}
 		fmt.Fprintf(w, "    conflict in tenant %s, field %s, between %s: kept %s (%s)\n", c.TenantID, c.Field, joinIDs(c.Sources), kept, c.Why.Describe())
+	}
+	if r.Split > 0 {
+		fmt.Fprintf(w, "phase 1: %d tenant accounts an earlier run merged (%d legacy accounts) are no longer one person by these identity rules: the phase stops before it writes; undo phase 1 and run again, or restore the identity configuration that merged them:\n", r.Split, r.SplitAccounts)
+		for _, s := range r.FirstSplit {
+			fmt.Fprintf(w, "    %s\n", s)
+		}
 	}
 	if r.Invalid > 0 {
 		what := "skipped, not migrated"
@@ -251,15 +265,15 @@ const notesListed = 3
 func (r IdentityReport) print(w io.Writer) {
 	fmt.Fprintf(w, "phase 1: %d identity entries read, %d identities link two or more accounts (only entries verified on every side link)\n", r.Entries, r.Shared)
 	if r.Unverified > 0 {
-		fmt.Fprintf(w, "phase 1: %d %s: they did not link the %d %s holding them only unverified (review them; an unverified identifier proves nothing):\n",
+		fmt.Fprintf(w, "phase 1: %d %s: they did not link the %d %s holding them only unverified (held apart by them, unless another verified identifier links them; review them: an unverified identifier proves nothing):\n",
 			r.Unverified, plural(r.Unverified, "shared identity is", "shared identities are")+" unverified on some account", r.HeldApart, plural(r.HeldApart, "account", "accounts"))
 		for _, u := range r.FirstUnverified {
 			fmt.Fprintf(w, "    %s\n", u)
 		}
 	}
 	if r.Variants > 0 {
-		fmt.Fprintf(w, "phase 1: %d %s only by case or Unicode form (%d accounts); identity.normalize would link them:\n",
-			r.Variants, plural(r.Variants, "identifier differs from another", "identifiers differ from another"), r.VariantAccounts)
+		fmt.Fprintf(w, "phase 1: %d %s only by case or Unicode form, held verified by %d accounts; identity.normalize would link them:\n",
+			r.Variants, plural(r.Variants, "set of identifiers differs", "sets of identifiers differ"), r.VariantAccounts)
 		for _, v := range r.FirstVariants {
 			fmt.Fprintf(w, "    %s\n", v)
 		}
@@ -274,7 +288,7 @@ func (r IdentityReport) notes() []string {
 			r.Unverified, r.HeldApart, listed(r.FirstUnverified)))
 	}
 	if r.Variants > 0 {
-		out = append(out, fmt.Sprintf("%d identifiers differ from another only by case or Unicode form (%d accounts; identity.normalize would link them); first: %s",
+		out = append(out, fmt.Sprintf("%d sets of identifiers differ only by case or Unicode form (%d accounts; identity.normalize would link them); first: %s",
 			r.Variants, r.VariantAccounts, listed(r.FirstVariants)))
 	}
 	return out
@@ -443,6 +457,7 @@ func runPath(ctx context.Context, cfg Config, appOrgs apporgs.Set, path Path) (*
 		passes = []pass{
 			{"1 identities", p.scanIdentities},
 			{"2 groups", p.findGroups},
+			{"2b links", p.checkLinks},
 			{"3 collect", p.collectMembers},
 			{"4 merge", p.mergeGroups},
 		}
@@ -452,7 +467,8 @@ func runPath(ctx context.Context, cfg Config, appOrgs apporgs.Set, path Path) (*
 		cfg.Log.WithFields(logrus.Fields{"pass": ps.name, "path": path}).Info("phase 1: pass started")
 		if err := ps.fn(ctx); err != nil {
 			var ie *InvalidError
-			if errors.As(err, &ie) || errors.Is(err, errOverBudget) || errors.Is(err, errServerRefused) || errors.Is(err, errNoLocalScratch) {
+			var se *SplitError
+			if errors.As(err, &ie) || errors.As(err, &se) || errors.Is(err, errOverBudget) || errors.Is(err, errServerRefused) || errors.Is(err, errNoLocalScratch) {
 				return rep, err
 			}
 			return rep, fmt.Errorf("phase 1: pass %s: %w", ps.name, err)
@@ -473,7 +489,7 @@ func (p *run) openStore(ctx context.Context, path Path) error {
 	if p.cfg.DryRun || path == PathServer {
 		fs, err := newFileStore()
 		if err != nil {
-			return fmt.Errorf("%w: %w", errNoLocalScratch, err)
+			return err
 		}
 		p.store = fs
 	} else {
@@ -484,7 +500,7 @@ func (p *run) openStore(ctx context.Context, path Path) error {
 		}
 		p.store = &collStore{db: p.cfg.DB, prefix: p.cfg.ScratchPrefix + "_p1_", runID: scratch.RunID(), read: p.read()}
 	}
-	p.keys = &keyTable{t: p.store.table("keys", "_id")}
+	p.keys = newKeyTable(p.store.table("keys", "_id"))
 	p.groups = &groupTable{t: p.store.table("groups", "g", "_id")}
 	return nil
 }
@@ -529,17 +545,22 @@ const (
 	hashLen  = identLen + 1  // and the verification flag; the account's Key follows
 )
 
-func newKeyDoc(org string, id Identity, acct model.ID) keyDoc {
+// doc is the key document of one identity entry of an account.
+func (k *keyTable) doc(org string, id Identity, acct model.ID) keyDoc {
 	flag := "0"
 	if !id.Verified {
 		flag = "1"
 	}
-	return keyDoc{ID: hashOf(org, id.Code, id.Variant)[:classLen] + hashOf(org, id.Code, id.Key)[:identLen-classLen] + flag + acct.Key(), Code: id.Code, A: acct}
+	return keyDoc{ID: k.hash(org, id.Code, id.Variant)[:classLen] + k.hash(org, id.Code, id.Key)[:identLen-classLen] + flag + acct.Key(), Code: id.Code, A: acct}
 }
 
-func hashOf(org, code, identifier string) string {
-	h := sha256.Sum256([]byte(org + "\x00" + code + "\x00" + identifier))
-	return hex.EncodeToString(h[:])
+// hash is keyed with the table's own random key: a plain hash of a phone
+// number is undone by trying every number, and the table lives on local
+// disk or in a scratch collection for the length of a run.
+func (k *keyTable) hash(org, code, identifier string) string {
+	h := hmac.New(sha256.New, k.salt)
+	h.Write([]byte(org + "\x00" + code + "\x00" + identifier))
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func (k keyDoc) class() string    { return k.ID[:classLen] }
@@ -595,9 +616,26 @@ func (r *IdentityReport) noteShared(code string, sh Shared) {
 	}
 	r.Unverified++
 	r.HeldApart += len(sh.HeldApart)
-	if len(r.FirstUnverified) < maxListed {
-		r.FirstUnverified = append(r.FirstUnverified, UnverifiedIdentity{Code: code, Verified: firstIDs(sh.Verified), HeldApart: firstIDs(sh.HeldApart)})
+	r.FirstUnverified = smallest(r.FirstUnverified, UnverifiedIdentity{Code: code, Verified: firstIDs(sh.Verified), HeldApart: firstIDs(sh.HeldApart)},
+		func(u UnverifiedIdentity) string {
+			return idsKey(u.HeldApart) + "\x01" + idsKey(u.Verified) + "\x01" + u.Code
+		})
+}
+
+// smallest adds item to a list that keeps the maxListed items of smallest
+// key, in key order: the keys are scanned in the order of their keyed
+// hashes, new for every run, and a report must list the same items on
+// every run and path.
+func smallest[T any](list []T, item T, key func(T) string) []T {
+	i, _ := slices.BinarySearchFunc(list, key(item), func(x T, k string) int { return strings.Compare(key(x), k) })
+	if i >= maxListed {
+		return list
 	}
+	list = slices.Insert(list, i, item)
+	if len(list) > maxListed {
+		list = list[:maxListed]
+	}
+	return list
 }
 
 // noteVariants counts one variant class (nil: not one).
@@ -607,9 +645,18 @@ func (r *IdentityReport) noteVariants(code string, accounts []model.ID) {
 	}
 	r.Variants++
 	r.VariantAccounts += len(accounts)
-	if len(r.FirstVariants) < maxListed {
-		r.FirstVariants = append(r.FirstVariants, IdentifierVariant{Code: code, Accounts: firstIDs(accounts)})
+	r.FirstVariants = smallest(r.FirstVariants, IdentifierVariant{Code: code, Accounts: firstIDs(accounts)},
+		func(v IdentifierVariant) string { return idsKey(v.Accounts) + "\x01" + v.Code })
+}
+
+// idsKey orders lists of ids as their ids order.
+func idsKey(ids []model.ID) string {
+	var b strings.Builder
+	for _, id := range ids {
+		b.WriteString(id.Key())
+		b.WriteByte(0)
 	}
+	return b.String()
 }
 
 // firstIDs bounds the ids a report lists for one item.
@@ -644,7 +691,7 @@ func (p *run) scanIdentities(ctx context.Context) error {
 		acct, _ := model.IDOfValue(id)
 		ats, _ := model.Get(d, model.FieldAuthTypes)
 		for _, ident := range p.cfg.Rules.Identities(ats.(bson.A)) {
-			if err := keys.add(ctx, newKeyDoc(orgOf[ao.(string)], ident, acct)); err != nil {
+			if err := keys.add(ctx, p.keys.doc(orgOf[ao.(string)], ident, acct)); err != nil {
 				return err
 			}
 		}

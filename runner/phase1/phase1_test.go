@@ -13,8 +13,10 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
@@ -397,23 +399,6 @@ func identitiesAsExpected(r phase1.IdentityReport, exp gen.Expectations) bool {
 		r.Variants == exp.IdentifierVariants && r.VariantAccounts == exp.VariantAccounts
 }
 
-// linkedGroups are the groups the links describe, each sorted, sorted by
-// their first account.
-func linkedGroups(t *testing.T, db *mongo.Database) [][]model.ID {
-	t.Helper()
-	byTenant := map[model.ID][]model.ID{}
-	for _, l := range testenv.ReadAll[model.Link](t, db.Collection(names.Links)) {
-		byTenant[l.TenantID] = append(byTenant[l.TenantID], l.LegacyID)
-	}
-	var groups [][]model.ID
-	for _, ids := range byTenant {
-		slices.SortFunc(ids, model.ID.Compare)
-		groups = append(groups, ids)
-	}
-	slices.SortFunc(groups, func(a, b []model.ID) int { return a[0].Compare(b[0]) })
-	return groups
-}
-
 // Normalising a code's identifiers links the accounts whose identifiers
 // differ only by case or Unicode form, and nothing else: on both paths the
 // groups are those gen.Expect finds with the same normalisation, the
@@ -435,7 +420,7 @@ func TestNormalizedIdentifiersLink(t *testing.T) {
 		if err != nil {
 			t.Fatalf("phase 1: %v", err)
 		}
-		if got := linkedGroups(t, db); fmt.Sprint(got) != fmt.Sprint(exp.Groups) {
+		if got := linkGroups(t, db); fmt.Sprint(got) != fmt.Sprint(exp.Groups) {
 			t.Errorf("path %s: %d groups from links, the fixture expects %d with email normalised", rep.Path, len(got), len(exp.Groups))
 		}
 		if rep.Normalized["email"] != "lower_case+unicode_nfc" || len(rep.Normalized) != 1 {
@@ -443,6 +428,173 @@ func TestNormalizedIdentifiersLink(t *testing.T) {
 		}
 		if !identitiesAsExpected(rep.Identities, exp) || rep.Identities.Variants != 0 {
 			t.Errorf("path %s: identities = %+v; the fixture expects %+v", rep.Path, rep.Identities, exp)
+		}
+
+		// Normalisation turned off again: the tenant accounts it merged
+		// are no longer one person. Phase 1 refuses before it writes, and
+		// its dry run says the same.
+		before := [2]map[string]string{testenv.Dump(t, db.Collection(names.TenantsAccounts)), testenv.Dump(t, db.Collection(names.Links))}
+		cfg.Rules.Normalize = nil
+		split := len(exp.Groups) - len(plain.Groups)
+		_, err = phase1.Run(context.Background(), cfg)
+		var se *phase1.SplitError
+		if !errors.As(err, &se) || !errors.Is(err, phase1.ErrRulesSplit) || se.Report.Split < split || se.Report.Split > len(exp.Groups) || strings.Contains(err.Error(), "\n") {
+			t.Fatalf("phase 1 with normalisation off again: err = %v; want a one-line ErrRulesSplit naming at least %d tenant accounts", err, split)
+		}
+		after := [2]map[string]string{testenv.Dump(t, db.Collection(names.TenantsAccounts)), testenv.Dump(t, db.Collection(names.Links))}
+		if !maps(after[0], before[0]) || !maps(after[1], before[1]) {
+			t.Error("the refused run wrote tenant accounts or links")
+		}
+		cfg.DryRun = true
+		dry, err := phase1.Run(context.Background(), cfg)
+		if err != nil || dry.Split != se.Report.Split || dry.SplitAccounts != se.Report.SplitAccounts || !dry.WouldStop || fmt.Sprint(dry.FirstSplit) != fmt.Sprint(se.Report.FirstSplit) {
+			t.Errorf("dry run: %+v, %v; want the run's %d split tenant accounts, stopping", dry, err, se.Report.Split)
+		}
+	})
+}
+
+// A database a build before the identity rules migrated: it merged the
+// pre-hijacked account a1 with its victim v1 on an email a1 never
+// confirmed. Phase 1 now refuses to write over that merge, naming it, on
+// both paths and in the dry run; it never reports a1 "held apart" while
+// the merge stands.
+func TestAnEarlierMergeOnAnUnverifiedIdentifierIsRefused(t *testing.T) {
+	eachPath(t, func(t *testing.T, config func(*mongo.Database) phase1.Config) {
+		ctx := context.Background()
+		db := env.Database(t)
+		aos := gen.AppOrgs(gen.Options{})
+		var appOrgs []any
+		app1, app2 := aos[0], model.ApplicationOrganization{}
+		for _, ao := range aos {
+			appOrgs = append(appOrgs, ao)
+			if ao.OrgID == app1.OrgID && ao.ID != app1.ID && app2.ID == "" {
+				app2 = ao
+			}
+		}
+		email := func(cred string, unverified bool) bson.E {
+			return bson.E{Key: "auth_types", Value: bson.A{bson.D{{Key: "id", Value: cred}, {Key: "auth_type_code", Value: "email"},
+				{Key: "identifier", Value: "victim@e.com"}, {Key: "credential_id", Value: cred}, {Key: "unverified", Value: unverified}}}}
+		}
+		created := func(day int) bson.E {
+			return bson.E{Key: "date_created", Value: time.Date(2023, 1, day, 0, 0, 0, 0, time.UTC)}
+		}
+		a1 := bson.D{{Key: "_id", Value: "a1"}, {Key: "app_org_id", Value: app2.ID}, email("cred-attacker", true), created(2)}
+		v1 := bson.D{{Key: "_id", Value: "v1"}, {Key: "app_org_id", Value: app1.ID}, email("cred-victim", false), created(20)}
+		if _, err := db.Collection(names.ApplicationsOrganizations).InsertMany(ctx, appOrgs); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Collection(names.Accounts).InsertMany(ctx, []any{a1, v1}); err != nil {
+			t.Fatal(err)
+		}
+		env.Seeded(t, db)
+		// What the earlier build wrote: one tenant account, a1's, with both.
+		members := []phase1.Member{
+			{ID: model.StringID("a1"), AppOrgID: app2.ID, AppID: app2.AppID, DateCreated: time.Date(2023, 1, 2, 0, 0, 0, 0, time.UTC), Doc: a1},
+			{ID: model.StringID("v1"), AppOrgID: app1.ID, AppID: app1.AppID, DateCreated: time.Date(2023, 1, 20, 0, 0, 0, 0, time.UTC), Doc: v1},
+		}
+		merged, err := phase1.Rules{}.Merge(app1.OrgID, members, model.StringID("a1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Collection(names.TenantsAccounts).InsertOne(ctx, merged.Tenant); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range merged.Links {
+			if _, err := db.Collection(names.Links).InsertOne(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := testenv.Dump(t, db.Collection(names.TenantsAccounts))
+
+		cfg := config(db)
+		_, err = phase1.Run(ctx, cfg)
+		if !errors.Is(err, phase1.ErrRulesSplit) || !strings.Contains(err.Error(), "tenant a1: a1, v1") {
+			t.Fatalf("phase 1 over the earlier merge: err = %v; want ErrRulesSplit naming tenant a1: a1, v1", err)
+		}
+		if !maps(testenv.Dump(t, db.Collection(names.TenantsAccounts)), before) {
+			t.Error("the refused run changed the tenant accounts")
+		}
+		cfg.DryRun = true
+		dry, err := phase1.Run(ctx, cfg)
+		if err != nil || dry.Split != 1 || dry.SplitAccounts != 2 || !dry.WouldStop {
+			t.Errorf("dry run: %+v, %v; want the one split tenant account, stopping", dry, err)
+		}
+		var out strings.Builder
+		dry.Print(&out)
+		if !strings.Contains(out.String(), "tenant a1: a1, v1") || strings.Contains(out.String(), "victim@e.com") {
+			t.Errorf("dry run report:\n%s\nwant the split tenant by _id, never the identifier", out.String())
+		}
+	})
+}
+
+// Merging two accounts that both have a tenant account (phase 2 moved them
+// one to one; then normalisation linked them) deletes the superseded one
+// before it replaces the survivor's, under the unique index of membership
+// ids. Killed between the two, a run ends as an uninterrupted one.
+func TestKilledBetweenSupersedeAndReplace(t *testing.T) {
+	eachPath(t, func(t *testing.T, config func(*mongo.Database) phase1.Config) {
+		ctx := context.Background()
+		aos := gen.AppOrgs(gen.Options{})
+		app1, app2 := aos[0], model.ApplicationOrganization{}
+		var appOrgs []any
+		for _, ao := range aos {
+			appOrgs = append(appOrgs, ao)
+			if ao.OrgID == app1.OrgID && ao.ID != app1.ID && app2.ID == "" {
+				app2 = ao
+			}
+		}
+		acct := func(id, ao, ident string, day int) bson.D {
+			return bson.D{{Key: "_id", Value: id}, {Key: "app_org_id", Value: ao}, {Key: "date_created", Value: time.Date(2023, 1, day, 0, 0, 0, 0, time.UTC)},
+				{Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: ident}}}}}
+		}
+		accounts := []bson.D{acct("c1", app1.ID, "Bob@x.com", 3), acct("c2", app2.ID, "bob@x.com", 4)}
+		prepare := func(t *testing.T) *mongo.Database {
+			db := env.Database(t)
+			if _, err := db.Collection(names.ApplicationsOrganizations).InsertMany(ctx, appOrgs); err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range accounts {
+				tn, err := pipelines.OneToOne(a, app1.OrgID) // as phase 2 moved them
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := db.Collection(names.Accounts).InsertOne(ctx, a); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := db.Collection(names.TenantsAccounts).InsertOne(ctx, tn); err != nil {
+					t.Fatal(err)
+				}
+			}
+			env.Seeded(t, db)
+			if _, err := db.Collection(names.TenantsAccounts).Indexes().CreateOne(ctx, mongo.IndexModel{
+				Keys: bson.D{{Key: "org_apps_memberships.id", Value: 1}}, Options: options.Index().SetUnique(true)}); err != nil {
+				t.Fatal(err)
+			}
+			return db
+		}
+		run := func(t *testing.T, db *mongo.Database) [2]map[string]string {
+			cfg := config(db)
+			cfg.Rules.Normalize = map[string]phase1.Normalization{"email": phase1.LowerCase}
+			rep, err := phase1.Run(ctx, cfg)
+			if err != nil {
+				t.Fatalf("phase 1: %v", err)
+			}
+			if rep.Groups != 1 {
+				t.Errorf("%d groups, want c1 and c2 as one", rep.Groups)
+			}
+			return [2]map[string]string{testenv.Dump(t, db.Collection(names.TenantsAccounts)), testenv.Dump(t, db.Collection(names.Links))}
+		}
+		want := run(t, prepare(t))
+		if len(want[0]) != 1 || len(want[1]) != 2 {
+			t.Fatalf("uninterrupted: %d tenant accounts, %d links; want c1's, holding both", len(want[0]), len(want[1]))
+		}
+		db := prepare(t)
+		// Killed after the flush's first write: c2's tenant account is gone.
+		if _, err := db.Collection(names.TenantsAccounts).DeleteOne(ctx, bson.D{{Key: "_id", Value: "c2"}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := run(t, db); !maps(got[0], want[0]) || !maps(got[1], want[1]) {
+			t.Errorf("after the kill: %v\nuninterrupted: %v", got, want)
 		}
 	})
 }

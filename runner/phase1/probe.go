@@ -112,7 +112,7 @@ func (w *probeWorld) check(ctx context.Context, coll *mongo.Collection) error {
 	if err != nil {
 		return err
 	}
-	keys := &keyTable{t: &memTable{}}
+	keys := newKeyTable(&memTable{})
 	for cur.Next(ctx) {
 		var row identityRow
 		if err := bson.Unmarshal(cur.Current, &row); err != nil {
@@ -124,7 +124,7 @@ func (w *probeWorld) check(ctx context.Context, coll *mongo.Collection) error {
 			_ = cur.Close(ctx)
 			return fmt.Errorf("the server answered the identity pipeline with an entry of code %q", row.Code)
 		}
-		if err := keys.add(ctx, []keyDoc{newKeyDoc(row.Org, ident, row.Account)}); err != nil {
+		if err := keys.add(ctx, []keyDoc{keys.doc(row.Org, ident, row.Account)}); err != nil {
 			return err
 		}
 	}

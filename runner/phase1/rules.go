@@ -62,10 +62,11 @@
 // (pipelines.OneToOne), so a one-account group is exactly what phase 2
 // writes. Then, member by member in rule order:
 //
-//	auth_types               united by (auth_type_code, identifier), never by code alone;
-//	                         of two entries for one pair, a verified one beats an unverified
-//	                         one, else the first in rule order is kept (a conflict when they
-//	                         differ, naming the account kept and why)
+//	auth_types               united by login: the identity as compared (normalised as
+//	                         configured), the exact (code, identifier) for other codes,
+//	                         never the code alone; of the entries for one login the first
+//	                         verified one is kept, else the first in rule order (each other
+//	                         one that differs is a conflict naming the account kept and why)
 //	mfa_types                united by id
 //	devices                  united by _id
 //	scopes                   united
@@ -145,13 +146,18 @@ const (
 // or Unicode form are equal.
 const variantForm = LowerCase | UnicodeNFC
 
-// Apply normalises an identifier: lower case first, then NFC.
+// Apply normalises an identifier: NFC, then lower case, then NFC again
+// (lower-casing can leave a string that is not in NFC, and "I" with a
+// combining dot must lower-case as the precomposed "İ" does).
 func (n Normalization) Apply(s string) string {
-	if n&LowerCase != 0 {
-		s = strings.ToLower(s)
-	}
 	if n&UnicodeNFC != 0 {
 		s = norm.NFC.String(s)
+	}
+	if n&LowerCase != 0 {
+		s = strings.ToLower(s)
+		if n&UnicodeNFC != 0 {
+			s = norm.NFC.String(s)
+		}
 	}
 	return s
 }
@@ -182,9 +188,9 @@ type Identity struct {
 	Code string
 	// Key is the identifier as compared (Rules.Normalize).
 	Key string
-	// Variant is the identifier in lower case and NFC: identities of one
-	// code with one Variant but different Keys differ only by case or
-	// Unicode form.
+	// Variant is the Key in lower case and NFC: identities of one code
+	// with one Variant but different Keys differ only by case or Unicode
+	// form.
 	Variant  string
 	Verified bool
 }
@@ -196,7 +202,11 @@ func (r Rules) Identity(code, identifier string, unverified any) (Identity, bool
 	if !slices.Contains(r.IdentityCodes, code) {
 		return Identity{}, false
 	}
-	return Identity{Code: code, Key: r.Normalize[code].Apply(identifier), Variant: variantForm.Apply(identifier), Verified: Verified(unverified)}, true
+	key := r.Normalize[code].Apply(identifier)
+	// The variant form of the key, not of the identifier: identifiers that
+	// compare equal must fall in one class (NFC alone keeps "İ" and "I"
+	// with a combining dot one, which lower case would tell apart).
+	return Identity{Code: code, Key: key, Variant: variantForm.Apply(key), Verified: Verified(unverified)}, true
 }
 
 // Identities are the identities of a valid legacy account's auth_types
@@ -440,7 +450,7 @@ func (r Rules) Merge(orgID string, members []Member, survivorID model.ID) (Merge
 	tenant = model.Set(tenant, model.FieldMemberships, memberships)
 	var ats *authTypes
 	if v, ok := model.Get(tenant, model.FieldAuthTypes); ok {
-		ats = newAuthTypes(survivorID, v)
+		ats = r.newAuthTypes(survivorID, v)
 	}
 	for _, m := range ordered[1:] {
 		other, err := pipelines.OneToOne(m.Doc, orgID)
@@ -452,7 +462,7 @@ func (r Rules) Merge(orgID string, members []Member, survivorID model.ID) (Merge
 			case model.FieldID, model.FieldOrgID, model.FieldMemberships:
 				continue
 			case model.FieldAuthTypes:
-				if ats != nil && ats.add(m.ID, e.Value, cs) {
+				if ats.add(m.ID, e.Value) {
 					continue
 				}
 			}
@@ -460,78 +470,116 @@ func (r Rules) Merge(orgID string, members []Member, survivorID model.ID) (Merge
 			tenant = model.Set(tenant, e.Key, personRule(e.Key)(cur, has, e.Value, cs.field(e.Key, survivorID, m.ID)))
 		}
 	}
-	if ats != nil && ats.entries != nil {
-		tenant = model.Set(tenant, model.FieldAuthTypes, ats.entries)
+	if v, ok := ats.result(cs); ok {
+		tenant = model.Set(tenant, model.FieldAuthTypes, v)
 	}
 	return Merged{Tenant: tenant, Links: links, Conflicts: cs.list}, nil
 }
 
-// authTypes unites the members' auth_types by (auth_type_code,
-// identifier), member by member in rule order, knowing which account each
-// kept entry came from. Of two entries for one pair, a verified one beats
-// an unverified one, whichever account survives; else the first is kept.
-// Entries that say different things (their own id and dates aside) are a
-// conflict naming the account kept and why: a credential is never
-// replaced, or dropped, silently.
+// authTypes unites the members' auth_types one entry per login, member by
+// member in rule order, knowing which account each entry came from. A
+// login is an identity as Rules.Identity compares it (normalised as
+// configured), or, for a code that is no identity code, the exact (code,
+// identifier). Of the entries for one login, the first verified one is
+// kept, else the first: a verified entry beats an unverified one whichever
+// account survives, so an unconfirmed credential never rides along with
+// the proven one. Every other entry for it that says something different
+// (its own id and dates aside) is a conflict naming the account kept and
+// why: a credential is never dropped silently. The survivor's own list
+// stays as it is, but for an entry a verified one replaces.
 type authTypes struct {
-	entries bson.A     // nil: the survivor's value is not an array
-	from    []model.ID // the account of each entry
-	at      map[string]int
+	rules    Rules
+	entries  bson.A     // the survivor's entries, then each new login's first
+	from     []model.ID // the account of each entry
+	slots    map[string]int
+	rivals   map[int][]rival // entries of a login after its first, by slot
+	notArray bool            // the survivor's value is not an array: the default rule applies
 }
 
-func newAuthTypes(survivor model.ID, v any) *authTypes {
+// rival is an entry for a login that already has one.
+type rival struct {
+	entry any
+	from  model.ID
+}
+
+func (r Rules) newAuthTypes(survivor model.ID, v any) *authTypes {
+	a := &authTypes{rules: r, slots: map[string]int{}, rivals: map[int][]rival{}}
 	arr, ok := v.(bson.A)
 	if !ok {
-		return &authTypes{}
+		a.notArray = true
+		return a
 	}
-	a := &authTypes{entries: slices.Clone(arr), at: map[string]int{}}
 	for i, e := range arr {
-		a.from = append(a.from, survivor)
-		if _, dup := a.at[pairKey(e)]; !dup {
-			a.at[pairKey(e)] = i
+		a.entries, a.from = append(a.entries, e), append(a.from, survivor)
+		if _, dup := a.slots[a.login(e)]; !dup {
+			a.slots[a.login(e)] = i
 		}
 	}
 	return a
 }
 
-// add unites another member's auth_types; false when either is not an
-// array (the default rule then applies).
-func (a *authTypes) add(id model.ID, v any, cs *conflicts) bool {
+// add takes another member's auth_types; false when either value is not
+// an array (the default rule then applies).
+func (a *authTypes) add(id model.ID, v any) bool {
 	arr, ok := v.(bson.A)
-	if !ok || a.entries == nil {
+	if a == nil || a.notArray || !ok {
 		return false
 	}
 	for _, e := range arr {
-		k := pairKey(e)
-		i, dup := a.at[k]
-		if !dup {
-			a.at[k] = len(a.entries)
-			a.entries = append(a.entries, e)
-			a.from = append(a.from, id)
+		k := a.login(e)
+		if i, dup := a.slots[k]; dup {
+			a.rivals[i] = append(a.rivals[i], rival{entry: e, from: id})
 			continue
 		}
-		cur, owner := a.entries[i], a.from[i]
-		curVerified, newVerified := entryVerified(cur), entryVerified(e)
-		why := WhyRuleOrder
-		if curVerified != newVerified {
-			why = WhyVerified
-		}
-		kept, other := owner, id
-		if newVerified && !curVerified {
-			a.entries[i], a.from[i] = e, id
-			kept, other = id, owner
-		}
-		if !equal(withoutBookkeeping(cur), withoutBookkeeping(e)) {
-			cs.entry(model.FieldAuthTypes, k, kept, other, why)
-		}
+		a.slots[k] = len(a.entries)
+		a.entries, a.from = append(a.entries, e), append(a.from, id)
 	}
 	return true
 }
 
-func pairKey(v any) string {
+// result picks each login's entry and records the conflicts; false when
+// the default rule decided.
+func (a *authTypes) result(cs *conflicts) (bson.A, bool) {
+	if a == nil || a.notArray {
+		return nil, false
+	}
+	out := slices.Clone(a.entries)
+	slots := make([]int, 0, len(a.rivals))
+	for i := range a.rivals {
+		slots = append(slots, i)
+	}
+	slices.Sort(slots)
+	for _, i := range slots {
+		all := append([]rival{{entry: a.entries[i], from: a.from[i]}}, a.rivals[i]...)
+		k := max(0, slices.IndexFunc(all, func(c rival) bool { return entryVerified(c.entry) }))
+		kept := all[k]
+		out[i] = kept.entry
+		for j, c := range all {
+			if j == k || equal(withoutBookkeeping(c.entry), withoutBookkeeping(kept.entry)) {
+				continue
+			}
+			why := WhyRuleOrder
+			if entryVerified(kept.entry) && !entryVerified(c.entry) {
+				why = WhyVerified
+			}
+			cs.kept(model.FieldAuthTypes, kept.from, c.from, why)
+		}
+	}
+	return out, true
+}
+
+// login is the key of an entry's login.
+func (a *authTypes) login(v any) string {
 	c, _ := model.Lookup(v, "auth_type_code")
 	id, _ := model.Lookup(v, "identifier")
-	return fmt.Sprint(c) + "\x00" + fmt.Sprint(id)
+	code, _ := c.(string)
+	ident, isString := id.(string)
+	if isString {
+		if idn, ok := a.rules.Identity(code, ident, nil); ok {
+			return "i\x00" + code + "\x00" + idn.Key
+		}
+	}
+	return "x\x00" + fmt.Sprint(c) + "\x00" + fmt.Sprint(id)
 }
 
 func entryVerified(v any) bool {
@@ -795,47 +843,36 @@ func compareVersions(a, b string) int {
 	return 0
 }
 
-// conflicts are a group's: one per field, and one per entry of a field
-// whose entries are kept whole.
+// conflicts are a group's: one per field, and one per entry a field whose
+// entries are kept whole (auth types) dropped.
 type conflicts struct {
 	tenant model.ID
 	list   []Conflict
-	index  map[string]int // field, or field and entry key -> list index
 }
 
 // field returns the clash callback for one field between two accounts.
 func (c *conflicts) field(name string, a, b model.ID) func() {
-	return func() { c.note(name, name, a, b, model.ID{}, WhyRuleOrder) }
-}
-
-// entry records a clash of two entries with one key of a field: kept's
-// entry is the one the tenant account holds, for the reason why.
-func (c *conflicts) entry(name, key string, kept, other model.ID, why Why) {
-	c.note(name, name+"\x00"+key, kept, other, kept, why)
-}
-
-func (c *conflicts) note(name, key string, a, b, kept model.ID, why Why) {
-	if c.index == nil {
-		c.index = map[string]int{}
-	}
-	i, ok := c.index[key]
-	if !ok {
-		c.index[key] = len(c.list)
-		c.list = append(c.list, Conflict{TenantID: c.tenant, Field: name, Why: why})
-		i = len(c.list) - 1
-	}
-	cf := &c.list[i]
-	for _, id := range []model.ID{a, b} {
-		if !slices.Contains(cf.Sources, id) {
-			cf.Sources = append(cf.Sources, id)
+	return func() {
+		for i := range c.list {
+			if c.list[i].Field == name && c.list[i].Kept.IsZero() {
+				if !slices.Contains(c.list[i].Sources, b) {
+					c.list[i].Sources = append(c.list[i].Sources, b)
+				}
+				return
+			}
 		}
+		c.list = append(c.list, Conflict{TenantID: c.tenant, Field: name, Sources: []model.ID{a, b}, Why: WhyRuleOrder})
 	}
-	if !kept.IsZero() {
-		cf.Kept = kept
+}
+
+// kept records that kept's entry of a field was kept over other's, for
+// the reason why.
+func (c *conflicts) kept(name string, kept, other model.ID, why Why) {
+	sources := []model.ID{kept}
+	if other != kept {
+		sources = append(sources, other)
 	}
-	if why == WhyVerified {
-		cf.Why = why
-	}
+	c.list = append(c.list, Conflict{TenantID: c.tenant, Field: name, Sources: sources, Kept: kept, Why: why})
 }
 
 func equal(a, b any) bool {

@@ -326,7 +326,7 @@ type holding struct {
 func groupsOf(t *testing.T, r Rules, accounts []holding) ([][]string, IdentityReport) {
 	t.Helper()
 	ctx := context.Background()
-	keys := &keyTable{t: &memTable{}}
+	keys := newKeyTable(&memTable{})
 	for _, a := range accounts {
 		ats := bson.A{}
 		for _, e := range a.entries {
@@ -334,7 +334,7 @@ func groupsOf(t *testing.T, r Rules, accounts []holding) ([][]string, IdentityRe
 		}
 		var docs []keyDoc
 		for _, id := range r.Identities(ats) {
-			docs = append(docs, newKeyDoc("o", id, sid(a.id)))
+			docs = append(docs, keys.doc("o", id, sid(a.id)))
 		}
 		if err := keys.add(ctx, docs); err != nil {
 			t.Fatal(err)
@@ -421,6 +421,15 @@ func TestIdentityLinks(t *testing.T) {
 		{"both normalisations: case and form fold together, no variant left", both, []holding{
 			{"a", []bson.D{entry("email", "JOS\u00c9@x.org")}}, {"b", []bson.D{entry("email", decomposed)}}, {"c", []bson.D{entry("email", precomposed)}},
 		}, [][]string{{"a", "b", "c"}}, 0, 0, 0},
+		{"NFC: a dotted capital I, precomposed or not, is one identity", nfc, []holding{
+			{"a", []bson.D{entry("email", "\u0130x@x.org")}}, {"b", []bson.D{entry("email", "I\u0307x@x.org")}},
+		}, [][]string{{"a", "b"}}, 0, 0, 0},
+		{"both normalisations: a dotted capital I lower-cases the same either way", both, []holding{
+			{"a", []bson.D{entry("email", "\u0130x@x.org")}}, {"b", []bson.D{entry("email", "I\u0307x@x.org")}}, {"c", []bson.D{entry("email", "ix@x.org")}},
+		}, [][]string{{"a", "b", "c"}}, 0, 0, 0},
+		{"exact: a dotted capital I in two forms is a variant", exact, []holding{
+			{"a", []bson.D{entry("email", "\u0130x@x.org")}}, {"b", []bson.D{entry("email", "I\u0307x@x.org")}},
+		}, nil, 0, 0, 1},
 		{"a normalised identity links only verified holders", lower, []holding{
 			{"a", []bson.D{entry("email", "Victim@e.com", true)}}, {"b", []bson.D{entry("email", "victim@e.com")}},
 		}, nil, 1, 1, 0},
@@ -497,17 +506,50 @@ func TestVerifiedEntryWins(t *testing.T) {
 			}
 		})
 	}
-	// A verified entry beats an unverified one three members deep, and the
-	// conflict names all three.
-	a := account("a", "ao1", 1, bson.E{Key: "auth_types", Value: bson.A{phone, cred(entry("email", "v@x.org", true), "cred-a")}})
-	b := account("b", "ao2", 2, bson.E{Key: "auth_types", Value: bson.A{phone, cred(entry("email", "v@x.org", true), "cred-b")}})
-	c := account("c", "ao3", 3, bson.E{Key: "auth_types", Value: bson.A{phone, cred(entry("email", "v@x.org"), "cred-c")}})
-	got, err := Rules{}.Merge("o", []Member{a, b, c}, sid("a"))
-	if err != nil {
-		t.Fatal(err)
+	// Three members: each dropped entry is a conflict of its own, naming
+	// the entry kept and why that one.
+	three := []struct {
+		name       string
+		a, b, c    bool // verified
+		wantCred   string
+		wantWhy    map[string]Why // dropped account -> why
+		normalised bool
+	}{
+		{"a verified entry beats the survivor's and another unverified one", false, false, true, "cred-c", map[string]Why{"a": WhyVerified, "b": WhyVerified}, false},
+		{"the survivor's verified entry beats an unverified one, and a verified one by rule order", true, false, true, "cred-a", map[string]Why{"b": WhyVerified, "c": WhyRuleOrder}, false},
+		{"with email in lower case, Bob@, bob@ and BOB@ are one login", true, true, false, "cred-a", map[string]Why{"b": WhyRuleOrder, "c": WhyVerified}, true},
 	}
-	ats := field(t, got.Tenant, "auth_types").(bson.A)
-	if cr, _ := model.Lookup(ats[1], "credential_id"); cr != "cred-c" || len(got.Conflicts) != 1 || got.Conflicts[0].Kept != sid("c") || len(got.Conflicts[0].Sources) != 3 || got.Conflicts[0].Why != WhyVerified {
-		t.Errorf("credential %v, conflicts %+v; want c's verified entry kept, one conflict naming a, b and c", cr, got.Conflicts)
+	for _, tt := range three {
+		t.Run(tt.name, func(t *testing.T) {
+			rules, idents := Rules{}, [3]string{"v@x.org", "v@x.org", "v@x.org"}
+			if tt.normalised {
+				rules = Rules{IdentityCodes: []string{"email"}, Normalize: map[string]Normalization{"email": LowerCase}}
+				idents = [3]string{"Bob@x.org", "bob@x.org", "BOB@x.org"}
+			}
+			var members []Member
+			for i, v := range []bool{tt.a, tt.b, tt.c} {
+				id := string(rune('a' + i))
+				members = append(members, account(id, "ao"+id, i+1, bson.E{Key: "auth_types", Value: bson.A{phone, cred(entry("email", idents[i], !v), "cred-"+id)}}))
+			}
+			got, err := rules.Merge("o", members, sid("a"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ats := field(t, got.Tenant, "auth_types").(bson.A)
+			if cr, _ := model.Lookup(ats[1], "credential_id"); len(ats) != 2 || cr != tt.wantCred {
+				t.Errorf("auth types %v; want the phone and the entry with %s", ats, tt.wantCred)
+			}
+			why := map[string]Why{}
+			for _, c := range got.Conflicts {
+				if c.Field != "auth_types" || len(c.Sources) != 2 || c.Sources[0] != c.Kept || c.Kept.Text() != tt.wantCred[len("cred-"):] {
+					t.Errorf("conflict %+v does not name the kept entry's account first", c)
+					continue
+				}
+				why[c.Sources[1].Text()] = c.Why
+			}
+			if !reflect.DeepEqual(why, tt.wantWhy) {
+				t.Errorf("conflicts by dropped account %v, want %v", why, tt.wantWhy)
+			}
+		})
 	}
 }

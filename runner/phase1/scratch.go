@@ -142,6 +142,10 @@ func (r *memRows) Next(context.Context) (bson.Raw, bool) {
 func (r *memRows) Err() error            { return nil }
 func (r *memRows) Close(context.Context) {}
 
+// localErr is an error of the local disk: the server path takes the
+// streaming path on it, which needs none.
+func localErr(err error) error { return fmt.Errorf("%w: %w", errNoLocalScratch, err) }
+
 // fileStore keeps tables on local disk, in one temporary directory per run:
 // an external merge sort. Inserts collect in memory up to runBytes, then go
 // to a sorted run file; reading spills what is left and merges the run
@@ -158,7 +162,7 @@ const defaultRunBytes = 8 << 20
 func newFileStore() (*fileStore, error) {
 	dir, err := os.MkdirTemp("", "tenants-runner-scratch-")
 	if err != nil {
-		return nil, fmt.Errorf("local scratch directory: %w", err)
+		return nil, localErr(err)
 	}
 	return &fileStore{dir: dir, runBytes: defaultRunBytes}, nil
 }
@@ -236,11 +240,11 @@ func (t *fileTable) spill() error {
 	}
 	t.sortBuf()
 	if err := os.MkdirAll(t.dir, 0o700); err != nil {
-		return fmt.Errorf("local scratch: %w", err)
+		return localErr(err)
 	}
 	f, err := os.Create(filepath.Join(t.dir, fmt.Sprintf("run-%06d", t.runs)))
 	if err != nil {
-		return fmt.Errorf("local scratch: %w", err)
+		return localErr(err)
 	}
 	w := bufio.NewWriterSize(f, 1<<16)
 	for _, k := range t.buf {
@@ -248,10 +252,10 @@ func (t *fileTable) spill() error {
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
-		return fmt.Errorf("local scratch: %w", err)
+		return localErr(err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("local scratch: %w", err)
+		return localErr(err)
 	}
 	t.runs++
 	t.buf, t.bufBytes = nil, 0
@@ -275,15 +279,15 @@ func readRecord(r *bufio.Reader) (keyed, error) {
 	}
 	key := make([]byte, kl)
 	if _, err := io.ReadFull(r, key); err != nil {
-		return keyed{}, fmt.Errorf("local scratch: %w", err)
+		return keyed{}, localErr(err)
 	}
 	dl, err := binary.ReadUvarint(r)
 	if err != nil {
-		return keyed{}, fmt.Errorf("local scratch: %w", err)
+		return keyed{}, localErr(err)
 	}
 	doc := make([]byte, dl)
 	if _, err := io.ReadFull(r, doc); err != nil {
-		return keyed{}, fmt.Errorf("local scratch: %w", err)
+		return keyed{}, localErr(err)
 	}
 	return keyed{key: string(key), doc: doc}, nil
 }
@@ -300,7 +304,7 @@ func (t *fileTable) open(context.Context) (join.Rows, error) {
 		f, err := os.Open(filepath.Join(t.dir, fmt.Sprintf("run-%06d", i)))
 		if err != nil {
 			m.Close(context.Background())
-			return nil, fmt.Errorf("local scratch: %w", err)
+			return nil, localErr(err)
 		}
 		m.files = append(m.files, f)
 		m.sources = append(m.sources, &fileSource{r: bufio.NewReaderSize(f, 1<<16)})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/sirupsen/logrus"
@@ -43,11 +44,26 @@ import (
 // member is one account of a group: G is the group key (the smallest _id).
 type member struct{ G, ID model.ID }
 
+// memberLookup answers group lookups from the members sorted by _id (it
+// shares their ids: a slice header each, not a map).
+type memberLookup []member
+
+func (m memberLookup) group(_ context.Context, id model.ID) (model.ID, bool, error) {
+	i, ok := slices.BinarySearchFunc(m, id, func(x member, id model.ID) int { return x.ID.Compare(id) })
+	if !ok {
+		return model.ID{}, false, nil
+	}
+	return m[i].G, true, nil
+}
+
+func (memberLookup) close(context.Context) {}
+
 // serverPasses are the passes of the server path.
 func (p *run) serverPasses() []pass {
 	return []pass{
 		{"1 identities", p.serverIdentities},
 		{"2 groups", p.serverGroups},
+		{"2b links", p.checkLinks},
 		{"4 merge", p.serverMerge},
 	}
 }
@@ -161,7 +177,7 @@ func (p *run) readIdentities(ctx context.Context) error {
 			if !ok {
 				return fmt.Errorf("the identity pipeline gave an entry of code %q, not an identity code", row.Code)
 			}
-			if err := keys.add(ctx, newKeyDoc(row.Org, ident, row.Account)); err != nil {
+			if err := keys.add(ctx, p.keys.doc(row.Org, ident, row.Account)); err != nil {
 				return err
 			}
 		}
@@ -187,6 +203,9 @@ func (p *run) serverGroups(ctx context.Context) error {
 	}
 	p.members = uf.members()
 	p.grouped = len(p.members)
+	byID := slices.Clone(p.members)
+	slices.SortFunc(byID, func(a, b member) int { return a.ID.Compare(b.ID) })
+	p.lookup = memberLookup(byID)
 	p.rep.GroupedIn = "memory"
 	p.cfg.Log.WithFields(logrus.Fields{"accounts": p.grouped, "shared_identities": p.rep.Identities.Shared, "where": "memory"}).Info("phase 1: groups found")
 	return nil
@@ -216,6 +235,7 @@ const flushers = 2
 // pass 4, server path: fetch, merge and write, a batch being fetched while
 // the one before is merged and those before it are written.
 func (p *run) serverMerge(ctx context.Context) error {
+	p.lookup = nil // the links are checked: the members say the rest
 	if err := p.indexLinks(ctx); err != nil {
 		return err
 	}

@@ -3,7 +3,9 @@ package phase1_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -84,5 +86,28 @@ func TestServerPathWritesWhatStreamingWrites(t *testing.T) {
 	}
 	if n, err := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); err != nil || n != int64(len(got[0])) {
 		t.Fatal(n, err)
+	}
+}
+
+// Without a usable $TMPDIR, where the server path sorts its identity
+// entries, a probed run streams and says why; a forced server path fails
+// with the reason in one line.
+func TestServerPathNeedsLocalDisk(t *testing.T) {
+	if !env.Real() {
+		t.Skip("the embedded FerretDB 1 refuses the server path before it needs a disk")
+	}
+	ctx := context.Background()
+	db := env.Database(t)
+	exp := env.Load(t, db, gen.Options{Accounts: 500, Seed: 5})
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
+	cfg := onServerPath(config(db))
+	cfg.SkipInvalid = true
+	rep, err := phase1.Run(ctx, cfg)
+	if err != nil || rep.Path != phase1.PathStream || !strings.Contains(rep.ServerRefused, "$TMPDIR") || rep.Groups != len(exp.Groups) {
+		t.Fatalf("probed run without a local disk: %+v, %v; want the streaming path, saying why, with the fixture's %d groups", rep, err, len(exp.Groups))
+	}
+	cfg.Path = phase1.PathServer
+	if _, err := phase1.Run(ctx, cfg); err == nil || !strings.Contains(err.Error(), "$TMPDIR") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("forced server path without a local disk: err = %v; want one line naming $TMPDIR", err)
 	}
 }

@@ -3,6 +3,7 @@ package phase1
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -19,7 +20,16 @@ import (
 // keyTable sorts identity entries so that the accounts holding one
 // identity are adjacent, and the identities that differ only by case or
 // Unicode form are too.
-type keyTable struct{ t table }
+type keyTable struct {
+	t    table
+	salt []byte // the key of its hashes, new for every table
+}
+
+func newKeyTable(t table) *keyTable {
+	salt := make([]byte, 32)
+	_, _ = rand.Read(salt) // crypto/rand never fails (Go 1.24)
+	return &keyTable{t: t, salt: salt}
+}
 
 func (k *keyTable) add(ctx context.Context, keys []keyDoc) error {
 	docs := make([]any, len(keys))

@@ -95,7 +95,7 @@ func printSummary(w io.Writer, r report) error {
 		x := r.Phase1Expected
 		line("phase 1 groups", "%d of %d accounts (expected %d of %d from the fixture)", p1.Groups, p1.GroupedAccounts, x.Groups, x.GroupedAccounts)
 		line("phase 1 unverified", "%d shared identities unverified on some account, %d accounts held apart (expected %d, %d)", p1.UnverifiedIdentities, p1.HeldApart, x.UnverifiedIdentities, x.HeldApart)
-		line("phase 1 variants", "%d identifiers differing only by case or Unicode form, %d accounts (expected %d, %d)", p1.Variants, p1.VariantAccounts, x.Variants, x.VariantAccounts)
+		line("phase 1 variants", "%d sets of identifiers differing only by case or Unicode form, %d accounts (expected %d, %d)", p1.Variants, p1.VariantAccounts, x.Variants, x.VariantAccounts)
 	}
 	if rf := r.Runner; rf != nil {
 		line("runner seconds", "%.2f   (all steps and the automatic verify, as at boot)", rf.Seconds)
