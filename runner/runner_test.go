@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -851,4 +852,26 @@ func phase2Checked(logs *logtest.Hook) string {
 		}
 	}
 	return checked
+}
+
+// A call whose context is never cancelled (a service's boot) leaves no
+// goroutine behind.
+func TestCallsLeaveNoGoroutine(t *testing.T) {
+	cfg, _ := testConfig(t)
+	ctx := context.Background()
+	r := newRunner(t, cfg)
+	if _, err := r.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const calls = 30
+	before := runtime.NumGoroutine()
+	for range calls {
+		if _, err := r.Up(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let the calls' own goroutines end
+	if after := runtime.NumGoroutine(); after-before >= calls/2 {
+		t.Errorf("%d goroutines before %d calls, %d after: one leaks per call", before, calls, after)
+	}
 }

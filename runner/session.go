@@ -20,6 +20,9 @@ type session struct {
 	m   *migrate.Migrate
 	drv *heldDriver
 	src source.Driver
+	// done ends the goroutine that stops golang-migrate when the call's
+	// context ends: a context never cancelled must not leak it.
+	done chan struct{}
 }
 
 // heldDriver is the driver as one session uses it: the runner takes the
@@ -89,17 +92,23 @@ func (r *Runner) open(ctx context.Context, call *Call) (*session, error) {
 	}
 	// The driver waits for the lease itself, within lock.wait.
 	m.LockTimeout = r.cfg.Lock.Wait + time.Minute
+	done := make(chan struct{})
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-done:
+			return
+		}
 		select {
 		case m.GracefulStop <- true:
 		default:
 		}
 	}()
-	return &session{m: m, drv: drv, src: src}, nil
+	return &session{m: m, drv: drv, src: src, done: done}, nil
 }
 
 func (s *session) close() {
+	close(s.done)
 	_, _ = s.m.Close()
 }
 

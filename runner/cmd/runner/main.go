@@ -94,10 +94,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	log := runner.NewLogger(cfg.Log, os.Stderr)
+	log := runner.NewLogger(cfg.Log, stderr)
 	opts := []runner.Option{runner.WithLogger(log)}
-	if _, text := log.Formatter.(*logrus.TextFormatter); text && isTerminal(os.Stderr) {
-		opts = append(opts, runner.WithProgress(progress.NewBar(os.Stderr)))
+	if _, text := log.Formatter.(*logrus.TextFormatter); text && isTerminal(stderr) {
+		opts = append(opts, runner.WithProgress(progress.NewBar(stderr)))
 	}
 	r, err := runner.New(ctx, cfg, opts...)
 	if err != nil {
@@ -177,7 +177,7 @@ func cmdStatus(ctx context.Context, r *runner.Runner, inv invocation, stdout, st
 		return fail(stderr, err)
 	}
 	if inv.asJSON {
-		return printJSON(stdout, st)
+		return printJSON(stdout, stderr, st)
 	}
 	printStatus(stdout, st)
 	return exitOK
@@ -189,7 +189,9 @@ func cmdVerify(ctx context.Context, r *runner.Runner, inv invocation, stdout, st
 		return fail(stderr, err)
 	}
 	if inv.asJSON {
-		printJSON(stdout, rep)
+		if code := printJSON(stdout, stderr, rep); code != exitOK {
+			return code
+		}
 	} else {
 		rep.Print(stdout)
 	}
@@ -219,7 +221,7 @@ func cmdPlan(ctx context.Context, r *runner.Runner, inv invocation, stdout, stde
 		return fail(stderr, err)
 	}
 	if inv.asJSON {
-		return printJSON(stdout, p)
+		return printJSON(stdout, stderr, p)
 	}
 	printPlan(stdout, p)
 	return exitOK
@@ -239,18 +241,25 @@ func cmdSteps(ctx context.Context, r *runner.Runner, inv invocation, stdout, std
 	default:
 		res, err = r.Up(ctx)
 	}
+	code := exitOK
 	if inv.asJSON {
-		printJSON(stdout, res)
+		code = printJSON(stdout, stderr, res)
 	} else {
 		printResult(stdout, res)
 	}
 	if err != nil {
 		return fail(stderr, err)
 	}
-	return exitOK
+	return code
 }
 
-func isTerminal(f *os.File) bool {
+// isTerminal says whether w is a terminal (a writer that is no file is
+// not).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
@@ -274,12 +283,12 @@ func fail(stderr io.Writer, err error) int {
 	return exitFailed
 }
 
-func printJSON(w io.Writer, v any) int {
-	enc := json.NewEncoder(w)
+// printJSON writes v to stdout; a failure is said on stderr, exit 1.
+func printJSON(stdout, stderr io.Writer, v any) int {
+	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(v); err != nil {
-		fmt.Fprintf(os.Stderr, "runner: %v\n", err)
-		return exitFailed
+		return fail(stderr, fmt.Errorf("print JSON: %w", err))
 	}
 	return exitOK
 }

@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -340,5 +342,32 @@ func TestSummarize(t *testing.T) {
 				t.Errorf("summarize = %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// failingWriter refuses every write, as a closed pipe does.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// The command writes only to the writers it is given: its logs to stderr,
+// its output to stdout; output it cannot write fails the command, in one
+// line on stderr.
+func TestWritesOnlyToItsWriters(t *testing.T) {
+	db := env.Database(t)
+	args := []string{"--uri", env.URI, "--database", db.Name(), "--log-format", "json"}
+	var out, errb bytes.Buffer
+	if code := run(append(args, "--json"), &out, &errb); code != exitOK {
+		t.Fatalf("runner --json = %d: %s", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), `"msg":"step finished"`) || !strings.HasPrefix(strings.TrimSpace(out.String()), "{") {
+		t.Errorf("logs on the given stderr: %q; JSON on the given stdout: %q", errb.String(), out.String())
+	}
+	for _, cmd := range [][]string{{"verify", "--json"}, {"status", "--json"}, {"--json"}} {
+		errb.Reset()
+		code := run(append(slices.Clone(args), cmd...), failingWriter{}, &errb)
+		if code != exitFailed || !strings.Contains(lastLine(errb.String()), "runner: print JSON: broken pipe") {
+			t.Errorf("runner %v into a broken pipe = %d, %q; want exit %d saying so", cmd, code, lastLine(errb.String()), exitFailed)
+		}
 	}
 }
