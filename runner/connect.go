@@ -12,10 +12,10 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 	"go.mongodb.org/mongo-driver/mongo/readpref"
-	"go.mongodb.org/mongo-driver/x/mongo/driver/auth"
 	"go.mongodb.org/mongo-driver/x/mongo/driver/topology"
 
 	"github.com/tenantmigrate/runner/runner/config"
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 )
 
 // connect opens a client and pings the primary, so that a wrong URI, an
@@ -45,9 +45,6 @@ func connect(ctx context.Context, c config.MongoDB, monitor *event.CommandMonito
 	return client, nil
 }
 
-// authFailed is the server's code for refused credentials.
-const authFailed = 18
-
 // classifyConnectErr tells refused credentials (ErrAuth) from a server
 // that cannot be reached (ErrUnreachable), by the driver's error types: an
 // authentication error of a connection's handshake, the server's
@@ -65,9 +62,7 @@ func classifyConnectErr(err error, c config.MongoDB) error {
 		}
 	}
 	for _, cause := range causes {
-		var ae *auth.Error
-		var se mongo.ServerError
-		if errors.As(cause, &ae) || (errors.As(cause, &se) && se.HasErrorCode(authFailed)) {
+		if servererr.IsAuthentication(cause) {
 			return fmt.Errorf("%w at %s: check the user and password of mongodb.uri", ErrAuth, where)
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
@@ -146,7 +147,7 @@ func Acquire(ctx context.Context, opts Options) (*Lease, error) {
 			if err == nil {
 				break
 			}
-			if !mongo.IsDuplicateKeyError(err) {
+			if !servererr.IsDuplicateKey(err) {
 				return nil, fmt.Errorf("acquire lock: %w", err)
 			}
 			continue // another runner took this generation first: look again

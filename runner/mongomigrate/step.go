@@ -13,9 +13,9 @@ import (
 	"text/template"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/runner/count"
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
@@ -128,10 +128,5 @@ func alreadyGone(cmd bson.D, err error) bool {
 	default:
 		return false
 	}
-	var ce mongo.CommandError
-	if !errors.As(err, &ce) {
-		return false
-	}
-	const namespaceNotFound, indexNotFound = 26, 27
-	return ce.Code == namespaceNotFound || ce.Code == indexNotFound
+	return servererr.IsNotFound(err)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/internal/refusal"
 	"github.com/tenantmigrate/runner/runner/internal/scratch"
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
@@ -36,7 +37,7 @@ func probe(ctx context.Context, cfg Config) (string, error) {
 
 	w := newProbeWorld()
 	if _, err := coll.InsertMany(ctx, w.accounts); err != nil {
-		if refusal.NoAnswer(ctx, err) {
+		if servererr.NoAnswer(ctx, err) {
 			return "", fmt.Errorf("probe: %w", err)
 		}
 		return refusal.OneLine(err.Error()), nil
@@ -45,7 +46,7 @@ func probe(ctx context.Context, cfg Config) (string, error) {
 	switch {
 	case err == nil:
 		return "", nil
-	case refusal.NoAnswer(ctx, err):
+	case servererr.NoAnswer(ctx, err):
 		return "", fmt.Errorf("probe: %w", err)
 	}
 	return refusal.OneLine(err.Error()), nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
@@ -187,7 +188,7 @@ func (p *run) readIdentities(ctx context.Context) error {
 		return keys.flush(ctx)
 	})
 	switch {
-	case err != nil && refused(ctx, err):
+	case err != nil && servererr.IsRefusal(ctx, err):
 		return fmt.Errorf("%w: %w", errServerRefused, err)
 	case err != nil:
 		return fmt.Errorf("read identities: %w", err)
@@ -209,13 +210,6 @@ func (p *run) serverGroups(ctx context.Context) error {
 	p.rep.GroupedIn = "memory"
 	p.cfg.Log.WithFields(logrus.Fields{"accounts": p.grouped, "shared_identities": p.rep.Identities.Shared, "where": "memory"}).Info("phase 1: groups found")
 	return nil
-}
-
-// refused: the server answered, with an error that is not transient, so it
-// will answer the same again.
-func refused(ctx context.Context, err error) bool {
-	var ce mongo.CommandError
-	return ctx.Err() == nil && errors.As(err, &ce) && !retry.Transient(err)
 }
 
 // batchOf is the groups of one fetch, and what was fetched for them.

@@ -38,7 +38,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/capability"
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/apporgs"
-	"github.com/tenantmigrate/runner/runner/internal/refusal"
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/progress"
 	"github.com/tenantmigrate/runner/runner/retry"
@@ -274,7 +274,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // where it can. Only a refusal says no; no answer is an error.
 func previewTaken(ctx context.Context, cfg Config, valid []string) (bool, error) {
 	err := preview(ctx, cfg, valid, &pipelines.Range{After: noAccountAfter}, &Report{})
-	if err != nil && refusal.NoAnswer(ctx, err) {
+	if err != nil && servererr.NoAnswer(ctx, err) {
 		return false, err
 	}
 	return err == nil, nil
@@ -300,15 +300,12 @@ func ensureCollections(ctx context.Context, cfg Config) error {
 			return err
 		}
 		err := cfg.DB.CreateCollection(ctx, name)
-		var ce mongo.CommandError
-		if err != nil && !(errors.As(err, &ce) && ce.Code == namespaceExists) {
+		if err != nil && !servererr.IsNamespaceExists(err) {
 			return fmt.Errorf("create %s: %w", name, err)
 		}
 	}
 	return nil
 }
-
-const namespaceExists = 48
 
 // checkInvalid finds the accounts the pipeline's first stage leaves out,
 // before anything is written: with a count on the server where the server
@@ -479,7 +476,7 @@ func runRange(ctx context.Context, cfg Config, path Path, valid []string, seq in
 	// it again; rc keeps what the attempts counted.
 	rc := &rangeCounts{}
 	rp := cfg.Retry
-	rp.Also = retry.DuplicateOfOwnWrite // an earlier attempt's $merge still in flight
+	rp.Also = servererr.IsDuplicateKey // of an earlier attempt's $merge, still running on the server
 	return rp.Do(ctx, fmt.Sprintf("phase 2 range %d", seq+1), func(ctx context.Context) error {
 		if path == PathSplit {
 			return splitRange(ctx, cfg, valid, r, part, rc)

@@ -13,6 +13,7 @@ import (
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/internal/refusal"
 	"github.com/tenantmigrate/runner/runner/internal/scratch"
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/progress"
 )
 
@@ -64,7 +65,7 @@ func probe(ctx context.Context, cfg Config) (*ProbeReport, error) {
 			rep.Chose = path
 			break
 		}
-		if refusal.NoAnswer(ctx, err) {
+		if servererr.NoAnswer(ctx, err) {
 			return nil, fmt.Errorf("probe of path %s: %w", path, err)
 		}
 		rep.Refused = append(rep.Refused, Refusal{Path: path, Error: refusal.OneLine(err.Error())})

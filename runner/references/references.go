@@ -42,6 +42,7 @@ import (
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/count"
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/progress"
 	"github.com/tenantmigrate/runner/runner/retry"
@@ -775,14 +776,13 @@ func (c *collection) write(ctx context.Context, plans []*plan) error {
 	refused := map[int]bool{}
 	_, err := bulk(ctx, &c.cfg.Retry, c.coll, models)
 	var bwe mongo.BulkWriteException
-	var ce mongo.CommandError
 	switch {
 	case err == nil:
 	case errors.As(err, &bwe) && bwe.WriteConcernError == nil && onlyUnique(bwe):
 		for _, we := range bwe.WriteErrors {
 			refused[we.Index] = true
 		}
-	case errors.As(err, &ce) && uniqueRefusal(ce.Code, ce.Message):
+	case servererr.IsDuplicateKey(err):
 		// The engine failed the whole command for one document (FerretDB
 		// 1): one at a time, to know which.
 		now, err := c.current(ctx, plans)
@@ -797,11 +797,9 @@ func (c *collection) write(ctx context.Context, plans []*plan) error {
 				_, err := c.coll.UpdateOne(ctx, models[i].(*mongo.UpdateOneModel).Filter, models[i].(*mongo.UpdateOneModel).Update)
 				return err
 			})
-			var we mongo.WriteException
 			switch {
 			case err == nil:
-			case errors.As(err, &we) && len(we.WriteErrors) > 0 && uniqueRefusal(int32(we.WriteErrors[0].Code), we.WriteErrors[0].Message),
-				errors.As(err, &ce) && uniqueRefusal(ce.Code, ce.Message):
+			case servererr.IsDuplicateKey(err):
 				refused[i] = true
 			default:
 				return fmt.Errorf("rewrite %s: %w", c.coll.Name(), err)
@@ -895,19 +893,11 @@ func (c *collection) currentFields(ctx context.Context, plans []*plan, fields []
 
 func onlyUnique(bwe mongo.BulkWriteException) bool {
 	for _, we := range bwe.WriteErrors {
-		if !uniqueRefusal(int32(we.Code), we.Message) {
+		if !servererr.DuplicateKey(int32(we.Code), we.Message) {
 			return false
 		}
 	}
 	return len(bwe.WriteErrors) > 0
-}
-
-// uniqueRefusal: a unique index refused a write, as MongoDB says it (a
-// duplicate key code) or as engines without that code do (DocumentDB
-// quotes PostgreSQL, FerretDB 1 SQLite).
-func uniqueRefusal(code int32, msg string) bool {
-	return code == 11000 || code == 11001 ||
-		strings.Contains(msg, "duplicate key") || strings.Contains(msg, "UNIQUE constraint failed")
 }
 
 // noteIndexes marks the fields no index of the collection starts with.
@@ -916,8 +906,7 @@ func (c *collection) noteIndexes(ctx context.Context) error {
 	err := c.cfg.Retry.Do(ctx, "list indexes of "+c.coll.Name(), func(ctx context.Context) error {
 		cur, err := c.coll.Indexes().List(ctx)
 		if err != nil {
-			var ce mongo.CommandError
-			if errors.As(err, &ce) && ce.Code == 26 { // NamespaceNotFound: nothing to re-point
+			if servererr.IsNotFound(err) { // no collection: nothing to re-point
 				specs = nil
 				return nil
 			}

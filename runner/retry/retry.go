@@ -6,22 +6,20 @@
 // errors that will not get better (authentication, a bad command, a
 // document too large, a duplicate key) fail at once.
 //
-// Transient is the one judgement of what passes, from the driver's own
-// predicates and the server's codes and labels, never from error strings.
+// What passes is judged in one place, runner/internal/servererr, from the
+// driver's own predicates and the server's codes and labels.
 package retry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/x/mongo/driver"
+
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 )
 
 // Policy is a retry budget. The zero value tries once.
@@ -43,7 +41,7 @@ type Policy struct {
 	// Counter, if set, counts the retries, for the step's report.
 	Counter *Counter
 	// Also, if set, names more errors that pass for this operation only
-	// (see DuplicateOfOwnWrite).
+	// (a duplicate key of a server-side write of one's own, still running).
 	Also func(error) bool
 	// sleep waits d or until ctx ends (tests replace it).
 	sleep func(ctx context.Context, d time.Duration) error
@@ -80,7 +78,7 @@ func (e *ExhaustedError) Error() string {
 func (e *ExhaustedError) Unwrap() error { return e.Err }
 
 // Do runs fn until it succeeds, fails with an error that is not
-// Transient, ctx ends, or the budget is spent (then an *ExhaustedError
+// transient (servererr.IsTransient), ctx ends, or the budget is spent (then an *ExhaustedError
 // with the last error). what names the operation in logs and errors.
 func (p Policy) Do(ctx context.Context, what string, fn func(ctx context.Context) error) error {
 	var failed time.Time // the first failure
@@ -92,7 +90,7 @@ func (p Policy) Do(ctx context.Context, what string, fn func(ctx context.Context
 	wait := p.Base
 	for attempt := 1; ; attempt++ {
 		err := fn(ctx)
-		if err == nil || !(Transient(err) || p.Also != nil && p.Also(err)) || ctx.Err() != nil {
+		if err == nil || !(servererr.IsTransient(err) || p.Also != nil && p.Also(err)) || ctx.Err() != nil {
 			return err
 		}
 		if failed.IsZero() {
@@ -107,7 +105,7 @@ func (p Policy) Do(ctx context.Context, what string, fn func(ctx context.Context
 			d = min(d, p.MaxElapsed-elapsed)
 		}
 		if p.Log != nil {
-			p.Log.WithFields(logrus.Fields{"what": what, "attempt": attempt, "wait": d.Round(time.Millisecond).String(), "kind": Kind(err)}).
+			p.Log.WithFields(logrus.Fields{"what": what, "attempt": attempt, "wait": d.Round(time.Millisecond).String(), "kind": servererr.Kind(err)}).
 				Warn("transient error; retrying")
 		}
 		if p.Counter != nil {
@@ -136,130 +134,4 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// transientCode: a server error code that passes (the retryable-writes
-// and SDAM specifications' lists, with write-concern timeouts).
-func transientCode(code int32) bool {
-	switch code {
-	case 6, // HostUnreachable
-		7,     // HostNotFound
-		43,    // CursorNotFound: the server dropped our cursor; reopening resumes
-		64,    // WriteConcernFailed (wtimeout)
-		89,    // NetworkTimeout
-		91,    // ShutdownInProgress
-		134,   // ReadConcernMajorityNotAvailableYet
-		189,   // PrimarySteppedDown
-		262,   // ExceededTimeLimit
-		9001,  // SocketException
-		10058, // LegacyNotPrimary
-		10107, // NotWritablePrimary
-		11600, // InterruptedAtShutdown
-		11602, // InterruptedDueToReplStateChange
-		13435, // NotPrimaryNoSecondaryOk
-		13436: // NotPrimaryOrSecondary
-		return true
-	}
-	return false
-}
-
-// Transient reports whether err may pass if the operation is tried again:
-// a network error or timeout of the driver, its cleared connection pool, a
-// server error labelled
-// retryable, or one of the codes of a node that is stepping down, shutting
-// down, unreachable or slow to acknowledge a write. A cancelled or expired
-// context of the caller is never transient, nor is a duplicate key.
-func Transient(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	if mongo.IsDuplicateKeyError(err) {
-		return false
-	}
-	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
-		return true
-	}
-	// The driver's pool, cleared after a connection failed, refuses the
-	// operations waiting on it; a read's cursor reports that as it is.
-	var pool driver.RetryablePoolError
-	if errors.As(err, &pool) && pool.Retryable() {
-		return true
-	}
-	var le interface{ HasErrorLabel(string) bool }
-	if errors.As(err, &le) && (le.HasErrorLabel("RetryableWriteError") || le.HasErrorLabel("NetworkError") || le.HasErrorLabel("ResumableChangeStreamError")) {
-		return true
-	}
-	var ce mongo.CommandError
-	if errors.As(err, &ce) {
-		return transientCode(ce.Code)
-	}
-	var we mongo.WriteException
-	if errors.As(err, &we) {
-		return writeErrorsTransient(we.WriteConcernError, we.WriteErrors)
-	}
-	var bwe mongo.BulkWriteException
-	if errors.As(err, &bwe) {
-		var wes mongo.WriteErrors
-		for _, e := range bwe.WriteErrors {
-			wes = append(wes, e.WriteError)
-		}
-		return writeErrorsTransient(bwe.WriteConcernError, wes)
-	}
-	return false
-}
-
-// writeErrorsTransient: a write-concern error of a transient code, and no
-// write error that is not.
-func writeErrorsTransient(wce *mongo.WriteConcernError, wes mongo.WriteErrors) bool {
-	if wce == nil && len(wes) == 0 {
-		return false
-	}
-	if wce != nil && !transientCode(int32(wce.Code)) {
-		return false
-	}
-	for _, e := range wes {
-		if !transientCode(int32(e.Code)) {
-			return false
-		}
-	}
-	return true
-}
-
-// DuplicateOfOwnWrite reports a duplicate key, in MongoDB's form or in
-// DocumentDB's (an InternalError quoting PostgreSQL's "duplicate key value
-// violates unique constraint"). A server-side write of deterministic ids
-// meets one when an earlier attempt of its own, cut off from the client,
-// still runs on the server: trying again after a wait finds those
-// documents written. For such operations only (Policy.Also), and within
-// the budget, so a real conflict still fails with its error.
-func DuplicateOfOwnWrite(err error) bool {
-	if mongo.IsDuplicateKeyError(err) {
-		return true
-	}
-	var ce mongo.CommandError
-	return errors.As(err, &ce) && strings.Contains(ce.Message, "duplicate key value violates unique constraint")
-}
-
-// Kind names the class of a transient error for logs, without its
-// message (which may quote data).
-func Kind(err error) string {
-	switch {
-	case mongo.IsTimeout(err):
-		return "timeout"
-	case mongo.IsNetworkError(err):
-		return "network"
-	}
-	var ce mongo.CommandError
-	if errors.As(err, &ce) {
-		return fmt.Sprintf("server code %d (%s)", ce.Code, ce.Name)
-	}
-	var we mongo.WriteException
-	if errors.As(err, &we) && we.WriteConcernError != nil {
-		return fmt.Sprintf("write concern code %d", we.WriteConcernError.Code)
-	}
-	var bwe mongo.BulkWriteException
-	if errors.As(err, &bwe) && bwe.WriteConcernError != nil {
-		return fmt.Sprintf("write concern code %d", bwe.WriteConcernError.Code)
-	}
-	return "server"
 }

@@ -3,50 +3,13 @@ package retry
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/mongo"
-)
 
-func TestTransient(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"nil", nil, false},
-		{"connection pool cleared", fmt.Errorf("pass 3 collect: %w", poolCleared{}), true},
-		{"network (driver label)", mongo.CommandError{Labels: []string{"NetworkError"}, Message: "connection reset"}, true},
-		{"retryable write label", mongo.CommandError{Code: 999, Labels: []string{"RetryableWriteError"}}, true},
-		{"primary stepped down", mongo.CommandError{Code: 189, Name: "PrimarySteppedDown"}, true},
-		{"not writable primary", mongo.CommandError{Code: 10107}, true},
-		{"interrupted by a replica set state change", mongo.CommandError{Code: 11602}, true},
-		{"shutting down", mongo.CommandError{Code: 91}, true},
-		{"cursor dropped by the server", mongo.CommandError{Code: 43}, true},
-		{"wrapped", fmt.Errorf("phase 2 pipeline: %w", mongo.CommandError{Code: 189}), true},
-		{"write concern timeout", mongo.WriteException{WriteConcernError: &mongo.WriteConcernError{Code: 64}}, true},
-		{"bulk write, write concern timeout", mongo.BulkWriteException{WriteConcernError: &mongo.WriteConcernError{Code: 64}}, true},
-		{"authentication", mongo.CommandError{Code: 18, Name: "AuthenticationFailed"}, false},
-		{"unauthorized", mongo.CommandError{Code: 13, Name: "Unauthorized"}, false},
-		{"bad command", mongo.CommandError{Code: 59, Name: "CommandNotFound"}, false},
-		{"not supported (a probe's refusal)", mongo.CommandError{Code: 115, Name: "CommandNotSupported"}, false},
-		{"document too large", mongo.WriteException{WriteErrors: mongo.WriteErrors{{Code: 10334}}}, false},
-		{"duplicate key", mongo.WriteException{WriteErrors: mongo.WriteErrors{{Code: 11000}}}, false},
-		{"bulk duplicate key", mongo.BulkWriteException{WriteErrors: []mongo.BulkWriteError{{WriteError: mongo.WriteError{Code: 11000}}}}, false},
-		{"a write error beside a transient write concern error", mongo.WriteException{WriteConcernError: &mongo.WriteConcernError{Code: 64}, WriteErrors: mongo.WriteErrors{{Code: 2}}}, false},
-		{"our context cancelled", context.Canceled, false},
-		{"our deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), false},
-		{"a plain error", errors.New("boom"), false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := Transient(tt.err); got != tt.want {
-				t.Errorf("Transient(%v) = %v, want %v", tt.err, got, tt.want)
-			}
-		})
-	}
-}
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
+)
 
 func TestDo(t *testing.T) {
 	stepDown := mongo.CommandError{Code: 189}
@@ -135,11 +98,8 @@ func TestDoStopsWithTheContext(t *testing.T) {
 // write whose earlier attempt may still run), and only within the budget.
 func TestAlso(t *testing.T) {
 	dup := mongo.CommandError{Code: 1, Name: "InternalError", Message: `duplicate key value violates unique constraint "collection_pk_7673"`}
-	if Transient(dup) || !DuplicateOfOwnWrite(dup) || !DuplicateOfOwnWrite(mongo.WriteException{WriteErrors: mongo.WriteErrors{{Code: 11000}}}) {
-		t.Fatal("duplicate keys misjudged")
-	}
 	calls := 0
-	p := Policy{Attempts: 4, Also: DuplicateOfOwnWrite, sleep: func(context.Context, time.Duration) error { return nil }}
+	p := Policy{Attempts: 4, Also: servererr.IsDuplicateKey, sleep: func(context.Context, time.Duration) error { return nil }}
 	err := p.Do(context.Background(), "range", func(context.Context) error { calls++; return dup })
 	var ex *ExhaustedError
 	if calls != 4 || !errors.As(err, &ex) {
@@ -151,12 +111,3 @@ func TestAlso(t *testing.T) {
 		t.Errorf("without Also: %d calls, %v; want one, failed", calls, err)
 	}
 }
-
-// poolCleared stands for the driver's unexported poolClearedError, a
-// driver.RetryablePoolError.
-type poolCleared struct{}
-
-func (poolCleared) Error() string {
-	return "connection pool for 127.0.0.1:1 was cleared because another operation failed"
-}
-func (poolCleared) Retryable() bool { return true }

@@ -1,21 +1,9 @@
-// Package refusal tells a server's refusal from no answer, for the probes
-// that choose a path by what the server takes.
+// Package refusal writes a server's refusal, as the probes that choose a
+// path by what the server takes report it (servererr tells a refusal from
+// no answer).
 package refusal
 
-import (
-	"context"
-	"errors"
-	"strings"
-
-	"go.mongodb.org/mongo-driver/mongo"
-)
-
-// NoAnswer: the server did not answer (the network, a timeout, the
-// caller's context), so the error says nothing of what it accepts.
-func NoAnswer(ctx context.Context, err error) bool {
-	return ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		mongo.IsNetworkError(err) || mongo.IsTimeout(err)
-}
+import "strings"
 
 // OneLine is a refusal's text for a report: one line, at most 500 bytes.
 func OneLine(s string) string {

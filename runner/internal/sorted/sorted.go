@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
@@ -21,7 +22,7 @@ type Options struct {
 	// Batch is the documents per round trip.
 	Batch int
 	// Retry, if set, resumes a sorted cursor that breaks for a transient
-	// reason (retry.Transient): it is opened again after the sort-key
+	// reason (servererr.IsTransient): it is opened again after the sort-key
 	// values of the last document it delivered, so the reader sees every
 	// document once, in order, as long as the sort is ascending on
 	// top-level fields that end with _id (unique). A cursor in the
@@ -149,7 +150,7 @@ func (c *Cursor) next(ctx context.Context) bool {
 		if err == nil {
 			return false
 		}
-		if c.retry == nil || !retry.Transient(err) || ctx.Err() != nil {
+		if c.retry == nil || !servererr.IsTransient(err) || ctx.Err() != nil {
 			c.err = err
 			return false
 		}
@@ -178,7 +179,7 @@ func (c *Cursor) next(ctx context.Context) bool {
 			c.retry.Counter.Add()
 		}
 		if c.retry.Log != nil {
-			c.retry.Log.WithFields(logrus.Fields{"collection": c.coll.Name(), "kind": retry.Kind(err)}).Warn("cursor broke; resumed after the last document read")
+			c.retry.Log.WithFields(logrus.Fields{"collection": c.coll.Name(), "kind": servererr.Kind(err)}).Warn("cursor broke; resumed after the last document read")
 		}
 	}
 }
