@@ -298,7 +298,7 @@ func (r *Runner) resolveDirty(ctx context.Context, s *session, down bool) (bool,
 // estimate is coll's document count when the server knows it cheaply
 // (MongoDB's collection metadata), else 0: FerretDB counts with a full scan.
 func (r *Runner) estimate(ctx context.Context, coll string) int64 {
-	if r.caps.Server != "mongodb" {
+	if r.caps.Server != capability.MongoDB {
 		return 0
 	}
 	n, err := r.db.Collection(coll).EstimatedDocumentCount(ctx)

@@ -690,7 +690,7 @@ func TestEndToEndOnFixture(t *testing.T) {
 	}
 	// Phase 1 has just checked every account: the streaming phase 2 does
 	// not read them all once more to check them again.
-	wantChecked := map[bool]string{true: phase2.CheckedOnServer, false: phase2.CheckedInScan}[serverSide]
+	wantChecked := map[bool]phase2.Checked{true: phase2.CheckedOnServer, false: phase2.CheckedInScan}[serverSide]
 	if got := phase2Checked(logs); got != wantChecked {
 		t.Errorf("phase 2 at boot checked accounts %q, want %q", got, wantChecked)
 	}
@@ -710,7 +710,7 @@ func TestEndToEndOnFixture(t *testing.T) {
 			t.Fatalf("Phase(%d) again = %+v, %v", phase, res, err)
 		}
 		// Run alone, phase 2 checks before it writes.
-		if want := map[bool]string{true: phase2.CheckedOnServer, false: phase2.CheckedBefore}[serverSide]; phase == 2 && phase2Checked(logs) != want {
+		if want := map[bool]phase2.Checked{true: phase2.CheckedOnServer, false: phase2.CheckedBefore}[serverSide]; phase == 2 && phase2Checked(logs) != want {
 			t.Errorf("phase 2 run alone checked accounts %q, want %q", phase2Checked(logs), want)
 		}
 		for k, v := range res.Steps[0].Counts {
@@ -844,11 +844,11 @@ func TestConcurrentEditsThenRerun(t *testing.T) {
 }
 
 // phase2Checked is where the last phase 2 of the logs checked accounts.
-func phase2Checked(logs *logtest.Hook) string {
-	checked := ""
+func phase2Checked(logs *logtest.Hook) phase2.Checked {
+	checked := phase2.Checked(-1)
 	for _, e := range logs.AllEntries() {
 		if e.Message == "phase 2: report" {
-			checked, _ = e.Data["checked"].(string)
+			checked, _ = e.Data["checked"].(phase2.Checked)
 		}
 	}
 	return checked

@@ -13,9 +13,18 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 )
 
+// Server is the kind of server, as buildInfo gives it away.
+type Server string
+
+// The kinds of server told apart.
+const (
+	MongoDB  Server = "mongodb"  // or an engine that reports itself as MongoDB (FerretDB 2)
+	FerretDB Server = "ferretdb" // FerretDB 1
+)
+
 // Caps describe the server.
 type Caps struct {
-	Server  string `json:"server"` // "mongodb" or "ferretdb"
+	Server  Server `json:"server"`
 	Version string `json:"version"`
 	// UniqueArrayIndexes: a unique index over an array field rejects a
 	// second document holding the same element.
@@ -36,11 +45,11 @@ func Detect(ctx context.Context, db *mongo.Database) (Caps, error) {
 		return Caps{}, fmt.Errorf("detect server capabilities: %w", err)
 	}
 	if bi.FerretDBVersion != nil || bi.FerretDBFeatures != nil {
-		c := Caps{Server: "ferretdb", Version: bi.Version}
+		c := Caps{Server: FerretDB, Version: bi.Version}
 		if bi.FerretDBVersion != nil {
 			c.Version = *bi.FerretDBVersion
 		}
 		return c, nil
 	}
-	return Caps{Server: "mongodb", Version: bi.Version, UniqueArrayIndexes: true}, nil
+	return Caps{Server: MongoDB, Version: bi.Version, UniqueArrayIndexes: true}, nil
 }

@@ -26,10 +26,10 @@ func TestDetectTellsWhatTheServerEnforces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if caps.Server != "mongodb" && caps.Server != "ferretdb" || caps.Version == "" {
+	if caps.Server != capability.MongoDB && caps.Server != capability.FerretDB || caps.Version == "" {
 		t.Fatalf("Detect = %+v", caps)
 	}
-	if env.Embedded != nil && caps.Server != "ferretdb" {
+	if env.Embedded != nil && caps.Server != capability.FerretDB {
 		t.Errorf("the embedded FerretDB detected as %q", caps.Server)
 	}
 	unique := db.Collection("unique_arrays")

@@ -38,6 +38,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/capability"
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/apporgs"
+	"github.com/tenantmigrate/runner/runner/internal/enum"
 	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/progress"
@@ -91,12 +92,36 @@ type Config struct {
 	beforeRefresh func()
 }
 
+// Checked is where phase 2 looked for bad data.
+type Checked int
+
 // Where bad data was looked for.
 const (
-	CheckedOnServer = "counted on the server before the pipeline"
-	CheckedBefore   = "a scan before the copy"
-	CheckedInScan   = "in the copy scan"
+	// CheckedOnServer: counted on the server before the pipeline.
+	CheckedOnServer Checked = iota
+	// CheckedBefore: a scan before the copy.
+	CheckedBefore
+	// CheckedInScan: in the copy scan (phase 1 had just checked every
+	// account).
+	CheckedInScan
 )
+
+var checkedNames = [...]string{CheckedOnServer: "on_server", CheckedBefore: "before", CheckedInScan: "in_scan"}
+
+// String is the short name logs and JSON give it.
+func (c Checked) String() string { return enum.Name("Checked", checkedNames[:], c) }
+
+// MarshalText spells it by its short name.
+func (c Checked) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// UnmarshalText reads a short name.
+func (c *Checked) UnmarshalText(b []byte) error {
+	v, err := enum.Parse[Checked]("phase 2 check", checkedNames[:], string(b))
+	if err == nil {
+		*c = v
+	}
+	return err
+}
 
 const checkpointID = "phase2_checkpoint"
 
@@ -119,10 +144,10 @@ type Report struct {
 	FirstBad  []string     `json:"first_invalid,omitempty"`
 	// Checked says where the accounts were checked: CheckedOnServer,
 	// CheckedBefore or CheckedInScan.
-	Checked  string `json:"checked"`
-	Ranges   int    `json:"ranges,omitempty"`
-	Resumed  string `json:"resumed_after,omitempty"`
-	Duration string `json:"duration"`
+	Checked  Checked `json:"checked"`
+	Ranges   int     `json:"ranges,omitempty"`
+	Resumed  string  `json:"resumed_after,omitempty"`
+	Duration string  `json:"duration"`
 	// Exact is false when the server path did not count refreshes apart
 	// from unchanged accounts (phase2.exact_counts off): Inserted is then
 	// the growth of the tenant count, and RefreshedOrUnchanged the rest.
@@ -203,7 +228,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{DryRun: cfg.DryRun, Server: info.Server + " " + info.Version}
+	rep := &Report{DryRun: cfg.DryRun, Server: string(info.Server) + " " + info.Version}
 	aos, err := apporgs.Read(ctx, cfg.DB.Collection(cfg.Names.ApplicationsOrganizations))
 	if err != nil {
 		return nil, err

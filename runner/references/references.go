@@ -145,7 +145,7 @@ func (r *Report) Notes() []string {
 	}
 	c := r.Counts()
 	notes := []string{fmt.Sprintf("%s %d documents (%d merged-away ids re-pointed); %d left as they are, holding merged-away ids (conflicts: a unique index, or two references naming one tenant account; runner --references --dry-run lists the first); %d changed by the service meanwhile, left for a later run",
-		verb, r.Documents, c["ids_replaced"], r.Conflicts, r.Changed)}
+		verb, r.Documents, c[count.IDsReplaced], r.Conflicts, r.Changed)}
 	done := "re-pointed"
 	if r.DryRun {
 		done = "to re-point"

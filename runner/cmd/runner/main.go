@@ -106,9 +106,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer r.Close(context.Background())
 
 	switch {
-	case inv.cmd == "status":
+	case inv.cmd == commandStatus:
 		return cmdStatus(ctx, r, inv, stdout, stderr)
-	case inv.cmd == "verify":
+	case inv.cmd == commandVerify:
 		return cmdVerify(ctx, r, inv, stdout, stderr)
 	case inv.dryRun:
 		return cmdPlan(ctx, r, inv, stdout, stderr)
@@ -116,9 +116,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return cmdSteps(ctx, r, inv, stdout, stderr)
 }
 
+// command is the command a command line names.
+type command string
+
+// The commands; up is the one given without a name.
+const (
+	commandUp     command = "up"
+	commandStatus command = "status"
+	commandVerify command = "verify"
+	commandDown   command = "down"
+)
+
+// known says whether c is one of the commands.
+func (c command) known() bool {
+	switch c {
+	case commandUp, commandStatus, commandVerify, commandDown:
+		return true
+	}
+	return false
+}
+
 // invocation is what the command line asks for.
 type invocation struct {
-	cmd        string // up, status, verify or down
+	cmd        command
 	phase      int
 	refs       bool
 	dryRun     bool
@@ -151,21 +171,21 @@ func parse(args []string, stdout, stderr io.Writer) (invocation, int, bool) {
 		fmt.Fprintf(stdout, usage, fs.FlagUsages())
 		return invocation{}, exitOK, false
 	}
-	inv := invocation{cmd: "up", phase: *phase, refs: *refs, dryRun: *dryRun, asJSON: *asJSON, cpuProfile: *cpuProfile, flags: fs}
+	inv := invocation{cmd: commandUp, phase: *phase, refs: *refs, dryRun: *dryRun, asJSON: *asJSON, cpuProfile: *cpuProfile, flags: fs}
 	inv.configPath, _ = fs.GetString("config")
 	if rest := fs.Args(); len(rest) > 1 {
 		return usageError("too many arguments: %s", strings.Join(rest, " "))
 	} else if len(rest) == 1 {
-		inv.cmd = rest[0]
+		inv.cmd = command(rest[0])
 	}
 	switch {
-	case inv.cmd != "up" && inv.cmd != "status" && inv.cmd != "verify" && inv.cmd != "down":
+	case !inv.cmd.known():
 		return usageError("unknown command %q", inv.cmd)
-	case inv.phase != 0 && (inv.phase < 1 || inv.phase > 2 || inv.cmd != "up"):
+	case inv.phase != 0 && (inv.phase < 1 || inv.phase > 2 || inv.cmd != commandUp):
 		return usageError("--phase takes 1 or 2 and goes with no command")
-	case inv.refs && (inv.phase != 0 || inv.cmd != "up"):
+	case inv.refs && (inv.phase != 0 || inv.cmd != commandUp):
 		return usageError("--references goes with no command and no --phase")
-	case inv.dryRun && inv.cmd != "up":
+	case inv.dryRun && inv.cmd != commandUp:
 		return usageError("--dry-run goes with no command or --phase")
 	}
 	return inv, exitOK, true
@@ -232,7 +252,7 @@ func cmdSteps(ctx context.Context, r *runner.Runner, inv invocation, stdout, std
 	var res runner.Result
 	var err error
 	switch {
-	case inv.cmd == "down":
+	case inv.cmd == commandDown:
 		res, err = r.Down(ctx)
 	case inv.phase > 0:
 		res, err = r.Phase(ctx, inv.phase)
