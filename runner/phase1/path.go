@@ -32,11 +32,7 @@ func (p Path) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
 
 // UnmarshalText reads a short name.
 func (p *Path) UnmarshalText(b []byte) error {
-	q, err := ParsePath(string(b))
-	if err == nil {
-		*p = q
-	}
-	return err
+	return enum.Unmarshal("phase 1 path", pathNames[:], b, p)
 }
 
 // ParsePath reads a path's short name.

@@ -149,9 +149,10 @@ type Report struct {
 	Split         int           `json:"split_tenants,omitempty"`
 	SplitAccounts int           `json:"split_accounts,omitempty"`
 	FirstSplit    []SplitTenant `json:"first_split,omitempty"`
-	// WouldStop: invalid accounts, or split tenant accounts, stop the
-	// phase (invalid accounts unless skipped).
-	WouldStop bool `json:"stops_on_invalid,omitempty"`
+	// StopsOnInvalid: invalid accounts stop the phase (they are not
+	// skipped); WouldStop: they do, or split tenant accounts do.
+	StopsOnInvalid bool `json:"stops_on_invalid,omitempty"`
+	WouldStop      bool `json:"would_stop,omitempty"`
 }
 
 // Print writes a human summary.
@@ -204,7 +205,7 @@ func (r *Report) Print(w io.Writer) {
 	}
 	if r.Invalid > 0 {
 		what := "skipped, not migrated"
-		if r.WouldStop {
+		if r.StopsOnInvalid {
 			what = "phase stops unless --skip-invalid"
 		}
 		fmt.Fprintf(w, "phase 1: %d accounts cannot be migrated (%s)%s\n", r.Invalid, what, formatMap(r.InvalidReasons))
@@ -704,7 +705,7 @@ func (p *run) scanIdentities(ctx context.Context) error {
 		return err
 	}
 	if p.rep.Invalid > 0 && !p.cfg.SkipInvalid {
-		p.rep.WouldStop = true
+		p.rep.StopsOnInvalid, p.rep.WouldStop = true, true
 		if !p.cfg.DryRun {
 			return &InvalidError{Report: p.rep}
 		}

@@ -598,3 +598,24 @@ func TestKilledBetweenSupersedeAndReplace(t *testing.T) {
 		}
 	})
 }
+
+// A dry run that skips invalid accounts but stops on split tenant accounts
+// says each for what it is.
+func TestReportSaysWhatStops(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		rep  phase1.Report
+		want string
+	}{
+		{"invalid skipped, split stops", phase1.Report{Invalid: 1, Split: 1, WouldStop: true}, "(skipped, not migrated)"},
+		{"invalid stops", phase1.Report{Invalid: 1, StopsOnInvalid: true, WouldStop: true}, "(phase stops unless --skip-invalid)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			tt.rep.Print(&out)
+			if !strings.Contains(out.String(), "1 accounts cannot be migrated "+tt.want) {
+				t.Errorf("report:\n%s\nwant %q", out.String(), tt.want)
+			}
+		})
+	}
+}

@@ -132,7 +132,7 @@ func (p *run) serverInvalid(ctx context.Context) error {
 		return fmt.Errorf("count accounts: %w", err)
 	}
 	if p.rep.Invalid > 0 && !p.cfg.SkipInvalid {
-		p.rep.WouldStop = true
+		p.rep.StopsOnInvalid, p.rep.WouldStop = true, true
 		return &InvalidError{Report: p.rep}
 	}
 	return nil

@@ -50,11 +50,7 @@ func (p Path) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
 
 // UnmarshalText reads a short name.
 func (p *Path) UnmarshalText(b []byte) error {
-	q, err := ParsePath(string(b))
-	if err == nil {
-		*p = q
-	}
-	return err
+	return enum.Unmarshal("phase 2 path", pathNames[:], b, p)
 }
 
 // ParsePath reads a path's short name.

@@ -116,11 +116,7 @@ func (c Checked) MarshalText() ([]byte, error) { return []byte(c.String()), nil 
 
 // UnmarshalText reads a short name.
 func (c *Checked) UnmarshalText(b []byte) error {
-	v, err := enum.Parse[Checked]("phase 2 check", checkedNames[:], string(b))
-	if err == nil {
-		*c = v
-	}
-	return err
+	return enum.Unmarshal("phase 2 check", checkedNames[:], b, c)
 }
 
 const checkpointID = "phase2_checkpoint"

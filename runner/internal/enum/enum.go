@@ -25,3 +25,13 @@ func Name[T ~int](typ string, names []string, v T) string {
 	}
 	return names[v]
 }
+
+// Unmarshal reads the short name b into *into: the body of an enum's
+// UnmarshalText.
+func Unmarshal[T ~int](what string, names []string, b []byte, into *T) error {
+	v, err := Parse[T](what, names, string(b))
+	if err == nil {
+		*into = v
+	}
+	return err
+}

@@ -17,6 +17,13 @@ func TestParseAndName(t *testing.T) {
 			t.Errorf("Parse(%q) = %v, %v", tt.in, got, err)
 		}
 	}
+	var c color
+	if err := Unmarshal("color", names, []byte("green"), &c); err != nil || c != 1 {
+		t.Errorf("Unmarshal(green) = %v, %v", c, err)
+	}
+	if err := Unmarshal("color", names, []byte("blue"), &c); err == nil || c != 1 {
+		t.Errorf("Unmarshal(blue) = %v, %v; want an error, the value untouched", c, err)
+	}
 	if Name("color", names, color(1)) != "green" || Name("color", names, color(5)) != "color(5)" {
 		t.Error("Name")
 	}
