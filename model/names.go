@@ -1,5 +1,10 @@
 package model
 
+import (
+	"regexp"
+	"strings"
+)
+
 // Names names the four collections of the data model. Every package that
 // reads or writes them takes one Names (config's collections.* keys fill
 // it), so a deployment that renamed a collection renames it everywhere.
@@ -24,4 +29,14 @@ func DefaultNames() Names {
 		ApplicationsOrganizations: "applications_organizations",
 		Links:                     "tenants_accounts_links",
 	}
+}
+
+// collectionName is what a configured collection name may be: a
+// conservative subset of MongoDB's rules that every engine accepts.
+var collectionName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,119}$`)
+
+// ValidCollectionName reports whether name may name a collection of the
+// service (never a system collection).
+func ValidCollectionName(name string) bool {
+	return collectionName.MatchString(name) && !strings.HasPrefix(name, "system.")
 }

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -15,46 +14,8 @@ import (
 
 	"github.com/tenantmigrate/runner/migrations"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/runner/step"
 )
-
-// GoStep is a step written in Go: the one place that says what a Go step
-// is. Its up file names it ({"go": Name}), its down file Name.Down().
-type GoStep struct {
-	Name migrations.GoStep
-	// Phase is the phase the step is (runner --phase N), or 0.
-	Phase int
-	// Up applies the step. It must be idempotent: a step killed at any
-	// instant runs again from its start. call carries what the steps
-	// before it in the same call learned.
-	Up func(ctx context.Context, call *Call) (mongomigrate.Result, error)
-	// Down undoes it (nil: the step has no Go down).
-	Down mongomigrate.StepFunc
-	// DryRun says what Up would do, writing nothing (nil: it cannot say).
-	DryRun func(ctx context.Context) (any, error)
-}
-
-// Call is what the steps of one call (Up, Phase, References) learn for
-// the steps after them. Each call starts with a new one, so nothing
-// carries over to the next call.
-type Call struct {
-	// legacyChecked: phase 1 read and checked every legacy account in
-	// this call and did not stop on bad data.
-	legacyChecked bool
-}
-
-// driverSteps are the Go steps as the migration driver runs them in one
-// call: each up and down by the name its file gives it.
-func driverSteps(steps []GoStep, call *Call) map[string]mongomigrate.StepFunc {
-	out := make(map[string]mongomigrate.StepFunc, 2*len(steps))
-	for _, s := range steps {
-		up := s.Up
-		out[string(s.Name)] = func(ctx context.Context) (mongomigrate.Result, error) { return up(ctx, call) }
-		if s.Down != nil {
-			out[string(s.Name.Down())] = s.Down
-		}
-	}
-	return out
-}
 
 // StepInfo describes one step of this build.
 type StepInfo struct {
@@ -64,7 +25,7 @@ type StepInfo struct {
 	Checksum   string
 	HasDown    bool
 	// Go is the Go step Up names, if it is one this build has.
-	Go *GoStep
+	Go step.Step
 }
 
 // Phase is the phase the step is (1 or 2), else 0.
@@ -72,7 +33,7 @@ func (in StepInfo) Phase() int {
 	if in.Go == nil {
 		return 0
 	}
-	return in.Go.Phase
+	return in.Go.Phase()
 }
 
 // catalogue is every step of this build: the step files, read and parsed
@@ -81,15 +42,15 @@ type catalogue []StepInfo
 
 // readCatalogue reads the step files of files, filling their placeholders
 // from data, and joins them with the Go steps.
-func readCatalogue(files fs.FS, data any, steps []GoStep) (catalogue, error) {
+func readCatalogue(files fs.FS, data any, steps []step.Step) (catalogue, error) {
 	src, err := iofs.New(files, ".")
 	if err != nil {
 		return nil, fmt.Errorf("read steps: %w", err)
 	}
 	defer src.Close()
-	byName := map[migrations.GoStep]*GoStep{}
-	for i := range steps {
-		byName[steps[i].Name] = &steps[i]
+	byName := map[migrations.GoStep]step.Step{}
+	for _, s := range steps {
+		byName[s.Name()] = s
 	}
 	var out catalogue
 	v, err := src.First()
@@ -98,15 +59,15 @@ func readCatalogue(files fs.FS, data any, steps []GoStep) (catalogue, error) {
 		if rerr != nil {
 			return nil, fmt.Errorf("read step %d: %w", v, rerr)
 		}
-		step, b, perr := parseStep(body, data)
+		parsed, b, perr := parseStep(body, data)
 		if perr != nil {
 			return nil, fmt.Errorf("step %d (%s): %w", v, ident, perr)
 		}
 		sum := sha256.Sum256(b)
-		info := StepInfo{Version: v, Identifier: ident, Up: step, Checksum: hex.EncodeToString(sum[:])}
-		if step.Kind == mongomigrate.KindGo {
-			if info.Go = byName[migrations.GoStep(step.Name)]; info.Go == nil {
-				return nil, fmt.Errorf("%w: step %d (%s) names %q", ErrUnknownStep, v, ident, step.Name)
+		info := StepInfo{Version: v, Identifier: ident, Up: parsed, Checksum: hex.EncodeToString(sum[:])}
+		if parsed.Kind == mongomigrate.KindGo {
+			if info.Go = byName[migrations.GoStep(parsed.Name)]; info.Go == nil {
+				return nil, fmt.Errorf("%w: step %d (%s) names %q", ErrUnknownStep, v, ident, parsed.Name)
 			}
 		}
 		hasDown, derr := checkDown(src, v, ident, data, steps)
@@ -137,24 +98,24 @@ func parseStep(body io.ReadCloser, data any) (mongomigrate.Step, []byte, error) 
 
 // checkDown reports whether step v has a down file, and refuses one that
 // names a Go down this build does not have.
-func checkDown(src source.Driver, v uint, ident string, data any, steps []GoStep) (bool, error) {
+func checkDown(src source.Driver, v uint, ident string, data any, steps []step.Step) (bool, error) {
 	body, _, err := src.ReadDown(v)
 	if err != nil {
 		return false, nil // no down file
 	}
-	step, _, err := parseStep(body, data)
+	down, _, err := parseStep(body, data)
 	if err != nil {
 		return false, fmt.Errorf("step %d (%s) down: %w", v, ident, err)
 	}
-	if step.Kind != mongomigrate.KindGo {
+	if down.Kind != mongomigrate.KindGo {
 		return true, nil
 	}
 	for _, g := range steps {
-		if g.Down != nil && string(g.Name.Down()) == step.Name {
+		if string(g.Name().Down()) == down.Name {
 			return true, nil
 		}
 	}
-	return false, fmt.Errorf("%w: step %d (%s) down names %q", ErrUnknownStep, v, ident, step.Name)
+	return false, fmt.Errorf("%w: step %d (%s) down names %q", ErrUnknownStep, v, ident, down.Name)
 }
 
 // target picks the step a manual run goes up to.
@@ -170,19 +131,27 @@ func phaseStep(n int) target {
 
 func referencesStep() target {
 	return target{
-		func(in StepInfo) bool { return in.Go != nil && in.Go.Name == migrations.References },
+		func(in StepInfo) bool { return in.Go != nil && in.Go.Name() == migrations.References },
 		fmt.Errorf("%w: references", ErrNoPhase),
 	}
 }
 
 // version is the target's step version in c.
 func (c catalogue) version(t target) (int, error) {
-	for _, in := range c {
-		if t.match(in) {
-			return int(in.Version), nil
-		}
+	if in, ok := c.find(t); ok {
+		return int(in.Version), nil
 	}
 	return -1, t.missing
+}
+
+// find is the target's step in c.
+func (c catalogue) find(t target) (StepInfo, bool) {
+	for _, in := range c {
+		if t.match(in) {
+			return in, true
+		}
+	}
+	return StepInfo{}, false
 }
 
 // identifier is the file identifier of version v, or "".

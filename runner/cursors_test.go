@@ -15,6 +15,7 @@ import (
 
 	"github.com/tenantmigrate/runner/runner"
 	"github.com/tenantmigrate/runner/runner/count"
+	"github.com/tenantmigrate/runner/runner/phase2"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -171,7 +172,7 @@ func TestADeadCursorWritesNothingWrong(t *testing.T) {
 		"retrying": newRunner(t, retrying, runner.WithCommandMonitor(killer.monitor())),
 	}
 	stream := failing
-	stream.Phase2.Path = "stream"
+	stream.Phase2.Path = phase2.PathStream
 	runners["failing stream"] = newRunner(t, stream, runner.WithCommandMonitor(killer.monitor()))
 	stream.Retry = retrying.Retry
 	runners["retrying stream"] = newRunner(t, stream, runner.WithCommandMonitor(killer.monitor()))

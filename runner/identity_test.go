@@ -11,7 +11,6 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 
 	"github.com/tenantmigrate/runner/model"
-	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
@@ -144,7 +143,7 @@ func TestIdentityIsASecurityBoundary(t *testing.T) {
 	// Normalisation off again: c1 and c2, u1 and u2 are two people each
 	// once more. Phase 1 refuses, writing nothing, until the operator
 	// undoes it; then a run gives what a first run gives.
-	cfg.Identity.Normalize = config.Normalize{}
+	cfg.Identity.Normalize = phase1.Normalize{}
 	r = newRunner(t, cfg)
 	before := testenv.Dump(t, db.Collection(names.TenantsAccounts))
 	_, err = r.Phase(ctx, 1)

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-
 	"github.com/tenantmigrate/runner/runner"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
@@ -34,9 +32,8 @@ func TestLostConnectionThenRerun(t *testing.T) {
 	// Cut the moment phase 1 runs, watching through a connection of our own.
 	deadline := time.Now().Add(time.Minute)
 	for {
-		var h bson.M
-		err := db.Collection(cfg.Collections.History()).FindOne(ctx, bson.D{{Key: "_id", Value: "2.up"}}).Decode(&h)
-		if err == nil && h["state"] == mongomigrate.StateRunning.String() {
+		hist, err := mongomigrate.NewStore(db, cfg.Collections.MigrationsPrefix, nil).History(ctx)
+		if h, ok := hist[mongomigrate.HistoryID(2, mongomigrate.Up)]; err == nil && ok && h.State == mongomigrate.StateRunning {
 			break
 		}
 		if time.Now().After(deadline) {

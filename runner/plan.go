@@ -45,7 +45,7 @@ func (r *Runner) PlanReferences(ctx context.Context) (Plan, error) {
 
 // plan is what a run up to t (nil: every step) would run.
 func (r *Runner) plan(ctx context.Context, t *target) (Plan, error) {
-	st, err := r.state(ctx)
+	st, err := r.store.State(ctx)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -71,8 +71,8 @@ func (r *Runner) plan(ctx context.Context, t *target) (Plan, error) {
 			}
 			ps.Commands = append(ps.Commands, string(b))
 		}
-		if in.Go != nil && in.Go.DryRun != nil {
-			if ps.Report, err = in.Go.DryRun(ctx); err != nil {
+		if in.Go != nil {
+			if ps.Report, err = in.Go.DryRun(ctx, r.env); err != nil {
 				return p, fmt.Errorf("dry run of step %d: %w", ps.Version, err)
 			}
 		}

@@ -28,10 +28,10 @@ import (
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/progress"
+	"github.com/tenantmigrate/runner/runner/retry"
+	"github.com/tenantmigrate/runner/runner/step"
 	"github.com/tenantmigrate/runner/runner/verify"
 )
-
-const lockName = mongomigrate.LockName
 
 // Runner runs the migration steps against one database.
 type Runner struct {
@@ -42,14 +42,17 @@ type Runner struct {
 	steps  fs.FS
 	// goSteps are the Go steps the files of steps may name; cat is both,
 	// read once.
-	goSteps []GoStep
+	goSteps []step.Step
 	cat     catalogue
 	owner   string
 	host    string
 	// progress shows long work: a bar on a terminal, log lines otherwise.
 	progress progress.Reporter
-	caps     capability.Caps
 	monitor  *event.CommandMonitor
+	// store is the bookkeeping; env what every step runs with. Both are
+	// built once, in New.
+	store *mongomigrate.Store
+	env   step.Env
 }
 
 // Option customises a Runner.
@@ -63,7 +66,7 @@ func WithProgress(p progress.Reporter) Option { return func(r *Runner) { r.progr
 
 // WithSteps replaces the embedded migrations/ steps and the Go steps
 // they name; for services with steps of their own, and for tests.
-func WithSteps(files fs.FS, goSteps []GoStep) Option {
+func WithSteps(files fs.FS, goSteps []step.Step) Option {
 	return func(r *Runner) { r.steps, r.goSteps = files, goSteps }
 }
 
@@ -88,7 +91,11 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 		r.steps = migrations.FS()
 	}
 	if r.goSteps == nil {
-		r.goSteps = r.builtinSteps()
+		steps, err := r.builtinSteps()
+		if err != nil {
+			return nil, err
+		}
+		r.goSteps = steps
 	}
 	cat, err := readCatalogue(r.steps, cfg.Collections, r.goSteps)
 	if err != nil {
@@ -101,12 +108,19 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 	}
 	r.client = client
 	r.db = client.Database(cfg.MongoDB.Database)
-	if r.caps, err = capability.Detect(ctx, r.db); err != nil {
+	caps, err := capability.Detect(ctx, r.db)
+	if err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	if r.progress == nil {
 		r.progress = progress.NewLog(r.log, 10*time.Second)
+	}
+	policy := r.retryPolicy()
+	r.store = mongomigrate.NewStore(r.db, cfg.Collections.MigrationsPrefix, &policy)
+	r.env = step.Env{
+		DB: r.db, Names: cfg.Collections.Names, Store: r.store, Retry: policy, Log: r.log, Progress: r.progress,
+		Batch: cfg.BatchSize, ScratchPrefix: cfg.Collections.MigrationsPrefix, Caps: caps, SkipInvalid: cfg.SkipInvalid,
 	}
 	r.log.WithFields(logrus.Fields{"uri": RedactURI(cfg.MongoDB.URI), "database": cfg.MongoDB.Database, "owner": r.owner}).Debug("connected")
 	return r, nil
@@ -228,7 +242,7 @@ func (r *Runner) through(ctx context.Context, t target) (Result, error) {
 func (r *Runner) migrateWith(ctx context.Context, down bool, fn func(*session) error) (Result, error) {
 	var res Result
 	start := time.Now().UTC()
-	err := r.withLock(ctx, &Call{}, func(s *session) error {
+	err := r.withLock(ctx, &step.Call{}, func(s *session) error {
 		v, _, err := s.drv.Version()
 		if err != nil {
 			return err
@@ -260,11 +274,11 @@ func (r *Runner) migrateWith(ctx context.Context, down bool, fn func(*session) e
 // failed. It is called under the lease, so that runner is gone. Every step is
 // idempotent, so resuming means running the step again from its start.
 func (r *Runner) resolveDirty(ctx context.Context, s *session, down bool) (bool, error) {
-	st, err := r.state(ctx)
+	st, err := r.store.State(ctx)
 	if err != nil || !st.Dirty {
 		return false, err
 	}
-	lastErr := r.lastError(ctx, st.Step, st.Direction)
+	lastErr := r.store.LastError(ctx, st.Step, st.Direction)
 	if r.cfg.Boot.OnDirty != config.DirtyResume {
 		return false, &DirtyError{Step: st.Step, Direction: st.Direction, LastError: lastErr}
 	}
@@ -295,15 +309,8 @@ func (r *Runner) resolveDirty(ctx context.Context, s *session, down bool) (bool,
 	return true, nil
 }
 
-// estimate is coll's document count when the server knows it cheaply
-// (MongoDB's collection metadata), else 0: FerretDB counts with a full scan.
-func (r *Runner) estimate(ctx context.Context, coll string) int64 {
-	if r.caps.Server != capability.MongoDB {
-		return 0
-	}
-	n, err := r.db.Collection(coll).EstimatedDocumentCount(ctx)
-	if err != nil {
-		return 0
-	}
-	return n
+// retryPolicy is the configured budget against transient errors.
+func (r *Runner) retryPolicy() retry.Policy {
+	c := r.cfg.Retry
+	return retry.Policy{Attempts: c.Attempts, MaxElapsed: c.MaxElapsed, Base: c.InitialWait, Max: c.MaxWait, Log: r.log}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/phase2"
+	"github.com/tenantmigrate/runner/runner/step"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -413,13 +414,21 @@ func TestLockWaitExceeded(t *testing.T) {
 
 // phase1Only is a Go step named as phase 1, doing up, whose down does
 // nothing.
-func phase1Only(up mongomigrate.StepFunc) []runner.GoStep {
-	return []runner.GoStep{{
-		Name: migrations.Phase1, Phase: 1,
-		Up:   func(ctx context.Context, _ *runner.Call) (mongomigrate.Result, error) { return up(ctx) },
-		Down: func(context.Context) (mongomigrate.Result, error) { return mongomigrate.Result{}, nil },
-	}}
+func phase1Only(up mongomigrate.StepFunc) []step.Step {
+	return []step.Step{fakePhase1{up: up}}
 }
+
+type fakePhase1 struct{ up mongomigrate.StepFunc }
+
+func (fakePhase1) Name() migrations.GoStep { return migrations.Phase1 }
+func (fakePhase1) Phase() int              { return 1 }
+func (f fakePhase1) Up(ctx context.Context, _ step.Env, _ *step.Call) (mongomigrate.Result, error) {
+	return f.up(ctx)
+}
+func (fakePhase1) Down(context.Context, step.Env) (mongomigrate.Result, error) {
+	return mongomigrate.Result{}, nil
+}
+func (fakePhase1) DryRun(context.Context, step.Env) (any, error) { return nil, nil }
 
 // goSteps is a step source with a JSON step and Go steps, for the tests of
 // the driver's Go steps, dirty state and phases.
@@ -679,7 +688,7 @@ func TestEndToEndOnFixture(t *testing.T) {
 	if err != nil || res.To != latest {
 		t.Fatalf("Up = %+v, %v", res, err)
 	}
-	probe, err := phase2.Probe(ctx, phase2.Config{DB: db})
+	probe, err := phase2.Probe(ctx, phase2.Config{Env: step.Env{DB: db}})
 	if err != nil {
 		t.Fatal(err)
 	}

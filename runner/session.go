@@ -12,6 +12,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/runner/step"
 )
 
 // session is one golang-migrate instance over a fresh source and driver,
@@ -61,26 +62,24 @@ func (d *heldDriver) Unlock() error {
 	return d.Driver.Unlock()
 }
 
-func (r *Runner) open(ctx context.Context, call *Call) (*session, error) {
+func (r *Runner) open(ctx context.Context, call *step.Call) (*session, error) {
 	src, err := iofs.New(r.steps, ".")
 	if err != nil {
 		return nil, fmt.Errorf("read steps: %w", err)
 	}
 	policy := r.retryPolicy()
 	inner, err := mongomigrate.WithInstance(ctx, mongomigrate.Config{
-		DB:                r.db,
-		StateCollection:   r.cfg.Collections.State(),
-		HistoryCollection: r.cfg.Collections.History(),
-		LockCollection:    r.cfg.Collections.LockColl(),
-		Steps:             driverSteps(r.goSteps, call),
-		TemplateData:      r.cfg.Collections,
-		LeaseTTL:          r.cfg.Lock.Lease,
-		LeaseRenew:        r.cfg.Lock.Heartbeat,
-		LockWait:          r.cfg.Lock.Wait,
-		Owner:             r.owner,
-		Host:              r.host,
-		Log:               r.log,
-		Retry:             &policy,
+		DB:           r.db,
+		Store:        r.store,
+		Steps:        driverSteps(r.goSteps, r.env, call),
+		TemplateData: r.cfg.Collections,
+		LeaseTTL:     r.cfg.Lock.Lease,
+		LeaseRenew:   r.cfg.Lock.Heartbeat,
+		LockWait:     r.cfg.Lock.Wait,
+		Owner:        r.owner,
+		Host:         r.host,
+		Log:          r.log,
+		Retry:        &policy,
 	})
 	if err != nil {
 		return nil, err
@@ -113,7 +112,7 @@ func (s *session) close() {
 }
 
 // withLock opens a session for call and holds the lease around fn.
-func (r *Runner) withLock(ctx context.Context, call *Call, fn func(*session) error) error {
+func (r *Runner) withLock(ctx context.Context, call *step.Call, fn func(*session) error) error {
 	s, err := r.open(ctx, call)
 	if err != nil {
 		return err

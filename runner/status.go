@@ -2,13 +2,8 @@ package runner
 
 import (
 	"context"
-	"fmt"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo/options"
-
-	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 )
 
@@ -73,11 +68,11 @@ type LockStatus struct {
 
 // Status reads the applied version, each step's history and the lock.
 func (r *Runner) Status(ctx context.Context) (Status, error) {
-	st, err := r.state(ctx)
+	st, err := r.store.State(ctx)
 	if err != nil {
 		return Status{}, err
 	}
-	hist, err := r.history(ctx, bson.D{})
+	hist, err := r.store.History(ctx)
 	if err != nil {
 		return Status{}, err
 	}
@@ -94,7 +89,7 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 		s.State = stepState(s.Up, s.Down)
 		out.Steps = append(out.Steps, s)
 	}
-	h, err := lease.Current(ctx, r.db.Collection(r.cfg.Collections.LockColl()), lockName)
+	h, err := r.store.Lock(ctx)
 	if err != nil {
 		return Status{}, err
 	}
@@ -104,83 +99,20 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 	return out, nil
 }
 
-// state reads the migration state within the retry budget.
-func (r *Runner) state(ctx context.Context) (mongomigrate.State, error) {
-	var st mongomigrate.State
-	p := r.retryPolicy()
-	err := p.Do(ctx, "read migration state", func(ctx context.Context) (err error) {
-		st, err = mongomigrate.ReadState(ctx, r.db.Collection(r.cfg.Collections.State()))
-		return err
-	})
-	return st, err
-}
-
-// readHistory hands each history document of filter, in opts' order, to
-// fn, reading again from the start (after reset) on a transient error.
-func (r *Runner) readHistory(ctx context.Context, filter bson.D, opts *options.FindOptions, reset func(), fn func(mongomigrate.History)) error {
-	p := r.retryPolicy()
-	return p.Do(ctx, "read history", func(ctx context.Context) error {
-		reset()
-		cur, err := r.db.Collection(r.cfg.Collections.History()).Find(ctx, filter, opts)
-		if err != nil {
-			return fmt.Errorf("read history: %w", err)
-		}
-		defer cur.Close(ctx)
-		for cur.Next(ctx) {
-			var h mongomigrate.History
-			if err := cur.Decode(&h); err != nil {
-				return fmt.Errorf("read history: %w", err)
-			}
-			fn(h)
-		}
-		if err := cur.Err(); err != nil {
-			return fmt.Errorf("read history: %w", err)
-		}
-		return nil
-	})
-}
-
-func (r *Runner) history(ctx context.Context, filter bson.D) (map[string]mongomigrate.History, error) {
-	var out map[string]mongomigrate.History
-	err := r.readHistory(ctx, filter, nil, func() { out = map[string]mongomigrate.History{} }, func(h mongomigrate.History) { out[h.ID] = h })
-	return out, err
-}
-
 // stepsSince lists the steps this runner finished since start.
 func (r *Runner) stepsSince(ctx context.Context, start time.Time) ([]StepResult, error) {
-	var out []StepResult
-	err := r.readHistory(context.WithoutCancel(ctx),
-		bson.D{{Key: "owner", Value: r.owner}, {Key: "started_at", Value: bson.D{{Key: "$gte", Value: start.Truncate(time.Millisecond)}}}},
-		options.Find().SetSort(bson.D{{Key: "started_at", Value: 1}}),
-		func() { out = nil },
-		func(h mongomigrate.History) {
-			if h.State != mongomigrate.StateApplied {
-				return
-			}
-			name := h.Name
-			if ident := r.cat.identifier(h.Version); ident != "" {
-				name = ident
-			}
-			out = append(out, StepResult{Version: h.Version, Name: name, Direction: h.Direction,
-				Duration: time.Duration(h.DurationMS) * time.Millisecond, Counts: h.Counts, Notes: h.Notes})
-		})
-	return out, err
-}
-
-func (r *Runner) lastError(ctx context.Context, step int, direction mongomigrate.Direction) string {
-	if direction == "" {
-		direction = mongomigrate.Up
-	}
-	var h mongomigrate.History
-	err := r.db.Collection(r.cfg.Collections.History()).FindOne(ctx, bson.D{{Key: "_id", Value: mongomigrate.HistoryID(step, direction)}}).Decode(&h)
+	hist, err := r.store.AppliedBy(context.WithoutCancel(ctx), r.owner, start)
 	if err != nil {
-		return ""
+		return nil, err
 	}
-	if h.Error != "" {
-		return h.Error
+	var out []StepResult
+	for _, h := range hist {
+		name := h.Name
+		if ident := r.cat.identifier(h.Version); ident != "" {
+			name = ident
+		}
+		out = append(out, StepResult{Version: h.Version, Name: name, Direction: h.Direction,
+			Duration: time.Duration(h.DurationMS) * time.Millisecond, Counts: h.Counts, Notes: h.Notes})
 	}
-	if h.State == mongomigrate.StateRunning {
-		return "its runner (" + h.Owner + ") stopped while running it"
-	}
-	return ""
+	return out, nil
 }

@@ -17,9 +17,9 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	c := r.cfg.Collections
 	start := time.Now()
 	r.log.Info("verify: started")
-	total := r.estimate(ctx, c.Accounts)
+	total := r.env.Estimate(ctx, c.Accounts)
 	if total > 0 {
-		total += r.estimate(ctx, c.TenantsAccounts)
+		total += r.env.Estimate(ctx, c.TenantsAccounts)
 	}
 	st, err := r.Status(ctx)
 	if err != nil {
@@ -72,24 +72,22 @@ func (r *Runner) verifyReferences(ctx context.Context, st Status, rep *verify.Re
 	if len(r.cfg.References) == 0 {
 		return nil
 	}
-	v, err := r.cat.version(referencesStep())
-	if err != nil {
+	in, ok := r.cat.find(referencesStep())
+	refStep, isRefs := in.Go.(references.Step)
+	if !ok || !isRefs {
 		return nil // a build with steps of its own, without this one
 	}
 	applied := false
 	for _, s := range st.Steps {
-		applied = applied || (int(s.Version) == v && s.State == StepApplied)
+		applied = applied || (s.Version == in.Version && s.State == StepApplied)
 	}
 	if !applied {
 		rep.ReferencesPending = true
 		return nil
 	}
-	cfg, err := r.referencesConfig(true)
-	if err != nil {
-		return err
-	}
-	cfg.Retry = policy
-	chk, err := references.Check(ctx, cfg)
+	env := r.env
+	env.Retry = policy
+	chk, err := refStep.Check(ctx, env)
 	if err != nil {
 		return fmt.Errorf("verify references: %w", err)
 	}

@@ -4,12 +4,12 @@
 package config
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"os"
 	"reflect"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -19,8 +19,11 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/internal/refusal"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
+	"github.com/tenantmigrate/runner/runner/references"
+	"github.com/tenantmigrate/runner/runner/step"
 )
 
 // EnvPrefix prefixes every environment variable the runner reads:
@@ -32,20 +35,22 @@ const EnvPrefix = "RUNNER"
 type Config struct {
 	MongoDB     MongoDB     `mapstructure:"mongodb"`
 	Collections Collections `mapstructure:"collections"`
-	Identity    Identity    `mapstructure:"identity"`
 	BatchSize   int         `mapstructure:"batch_size"`
 	SkipInvalid bool        `mapstructure:"skip_invalid"`
-	Phase1      Phase1      `mapstructure:"phase1"`
-	Phase2      Phase2      `mapstructure:"phase2"`
-	Verify      Verify      `mapstructure:"verify"`
-	Lock        Lock        `mapstructure:"lock"`
-	Retry       Retry       `mapstructure:"retry"`
-	Boot        Boot        `mapstructure:"boot"`
-	Log         Log         `mapstructure:"log"`
+	// Each Go step's own section, typed and checked by its package.
+	Identity phase1.IdentityOptions `mapstructure:"identity"`
+	Phase1   phase1.Options         `mapstructure:"phase1"`
+	Phase2   phase2.Options         `mapstructure:"phase2"`
+	Verify   Verify                 `mapstructure:"verify"`
+	Lock     Lock                   `mapstructure:"lock"`
+	Retry    Retry                  `mapstructure:"retry"`
+	Boot     Boot                   `mapstructure:"boot"`
+	Log      Log                    `mapstructure:"log"`
 	// References are fields of the service's other collections that hold a
 	// legacy account _id, each "collection:dotted.path" (the path goes
-	// through subdocuments and arrays). The references step re-points
-	// those naming an account phase 1 merged away to its tenant account.
+	// through subdocuments and arrays; references.Parse). The references
+	// step re-points those naming an account phase 1 merged away to its
+	// tenant account.
 	References []string `mapstructure:"references"`
 }
 
@@ -60,80 +65,9 @@ type MongoDB struct {
 // data model's (model.Names, keys collections.accounts, ...) and its own.
 type Collections struct {
 	model.Names `mapstructure:",squash"`
-	// MigrationsPrefix prefixes the runner's own bookkeeping collections:
-	// <prefix>_state, <prefix>_history and <prefix>_lock.
+	// MigrationsPrefix prefixes the runner's own bookkeeping collections
+	// (mongomigrate.Store) and its scratch collections.
 	MigrationsPrefix string `mapstructure:"migrations_prefix"`
-}
-
-// State is the collection holding the applied version.
-func (c Collections) State() string { return c.MigrationsPrefix + "_state" }
-
-// History is the collection holding one document per step.
-func (c Collections) History() string { return c.MigrationsPrefix + "_history" }
-
-// ReferencesColl is the collection recording what the references step
-// changed, for its down.
-func (c Collections) ReferencesColl() string { return c.MigrationsPrefix + "_references" }
-
-// LockColl is the collection holding the lease lock.
-func (c Collections) LockColl() string { return c.MigrationsPrefix + "_lock" }
-
-// Identity says which auth types identify a person within an
-// organisation, and how their identifiers compare.
-type Identity struct {
-	AuthTypeCodes []string  `mapstructure:"auth_type_codes"`
-	Normalize     Normalize `mapstructure:"normalize"`
-}
-
-// Normalize names the identity codes whose identifiers compare in lower
-// case, in Unicode NFC, or both (NFC, lower case, NFC). A code in neither
-// compares exactly, byte for byte: the default, for every code.
-type Normalize struct {
-	LowerCase  []string `mapstructure:"lower_case"`
-	UnicodeNFC []string `mapstructure:"unicode_nfc"`
-}
-
-// Phase1 configures the merge of one person's accounts.
-type Phase1 struct {
-	// PreferredApps are app ids (applications_organizations.app_id), most
-	// preferred first: the survivor of a group is the account on the
-	// earliest of them, then the oldest, then the smallest _id.
-	PreferredApps []string `mapstructure:"preferred_apps"`
-	// MemoryGroupLimit is how many accounts that share identities phase 1
-	// may group in memory (about 150 bytes each; the default, 1,000,000,
-	// is about 150 MB at the most). Past it, and always at 0, it streams,
-	// grouping in scratch collections with memory bounded by the largest
-	// group whatever the number of accounts.
-	MemoryGroupLimit int `mapstructure:"memory_group_limit"`
-	// Path is how phase 1 reads: "probe" (the default) tries the server
-	// path on a scratch collection first and takes it if the server runs
-	// it right, "server" or "stream" force one (a forced server path the
-	// server refuses fails the step).
-	Path string `mapstructure:"path"`
-}
-
-// Phase2 configures the one-to-one move.
-type Phase2 struct {
-	// RangeSize, if above 0, runs the server-side pipeline over _id ranges
-	// of this many accounts, with a checkpoint and a progress line as they
-	// finish: a killed run resumes after the last range finished with all
-	// before it. 0 lets the runner choose: about four ranges per parallel
-	// run, of 10,000 to 100,000 accounts (one range for 10,000 or fewer).
-	RangeSize int `mapstructure:"range_size"`
-	// Parallel is how many ranges run at once: a server runs each
-	// server-side pipeline on one core.
-	Parallel int `mapstructure:"parallel"`
-	// ExactCounts, on servers that run the pipeline, runs the same stages
-	// once more before the $merge, only to count what it will insert,
-	// refresh and leave alone ($merge itself reports nothing): about twice
-	// the server's work. Off, inserts are counted from the number of tenant
-	// accounts before and after, and refreshes are not told apart.
-	ExactCounts bool `mapstructure:"exact_counts"`
-	// Path is how phase 2 writes: "probe" (the default) tries the
-	// server-side paths on scratch collections before it writes and takes
-	// the best the server accepts; "merge", "split" or "stream" force one
-	// (a forced server-side path the server refuses fails the step).
-	Path string `mapstructure:"path"`
 }
 
 // Verify configures the automatic reconciliation.
@@ -218,10 +152,10 @@ func Default() Config {
 			ConnectTimeout: 10 * time.Second,
 		},
 		Collections: Collections{Names: model.DefaultNames(), MigrationsPrefix: "migrations"},
-		Identity:    Identity{AuthTypeCodes: []string{"email", "phone", "illinois_oidc"}, Normalize: Normalize{LowerCase: []string{}, UnicodeNFC: []string{}}},
-		BatchSize:   1000,
-		Phase1:      Phase1{PreferredApps: []string{}, MemoryGroupLimit: 1_000_000, Path: "probe"},
-		Phase2:      Phase2{RangeSize: 0, Parallel: 2, Path: "probe"},
+		Identity:    phase1.DefaultIdentityOptions(),
+		BatchSize:   step.DefaultBatch,
+		Phase1:      phase1.DefaultOptions(),
+		Phase2:      phase2.DefaultOptions(),
 		Verify:      Verify{AfterSteps: true},
 		Lock:        Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
 		Retry:       Retry{Attempts: 8, MaxElapsed: 2 * time.Minute, InitialWait: 200 * time.Millisecond, MaxWait: 15 * time.Second},
@@ -231,52 +165,20 @@ func Default() Config {
 	}
 }
 
-// Reference is one entry of references.
-type Reference struct{ Collection, Path string }
-
 // ParsedReferences are the references, validated.
-func (c Config) ParsedReferences() ([]Reference, error) {
-	own := map[string]string{
-		c.Collections.Accounts:                  "the legacy accounts",
-		c.Collections.ApplicationsOrganizations: "the app-orgs",
-		c.Collections.TenantsAccounts:           "the tenant accounts",
-		c.Collections.Links:                     "the links",
+func (c Config) ParsedReferences() ([]references.Ref, error) {
+	refs, err := references.Parse(c.References, c.Collections.Names, c.Collections.MigrationsPrefix)
+	return refs, optionError(err)
+}
+
+// optionError is a step's error about one of its options as a
+// configuration error.
+func optionError(err error) error {
+	var oe *step.OptionError
+	if errors.As(err, &oe) {
+		return &Error{Key: oe.Key, Msg: oe.Msg}
 	}
-	var out []Reference
-	seen := map[Reference]bool{}
-	for _, s := range c.References {
-		coll, path, ok := strings.Cut(strings.TrimSpace(s), ":")
-		bad := func(msg string) error {
-			return &Error{Key: "references", Msg: fmt.Sprintf("%q: %s", s, msg)}
-		}
-		switch {
-		case !ok || coll == "" || path == "":
-			return nil, bad("want collection:field (a dotted path for a nested field)")
-		case !collNameRE.MatchString(coll) || strings.HasPrefix(coll, "system."):
-			return nil, bad("not a valid collection name")
-		case own[coll] != "":
-			return nil, bad("names " + own[coll] + ", which the references step never writes")
-		case strings.HasPrefix(coll, c.Collections.MigrationsPrefix+"_"):
-			return nil, bad("names a collection of the runner's own (collections.migrations_prefix)")
-		}
-		for i, seg := range strings.Split(path, ".") {
-			switch {
-			case seg == "" || strings.HasPrefix(seg, "$"):
-				return nil, bad("not a field path")
-			case strings.Trim(seg, "0123456789") == "":
-				return nil, bad("array positions are not supported: name the field, arrays are searched whole")
-			case i == 0 && seg == "_id":
-				return nil, bad("a document's _id cannot be rewritten")
-			}
-		}
-		r := Reference{Collection: coll, Path: path}
-		if seen[r] {
-			return nil, bad("listed twice")
-		}
-		seen[r] = true
-		out = append(out, r)
-	}
-	return out, nil
+	return err
 }
 
 // Error is a configuration error about one key.
@@ -335,7 +237,7 @@ func load(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
 		v.SetConfigFile(path)
 		v.SetConfigType("yaml")
 		if err := v.ReadInConfig(); err != nil {
-			return Config{}, &Error{Msg: fmt.Sprintf("cannot read %s: %s", path, oneLine(err.Error()))}
+			return Config{}, &Error{Msg: fmt.Sprintf("cannot read %s: %s", path, refusal.OneLine(err.Error()))}
 		}
 		for _, k := range v.AllKeys() {
 			if !known[k] {
@@ -388,6 +290,7 @@ func decodeKey(v *viper.Viper, key string, cfg *Config) error {
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.TextUnmarshallerHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
 		),
 		WeaklyTypedInput: true,
@@ -398,7 +301,14 @@ func decodeKey(v *viper.Viper, key string, cfg *Config) error {
 	}
 	raw := v.Get(key)
 	if err := dec.Decode(raw); err != nil {
-		return &Error{Key: key, Msg: fmt.Sprintf("bad value %q", fmt.Sprint(raw))}
+		msg := fmt.Sprintf("bad value %q", fmt.Sprint(raw))
+		// A typed value (an enum) says itself what it wants.
+		if u, ok := field.Addr().Interface().(encoding.TextUnmarshaler); ok {
+			if uerr := u.UnmarshalText([]byte(fmt.Sprint(raw))); uerr != nil {
+				msg = uerr.Error()
+			}
+		}
+		return &Error{Key: key, Msg: msg}
 	}
 	return nil
 }
@@ -465,8 +375,7 @@ func sortedKeys(m map[string]bool) []string {
 }
 
 var (
-	dbNameRE   = regexp.MustCompile(`^[^/\\. "$*<>:|?]{1,63}$`)
-	collNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,119}$`)
+	dbNameRE = regexp.MustCompile(`^[^/\\. "$*<>:|?]{1,63}$`)
 )
 
 // Validate checks every value; the error names the first bad key.
@@ -489,7 +398,7 @@ func (c Config) Validate() error {
 	seen := map[string]string{}
 	for _, key := range sortedKeysOf(colls) {
 		name := colls[key]
-		if !collNameRE.MatchString(name) || strings.HasPrefix(name, "system.") {
+		if !model.ValidCollectionName(name) {
 			return &Error{Key: key, Msg: fmt.Sprintf("%q is not a valid collection name", name)}
 		}
 		if other, dup := seen[name]; dup {
@@ -500,39 +409,14 @@ func (c Config) Validate() error {
 	if _, err := c.ParsedReferences(); err != nil {
 		return err
 	}
-	if len(c.Identity.AuthTypeCodes) == 0 {
-		return &Error{Key: "identity.auth_type_codes", Msg: "needs at least one auth type code"}
-	}
-	for _, code := range c.Identity.AuthTypeCodes {
-		if strings.TrimSpace(code) == "" {
-			return &Error{Key: "identity.auth_type_codes", Msg: "empty auth type code"}
-		}
-	}
-	for _, n := range []struct {
-		key   string
-		codes []string
-	}{{"identity.normalize.lower_case", c.Identity.Normalize.LowerCase}, {"identity.normalize.unicode_nfc", c.Identity.Normalize.UnicodeNFC}} {
-		for _, code := range n.codes {
-			if !slices.Contains(c.Identity.AuthTypeCodes, code) {
-				return &Error{Key: n.key, Msg: fmt.Sprintf("%q is not one of identity.auth_type_codes", code)}
-			}
+	for _, v := range []interface{ Validate() error }{c.Identity, c.Phase1, c.Phase2} {
+		if err := v.Validate(); err != nil {
+			return optionError(err)
 		}
 	}
 	switch {
 	case c.BatchSize < 1 || c.BatchSize > 100000:
 		return &Error{Key: "batch_size", Msg: fmt.Sprintf("%d is out of range 1..100000", c.BatchSize)}
-	case c.Phase1.MemoryGroupLimit < 0:
-		return &Error{Key: "phase1.memory_group_limit", Msg: "must not be negative"}
-	case phase1PathErr(c.Phase1.Path) != nil:
-		return &Error{Key: "phase1.path", Msg: phase1PathErr(c.Phase1.Path).Error()}
-	case strings.EqualFold(c.Phase1.Path, phase1.PathServer.String()) && c.Phase1.MemoryGroupLimit == 0:
-		return &Error{Key: "phase1.path", Msg: "server groups in memory: it needs phase1.memory_group_limit above 0"}
-	case c.Phase2.RangeSize < 0:
-		return &Error{Key: "phase2.range_size", Msg: "must not be negative"}
-	case c.Phase2.Parallel < 1 || c.Phase2.Parallel > 64:
-		return &Error{Key: "phase2.parallel", Msg: fmt.Sprintf("%d is out of range 1..64", c.Phase2.Parallel)}
-	case phase2PathErr(c.Phase2.Path) != nil:
-		return &Error{Key: "phase2.path", Msg: phase2PathErr(c.Phase2.Path).Error()}
 	case c.Lock.Lease < time.Second:
 		return &Error{Key: "lock.lease", Msg: "must be at least 1s"}
 	case c.Lock.Heartbeat <= 0 || c.Lock.Heartbeat*2 > c.Lock.Lease:
@@ -571,22 +455,8 @@ func sortedKeysOf(m map[string]string) []string {
 	return keys
 }
 
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
-
 // IsError reports whether err is a configuration error.
 func IsError(err error) bool {
 	var e *Error
 	return errors.As(err, &e)
-}
-
-func phase1PathErr(s string) error {
-	_, err := phase1.ParsePath(s)
-	return err
-}
-
-func phase2PathErr(s string) error {
-	_, err := phase2.ParsePath(s)
-	return err
 }

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/tenantmigrate/runner/runner/phase1"
+	"github.com/tenantmigrate/runner/runner/references"
 )
 
 // The shipped config.yaml documents the built-in defaults: it must say the same.
@@ -60,7 +63,9 @@ func TestLoad(t *testing.T) {
 			check: func(c Config) bool { return c.Phase1.MemoryGroupLimit == 50000 }},
 		{name: "negative grouping limit", file: "phase1:\n  memory_group_limit: -1\n", wantKey: "phase1.memory_group_limit"},
 		{name: "phase 1 path from env", env: []string{"RUNNER_PHASE1_PATH=stream"},
-			check: func(c Config) bool { return c.Phase1.Path == "stream" && c.Phase1.MemoryGroupLimit == 1_000_000 }},
+			check: func(c Config) bool {
+				return c.Phase1.Path == phase1.PathStream && c.Phase1.MemoryGroupLimit == 1_000_000
+			}},
 		{name: "phase 2 parallel by default", check: func(c Config) bool { return c.Phase2.Parallel == 2 && c.Phase2.RangeSize == 0 }},
 		{name: "phase 2 parallel from env", env: []string{"RUNNER_PHASE2_PARALLEL=4"},
 			check: func(c Config) bool { return c.Phase2.Parallel == 4 }},
@@ -78,7 +83,7 @@ func TestLoad(t *testing.T) {
 		}},
 		{name: "normalisation from file", file: "identity:\n  normalize:\n    lower_case: [email]\n    unicode_nfc: [email, phone]\n",
 			check: func(c Config) bool {
-				return reflect.DeepEqual(c.Identity.Normalize, Normalize{LowerCase: []string{"email"}, UnicodeNFC: []string{"email", "phone"}})
+				return reflect.DeepEqual(c.Identity.Normalize, phase1.Normalize{LowerCase: []string{"email"}, UnicodeNFC: []string{"email", "phone"}})
 			}},
 		{name: "normalisation from env", env: []string{"RUNNER_IDENTITY_NORMALIZE_LOWER_CASE=email"},
 			check: func(c Config) bool { return reflect.DeepEqual(c.Identity.Normalize.LowerCase, []string{"email"}) }},
@@ -88,12 +93,12 @@ func TestLoad(t *testing.T) {
 		{name: "references from file", file: "references:\n  - logins_sessions:account_id\n  - credentials:account_auth_types.account_id\n",
 			check: func(c Config) bool {
 				r, err := c.ParsedReferences()
-				return err == nil && reflect.DeepEqual(r, []Reference{{"logins_sessions", "account_id"}, {"credentials", "account_auth_types.account_id"}})
+				return err == nil && reflect.DeepEqual(r, []references.Ref{{Collection: "logins_sessions", Path: "account_id"}, {Collection: "credentials", Path: "account_auth_types.account_id"}})
 			}},
 		{name: "references from env", env: []string{"RUNNER_REFERENCES=follows:follower_id,follows:following_id"},
 			check: func(c Config) bool {
 				r, err := c.ParsedReferences()
-				return err == nil && reflect.DeepEqual(r, []Reference{{"follows", "follower_id"}, {"follows", "following_id"}})
+				return err == nil && reflect.DeepEqual(r, []references.Ref{{Collection: "follows", Path: "follower_id"}, {Collection: "follows", Path: "following_id"}})
 			}},
 		{name: "reference without path", env: []string{"RUNNER_REFERENCES=sessions"}, wantKey: "references"},
 		{name: "reference to the legacy accounts", env: []string{"RUNNER_REFERENCES=accounts:x"}, wantKey: "references"},

@@ -19,7 +19,8 @@
 // runner does). Drop removes what the driver owns, its state, history and
 // lock collections, and nothing else: never the legacy accounts (the
 // runner only reads them), nor the tenant accounts and links the steps
-// wrote (a step's down undoes those).
+// wrote (a step's down undoes those), nor the steps' checkpoints and
+// records (Store).
 package mongomigrate
 
 import (
@@ -39,6 +40,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/runner/count"
+	"github.com/tenantmigrate/runner/runner/internal/refusal"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
@@ -57,10 +59,10 @@ type StepFunc func(ctx context.Context) (Result, error)
 
 // Config configures a Driver.
 type Config struct {
-	DB                *mongo.Database
-	StateCollection   string
-	HistoryCollection string
-	LockCollection    string
+	DB *mongo.Database
+	// Store is the bookkeeping the driver reads and writes: its state,
+	// history and lock.
+	Store *Store
 	// Steps are the Go steps a step file may name.
 	Steps map[string]StepFunc
 	// TemplateData fills {{...}} placeholders of JSON command steps, so a
@@ -110,8 +112,8 @@ func WithInstance(ctx context.Context, cfg Config) (*Driver, error) {
 	if cfg.DB == nil {
 		return nil, errors.New("mongomigrate: no database")
 	}
-	if cfg.StateCollection == "" || cfg.HistoryCollection == "" || cfg.LockCollection == "" {
-		return nil, errors.New("mongomigrate: state, history and lock collections are required")
+	if cfg.Store == nil {
+		return nil, errors.New("mongomigrate: no store")
 	}
 	if cfg.Log == nil {
 		cfg.Log = logrus.New()
@@ -146,7 +148,7 @@ func (d *Driver) Lock() error {
 		return fmt.Errorf("mongomigrate: %w: this driver holds the lease", database.ErrLocked)
 	}
 	l, err := lease.Acquire(d.ctx, lease.Options{
-		Coll:  d.cfg.DB.Collection(d.cfg.LockCollection),
+		Coll:  d.cfg.Store.lock(),
 		Name:  LockName,
 		Owner: d.cfg.Owner,
 		Host:  d.cfg.Host,
@@ -219,7 +221,7 @@ func (d *Driver) Version() (int, bool, error) {
 func (d *Driver) State(ctx context.Context) (State, error) {
 	var s State
 	err := d.do(ctx, "read migration state", func(ctx context.Context) (err error) {
-		s, err = ReadState(ctx, d.cfg.DB.Collection(d.cfg.StateCollection))
+		s, err = ReadState(ctx, d.cfg.Store.state())
 		return err
 	})
 	return s, err
@@ -267,7 +269,7 @@ func (d *Driver) SetVersion(version int, dirty bool) error {
 			// before the version says it is undone: killed in between, the
 			// state is still dirty and the down runs again.
 			if err := d.do(ctx, "remove a step's history", func(ctx context.Context) error {
-				_, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).DeleteOne(ctx, bson.D{{Key: "_id", Value: HistoryID(cur.version, Up)}})
+				_, err := d.cfg.Store.history().DeleteOne(ctx, bson.D{{Key: "_id", Value: HistoryID(cur.version, Up)}})
 				return err
 			}); err != nil {
 				return fmt.Errorf("remove the history of step %d: %w", cur.version, err)
@@ -298,7 +300,7 @@ func (d *Driver) SetVersion(version int, dirty bool) error {
 // setState writes the version document.
 func (d *Driver) setState(ctx context.Context, update bson.D) error {
 	return d.do(ctx, "set version", func(ctx context.Context) error {
-		_, err := d.cfg.DB.Collection(d.cfg.StateCollection).UpdateOne(ctx, bson.D{{Key: "_id", Value: stateID}}, update, options.Update().SetUpsert(true))
+		_, err := d.cfg.Store.state().UpdateOne(ctx, bson.D{{Key: "_id", Value: stateID}}, update, options.Update().SetUpsert(true))
 		return err
 	})
 }
@@ -409,7 +411,7 @@ func (d *Driver) recordFailure(cur *running, err error, log *logrus.Entry) {
 	defer cancel()
 	herr := d.setHistory(ctx, cur, bson.D{
 		{Key: "state", Value: StateFailed},
-		{Key: "error", Value: truncate(oneLine(err.Error()), 2000)},
+		{Key: "error", Value: truncate(refusal.OneLine(err.Error()), 2000)},
 		{Key: "ended_at", Value: now},
 		{Key: "duration_ms", Value: now.Sub(cur.started).Milliseconds()},
 	})
@@ -433,9 +435,9 @@ func (d *Driver) Drop() error {
 			return fmt.Errorf("mongomigrate: drop: %w", err)
 		}
 	}
-	for _, name := range []string{d.cfg.StateCollection, d.cfg.HistoryCollection, d.cfg.LockCollection} {
-		if err := d.do(d.ctx, "drop "+name, d.cfg.DB.Collection(name).Drop); err != nil {
-			return fmt.Errorf("mongomigrate: drop %s: %w", name, err)
+	for _, coll := range d.cfg.Store.owned() {
+		if err := d.do(d.ctx, "drop "+coll.Name(), coll.Drop); err != nil {
+			return fmt.Errorf("mongomigrate: drop %s: %w", coll.Name(), err)
 		}
 	}
 	return nil

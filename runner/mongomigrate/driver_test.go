@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 func driver(t *testing.T, db *mongo.Database, owner string) *mongomigrate.Driver {
 	t.Helper()
 	d, err := mongomigrate.WithInstance(context.Background(), mongomigrate.Config{
-		DB: db, StateCollection: "migrations_state", HistoryCollection: "migrations_history", LockCollection: "migrations_lock",
+		DB: db, Store: mongomigrate.NewStore(db, "migrations", nil),
 		LeaseTTL: 10 * time.Second, LeaseRenew: time.Second, LockWait: 0, Owner: owner, Host: "test", Log: testenv.Quiet(),
 	})
 	if err != nil {
@@ -124,7 +124,7 @@ func TestDriverRetriesItsBookkeeping(t *testing.T) {
 			t.Cleanup(func() { _ = client.Disconnect(ctx) })
 			var retries retry.Counter
 			cfg := mongomigrate.Config{
-				DB: client.Database(db.Name()), StateCollection: "migrations_state", HistoryCollection: "migrations_history", LockCollection: "migrations_lock",
+				DB: client.Database(db.Name()), Store: mongomigrate.NewStore(client.Database(db.Name()), "migrations", nil),
 				LeaseTTL: 10 * time.Second, LeaseRenew: time.Second, Owner: "cut", Host: "test", Log: testenv.Quiet(),
 			}
 			if tt.retry {

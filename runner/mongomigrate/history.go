@@ -17,7 +17,7 @@ import (
 // startStep records a step's start in its history document.
 func (d *Driver) startStep(ctx context.Context, r *running) error {
 	err := d.do(ctx, "record a step's start", func(ctx context.Context) error {
-		_, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).UpdateOne(ctx,
+		_, err := d.cfg.Store.history().UpdateOne(ctx,
 			bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}},
 			bson.D{
 				{Key: "$set", Value: bson.D{
@@ -71,7 +71,7 @@ func (d *Driver) finishStep(ctx context.Context, now time.Time) error {
 // setHistory sets fields of a running step's history document.
 func (d *Driver) setHistory(ctx context.Context, r *running, set bson.D) error {
 	return d.do(ctx, "write a step's history", func(ctx context.Context) error {
-		_, err := d.cfg.DB.Collection(d.cfg.HistoryCollection).UpdateOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}}, bson.D{{Key: "$set", Value: set}})
+		_, err := d.cfg.Store.history().UpdateOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}}, bson.D{{Key: "$set", Value: set}})
 		return err
 	})
 }

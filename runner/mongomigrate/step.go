@@ -108,8 +108,6 @@ func ParseStep(body []byte, data any) (Step, error) {
 	}
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s

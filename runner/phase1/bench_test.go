@@ -6,6 +6,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/progress"
+	"github.com/tenantmigrate/runner/runner/step"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -95,7 +96,7 @@ func BenchmarkGrouping(b *testing.B) {
 					b.Fatal(err)
 				}
 				p := &run{rep: &Report{GroupSizes: map[int]int{}}, store: fs,
-					keys: &keyTable{t: fs.table("keys", "_id"), salt: table.salt}, cfg: Config{Log: testenv.Quiet(), Batch: 1000, MemoryGroupLimit: bc.limit, Progress: progress.Discard{}}}
+					keys: &keyTable{t: fs.table("keys", "_id"), salt: table.salt}, cfg: Config{Env: step.Env{Log: testenv.Quiet(), Batch: 1000, Progress: progress.Discard{}}, MemoryGroupLimit: bc.limit}}
 				if err := p.keys.add(context.Background(), keys); err != nil {
 					b.Fatal(err)
 				}

@@ -31,9 +31,7 @@ func (r *DownReport) Notes() []string { return nil }
 // running it again (the links go last). cfg needs DB, TenantsAccounts,
 // Links, Batch and Retry.
 func Down(ctx context.Context, cfg Config) (*DownReport, error) {
-	if cfg.Batch <= 0 {
-		cfg.Batch = 1000
-	}
+	cfg.Env = cfg.Env.WithDefaults()
 	rep := &DownReport{}
 	p := &run{cfg: cfg}
 	tenants := cfg.DB.Collection(cfg.TenantsAccounts)

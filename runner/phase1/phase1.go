@@ -27,8 +27,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/internal/refusal"
 	"github.com/tenantmigrate/runner/runner/internal/scratch"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
-	"github.com/tenantmigrate/runner/runner/progress"
-	"github.com/tenantmigrate/runner/runner/retry"
+	"github.com/tenantmigrate/runner/runner/step"
 )
 
 // How phase 1 runs, in four streaming passes that need no aggregation, no
@@ -58,19 +57,13 @@ import (
 
 // Config configures a run.
 type Config struct {
-	DB *mongo.Database
-	// Names are the collections phase 1 reads (accounts, app-orgs) and
-	// writes (tenant accounts, links).
-	model.Names
-	// ScratchPrefix names the scratch collections, dropped after a run.
-	ScratchPrefix string
+	// Env: phase 1 reads the accounts and app-orgs of Names and writes
+	// the tenant accounts and links; its scratch collections, dropped
+	// after a run, start with ScratchPrefix.
+	step.Env
 	// Rules are the merge rules, the identity codes and their
 	// normalisation among them.
 	Rules Rules
-	Batch int
-	// SkipInvalid migrates around bad accounts instead of stopping; they
-	// stay listed in the report, not migrated.
-	SkipInvalid bool
 	// DryRun writes nothing to the server: the scratch tables are files on
 	// local disk instead (scratch.go).
 	DryRun bool
@@ -83,14 +76,9 @@ type Config struct {
 	// needs MemoryGroupLimit above 0; past the limit, or when the server
 	// stops taking its pipeline half way, the run streams instead.
 	Path Path
-	// Retry is the budget of every read and write against transient
-	// errors; the zero value tries once.
-	Retry retry.Policy
-	Log   logrus.FieldLogger
-	// Progress shows the passes; nil shows nothing. Total is the number
-	// of legacy accounts if known cheaply, else 0.
-	Progress progress.Reporter
-	Total    int64
+	// Total is the number of legacy accounts if known cheaply, else 0:
+	// the total of the progress.
+	Total int64
 }
 
 // errNoLocalScratch: the runner could not make, write or read its scratch
@@ -350,12 +338,8 @@ func (r *Report) Counts() count.Counts {
 	return c
 }
 
-// ErrInvalidData: legacy accounts that cannot be migrated were found and
-// SkipInvalid is off. It is pipelines.ErrInvalidData, one sentinel for
-// both phases.
-var ErrInvalidData = pipelines.ErrInvalidData
-
-// InvalidError lists them; it wraps ErrInvalidData.
+// InvalidError lists the legacy accounts phase 1 cannot migrate; it wraps
+// pipelines.ErrInvalidData, one sentinel for both phases.
 type InvalidError struct{ Report *Report }
 
 func (e *InvalidError) Error() string {
@@ -369,22 +353,14 @@ func (e *InvalidError) Error() string {
 		ids[i] = a.ID
 	}
 	return fmt.Sprintf("%d %s (%s; first: %s); nothing was written: fix them, or run with --skip-invalid to migrate the others",
-		e.Report.Invalid, ErrInvalidData, strings.Join(reasons, ", "), strings.Join(ids, ", "))
+		e.Report.Invalid, pipelines.ErrInvalidData, strings.Join(reasons, ", "), strings.Join(ids, ", "))
 }
 
-func (e *InvalidError) Unwrap() error { return ErrInvalidData }
+func (e *InvalidError) Unwrap() error { return pipelines.ErrInvalidData }
 
 // Run runs phase 1.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if cfg.Log == nil {
-		cfg.Log = logrus.New()
-	}
-	if cfg.Batch <= 0 {
-		cfg.Batch = 1000
-	}
-	if cfg.Progress == nil {
-		cfg.Progress = progress.Discard{}
-	}
+	cfg.Env = cfg.Env.WithDefaults()
 	appOrgs, err := apporgs.Read(ctx, cfg.DB.Collection(cfg.ApplicationsOrganizations))
 	if err != nil {
 		return nil, err
@@ -848,7 +824,7 @@ const ReasonTooLarge = "merged tenant account over the 16 MB document limit"
 func (p *run) tooLarge(docs []groupDoc, org string, survivor model.ID, size int, w *writer) error {
 	if !p.cfg.SkipInvalid {
 		return fmt.Errorf("%w: the group of %d accounts with tenant %s would be %d bytes, over MongoDB's 16 MB document limit; run with --skip-invalid to migrate the others and leave this group listed as not migrated",
-			ErrInvalidData, len(docs), survivor, size)
+			pipelines.ErrInvalidData, len(docs), survivor, size)
 	}
 	for _, gd := range docs {
 		p.invalid(gd.ID.String(), ReasonTooLarge)

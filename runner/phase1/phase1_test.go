@@ -18,6 +18,7 @@ import (
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/phase1"
+	"github.com/tenantmigrate/runner/runner/step"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -31,8 +32,8 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
 func config(db *mongo.Database) phase1.Config {
 	return phase1.Config{
-		DB: db, Names: names,
-		ScratchPrefix: "migrations", Rules: phase1.Rules{IdentityCodes: gen.DefaultIdentityCodes()}, Batch: 500, Log: testenv.Quiet(),
+		Env:   step.Env{DB: db, Names: names, ScratchPrefix: "migrations", Batch: 500, Log: testenv.Quiet()},
+		Rules: phase1.Rules{IdentityCodes: gen.DefaultIdentityCodes()},
 	}
 }
 
@@ -253,7 +254,7 @@ func TestPhase1BadData(t *testing.T) {
 		before := collections(t, db)
 		_, err := phase1.Run(ctx, config(db))
 		var ie *phase1.InvalidError
-		if !errors.As(err, &ie) || !errors.Is(err, phase1.ErrInvalidData) || ie.Report.Invalid != 2 {
+		if !errors.As(err, &ie) || !errors.Is(err, pipelines.ErrInvalidData) || ie.Report.Invalid != 2 {
 			t.Fatalf("phase 1 over bad data: err = %v, want InvalidError for 2 accounts", err)
 		}
 		if got := collections(t, db); !slices.Equal(got, before) {
@@ -338,7 +339,7 @@ func TestPhase1GroupTooLarge(t *testing.T) {
 		}
 		env.Seeded(t, db)
 		_, err := phase1.Run(ctx, config(db))
-		if !errors.Is(err, phase1.ErrInvalidData) || !strings.Contains(err.Error(), "16 MB") || strings.Contains(err.Error(), "\n") {
+		if !errors.Is(err, pipelines.ErrInvalidData) || !strings.Contains(err.Error(), "16 MB") || strings.Contains(err.Error(), "\n") {
 			t.Fatalf("err = %v; want one line naming the 16 MB limit", err)
 		}
 		cfg := config(db)

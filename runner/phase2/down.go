@@ -2,11 +2,10 @@ package phase2
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
@@ -16,9 +15,9 @@ import (
 	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
 
-// createdID is the state document listing the collections phase 2 created
+// createdKey is the state document listing the collections phase 2 created
 // (ensureCollections), so that Down removes them and nothing else.
-const createdID = "phase2_created"
+const createdKey = "phase2_created"
 
 // DownReport is what Down did.
 type DownReport struct {
@@ -101,25 +100,28 @@ type created struct {
 
 // recordCreated adds name to the collections phase 2 created, before it
 // creates it: a run killed in between leaves a name whose collection does
-// not exist, which dropCreated passes over.
+// not exist, which dropCreated passes over. One runner at a time holds the
+// lease, so reading and saving the list again is safe.
 func recordCreated(ctx context.Context, cfg Config, name string) error {
-	_, err := cfg.DB.Collection(cfg.State).UpdateOne(ctx, bson.D{{Key: "_id", Value: createdID}},
-		bson.D{{Key: "$addToSet", Value: bson.D{{Key: "collections", Value: name}}}}, options.Update().SetUpsert(true))
-	if err != nil {
+	var c created
+	if _, err := cfg.Store.Load(ctx, createdKey, &c); err != nil {
+		return fmt.Errorf("record created collection: %w", err)
+	}
+	if slices.Contains(c.Collections, name) {
+		return nil
+	}
+	c.Collections = append(c.Collections, name)
+	if err := cfg.Store.Save(ctx, createdKey, c); err != nil {
 		return fmt.Errorf("record created collection: %w", err)
 	}
 	return nil
 }
 
 func dropCreated(ctx context.Context, cfg Config, rep *DownReport) error {
-	state := cfg.DB.Collection(cfg.State)
 	var c created
-	err := state.FindOne(ctx, bson.D{{Key: "_id", Value: createdID}}).Decode(&c)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read created collections: %w", err)
+	found, err := cfg.Store.Load(ctx, createdKey, &c)
+	if err != nil || !found {
+		return err
 	}
 	for _, name := range c.Collections {
 		coll := cfg.DB.Collection(name)
@@ -135,8 +137,5 @@ func dropCreated(ctx context.Context, cfg Config, rep *DownReport) error {
 		}
 		rep.Dropped = append(rep.Dropped, name)
 	}
-	if _, err := state.DeleteOne(ctx, bson.D{{Key: "_id", Value: createdID}}); err != nil {
-		return fmt.Errorf("clear created collections: %w", err)
-	}
-	return nil
+	return cfg.Store.Clear(ctx, createdKey)
 }

@@ -20,7 +20,6 @@ package phase2
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -30,7 +29,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
@@ -41,51 +39,62 @@ import (
 	"github.com/tenantmigrate/runner/runner/internal/enum"
 	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
-	"github.com/tenantmigrate/runner/runner/progress"
-	"github.com/tenantmigrate/runner/runner/retry"
+	"github.com/tenantmigrate/runner/runner/step"
 )
 
-// Config configures a run.
-type Config struct {
-	DB    *mongo.Database
-	Names model.Names
-	// State is the collection that keeps the checkpoint.
-	State string
-	Batch int
+// Options is phase 2's section of the configuration (phase2.*).
+type Options struct {
 	// RangeSize, if > 0, runs the server-side pipeline over _id ranges of
 	// this many accounts, with a checkpoint as they finish; 0: a size
 	// chosen from the accounts counted in the range-ends pass and Parallel
 	// (cutRanges).
-	RangeSize int
-	// Parallel is how many ranges run at once (0 or 1: one at a time).
-	Parallel int
+	RangeSize int `mapstructure:"range_size"`
+	// Parallel is how many ranges run at once (0 or 1: one at a time): a
+	// server runs each server-side pipeline on one core.
+	Parallel int `mapstructure:"parallel"`
 	// ExactCounts previews every server-side run with the same stages to
 	// count inserts, refreshes and unchanged accounts (twice the work);
 	// without it inserts come from the tenant count and Report.Exact is
 	// false. Dry runs always preview.
-	ExactCounts bool
-	SkipInvalid bool
-	DryRun      bool
+	ExactCounts bool `mapstructure:"exact_counts"`
 	// Path forces a path; PathProbe (the zero value) probes the server for
 	// the best one it takes. A forced server-side path the server refuses
 	// fails the run.
-	Path Path
-	// ScratchPrefix starts the names of the probe's scratch collections.
-	ScratchPrefix string
+	Path Path `mapstructure:"path"`
+}
+
+// DefaultOptions are phase 2's defaults; config.yaml documents the same.
+func DefaultOptions() Options { return Options{Parallel: 2, Path: PathProbe} }
+
+// Validate names the first bad key.
+func (o Options) Validate() error {
+	switch {
+	case o.RangeSize < 0:
+		return &step.OptionError{Key: "phase2.range_size", Msg: "must not be negative"}
+	case o.Parallel < 1 || o.Parallel > 64:
+		return &step.OptionError{Key: "phase2.parallel", Msg: fmt.Sprintf("%d is out of range 1..64", o.Parallel)}
+	}
+	return nil
+}
+
+// Config configures a run.
+type Config struct {
+	// Env: phase 2 reads the accounts, app-orgs and links of Names and
+	// writes the tenant accounts; Store keeps its checkpoint and the
+	// collections it created; the probe's scratch collections start with
+	// ScratchPrefix.
+	step.Env
+	Options
+	DryRun bool
 	// Prechecked: this run's phase 1 has just read and checked every legacy
 	// account (and stops on bad data unless skipping), so the streaming path
 	// checks accounts in its copy scan instead of reading the collection
 	// once more first. An account that turned bad since still stops the
 	// writes (see runFallback).
 	Prechecked bool
-	// Retry is the budget of every read, write and server-side range
-	// against transient errors; the zero value tries once.
-	Retry retry.Policy
-	Log   logrus.FieldLogger
-	// Progress shows the copy; nil shows nothing. Total is the number of
-	// legacy accounts if known cheaply, else 0.
-	Progress progress.Reporter
-	Total    int64
+	// Total is the number of legacy accounts if known cheaply, else 0:
+	// the total of the progress.
+	Total int64
 
 	// beforeRefresh, if set, runs before each batch of conditional
 	// refreshes is sent (tests: a service writes in between).
@@ -119,7 +128,9 @@ func (c *Checked) UnmarshalText(b []byte) error {
 	return enum.Unmarshal("phase 2 check", checkedNames[:], b, c)
 }
 
-const checkpointID = "phase2_checkpoint"
+// checkpointKey keys, in the store, the checkpoint of a run that did not
+// finish.
+const checkpointKey = "phase2_checkpoint"
 
 // Report is what a run did (or, dry, would do).
 type Report struct {
@@ -191,25 +202,12 @@ func (r *Report) Print(w io.Writer) {
 	}
 }
 
-// ErrInvalidData: legacy accounts that cannot be migrated were found and
-// SkipInvalid is off. It is pipelines.ErrInvalidData, one sentinel for
-// both phases.
-var ErrInvalidData = pipelines.ErrInvalidData
-
 // read is how phase 2 reads: a batch per round trip, cursors in _id
 // order resumed after a transient break.
 func (cfg *Config) read() sorted.Options { return sorted.Options{Batch: cfg.Batch, Retry: &cfg.Retry} }
 
 func (cfg Config) withDefaults() Config {
-	if cfg.Log == nil {
-		cfg.Log = logrus.New()
-	}
-	if cfg.Batch <= 0 {
-		cfg.Batch = 1000
-	}
-	if cfg.Progress == nil {
-		cfg.Progress = progress.Discard{}
-	}
+	cfg.Env = cfg.Env.WithDefaults()
 	if cfg.ScratchPrefix == "" {
 		cfg.ScratchPrefix = "migrations"
 	}
@@ -220,11 +218,13 @@ func (cfg Config) withDefaults() Config {
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	start := time.Now()
 	cfg = cfg.withDefaults()
-	info, err := capability.Detect(ctx, cfg.DB)
-	if err != nil {
-		return nil, err
+	if cfg.Caps.Server == "" { // a caller that did not probe the server
+		var err error
+		if cfg.Caps, err = capability.Detect(ctx, cfg.DB); err != nil {
+			return nil, err
+		}
 	}
-	rep := &Report{DryRun: cfg.DryRun, Server: string(info.Server) + " " + info.Version}
+	rep := &Report{DryRun: cfg.DryRun, Server: string(cfg.Caps.Server) + " " + cfg.Caps.Version}
 	aos, err := apporgs.Read(ctx, cfg.DB.Collection(cfg.Names.ApplicationsOrganizations))
 	if err != nil {
 		return nil, err
@@ -381,7 +381,7 @@ func checkInvalid(ctx context.Context, cfg Config, orgOf map[string]string, vali
 
 func invalidError(rep *Report, written string) error {
 	return fmt.Errorf("%d %w (first: %s); %s: fix them, or run with --skip-invalid to migrate the others",
-		rep.Invalid, ErrInvalidData, strings.Join(rep.FirstBad, ", "), written)
+		rep.Invalid, pipelines.ErrInvalidData, strings.Join(rep.FirstBad, ", "), written)
 }
 
 // noteInvalid counts an account the pipeline's first stage leaves out.
@@ -399,34 +399,18 @@ type checkpoint struct {
 
 func readCheckpoint(ctx context.Context, cfg Config) (model.ID, error) {
 	var c checkpoint
-	err := cfg.DB.Collection(cfg.State).FindOne(ctx, bson.D{{Key: "_id", Value: checkpointID}}).Decode(&c)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return model.ID{}, nil
-	}
-	if err != nil {
-		return model.ID{}, fmt.Errorf("read checkpoint: %w", err)
+	if _, err := cfg.Store.Load(ctx, checkpointKey, &c); err != nil {
+		return model.ID{}, err
 	}
 	return c.Through, nil
 }
 
 func saveCheckpoint(ctx context.Context, cfg Config, through model.ID) error {
-	err := cfg.Retry.Do(ctx, "save checkpoint", func(ctx context.Context) error {
-		_, err := cfg.DB.Collection(cfg.State).UpdateOne(ctx, bson.D{{Key: "_id", Value: checkpointID}},
-			bson.D{{Key: "$set", Value: checkpoint{Through: through, At: time.Now().UTC()}}}, options.Update().SetUpsert(true))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("save checkpoint: %w", err)
-	}
-	return nil
+	return cfg.Store.Save(ctx, checkpointKey, checkpoint{Through: through, At: time.Now().UTC()})
 }
 
 func clearCheckpoint(ctx context.Context, cfg Config) error {
-	_, err := cfg.DB.Collection(cfg.State).DeleteOne(ctx, bson.D{{Key: "_id", Value: checkpointID}})
-	if err != nil {
-		return fmt.Errorf("clear checkpoint: %w", err)
-	}
-	return nil
+	return cfg.Store.Clear(ctx, checkpointKey)
 }
 
 // runServer is a server-side path, PathMerge or PathSplit, from the

@@ -18,8 +18,10 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
+	"github.com/tenantmigrate/runner/runner/step"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -30,17 +32,34 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
 var names = model.DefaultNames()
 
+// leftCheckpoint reports whether phase 2's checkpoint is in db's store.
+func leftCheckpoint(t *testing.T, db *mongo.Database) bool {
+	t.Helper()
+	var cp bson.Raw
+	found, err := mongomigrate.NewStore(db, "migrations", nil).Load(context.Background(), "phase2_checkpoint", &cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+// testEnv is the environment of the tests' runs: the default names and
+// bookkeeping of db, batch documents per round trip (0: the default).
+func testEnv(db *mongo.Database, batch int) step.Env {
+	return step.Env{DB: db, Names: names, Store: mongomigrate.NewStore(db, "migrations", nil), Batch: batch, Log: testenv.Quiet()}
+}
+
 func config(db *mongo.Database, path phase2.Path) phase2.Config {
 	// ExactCounts: the tests below check refreshes on every path;
 	// TestPhase2MergeCountsWithoutPreview checks the lean default.
-	return phase2.Config{DB: db, Names: names, State: "migrations_state", Batch: 400, Path: path, ExactCounts: true, Log: testenv.Quiet()}
+	return phase2.Config{Env: testEnv(db, 400), Options: phase2.Options{Path: path, ExactCounts: true}}
 }
 
 // paths are the paths this server takes, as the probe finds them: the
 // streaming one everywhere, the server-side ones where the server runs them.
 func paths(t *testing.T, db *mongo.Database) []phase2.Path {
 	t.Helper()
-	rep, err := phase2.Probe(context.Background(), phase2.Config{DB: db, Names: names, State: "migrations_state", Log: testenv.Quiet()})
+	rep, err := phase2.Probe(context.Background(), phase2.Config{Env: testEnv(db, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +92,8 @@ func prepared(t *testing.T, n int) (*mongo.Database, gen.Expectations) {
 	t.Helper()
 	db := env.Database(t)
 	exp := env.Load(t, db, gen.Options{Accounts: n, Seed: 5})
-	_, err := phase1.Run(context.Background(), phase1.Config{DB: db, Names: names, ScratchPrefix: "migrations",
-		Rules: phase1.Rules{IdentityCodes: gen.DefaultIdentityCodes()}, Batch: 500, Log: testenv.Quiet()})
+	_, err := phase1.Run(context.Background(), phase1.Config{Env: step.Env{DB: db, Names: names, ScratchPrefix: "migrations", Batch: 500, Log: testenv.Quiet()},
+		Rules: phase1.Rules{IdentityCodes: gen.DefaultIdentityCodes()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +273,7 @@ func TestPhase2ParallelRanges(t *testing.T) {
 			if a, b := testenv.Dump(t, db.Collection(names.TenantsAccounts)), testenv.Dump(t, one.Collection(names.TenantsAccounts)); fmt.Sprint(a) != fmt.Sprint(b) {
 				t.Errorf("tenant accounts differ from one range's: %d vs %d", len(a), len(b))
 			}
-			if n, _ := db.Collection("migrations_state").CountDocuments(ctx, bson.D{{Key: "_id", Value: "phase2_checkpoint"}}); n != 0 {
+			if leftCheckpoint(t, db) {
 				t.Error("checkpoint left after a complete run")
 			}
 			again, err := phase2.Run(ctx, cfg)
@@ -303,7 +322,7 @@ func TestPhase2InterruptedThenRerun(t *testing.T) {
 			if got := testenv.Dump(t, db.Collection(names.TenantsAccounts)); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("after %d interrupted runs (%d resumed from a checkpoint): %d tenants, a clean run %d (or contents differ)", interrupted, resumed, len(got), len(want))
 			}
-			if n, _ := db.Collection("migrations_state").CountDocuments(context.Background(), bson.D{{Key: "_id", Value: "phase2_checkpoint"}}); n != 0 {
+			if leftCheckpoint(t, db) {
 				t.Error("checkpoint left after a complete run")
 			}
 		})
@@ -322,7 +341,7 @@ func TestPhase2BadData(t *testing.T) {
 	env.Seeded(t, db)
 	before := testenv.Dump(t, db.Collection(names.TenantsAccounts))
 	rep, err := phase2.Run(ctx, config(db, phase2.PathStream))
-	if !errors.Is(err, phase2.ErrInvalidData) || rep.Invalid != 2 {
+	if !errors.Is(err, pipelines.ErrInvalidData) || rep.Invalid != 2 {
 		t.Fatalf("phase 2 over bad data = %+v, %v; want ErrInvalidData for 2", rep, err)
 	}
 	if fmt.Sprint(testenv.Dump(t, db.Collection(names.TenantsAccounts))) != fmt.Sprint(before) {
@@ -367,7 +386,7 @@ func TestPhase2FallbackChecksInItsScan(t *testing.T) {
 	cfg := config(db, phase2.PathStream)
 	cfg.Batch, cfg.Prechecked = 20, true
 	rep, err := phase2.Run(ctx, cfg)
-	if !errors.Is(err, phase2.ErrInvalidData) || !errors.Is(err, phase1.ErrInvalidData) || rep.Invalid != 2 || rep.Checked != phase2.CheckedInScan {
+	if !errors.Is(err, pipelines.ErrInvalidData) || rep.Invalid != 2 || rep.Checked != phase2.CheckedInScan {
 		t.Fatalf("phase 2 over bad data, prechecked = %+v, %v; want ErrInvalidData (one sentinel for both phases) for 2, checked in the copy scan", rep, err)
 	}
 	written := 0
@@ -397,11 +416,13 @@ func TestPhase2FallbackChecksInItsScan(t *testing.T) {
 		}
 	}
 	// Not prechecked, the same data stops the phase before any write.
-	if rep, err = phase2.Run(ctx, config(db, phase2.PathStream)); !errors.Is(err, phase2.ErrInvalidData) || rep.Checked != phase2.CheckedBefore {
+	if rep, err = phase2.Run(ctx, config(db, phase2.PathStream)); !errors.Is(err, pipelines.ErrInvalidData) || rep.Checked != phase2.CheckedBefore {
 		t.Errorf("not prechecked = %+v, %v; want a scan before the copy to stop it", rep, err)
 	}
 	// A run resumed past the first bad account still counts both: it scans
 	// before the copy, which reads only what follows the checkpoint.
+	// Written as builds before the store kept it, in the state collection:
+	// a database they left half done resumes.
 	if _, err := db.Collection("migrations_state").InsertOne(ctx, bson.D{{Key: "_id", Value: "phase2_checkpoint"}, {Key: "through", Value: mid}}); err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +473,7 @@ func TestPhase2ProbeChoosesAndExplains(t *testing.T) {
 		return n
 	}
 	before := collections()
-	rep, err := phase2.Run(ctx, phase2.Config{DB: db, Names: names, State: "migrations_state", Log: testenv.Quiet()})
+	rep, err := phase2.Run(ctx, phase2.Config{Env: testEnv(db, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,7 +502,7 @@ func TestPhase2ProbeChoosesAndExplains(t *testing.T) {
 			t.Errorf("the probe left %s behind", n)
 		}
 	}
-	if !slices.Equal(slices.DeleteFunc(slices.Clone(after), func(n string) bool { return n == "migrations_state" }), before) {
+	if !slices.Equal(slices.DeleteFunc(slices.Clone(after), func(n string) bool { return n == "migrations_steps" }), before) {
 		t.Errorf("collections before %v, after %v (the checkpoint's aside)", before, after)
 	}
 	before = after

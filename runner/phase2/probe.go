@@ -15,6 +15,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/internal/scratch"
 	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/progress"
+	"github.com/tenantmigrate/runner/runner/step"
 )
 
 // Probe finds the best path the server takes, as Run does before it writes
@@ -47,7 +48,7 @@ func probe(ctx context.Context, cfg Config) (*ProbeReport, error) {
 		ApplicationsOrganizations: prefix + "app_orgs_" + id,
 		Links:                     prefix + "links_" + id,
 	}
-	pc.State = prefix + "state_" + id // never the real checkpoint
+	pc.Store = &step.MemoryStore{Prefix: prefix + "records_" + id + "_"} // never the real checkpoint
 	pc.RangeSize, pc.DryRun, pc.Progress, pc.Total = 0, false, progress.Discard{}, 0
 	defer func() { _ = scratch.Drop(context.WithoutCancel(ctx), cfg.DB, prefix, "_"+id) }()
 

@@ -35,9 +35,7 @@ func (r *DownReport) Notes() []string {
 // as their documents are done, so a killed Down is finished by running it
 // again. cfg needs DB, Records, State, Batch.
 func Down(ctx context.Context, cfg Config) (*DownReport, error) {
-	if cfg.Batch <= 0 {
-		cfg.Batch = 1000
-	}
+	cfg.Env = cfg.Env.WithDefaults()
 	rep := &DownReport{}
 	var batch []record
 	flush := func() error {
@@ -50,10 +48,10 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	}
 	// Natural order: the records are keyed by documents, and each is
 	// deleted once done, so a run again resumes by itself.
-	err := sorted.EachBy(ctx, cfg.DB.Collection(cfg.Records), nil, nil, nil, cfg.read(), func(raw bson.Raw) error {
+	err := sorted.EachBy(ctx, cfg.DB.Collection(cfg.records()), nil, nil, nil, cfg.read(), func(raw bson.Raw) error {
 		var r record
 		if err := bson.Unmarshal(raw, &r); err != nil {
-			return fmt.Errorf("read %s: %w", cfg.Records, err)
+			return fmt.Errorf("read %s: %w", cfg.records(), err)
 		}
 		if batch = append(batch, r); len(batch) >= cfg.Batch {
 			return flush()
@@ -128,7 +126,7 @@ func restore(ctx context.Context, cfg Config, batch []record, rep *DownReport) e
 		ids = append(ids, r.ID)
 	}
 	return cfg.Retry.Do(ctx, "delete references records", func(ctx context.Context) error {
-		_, err := cfg.DB.Collection(cfg.Records).DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		_, err := cfg.DB.Collection(cfg.records()).DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
 		return err
 	})
 }

@@ -34,7 +34,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
@@ -44,8 +43,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
-	"github.com/tenantmigrate/runner/runner/progress"
-	"github.com/tenantmigrate/runner/runner/retry"
+	"github.com/tenantmigrate/runner/runner/step"
 )
 
 // Ref is one configured reference: a field of a collection of the service
@@ -64,22 +62,13 @@ func (r Ref) top() string { return r.segments()[0] }
 
 // Config is what Run and Down need.
 type Config struct {
-	DB *mongo.Database
-	// Links is phase 1's links collection: legacy _id -> tenant_id.
-	Links string
-	// Records is the runner's collection of the documents it changed.
-	Records string
-	// State keeps the checkpoint.
-	State string
-	Refs  []Ref
-	Batch int
-	Retry retry.Policy
+	// Env: the step reads phase 1's links (Names.Links: legacy _id ->
+	// tenant_id) and keeps its checkpoint and its records (the documents
+	// it changed, for its down) in Store.
+	step.Env
+	Refs []Ref
 	// DryRun counts what Run would change and writes nothing.
 	DryRun bool
-	Log    logrus.FieldLogger
-	// Progress shows the links gone through, per collection; nil shows
-	// nothing.
-	Progress progress.Reporter
 
 	// stop, for tests, ends a run with errStopped at a point where a kill
 	// could land.
@@ -95,6 +84,12 @@ const (
 )
 
 var errStopped = errors.New("references: stopped for a test")
+
+// records is the collection of what the step changed.
+func (c Config) records() string { return c.Store.Records(RecordsName) }
+
+// RecordsName names the step's records in the store.
+const RecordsName = "references"
 
 func (c Config) read() sorted.Options { return sorted.Options{Batch: c.Batch, Retry: &c.Retry} }
 
@@ -222,17 +217,7 @@ func Check(ctx context.Context, cfg Config) (*CheckReport, error) {
 }
 
 func run(ctx context.Context, cfg Config, check *CheckReport) (*Report, error) {
-	if cfg.Batch <= 0 {
-		cfg.Batch = 1000
-	}
-	if cfg.Log == nil {
-		l := logrus.New()
-		l.SetOutput(nopWriter{})
-		cfg.Log = l
-	}
-	if cfg.Progress == nil {
-		cfg.Progress = progress.Discard{}
-	}
+	cfg.Env = cfg.Env.WithDefaults()
 	rep := &Report{DryRun: cfg.DryRun}
 	byColl := map[string][]*FieldReport{}
 	var colls []string
@@ -672,7 +657,7 @@ func (c *collection) records(ctx context.Context, plans []*plan, more ...bson.E)
 	filter := append(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, more...)
 	out := map[string]record{}
 	err := c.cfg.Retry.Do(ctx, "read references records", func(ctx context.Context) error {
-		cur, err := c.cfg.DB.Collection(c.cfg.Records).Find(ctx, filter)
+		cur, err := c.cfg.DB.Collection(c.cfg.records()).Find(ctx, filter)
 		if err != nil {
 			return err
 		}
@@ -688,7 +673,7 @@ func (c *collection) records(ctx context.Context, plans []*plan, more ...bson.E)
 		return cur.Err()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", c.cfg.Records, err)
+		return nil, fmt.Errorf("read %s: %w", c.cfg.records(), err)
 	}
 	return out, nil
 }
@@ -701,7 +686,7 @@ func (c *collection) record(ctx context.Context, plans []*plan) error {
 	if err != nil {
 		return err
 	}
-	records := c.cfg.DB.Collection(c.cfg.Records)
+	records := c.cfg.DB.Collection(c.cfg.records())
 	models := make([]mongo.WriteModel, 0, len(plans))
 	for _, p := range plans {
 		old, had := existing[idKey(p.id)]
@@ -740,7 +725,7 @@ func (c *collection) record(ctx context.Context, plans []*plan) error {
 		models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: r.ID}}).SetReplacement(r).SetUpsert(true))
 	}
 	if _, err := bulk(ctx, &c.cfg.Retry, records, models); err != nil {
-		return fmt.Errorf("write %s: %w", c.cfg.Records, err)
+		return fmt.Errorf("write %s: %w", c.cfg.records(), err)
 	}
 	return nil
 }
@@ -759,8 +744,8 @@ func (c *collection) recordConflicts(ctx context.Context, plans []*plan) error {
 				{Key: "$setOnInsert", Value: bson.D{{Key: "c", Value: c.coll.Name()}, {Key: "d", Value: p.id}, {Key: "original", Value: p.before}, {Key: "written", Value: p.before}}},
 			}).SetUpsert(true))
 	}
-	if _, err := bulk(ctx, &c.cfg.Retry, c.cfg.DB.Collection(c.cfg.Records), models); err != nil {
-		return fmt.Errorf("write %s: %w", c.cfg.Records, err)
+	if _, err := bulk(ctx, &c.cfg.Retry, c.cfg.DB.Collection(c.cfg.records()), models); err != nil {
+		return fmt.Errorf("write %s: %w", c.cfg.records(), err)
 	}
 	return nil
 }
@@ -848,8 +833,8 @@ func (c *collection) settle(ctx context.Context, plans []*plan, written map[*pla
 		}
 		models = append(models, mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: recordKey(c.coll.Name(), p.id)}}).SetUpdate(update))
 	}
-	if _, err := bulk(ctx, &c.cfg.Retry, c.cfg.DB.Collection(c.cfg.Records), models); err != nil {
-		return fmt.Errorf("write %s: %w", c.cfg.Records, err)
+	if _, err := bulk(ctx, &c.cfg.Retry, c.cfg.DB.Collection(c.cfg.records()), models); err != nil {
+		return fmt.Errorf("write %s: %w", c.cfg.records(), err)
 	}
 	return nil
 }

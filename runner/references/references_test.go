@@ -13,7 +13,10 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/references"
+	"github.com/tenantmigrate/runner/runner/step"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
 
@@ -97,7 +100,7 @@ var refs = []references.Ref{
 var serviceColls = []string{"sessions", "credentials", "follows", "saved"}
 
 func config(db *mongo.Database, batch int) references.Config {
-	return references.Config{DB: db, Links: "links", Records: "migrations_references", State: "migrations_state", Refs: refs, Batch: batch}
+	return references.Config{Env: step.Env{DB: db, Names: model.Names{Links: "links"}, Store: mongomigrate.NewStore(db, "migrations", nil), Batch: batch}, Refs: refs}
 }
 
 func dumpAll(t *testing.T, db *mongo.Database) map[string]map[string]string {

@@ -67,10 +67,6 @@ func idText(id any) string {
 	return string(m["v"])
 }
 
-type nopWriter struct{}
-
-func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
-
 // bulkChunk is the most statements one bulk write of this package sends.
 // FerretDB 1 keeps each statement's cursor open until the end of its
 // update command, out of a pool of 100 SQLite connections: a command of

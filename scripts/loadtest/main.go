@@ -396,7 +396,7 @@ func checkDatabase(ctx context.Context, db *mongo.Database, force bool) error {
 func ownCollection(name string) bool {
 	c := config.Default().Collections
 	switch name {
-	case model.DefaultNames().Accounts, model.DefaultNames().ApplicationsOrganizations, c.Accounts, c.ApplicationsOrganizations, c.Links, c.State(), c.History(), c.LockColl(), c.ReferencesColl(), baselineColl, indexedColl, bareColl,
+	case model.DefaultNames().Accounts, model.DefaultNames().ApplicationsOrganizations, c.Accounts, c.ApplicationsOrganizations, c.Links, baselineColl, indexedColl, bareColl,
 		gen.CollSessions, gen.CollCredentials, gen.CollFollows, gen.CollSaved:
 		return true
 	}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/config"
+	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/runner/references"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -399,7 +401,7 @@ func TestKillReferencesThenRerun(t *testing.T) {
 	// had to go by when a document comes back different.
 	records := func(db *mongo.Database) map[string]string {
 		out := map[string]string{}
-		for _, d := range testenv.ReadAll[bson.Raw](t, db.Collection(config.Default().Collections.ReferencesColl())) {
+		for _, d := range testenv.ReadAll[bson.Raw](t, db.Collection(mongomigrate.NewStore(db, config.Default().Collections.MigrationsPrefix, nil).Records(references.RecordsName))) {
 			out[d.Lookup("c").StringValue()+" "+d.Lookup("d").String()] = d.String()
 		}
 		return out

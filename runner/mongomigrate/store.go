@@ -1,0 +1,228 @@
+package mongomigrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/runner/lease"
+	"github.com/tenantmigrate/runner/runner/retry"
+)
+
+// Store is the runner's bookkeeping in the database, behind one type:
+// golang-migrate's state, history and lock, which the Driver writes, and
+// the steps' checkpoints and records, which the steps write through it.
+// Nothing outside this package knows the fields of their documents.
+//
+// The collections are named from one prefix: <prefix>_state, _history and
+// _lock (the driver's: Drop removes them); <prefix>_steps, the steps'
+// values by key (checkpoints, what a step created), and <prefix>_<step>,
+// a step's records (the steps': Drop leaves them, a step's down clears its
+// own).
+type Store struct {
+	db     *mongo.Database
+	prefix string
+	// retry, if set, retries a transient error of every read and write.
+	retry *retry.Policy
+}
+
+// NewStore is the bookkeeping of db under prefix; retry (nil: none)
+// bounds the retries of its reads and writes.
+func NewStore(db *mongo.Database, prefix string, retry *retry.Policy) *Store {
+	return &Store{db: db, prefix: prefix, retry: retry}
+}
+
+func (s *Store) state() *mongo.Collection   { return s.db.Collection(s.prefix + "_state") }
+func (s *Store) history() *mongo.Collection { return s.db.Collection(s.prefix + "_history") }
+func (s *Store) lock() *mongo.Collection    { return s.db.Collection(s.prefix + "_lock") }
+func (s *Store) steps() *mongo.Collection   { return s.db.Collection(s.prefix + "_steps") }
+
+// owned are the collections golang-migrate's driver owns.
+func (s *Store) owned() []*mongo.Collection {
+	return []*mongo.Collection{s.state(), s.history(), s.lock()}
+}
+
+// Collections are the names of every collection of the store but the
+// steps' records: what a tool that lists the database must tell apart
+// from the data.
+func (s *Store) Collections() []string {
+	return []string{s.prefix + "_state", s.prefix + "_history", s.prefix + "_lock", s.prefix + "_steps"}
+}
+
+// Records is the collection in which step keeps its records (what it
+// changed, for its down).
+func (s *Store) Records(step string) string { return s.prefix + "_" + step }
+
+func (s *Store) do(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+	if s.retry == nil {
+		return fn(ctx)
+	}
+	return s.retry.Do(ctx, what, fn)
+}
+
+// State returns the stored state; version -1 when nothing was applied.
+func (s *Store) State(ctx context.Context) (State, error) {
+	var st State
+	err := s.do(ctx, "read migration state", func(ctx context.Context) (err error) {
+		st, err = ReadState(ctx, s.state())
+		return err
+	})
+	return st, err
+}
+
+// History is every step's history document, by HistoryID.
+func (s *Store) History(ctx context.Context) (map[string]History, error) {
+	var out map[string]History
+	err := s.readHistory(ctx, bson.D{}, nil, func() { out = map[string]History{} }, func(h History) { out[h.ID] = h })
+	return out, err
+}
+
+// AppliedBy lists the steps owner applied (or undid) since start, in the
+// order they started.
+func (s *Store) AppliedBy(ctx context.Context, owner string, start time.Time) ([]History, error) {
+	var out []History
+	err := s.readHistory(ctx,
+		bson.D{{Key: "owner", Value: owner}, {Key: "started_at", Value: bson.D{{Key: "$gte", Value: start.Truncate(time.Millisecond)}}}},
+		options.Find().SetSort(bson.D{{Key: "started_at", Value: 1}}),
+		func() { out = nil },
+		func(h History) {
+			if h.State == StateApplied {
+				out = append(out, h)
+			}
+		})
+	return out, err
+}
+
+// readHistory hands each history document of filter, in opts' order, to
+// fn, reading again from the start (after reset) on a transient error.
+func (s *Store) readHistory(ctx context.Context, filter bson.D, opts *options.FindOptions, reset func(), fn func(History)) error {
+	return s.do(ctx, "read history", func(ctx context.Context) error {
+		reset()
+		cur, err := s.history().Find(ctx, filter, opts)
+		if err != nil {
+			return fmt.Errorf("read history: %w", err)
+		}
+		defer cur.Close(ctx)
+		for cur.Next(ctx) {
+			var h History
+			if err := cur.Decode(&h); err != nil {
+				return fmt.Errorf("read history: %w", err)
+			}
+			fn(h)
+		}
+		if err := cur.Err(); err != nil {
+			return fmt.Errorf("read history: %w", err)
+		}
+		return nil
+	})
+}
+
+// LastError says why step's run in direction did not finish: its recorded
+// error, or that its runner stopped while running it; "" if neither is
+// known.
+func (s *Store) LastError(ctx context.Context, step int, direction Direction) string {
+	if direction == "" {
+		direction = Up
+	}
+	var h History
+	if err := s.history().FindOne(ctx, bson.D{{Key: "_id", Value: HistoryID(step, direction)}}).Decode(&h); err != nil {
+		return ""
+	}
+	if h.Error != "" {
+		return h.Error
+	}
+	if h.State == StateRunning {
+		return "its runner (" + h.Owner + ") stopped while running it"
+	}
+	return ""
+}
+
+// Lock is the newest lease of the runners' lock, nil if none was ever
+// taken.
+func (s *Store) Lock(ctx context.Context) (*lease.Holder, error) {
+	var h *lease.Holder
+	err := s.do(ctx, "read lock", func(ctx context.Context) (err error) {
+		h, err = lease.Current(ctx, s.lock(), LockName)
+		return err
+	})
+	return h, err
+}
+
+// stepDoc is one document of the steps' own: a value under its key.
+type stepDoc struct {
+	Key   string    `bson:"_id"`
+	Value bson.Raw  `bson:"value"`
+	At    time.Time `bson:"at"`
+}
+
+// Load decodes into v the value a step saved under key; false if there is
+// none. Builds before this store kept the same keys, whole documents, in
+// the state collection: a value found only there is read from there, so
+// a database they migrated resumes and undoes as they left it.
+func (s *Store) Load(ctx context.Context, key string, v any) (bool, error) {
+	var raw bson.Raw
+	err := s.do(ctx, "read "+key, func(ctx context.Context) error {
+		raw = nil
+		var d stepDoc
+		err := s.steps().FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
+		if err == nil {
+			raw = d.Value
+			return nil
+		}
+		if !errors.Is(err, mongo.ErrNoDocuments) {
+			return err
+		}
+		raw, err = s.state().FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Raw()
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			raw, err = nil, nil
+		}
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", key, err)
+	}
+	if raw == nil {
+		return false, nil
+	}
+	if err := bson.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("read %s: %w", key, err)
+	}
+	return true, nil
+}
+
+// Save stores v under key.
+func (s *Store) Save(ctx context.Context, key string, v any) error {
+	raw, err := bson.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("save %s: %w", key, err)
+	}
+	d := stepDoc{Key: key, Value: raw, At: time.Now().UTC()}
+	err = s.do(ctx, "save "+key, func(ctx context.Context) error {
+		_, err := s.steps().ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}}, d, options.Replace().SetUpsert(true))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("save %s: %w", key, err)
+	}
+	return nil
+}
+
+// Clear removes the value under key (and an earlier build's).
+func (s *Store) Clear(ctx context.Context, key string) error {
+	err := s.do(ctx, "clear "+key, func(ctx context.Context) error {
+		if _, err := s.steps().DeleteOne(ctx, bson.D{{Key: "_id", Value: key}}); err != nil {
+			return err
+		}
+		_, err := s.state().DeleteOne(ctx, bson.D{{Key: "_id", Value: key}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("clear %s: %w", key, err)
+	}
+	return nil
+}
