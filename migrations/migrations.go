@@ -23,15 +23,9 @@ func FS() fs.FS { return files }
 func Source() (source.Driver, error) { return iofs.New(files, ".") }
 
 // GoStep is the name of a step written in Go, as its up file names it:
-// {"go": "phase1"}. Its down file names GoStep.Down().
+// {"go": "phase1"}. Its down file names GoStep.Down(). Each Go step
+// declares its own, in its package (phase1.Name, ...).
 type GoStep string
-
-// The Go steps of this build's files.
-const (
-	Phase1     GoStep = "phase1"
-	Phase2     GoStep = "phase2"
-	References GoStep = "references"
-)
 
 // Down is the name the step's down file gives it.
 func (s GoStep) Down() GoStep { return s + "_down" }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tenantmigrate/runner/migrations"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/runner/references"
 	"github.com/tenantmigrate/runner/runner/step"
 )
 
@@ -131,7 +132,7 @@ func phaseStep(n int) target {
 
 func referencesStep() target {
 	return target{
-		func(in StepInfo) bool { return in.Go != nil && in.Go.Name() == migrations.References },
+		func(in StepInfo) bool { return in.Go != nil && in.Go.Name() == references.Name },
 		fmt.Errorf("%w: references", ErrNoPhase),
 	}
 }

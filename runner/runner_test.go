@@ -29,6 +29,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
 	"github.com/tenantmigrate/runner/runner/step"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
@@ -420,7 +421,7 @@ func phase1Only(up mongomigrate.StepFunc) []step.Step {
 
 type fakePhase1 struct{ up mongomigrate.StepFunc }
 
-func (fakePhase1) Name() migrations.GoStep { return migrations.Phase1 }
+func (fakePhase1) Name() migrations.GoStep { return phase1.Name }
 func (fakePhase1) Phase() int              { return 1 }
 func (f fakePhase1) Up(ctx context.Context, _ step.Env, _ *step.Call) (mongomigrate.Result, error) {
 	return f.up(ctx)

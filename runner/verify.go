@@ -9,6 +9,7 @@ import (
 
 	"github.com/tenantmigrate/runner/runner/references"
 	"github.com/tenantmigrate/runner/runner/retry"
+	"github.com/tenantmigrate/runner/runner/step"
 	"github.com/tenantmigrate/runner/runner/verify"
 )
 
@@ -73,9 +74,14 @@ func (r *Runner) verifyReferences(ctx context.Context, st Status, rep *verify.Re
 		return nil
 	}
 	in, ok := r.cat.find(referencesStep())
-	refStep, isRefs := in.Go.(references.Step)
-	if !ok || !isRefs {
+	if !ok {
 		return nil // a build with steps of its own, without this one
+	}
+	refStep, checks := in.Go.(interface {
+		Check(context.Context, step.Env) (*references.CheckReport, error)
+	})
+	if !checks {
+		return fmt.Errorf("verify references: step %d (%s) cannot check them", in.Version, in.Identifier)
 	}
 	applied := false
 	for _, s := range st.Steps {

@@ -290,6 +290,7 @@ func decodeKey(v *viper.Viper, key string, cfg *Config) error {
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			mapstructure.StringToTimeDurationHookFunc(),
+			namesOnly,
 			mapstructure.TextUnmarshallerHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
 		),
@@ -312,6 +313,18 @@ func decodeKey(v *viper.Viper, key string, cfg *Config) error {
 	}
 	return nil
 }
+
+// namesOnly refuses a value of a typed name (an enum such as phase2.path)
+// given as anything but its name: weakly typed, a YAML 1 or true would
+// become the enum's second value.
+func namesOnly(from, to reflect.Type, data any) (any, error) {
+	if from != to && from.Kind() != reflect.String && reflect.PointerTo(to).Implements(textUnmarshaler) {
+		return nil, errors.New("want a name")
+	}
+	return data, nil
+}
+
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 
 func fieldByKey(v reflect.Value, path []string) reflect.Value {
 	f, ok := findField(v, path)
@@ -409,14 +422,19 @@ func (c Config) Validate() error {
 	if _, err := c.ParsedReferences(); err != nil {
 		return err
 	}
-	for _, v := range []interface{ Validate() error }{c.Identity, c.Phase1, c.Phase2} {
-		if err := v.Validate(); err != nil {
-			return optionError(err)
+	if c.BatchSize < 1 || c.BatchSize > 100000 {
+		return &Error{Key: "batch_size", Msg: fmt.Sprintf("%d is out of range 1..100000", c.BatchSize)}
+	}
+	// A step's section validates itself, naming its key.
+	sections := reflect.ValueOf(c)
+	for i := range sections.NumField() {
+		if v, ok := sections.Field(i).Interface().(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return optionError(err)
+			}
 		}
 	}
 	switch {
-	case c.BatchSize < 1 || c.BatchSize > 100000:
-		return &Error{Key: "batch_size", Msg: fmt.Sprintf("%d is out of range 1..100000", c.BatchSize)}
 	case c.Lock.Lease < time.Second:
 		return &Error{Key: "lock.lease", Msg: "must be at least 1s"}
 	case c.Lock.Heartbeat <= 0 || c.Lock.Heartbeat*2 > c.Lock.Lease:

@@ -250,8 +250,5 @@ func (l *Lease) Release(ctx context.Context) error {
 	} else {
 		err = release(ctx)
 	}
-	if err != nil {
-		return fmt.Errorf("release lock: %w", err)
-	}
-	return nil
+	return retry.Wrap("release lock", err)
 }

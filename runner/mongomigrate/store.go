@@ -47,11 +47,12 @@ func (s *Store) owned() []*mongo.Collection {
 	return []*mongo.Collection{s.state(), s.history(), s.lock()}
 }
 
-// Collections are the names of every collection of the store but the
-// steps' records: what a tool that lists the database must tell apart
-// from the data.
-func (s *Store) Collections() []string {
-	return []string{s.prefix + "_state", s.prefix + "_history", s.prefix + "_lock", s.prefix + "_steps"}
+// WithRetry is the same store retrying within p: a step's run binds it to
+// its own policy, so that the store's retries count with the run's.
+func (s *Store) WithRetry(p retry.Policy) *Store {
+	c := *s
+	c.retry = &p
+	return &c
 }
 
 // Records is the collection in which step keeps its records (what it
@@ -101,25 +102,23 @@ func (s *Store) AppliedBy(ctx context.Context, owner string, start time.Time) ([
 // readHistory hands each history document of filter, in opts' order, to
 // fn, reading again from the start (after reset) on a transient error.
 func (s *Store) readHistory(ctx context.Context, filter bson.D, opts *options.FindOptions, reset func(), fn func(History)) error {
-	return s.do(ctx, "read history", func(ctx context.Context) error {
+	err := s.do(ctx, "read history", func(ctx context.Context) error {
 		reset()
 		cur, err := s.history().Find(ctx, filter, opts)
 		if err != nil {
-			return fmt.Errorf("read history: %w", err)
+			return err
 		}
 		defer cur.Close(ctx)
 		for cur.Next(ctx) {
 			var h History
 			if err := cur.Decode(&h); err != nil {
-				return fmt.Errorf("read history: %w", err)
+				return err
 			}
 			fn(h)
 		}
-		if err := cur.Err(); err != nil {
-			return fmt.Errorf("read history: %w", err)
-		}
-		return nil
+		return cur.Err()
 	})
+	return retry.Wrap("read history", err)
 }
 
 // LastError says why step's run in direction did not finish: its recorded
@@ -184,7 +183,7 @@ func (s *Store) Load(ctx context.Context, key string, v any) (bool, error) {
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("read %s: %w", key, err)
+		return false, retry.Wrap("read "+key, err)
 	}
 	if raw == nil {
 		return false, nil
@@ -206,23 +205,19 @@ func (s *Store) Save(ctx context.Context, key string, v any) error {
 		_, err := s.steps().ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}}, d, options.Replace().SetUpsert(true))
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("save %s: %w", key, err)
-	}
-	return nil
+	return retry.Wrap("save "+key, err)
 }
 
 // Clear removes the value under key (and an earlier build's).
 func (s *Store) Clear(ctx context.Context, key string) error {
 	err := s.do(ctx, "clear "+key, func(ctx context.Context) error {
-		if _, err := s.steps().DeleteOne(ctx, bson.D{{Key: "_id", Value: key}}); err != nil {
+		// An earlier build's first: killed in between, Load finds nothing
+		// older than what was cleared.
+		if _, err := s.state().DeleteOne(ctx, bson.D{{Key: "_id", Value: key}}); err != nil {
 			return err
 		}
-		_, err := s.state().DeleteOne(ctx, bson.D{{Key: "_id", Value: key}})
+		_, err := s.steps().DeleteOne(ctx, bson.D{{Key: "_id", Value: key}})
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("clear %s: %w", key, err)
-	}
-	return nil
+	return retry.Wrap("clear "+key, err)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
+	"github.com/tenantmigrate/runner/runner/retry"
 )
 
 // DownReport is what Down did.
@@ -36,16 +37,11 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	p := &run{cfg: cfg}
 	tenants := cfg.DB.Collection(cfg.TenantsAccounts)
 	links := cfg.DB.Collection(cfg.Links)
-	var ids []model.ID
-	flush := func() error {
-		if len(ids) == 0 {
-			return nil
-		}
+	del := writes.Batch[model.ID]{Size: cfg.Batch, Flush: func(ctx context.Context, ids []model.ID) error {
 		n, err := writes.DeleteIDs(ctx, &cfg.Retry, tenants, ids)
 		rep.TenantsDeleted += n
-		ids = ids[:0]
 		return err
-	}
+	}}
 	var last model.ID
 	// By tenant, then _id: each tenant once, and a cursor that can resume.
 	byTenant := bson.D{{Key: "tenant_id", Value: 1}, {Key: "_id", Value: 1}}
@@ -55,19 +51,16 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 			return nil // a link phase 1 left out names no tenant
 		}
 		last = id
-		if ids = append(ids, id); len(ids) >= cfg.Batch {
-			return flush()
-		}
-		return nil
+		return del.Add(ctx, id)
 	})
 	if err == nil {
-		err = flush()
+		err = del.Close(ctx)
 	}
 	if err != nil {
 		return rep, fmt.Errorf("phase 1 down: %w", err)
 	}
 	if err := cfg.Retry.Do(ctx, "drop links", func(ctx context.Context) error { return links.Drop(ctx) }); err != nil {
-		return rep, fmt.Errorf("drop links: %w", err)
+		return rep, retry.Wrap("drop links", err)
 	}
 	return rep, nil
 }

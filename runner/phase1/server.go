@@ -121,7 +121,7 @@ func (p *run) serverInvalid(ctx context.Context) error {
 		return cur.Err()
 	})
 	if err != nil {
-		return fmt.Errorf("read invalid accounts: %w", err)
+		return retry.Wrap("read invalid accounts", err)
 	}
 	p.rep.Invalid, p.rep.InvalidReasons, p.rep.FirstInvalid = seen.Invalid, seen.InvalidReasons, seen.FirstInvalid
 	err = p.cfg.Retry.Do(ctx, "count accounts", func(ctx context.Context) (err error) {
@@ -129,7 +129,7 @@ func (p *run) serverInvalid(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("count accounts: %w", err)
+		return retry.Wrap("count accounts", err)
 	}
 	if p.rep.Invalid > 0 && !p.cfg.SkipInvalid {
 		p.rep.StopsOnInvalid, p.rep.WouldStop = true, true

@@ -92,7 +92,10 @@ func (id IdentityOptions) Validate() error {
 	return nil
 }
 
-// Step is phase 1 as a migration step (migrations.Phase1).
+// Name is the name phase 1's step files give it: {"go": "phase1"}.
+const Name migrations.GoStep = "phase1"
+
+// Step is phase 1 as a migration step.
 type Step struct {
 	Options  Options
 	Identity IdentityOptions
@@ -101,7 +104,7 @@ type Step struct {
 var _ step.Step = Step{}
 
 // Name is the name phase 1's step files give it.
-func (Step) Name() migrations.GoStep { return migrations.Phase1 }
+func (Step) Name() migrations.GoStep { return Name }
 
 // Phase is 1.
 func (Step) Phase() int { return 1 }

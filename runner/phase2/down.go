@@ -15,7 +15,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
 
-// createdKey is the state document listing the collections phase 2 created
+// createdKey starts the store's keys of the collections phase 2 created
 // (ensureCollections), so that Down removes them and nothing else.
 const createdKey = "phase2_created"
 
@@ -45,7 +45,7 @@ func (r *DownReport) Notes() []string {
 // with no link for their own _id), clears the checkpoint, and drops the
 // collections phase 2 created, if they are still empty (a collection that
 // phase 1 has written to since is phase 1's). Idempotent: a half-done
-// Down is finished by running it again. cfg needs DB, Names, State, Batch.
+// Down is finished by running it again. cfg needs DB, Names, Store, Batch.
 func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	cfg = cfg.withDefaults()
 	rep := &DownReport{}
@@ -56,19 +56,14 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	}
 	links := join.ByID(linkRows, "links")
 	defer links.Close(ctx)
-	var ids []model.ID
-	flush := func() error {
-		if len(ids) == 0 {
-			return nil
-		}
+	del := writes.Batch[model.ID]{Size: cfg.Batch, Flush: func(ctx context.Context, ids []model.ID) error {
 		n, err := writes.DeleteIDs(ctx, &cfg.Retry, tenants, ids)
 		rep.TenantsDeleted += n
-		ids = ids[:0]
 		if err != nil {
 			return fmt.Errorf("delete tenant accounts: %w", err)
 		}
 		return nil
-	}
+	}}
 	err = sorted.Each(ctx, tenants, nil, bson.D{{Key: "_id", Value: 1}}, cfg.read(), func(raw bson.Raw) error {
 		id, ok := model.IDOf(raw.Lookup("_id"))
 		if !ok {
@@ -77,13 +72,10 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 		if _, linked, err := links.SkipTo(ctx, id); err != nil || linked {
 			return err
 		}
-		if ids = append(ids, id); len(ids) >= cfg.Batch {
-			return flush()
-		}
-		return nil
+		return del.Add(ctx, id)
 	})
 	if err == nil {
-		err = flush()
+		err = del.Close(ctx)
 	}
 	if err != nil {
 		return rep, err
@@ -94,36 +86,51 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	return rep, dropCreated(ctx, cfg, rep)
 }
 
+// created is what the store keeps of a collection phase 2 created: one
+// value per collection, written whole, so no two writes race to update one
+// list. Builds before the store kept one list under createdKey.
 type created struct {
-	Collections []string `bson:"collections"`
+	Collection  string   `bson:"collection,omitempty"`
+	Collections []string `bson:"collections,omitempty"`
 }
 
-// recordCreated adds name to the collections phase 2 created, before it
+func createdKeyOf(name string) string { return createdKey + ":" + name }
+
+// recordCreated notes name as a collection phase 2 created, before it
 // creates it: a run killed in between leaves a name whose collection does
-// not exist, which dropCreated passes over. One runner at a time holds the
-// lease, so reading and saving the list again is safe.
+// not exist, which dropCreated passes over.
 func recordCreated(ctx context.Context, cfg Config, name string) error {
-	var c created
-	if _, err := cfg.Store.Load(ctx, createdKey, &c); err != nil {
-		return fmt.Errorf("record created collection: %w", err)
-	}
-	if slices.Contains(c.Collections, name) {
-		return nil
-	}
-	c.Collections = append(c.Collections, name)
-	if err := cfg.Store.Save(ctx, createdKey, c); err != nil {
+	if err := cfg.Store.Save(ctx, createdKeyOf(name), created{Collection: name}); err != nil {
 		return fmt.Errorf("record created collection: %w", err)
 	}
 	return nil
 }
 
+// dropCreated drops the collections phase 2 created that are still empty.
 func dropCreated(ctx context.Context, cfg Config, rep *DownReport) error {
-	var c created
-	found, err := cfg.Store.Load(ctx, createdKey, &c)
-	if err != nil || !found {
+	var names, keys []string
+	var old created
+	found, err := cfg.Store.Load(ctx, createdKey, &old)
+	if err != nil {
 		return err
 	}
-	for _, name := range c.Collections {
+	if found {
+		names, keys = append(names, old.Collections...), append(keys, createdKey)
+	}
+	for _, name := range []string{cfg.Names.Links, cfg.Names.TenantsAccounts} {
+		var c created
+		found, err := cfg.Store.Load(ctx, createdKeyOf(name), &c)
+		if err != nil {
+			return err
+		}
+		if found && !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+		if found {
+			keys = append(keys, createdKeyOf(name))
+		}
+	}
+	for _, name := range names {
 		coll := cfg.DB.Collection(name)
 		n, err := coll.CountDocuments(ctx, bson.D{}, options.Count().SetLimit(1))
 		if err != nil {
@@ -137,5 +144,10 @@ func dropCreated(ctx context.Context, cfg Config, rep *DownReport) error {
 		}
 		rep.Dropped = append(rep.Dropped, name)
 	}
-	return cfg.Store.Clear(ctx, createdKey)
+	for _, key := range keys {
+		if err := cfg.Store.Clear(ctx, key); err != nil {
+			return err
+		}
+	}
+	return nil
 }

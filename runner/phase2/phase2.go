@@ -39,6 +39,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/internal/enum"
 	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/retry"
 	"github.com/tenantmigrate/runner/runner/step"
 )
 
@@ -450,7 +451,7 @@ func runServer(ctx context.Context, cfg Config, path Path, valid []string, after
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("count links: %w", err)
+		return retry.Wrap("count links", err)
 	}
 	if cfg.DryRun {
 		return nil

@@ -628,3 +628,32 @@ func TestPhase2DownKeepsPhase1(t *testing.T) {
 		t.Errorf("%d tenant accounts after down, want phase 1's %d", n, len(exp.Groups))
 	}
 }
+
+// A database an earlier build migrated keeps the collections phase 2
+// created as one list in the state collection: down still drops them.
+func TestPhase2DownDropsWhatAnEarlierBuildCreated(t *testing.T) {
+	db := env.Database(t)
+	exp := env.Load(t, db, gen.Options{Accounts: 100, Seed: 5})
+	ctx := context.Background()
+	if _, err := phase2.Run(ctx, config(db, phase2.PathStream)); err != nil {
+		t.Fatal(err)
+	}
+	// As the earlier build left it.
+	if _, err := db.Collection("migrations_steps").DeleteMany(ctx, bson.D{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Collection("migrations_state").InsertOne(ctx, bson.D{{Key: "_id", Value: "phase2_created"},
+		{Key: "collections", Value: bson.A{names.Links, names.TenantsAccounts}}}); err != nil {
+		t.Fatal(err)
+	}
+	down, err := phase2.Down(ctx, config(db, phase2.PathStream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{names.Links, names.TenantsAccounts}; down.TenantsDeleted != int64(exp.Accounts) || !slices.Equal(down.Dropped, want) {
+		t.Errorf("down = %+v; want %d deleted, %v dropped", down, exp.Accounts, want)
+	}
+	if n, _ := db.Collection("migrations_state").CountDocuments(ctx, bson.D{{Key: "_id", Value: "phase2_created"}}); n != 0 {
+		t.Error("the earlier build's list is left after down")
+	}
+}

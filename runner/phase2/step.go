@@ -10,13 +10,16 @@ import (
 	"github.com/tenantmigrate/runner/runner/step"
 )
 
-// Step is phase 2 as a migration step (migrations.Phase2).
+// Name is the name phase 2's step files give it: {"go": "phase2"}.
+const Name migrations.GoStep = "phase2"
+
+// Step is phase 2 as a migration step.
 type Step struct{ Options Options }
 
 var _ step.Step = Step{}
 
 // Name is the name phase 2's step files give it.
-func (Step) Name() migrations.GoStep { return migrations.Phase2 }
+func (Step) Name() migrations.GoStep { return Name }
 
 // Phase is 2.
 func (Step) Phase() int { return 2 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/internal/writes"
 )
 
 // DownReport is what Down did.
@@ -30,29 +31,30 @@ func (r *DownReport) Notes() []string {
 	return []string{fmt.Sprintf("restored %d documents to their originals; %d the service changed since the rewrite, left as they are", r.Restored, r.Changed)}
 }
 
+// maxDownPasses bounds Down's passes over the records: each deletes what
+// it read, so a second pass finds at most what a cursor missed.
+const maxDownPasses = 10
+
 // Down undoes Run: every recorded document that still holds what Run
 // wrote gets its original fields back; then its record goes. Records go
 // as their documents are done, so a killed Down is finished by running it
-// again. cfg needs DB, Records, State, Batch.
+// again. cfg needs DB, Store, Batch.
 func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	cfg.Env = cfg.Env.WithDefaults()
 	rep := &DownReport{}
-	var batch []record
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		err := restore(ctx, cfg, batch, rep)
-		batch = batch[:0]
-		return err
-	}
+	batch := writes.Batch[record]{Size: cfg.Batch, Flush: func(ctx context.Context, rs []record) error {
+		return restore(ctx, cfg, rs, rep)
+	}}
 	// Natural order: the records are keyed by documents, and each is
 	// deleted once done, so a run again resumes by itself. Passes go on
 	// until one finds no record left: a down on FerretDB 2 that finished
 	// without error once left 3 of 5,048 records unread (a cursor in
 	// natural order over a collection it deletes from need not see them
 	// all).
-	for {
+	for pass := 1; ; pass++ {
+		if pass > maxDownPasses {
+			return rep, fmt.Errorf("references down: records still left after %d passes over %s", maxDownPasses, cfg.records())
+		}
 		read := 0
 		err := sorted.EachBy(ctx, cfg.DB.Collection(cfg.records()), nil, nil, nil, cfg.read(), func(raw bson.Raw) error {
 			var r record
@@ -60,13 +62,10 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 				return fmt.Errorf("read %s: %w", cfg.records(), err)
 			}
 			read++
-			if batch = append(batch, r); len(batch) >= cfg.Batch {
-				return flush()
-			}
-			return nil
+			return batch.Add(ctx, r)
 		})
 		if err == nil {
-			err = flush()
+			err = batch.Close(ctx)
 		}
 		if err != nil {
 			return rep, fmt.Errorf("references down: %w", err)

@@ -43,6 +43,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/retry"
 	"github.com/tenantmigrate/runner/runner/step"
 )
 
@@ -787,11 +788,11 @@ func (c *collection) write(ctx context.Context, plans []*plan) error {
 			case servererr.IsDuplicateKey(err):
 				refused[i] = true
 			default:
-				return fmt.Errorf("rewrite %s: %w", c.coll.Name(), err)
+				return retry.Wrap("rewrite "+c.coll.Name(), err)
 			}
 		}
 	default:
-		return fmt.Errorf("rewrite %s: %w", c.coll.Name(), err)
+		return retry.Wrap("rewrite "+c.coll.Name(), err)
 	}
 	if c.cfg.stop == stopAfterWrite {
 		return errStopped
@@ -871,7 +872,7 @@ func (c *collection) currentFields(ctx context.Context, plans []*plan, fields []
 		return cur.Err()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read back %s: %w", c.coll.Name(), err)
+		return nil, retry.Wrap("read back "+c.coll.Name(), err)
 	}
 	return out, nil
 }
@@ -901,7 +902,7 @@ func (c *collection) noteIndexes(ctx context.Context) error {
 		return cur.All(ctx, &specs)
 	})
 	if err != nil {
-		return fmt.Errorf("list indexes of %s: %w", c.coll.Name(), err)
+		return retry.Wrap("list indexes of "+c.coll.Name(), err)
 	}
 	for _, f := range c.fields {
 		f.Unindexed = true

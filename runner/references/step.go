@@ -59,14 +59,17 @@ func Parse(list []string, own model.Names, bookkeeping string) ([]Ref, error) {
 	return out, nil
 }
 
-// Step is the references step (migrations.References): it re-points the
+// Name is the name the references step files give it: {"go": "references"}.
+const Name migrations.GoStep = "references"
+
+// Step is the references step: it re-points the
 // configured references, Refs (Parse), to the tenant accounts.
 type Step struct{ Refs []Ref }
 
 var _ step.Step = Step{}
 
 // Name is the name the references step files give it.
-func (Step) Name() migrations.GoStep { return migrations.References }
+func (Step) Name() migrations.GoStep { return Name }
 
 // Phase is 0: the step is no phase (runner --references runs it).
 func (Step) Phase() int { return 0 }

@@ -2,7 +2,6 @@ package references
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 
@@ -10,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/retry"
 )
 
 // unique is a unique index of a referencing collection that a rewrite can
@@ -71,7 +71,7 @@ func (c *collection) refuseUnique(ctx context.Context, plans []*plan) error {
 			return cur.Err()
 		})
 		if err != nil {
-			return fmt.Errorf("read %s by a unique key: %w", c.coll.Name(), err)
+			return retry.Wrap("read "+c.coll.Name()+" by a unique key", err)
 		}
 	}
 	return nil

@@ -12,6 +12,7 @@ package retry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
@@ -76,6 +77,20 @@ func (e *ExhaustedError) Error() string {
 }
 
 func (e *ExhaustedError) Unwrap() error { return e.Err }
+
+// Wrap names what failed in err, as Do does when the budget is spent: an
+// *ExhaustedError of the same what already names it, and is not named
+// twice ("count links: count links: still failing ...").
+func Wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ex *ExhaustedError
+	if errors.As(err, &ex) && ex.What == what {
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
 
 // Do runs fn until it succeeds, fails with an error that is not
 // transient (servererr.IsTransient), ctx ends, or the budget is spent (then an *ExhaustedError

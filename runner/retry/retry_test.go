@@ -3,6 +3,7 @@ package retry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -109,5 +110,30 @@ func TestAlso(t *testing.T) {
 	p.Also = nil
 	if err := p.Do(context.Background(), "write", func(context.Context) error { calls++; return dup }); calls != 1 || err == nil {
 		t.Errorf("without Also: %d calls, %v; want one, failed", calls, err)
+	}
+}
+
+// Wrap names what failed once: an exhausted budget's error already names
+// it; any other error gets the name.
+func TestWrap(t *testing.T) {
+	cause := errors.New("connection reset")
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"nil", nil, ""},
+		{"tried once", cause, "count links: connection reset"},
+		{"exhausted", &ExhaustedError{What: "count links", Attempts: 8, Err: cause}, "count links: still failing after 8 attempts in 0s: connection reset"},
+		{"exhausted elsewhere", &ExhaustedError{What: "read links", Attempts: 2, Err: cause}, "count links: read links: still failing after 2 attempts in 0s: connection reset"},
+	}
+	for _, tt := range tests {
+		err := Wrap("count links", tt.err)
+		if got := fmt.Sprint(err); (err == nil) != (tt.want == "") || err != nil && got != tt.want {
+			t.Errorf("%s: Wrap = %q, want %q", tt.name, got, tt.want)
+		}
+		if tt.err != nil && !errors.Is(err, cause) {
+			t.Errorf("%s: the cause is lost", tt.name)
+		}
 	}
 }

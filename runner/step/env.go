@@ -9,6 +9,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/capability"
+	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/progress"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
@@ -61,8 +62,12 @@ type Store interface {
 
 // WithDefaults fills what a caller left unset, the one place defaults of
 // the environment are applied: the batch size, a logger that discards,
-// progress that shows nothing.
+// progress that shows nothing. It also binds a store that retries
+// (mongomigrate.Store) to Retry, so that its retries count with the run's.
 func (e Env) WithDefaults() Env {
+	if s, ok := e.Store.(*mongomigrate.Store); ok {
+		e.Store = s.WithRetry(e.Retry)
+	}
 	if e.Batch <= 0 {
 		e.Batch = DefaultBatch
 	}
