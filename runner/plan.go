@@ -45,18 +45,18 @@ func (r *Runner) PlanReferences(ctx context.Context) (Plan, error) {
 
 // plan is what a run up to t (nil: every step) would run.
 func (r *Runner) plan(ctx context.Context, t *target) (Plan, error) {
-	st, err := r.store.State(ctx)
+	st, err := r.m.store.State(ctx)
 	if err != nil {
 		return Plan{}, err
 	}
 	p := Plan{Version: st.Version, Dirty: st.Dirty}
 	target := -1
 	if t != nil {
-		if target, err = r.cat.version(*t); err != nil {
+		if target, err = r.m.cat.version(*t); err != nil {
 			return Plan{}, err
 		}
 	}
-	for _, in := range r.cat {
+	for _, in := range r.m.cat {
 		v := int(in.Version)
 		pending := v > st.Version || (st.Dirty && v == st.Version)
 		rerun := t != nil && v == target && !pending
@@ -72,7 +72,7 @@ func (r *Runner) plan(ctx context.Context, t *target) (Plan, error) {
 			ps.Commands = append(ps.Commands, string(b))
 		}
 		if in.Go != nil {
-			if ps.Report, err = in.Go.DryRun(ctx, r.env); err != nil {
+			if ps.Report, err = in.Go.DryRun(ctx, r.m.env); err != nil {
 				return p, fmt.Errorf("dry run of step %d: %w", ps.Version, err)
 			}
 		}

@@ -11,13 +11,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"time"
 
-	"github.com/golang-migrate/migrate/v4"
 	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/event"
 	"go.mongodb.org/mongo-driver/mongo"
@@ -39,20 +37,13 @@ type Runner struct {
 	log    logrus.FieldLogger
 	client *mongo.Client
 	db     *mongo.Database
-	steps  fs.FS
-	// goSteps are the Go steps the files of steps may name; cat is both,
-	// read once.
-	goSteps []step.Step
-	cat     catalogue
-	owner   string
-	host    string
 	// progress shows long work: a bar on a terminal, log lines otherwise.
 	progress progress.Reporter
 	monitor  *event.CommandMonitor
-	// store is the bookkeeping; env what every step runs with. Both are
-	// built once, in New.
-	store *mongomigrate.Store
-	env   step.Env
+	// m applies the steps; steps and goSteps are what WithSteps gave it.
+	m       *migrator
+	steps   fs.FS
+	goSteps []step.Step
 }
 
 // Option customises a Runner.
@@ -79,8 +70,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
-	r := &Runner{cfg: cfg, host: host, owner: ownerID(host)}
+	r := &Runner{cfg: cfg}
 	for _, o := range opts {
 		o(r)
 	}
@@ -91,7 +81,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 		r.steps = migrations.FS()
 	}
 	if r.goSteps == nil {
-		steps, err := r.builtinSteps()
+		steps, err := builtinSteps(cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -101,7 +91,6 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 	if err != nil {
 		return nil, err
 	}
-	r.cat = cat
 	client, err := connect(ctx, cfg.MongoDB, r.monitor)
 	if err != nil {
 		return nil, err
@@ -116,13 +105,18 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 	if r.progress == nil {
 		r.progress = progress.NewLog(r.log, 10*time.Second)
 	}
-	policy := r.retryPolicy()
-	r.store = mongomigrate.NewStore(r.db, cfg.Collections.MigrationsPrefix, &policy)
-	r.env = step.Env{
-		DB: r.db, Names: cfg.Collections.Names, Store: r.store, Retry: policy, Log: r.log, Progress: r.progress,
-		Batch: cfg.BatchSize, ScratchPrefix: cfg.Collections.MigrationsPrefix, Caps: caps, SkipInvalid: cfg.SkipInvalid,
+	policy := retryPolicy(cfg.Retry, r.log)
+	store := mongomigrate.NewStore(r.db, cfg.Collections.MigrationsPrefix, &policy)
+	host, _ := os.Hostname()
+	r.m = &migrator{
+		cfg: cfg, log: r.log, db: r.db, steps: r.steps, goSteps: r.goSteps, cat: cat, store: store,
+		env: step.Env{
+			DB: r.db, Names: cfg.Collections.Names, Store: store, Retry: policy, Log: r.log, Progress: r.progress,
+			Batch: cfg.BatchSize, ScratchPrefix: cfg.Collections.MigrationsPrefix, Caps: caps, SkipInvalid: cfg.SkipInvalid,
+		},
+		owner: ownerID(host), host: host,
 	}
-	r.log.WithFields(logrus.Fields{"uri": RedactURI(cfg.MongoDB.URI), "database": cfg.MongoDB.Database, "owner": r.owner}).Debug("connected")
+	r.log.WithFields(logrus.Fields{"uri": RedactURI(cfg.MongoDB.URI), "database": cfg.MongoDB.Database, "owner": r.m.owner}).Debug("connected")
 	return r, nil
 }
 
@@ -135,7 +129,7 @@ func (r *Runner) Close(ctx context.Context) error {
 func (r *Runner) DB() *mongo.Database { return r.db }
 
 // Owner identifies this runner in the lock and the history.
-func (r *Runner) Owner() string { return r.owner }
+func (r *Runner) Owner() string { return r.m.owner }
 
 func ownerID(host string) string {
 	b := make([]byte, 4)
@@ -168,7 +162,7 @@ type Result struct {
 
 // Up applies every pending step, as a service does at boot.
 func (r *Runner) Up(ctx context.Context) (Result, error) {
-	res, err := r.migrateWith(ctx, false, func(s *session) error { return s.m.Up() })
+	res, err := r.m.up(ctx)
 	return r.verifyAfter(ctx, res, err)
 }
 
@@ -189,128 +183,25 @@ func (r *Runner) verifyAfter(ctx context.Context, res Result, err error) (Result
 }
 
 // Down undoes the last applied step.
-func (r *Runner) Down(ctx context.Context) (Result, error) {
-	return r.migrateWith(ctx, true, func(s *session) error {
-		v, _, err := s.drv.Version()
-		if err != nil {
-			return err
-		}
-		if v == -1 {
-			return ErrNothingToUndo
-		}
-		return s.m.Steps(-1)
-	})
-}
+func (r *Runner) Down(ctx context.Context) (Result, error) { return r.m.down(ctx) }
 
 // Phase applies the steps up to and including phase n's step; when that
 // step was applied before, it runs it again (phase steps are idempotent and
 // pick up accounts added or changed since).
 func (r *Runner) Phase(ctx context.Context, n int) (Result, error) {
-	return r.through(ctx, phaseStep(n))
+	res, err := r.m.through(ctx, phaseStep(n))
+	return r.verifyAfter(ctx, res, err)
 }
 
 // References applies the steps up to and including the references step;
 // when it was applied before, it runs it again (after phase 1 merged more
 // accounts, or for documents the service changed meanwhile).
 func (r *Runner) References(ctx context.Context) (Result, error) {
-	return r.through(ctx, referencesStep())
-}
-
-func (r *Runner) through(ctx context.Context, t target) (Result, error) {
-	v, err := r.cat.version(t)
-	if err != nil {
-		return Result{}, err
-	}
-	res, err := r.migrateWith(ctx, false, func(s *session) error {
-		cur, _, err := s.drv.Version()
-		if err != nil {
-			return err
-		}
-		if cur < v {
-			return s.m.Migrate(uint(v))
-		}
-		body, _, err := s.src.ReadUp(uint(v))
-		if err != nil {
-			return err
-		}
-		defer body.Close()
-		return s.drv.Rerun(v, body)
-	})
+	res, err := r.m.through(ctx, referencesStep())
 	return r.verifyAfter(ctx, res, err)
 }
 
-func (r *Runner) migrateWith(ctx context.Context, down bool, fn func(*session) error) (Result, error) {
-	var res Result
-	start := time.Now().UTC()
-	err := r.withLock(ctx, &step.Call{}, func(s *session) error {
-		v, _, err := s.drv.Version()
-		if err != nil {
-			return err
-		}
-		res.From = v
-		resumed, err := r.resolveDirty(ctx, s, down)
-		if err != nil {
-			return err
-		}
-		res.Resumed = resumed
-		err = fn(s)
-		if errors.Is(err, migrate.ErrNoChange) {
-			err = nil
-		}
-		if v, _, verr := s.drv.Version(); verr == nil {
-			res.To = v
-		}
-		return err
-	})
-	steps, herr := r.stepsSince(ctx, start)
-	res.Steps = steps
-	if err == nil {
-		err = herr
-	}
-	return res, err
-}
-
-// resolveDirty handles a step left half done by a runner that died or
-// failed. It is called under the lease, so that runner is gone. Every step is
-// idempotent, so resuming means running the step again from its start.
-func (r *Runner) resolveDirty(ctx context.Context, s *session, down bool) (bool, error) {
-	st, err := r.store.State(ctx)
-	if err != nil || !st.Dirty {
-		return false, err
-	}
-	lastErr := r.store.LastError(ctx, st.Step, st.Direction)
-	if r.cfg.Boot.OnDirty != config.DirtyResume {
-		return false, &DirtyError{Step: st.Step, Direction: st.Direction, LastError: lastErr}
-	}
-	step := st.Step
-	if step == 0 {
-		step = st.Version
-	}
-	// Going up, a half-done step (up or down) is re-applied from the
-	// version below it; going down, it is re-applied from its own version
-	// and then undone.
-	force := step
-	if !down {
-		prev, err := s.src.Prev(uint(step))
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			force = -1
-		case err != nil:
-			return false, err
-		default:
-			force = int(prev)
-		}
-	}
-	r.log.WithFields(logrus.Fields{"step": step, "direction": st.Direction, "last_error": lastErr}).
-		Warn("a step was left half done; resuming it (steps are idempotent)")
-	if err := s.m.Force(force); err != nil {
-		return false, fmt.Errorf("resume step %d: %w", step, err)
-	}
-	return true, nil
-}
-
 // retryPolicy is the configured budget against transient errors.
-func (r *Runner) retryPolicy() retry.Policy {
-	c := r.cfg.Retry
-	return retry.Policy{Attempts: c.Attempts, MaxElapsed: c.MaxElapsed, Base: c.InitialWait, Max: c.MaxWait, Log: r.log}
+func retryPolicy(c config.Retry, log logrus.FieldLogger) retry.Policy {
+	return retry.Policy{Attempts: c.Attempts, MaxElapsed: c.MaxElapsed, Base: c.InitialWait, Max: c.MaxWait, Log: log}
 }

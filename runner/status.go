@@ -68,16 +68,16 @@ type LockStatus struct {
 
 // Status reads the applied version, each step's history and the lock.
 func (r *Runner) Status(ctx context.Context) (Status, error) {
-	st, err := r.store.State(ctx)
+	st, err := r.m.store.State(ctx)
 	if err != nil {
 		return Status{}, err
 	}
-	hist, err := r.store.History(ctx)
+	hist, err := r.m.store.History(ctx)
 	if err != nil {
 		return Status{}, err
 	}
 	out := Status{Version: st.Version, Dirty: st.Dirty}
-	for _, in := range r.cat {
+	for _, in := range r.m.cat {
 		s := StepStatus{Version: in.Version, Identifier: in.Identifier, Kind: in.Up.Kind, Phase: in.Phase()}
 		if h, ok := hist[mongomigrate.HistoryID(int(in.Version), mongomigrate.Up)]; ok && h.State != mongomigrate.StateReverted {
 			s.Up = &h
@@ -89,30 +89,12 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 		s.State = stepState(s.Up, s.Down)
 		out.Steps = append(out.Steps, s)
 	}
-	h, err := r.store.Lock(ctx)
+	h, err := r.m.store.Lock(ctx)
 	if err != nil {
 		return Status{}, err
 	}
 	if h != nil {
 		out.Lock = &LockStatus{Owner: h.Owner, Host: h.Host, ExpiresAt: h.ExpiresAt, Free: h.Free(time.Now())}
-	}
-	return out, nil
-}
-
-// stepsSince lists the steps this runner finished since start.
-func (r *Runner) stepsSince(ctx context.Context, start time.Time) ([]StepResult, error) {
-	hist, err := r.store.AppliedBy(context.WithoutCancel(ctx), r.owner, start)
-	if err != nil {
-		return nil, err
-	}
-	var out []StepResult
-	for _, h := range hist {
-		name := h.Name
-		if ident := r.cat.identifier(h.Version); ident != "" {
-			name = ident
-		}
-		out = append(out, StepResult{Version: h.Version, Name: name, Direction: h.Direction,
-			Duration: time.Duration(h.DurationMS) * time.Millisecond, Counts: h.Counts, Notes: h.Notes})
 	}
 	return out, nil
 }

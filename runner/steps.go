@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 
+	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
@@ -12,14 +13,14 @@ import (
 
 // builtinSteps are the Go steps of this build's migrations/ files, each
 // with its own section of the configuration.
-func (r *Runner) builtinSteps() ([]step.Step, error) {
-	refs, err := r.cfg.ParsedReferences()
+func builtinSteps(cfg config.Config) ([]step.Step, error) {
+	refs, err := cfg.ParsedReferences()
 	if err != nil {
 		return nil, err
 	}
 	return []step.Step{
-		phase1.Step{Options: r.cfg.Phase1, Identity: r.cfg.Identity},
-		phase2.Step{Options: r.cfg.Phase2},
+		phase1.Step{Options: cfg.Phase1, Identity: cfg.Identity},
+		phase2.Step{Options: cfg.Phase2},
 		references.Step{Refs: refs},
 	}, nil
 }

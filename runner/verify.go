@@ -18,9 +18,9 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	c := r.cfg.Collections
 	start := time.Now()
 	r.log.Info("verify: started")
-	total := r.env.Estimate(ctx, c.Accounts)
+	total := r.m.env.Estimate(ctx, c.Accounts)
 	if total > 0 {
-		total += r.env.Estimate(ctx, c.TenantsAccounts)
+		total += r.m.env.Estimate(ctx, c.TenantsAccounts)
 	}
 	st, err := r.Status(ctx)
 	if err != nil {
@@ -33,7 +33,7 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	var rep *verify.Report
 	// Verify only reads: its streams resume by themselves, and any other
 	// transient error reads it all again.
-	policy := r.retryPolicy()
+	policy := r.m.env.Retry
 	policy.Counter = &retry.Counter{}
 	err = policy.Do(ctx, "verify", func(ctx context.Context) (err error) {
 		rep, err = verify.Run(ctx, r.db, c.Names, verify.Options{Stage: stage, Batch: r.cfg.BatchSize, Retry: &policy, Progress: func(read int64) {
@@ -73,7 +73,7 @@ func (r *Runner) verifyReferences(ctx context.Context, st Status, rep *verify.Re
 	if len(r.cfg.References) == 0 {
 		return nil
 	}
-	in, ok := r.cat.find(referencesStep())
+	in, ok := r.m.cat.find(referencesStep())
 	if !ok {
 		return nil // a build with steps of its own, without this one
 	}
@@ -91,7 +91,7 @@ func (r *Runner) verifyReferences(ctx context.Context, st Status, rep *verify.Re
 		rep.ReferencesPending = true
 		return nil
 	}
-	env := r.env
+	env := r.m.env
 	env.Retry = policy
 	chk, err := refStep.Check(ctx, env)
 	if err != nil {
