@@ -25,17 +25,16 @@ type StepInfo struct {
 	Up         mongomigrate.Step
 	Checksum   string
 	HasDown    bool
-	// Go is the Go step Up names, if it is one this build has.
-	Go step.Step
+	// Step is the step as it runs up: the Go step Up names, or the
+	// commands of the up and down files.
+	Step step.Step
+	// down is the step whose Down undoes it (the Go step the down file
+	// names, or the down file's commands); nil without a down file.
+	down step.Step
 }
 
 // Phase is the phase the step is (1 or 2), else 0.
-func (in StepInfo) Phase() int {
-	if in.Go == nil {
-		return 0
-	}
-	return in.Go.Phase()
-}
+func (in StepInfo) Phase() int { return in.Step.Phase() }
 
 // catalogue is every step of this build: the step files, read and parsed
 // once, with the Go steps they name.
@@ -66,16 +65,23 @@ func readCatalogue(files fs.FS, data any, steps []step.Step) (catalogue, error) 
 		}
 		sum := sha256.Sum256(b)
 		info := StepInfo{Version: v, Identifier: ident, Up: parsed, Checksum: hex.EncodeToString(sum[:])}
-		if parsed.Kind == mongomigrate.KindGo {
-			if info.Go = byName[migrations.GoStep(parsed.Name)]; info.Go == nil {
-				return nil, fmt.Errorf("%w: step %d (%s) names %q", ErrUnknownStep, v, ident, parsed.Name)
-			}
-		}
-		hasDown, derr := checkDown(src, v, ident, data, steps)
+		down, derr := readDown(src, v, ident, data, steps)
 		if derr != nil {
 			return nil, derr
 		}
-		info.HasDown = hasDown
+		info.down, info.HasDown = down, down != nil
+		switch {
+		case parsed.Kind != mongomigrate.KindGo:
+			c := commands{up: parsed.Commands}
+			if dc, ok := down.(commands); ok {
+				c.down = dc.down
+			}
+			info.Step = c
+		case byName[migrations.GoStep(parsed.Name)] == nil:
+			return nil, fmt.Errorf("%w: step %d (%s) names %q", ErrUnknownStep, v, ident, parsed.Name)
+		default:
+			info.Step = byName[migrations.GoStep(parsed.Name)]
+		}
 		out = append(out, info)
 		v, err = src.Next(v)
 	}
@@ -97,26 +103,27 @@ func parseStep(body io.ReadCloser, data any) (mongomigrate.Step, []byte, error) 
 	return step, b, err
 }
 
-// checkDown reports whether step v has a down file, and refuses one that
-// names a Go down this build does not have.
-func checkDown(src source.Driver, v uint, ident string, data any, steps []step.Step) (bool, error) {
+// readDown is what undoes step v: the Go step its down file names, or the
+// file's commands; nil without a down file. A down file that names a Go
+// down this build does not have is refused.
+func readDown(src source.Driver, v uint, ident string, data any, steps []step.Step) (step.Step, error) {
 	body, _, err := src.ReadDown(v)
 	if err != nil {
-		return false, nil // no down file
+		return nil, nil // no down file
 	}
 	down, _, err := parseStep(body, data)
 	if err != nil {
-		return false, fmt.Errorf("step %d (%s) down: %w", v, ident, err)
+		return nil, fmt.Errorf("step %d (%s) down: %w", v, ident, err)
 	}
 	if down.Kind != mongomigrate.KindGo {
-		return true, nil
+		return commands{down: down.Commands}, nil
 	}
 	for _, g := range steps {
 		if string(g.Name().Down()) == down.Name {
-			return true, nil
+			return g, nil
 		}
 	}
-	return false, fmt.Errorf("%w: step %d (%s) down names %q", ErrUnknownStep, v, ident, down.Name)
+	return nil, fmt.Errorf("%w: step %d (%s) down names %q", ErrUnknownStep, v, ident, down.Name)
 }
 
 // target picks the step a manual run goes up to.
@@ -132,7 +139,7 @@ func phaseStep(n int) target {
 
 func referencesStep() target {
 	return target{
-		func(in StepInfo) bool { return in.Go != nil && in.Go.Name() == references.Name },
+		func(in StepInfo) bool { return in.Step.Name() == references.Name },
 		fmt.Errorf("%w: references", ErrNoPhase),
 	}
 }
@@ -143,6 +150,16 @@ func (c catalogue) version(t target) (int, error) {
 		return int(in.Version), nil
 	}
 	return -1, t.missing
+}
+
+// at is the step of version v.
+func (c catalogue) at(v int) (StepInfo, bool) {
+	for _, in := range c {
+		if int(in.Version) == v {
+			return in, true
+		}
+	}
+	return StepInfo{}, false
 }
 
 // find is the target's step in c.

@@ -158,7 +158,7 @@ func (m *migrator) open(ctx context.Context, call *step.Call) (*session, error) 
 	inner, err := mongomigrate.WithInstance(ctx, mongomigrate.Config{
 		DB:           m.db,
 		Store:        m.store,
-		Steps:        driverSteps(m.goSteps, m.env, call),
+		Steps:        m.stepFuncs(call),
 		TemplateData: m.cfg.Collections,
 		LeaseTTL:     m.cfg.Lock.Lease,
 		LeaseRenew:   m.cfg.Lock.Heartbeat,
@@ -226,4 +226,22 @@ func (m *migrator) stepsSince(ctx context.Context, start time.Time) ([]StepResul
 			Duration: time.Duration(h.DurationMS) * time.Millisecond, Counts: h.Counts, Notes: h.Notes})
 	}
 	return out, nil
+}
+
+// stepFuncs gives the driver the up or down of the step of a version, as
+// the catalogue has it, run with the steps' environment; call carries what
+// the steps before it in the same call learned.
+func (m *migrator) stepFuncs(call *step.Call) func(int, mongomigrate.Direction) mongomigrate.StepFunc {
+	return func(v int, direction mongomigrate.Direction) mongomigrate.StepFunc {
+		in, ok := m.cat.at(v)
+		switch {
+		case !ok:
+			return nil
+		case direction == mongomigrate.Down && in.down != nil:
+			return func(ctx context.Context) (mongomigrate.Result, error) { return in.down.Down(ctx, m.env) }
+		case direction == mongomigrate.Up:
+			return func(ctx context.Context) (mongomigrate.Result, error) { return in.Step.Up(ctx, m.env, call) }
+		}
+		return nil
+	}
 }

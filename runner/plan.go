@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"go.mongodb.org/mongo-driver/bson"
-
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 )
 
@@ -64,17 +62,14 @@ func (r *Runner) plan(ctx context.Context, t *target) (Plan, error) {
 			continue
 		}
 		ps := PlannedStep{Version: in.Version, Identifier: in.Identifier, Kind: in.Up.Kind, Name: in.Up.Name, Rerun: rerun}
-		for _, c := range in.Up.Commands {
-			b, err := bson.MarshalExtJSON(c, false, false)
-			if err != nil {
-				return Plan{}, err
-			}
-			ps.Commands = append(ps.Commands, string(b))
+		report, err := in.Step.DryRun(ctx, r.m.env)
+		if err != nil {
+			return p, fmt.Errorf("dry run of step %d: %w", ps.Version, err)
 		}
-		if in.Go != nil {
-			if ps.Report, err = in.Go.DryRun(ctx, r.m.env); err != nil {
-				return p, fmt.Errorf("dry run of step %d: %w", ps.Version, err)
-			}
+		if cmds, ok := report.([]string); ok && in.Up.Kind == mongomigrate.KindCommands {
+			ps.Commands = cmds
+		} else {
+			ps.Report = report
 		}
 		p.Steps = append(p.Steps, ps)
 	}

@@ -77,7 +77,7 @@ func (r *Runner) verifyReferences(ctx context.Context, st Status, rep *verify.Re
 	if !ok {
 		return nil // a build with steps of its own, without this one
 	}
-	refStep, checks := in.Go.(interface {
+	refStep, checks := in.Step.(interface {
 		Check(context.Context, step.Env) (*references.CheckReport, error)
 	})
 	if !checks {

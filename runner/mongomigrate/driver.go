@@ -63,8 +63,10 @@ type Config struct {
 	// Store is the bookkeeping the driver reads and writes: its state,
 	// history and lock.
 	Store *Store
-	// Steps are the Go steps a step file may name.
-	Steps map[string]StepFunc
+	// Steps gives the up or down of the step of a version, as a versioned
+	// run applies it; nil (or a nil StepFunc): the step file as it is, a
+	// JSON step's commands sent by the driver (a Go step is refused).
+	Steps func(version int, direction Direction) StepFunc
 	// TemplateData fills {{...}} placeholders of JSON command steps, so a
 	// step can name configured collections.
 	TemplateData any
@@ -345,7 +347,7 @@ func (d *Driver) Run(r io.Reader) error {
 	var c Result
 	err = perr
 	if err == nil {
-		c, err = d.runStep(stepCtx, step)
+		c, err = d.runStep(stepCtx, cur, step)
 	}
 	if err != nil {
 		// Name the lost lease only when it is what stopped the step; a step

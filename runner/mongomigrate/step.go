@@ -13,6 +13,7 @@ import (
 	"text/template"
 
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/servererr"
@@ -33,32 +34,38 @@ func (e *StepError) Error() string {
 
 func (e *StepError) Unwrap() error { return e.Err }
 
-func (d *Driver) runStep(ctx context.Context, s Step) (Result, error) {
-	if s.Kind == KindGo {
-		fn, ok := d.cfg.Steps[s.Name]
-		if !ok {
-			return Result{}, fmt.Errorf("step names Go step %q, which this build does not have", s.Name)
+// runStep runs the step of a versioned run (cur) as Config.Steps gives
+// it, else the step file s as it is: its commands, sent by the driver.
+func (d *Driver) runStep(ctx context.Context, cur *running, s Step) (Result, error) {
+	if cur != nil && d.cfg.Steps != nil {
+		if fn := d.cfg.Steps(cur.version, cur.direction); fn != nil {
+			return fn(ctx)
 		}
-		return fn(ctx)
 	}
-	// A step's commands are idempotent (a dirty step runs again from its
-	// first), so a command cut by a transient fault is sent again.
-	for i, cmd := range s.Commands {
-		what := fmt.Sprintf("command %d of %d", i+1, len(s.Commands))
-		err := d.do(ctx, what, func(ctx context.Context) error {
-			if err := d.cfg.DB.RunCommand(ctx, cmd).Err(); err != nil && !alreadyGone(cmd, err) {
+	if s.Kind == KindGo {
+		return Result{}, fmt.Errorf("step names Go step %q, which this build does not have", s.Name)
+	}
+	return RunCommands(ctx, d.cfg.DB, s.Commands, d.do)
+}
+
+// RunCommands sends a step's commands in order, each within do (a retry
+// budget; what names the command). A step's commands are idempotent (a
+// dirty step runs again from its first), so a command cut by a transient
+// fault is sent again, and a drop of what is already gone passes.
+func RunCommands(ctx context.Context, db *mongo.Database, cmds []bson.D, do func(ctx context.Context, what string, fn func(context.Context) error) error) (Result, error) {
+	for i, cmd := range cmds {
+		what := fmt.Sprintf("command %d of %d", i+1, len(cmds))
+		err := do(ctx, what, func(ctx context.Context) error {
+			if err := db.RunCommand(ctx, cmd).Err(); err != nil && !alreadyGone(cmd, err) {
 				return err
 			}
 			return nil
 		})
 		if err != nil {
-			if exhausted := (*retry.ExhaustedError)(nil); !errors.As(err, &exhausted) {
-				err = fmt.Errorf("%s: %w", what, err) // an exhausted retry names what already
-			}
-			return Result{}, err
+			return Result{}, retry.Wrap(what, err)
 		}
 	}
-	return Result{Counts: count.Counts{count.Commands: int64(len(s.Commands))}}, nil
+	return Result{Counts: count.Counts{count.Commands: int64(len(cmds))}}, nil
 }
 
 // Step is a parsed step file.
