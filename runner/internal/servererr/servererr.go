@@ -40,6 +40,21 @@ const (
 	ferretDB1Duplicate = "UNIQUE constraint failed"
 )
 
+// documentDBGone are PostgreSQL's words when the backend behind
+// DocumentDB (FerretDB 2, Azure Cosmos DB vCore) goes away or is not back
+// yet, which FerretDB 2 passes on as an InternalError without a code of
+// its own: a server restart, transient like MongoDB's shutdown codes.
+var documentDBGone = []string{
+	"terminating connection due to administrator command", // 57P01, a restart or a terminated backend
+	"the database system is shutting down",                // 57P03
+	"the database system is starting up",                  // 57P03
+	"the database system is in recovery mode",             // 57P03
+	"server closed the connection unexpectedly",
+}
+
+// codeInternalError is the code FerretDB 2 gives PostgreSQL's errors.
+const codeInternalError = 1
+
 // IsTransient reports whether err may pass if the operation is tried
 // again: a network error or timeout of the driver, its cleared connection
 // pool, a server error labelled retryable, or one of the codes of a node
@@ -68,7 +83,7 @@ func IsTransient(err error) bool {
 	}
 	var ce mongo.CommandError
 	if errors.As(err, &ce) {
-		return transientCode(ce.Code)
+		return transientError(ce.Code, ce.Message)
 	}
 	var we mongo.WriteException
 	if errors.As(err, &we) {
@@ -91,15 +106,30 @@ func writeErrorsTransient(wce *mongo.WriteConcernError, wes mongo.WriteErrors) b
 	if wce == nil && len(wes) == 0 {
 		return false
 	}
-	if wce != nil && !transientCode(int32(wce.Code)) {
+	if wce != nil && !transientError(int32(wce.Code), wce.Message) {
 		return false
 	}
 	for _, e := range wes {
-		if !transientCode(int32(e.Code)) {
+		if !transientError(int32(e.Code), e.Message) {
 			return false
 		}
 	}
 	return true
+}
+
+// transientError: a server error, by its code and message, that passes.
+func transientError(code int32, message string) bool {
+	return transientCode(code) || code == codeInternalError && backendGone(message)
+}
+
+// backendGone: the message of a DocumentDB backend going away.
+func backendGone(message string) bool {
+	for _, m := range documentDBGone {
+		if strings.Contains(message, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // transientCode: a server error code that passes (the retryable-writes
