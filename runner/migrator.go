@@ -35,6 +35,9 @@ type migrator struct {
 	env   step.Env
 	owner string
 	host  string
+	// afterUp, if set, runs under the lease after a run up that did not
+	// fail (the run's own verify); its error is the run's.
+	afterUp func(ctx context.Context, res *Result) error
 }
 
 // up applies every pending step.
@@ -100,12 +103,22 @@ func (m *migrator) migrateWith(ctx context.Context, down bool, fn func(*session)
 		if v, _, verr := s.drv.Version(); verr == nil {
 			res.To = v
 		}
-		return err
+		if err != nil || down || m.afterUp == nil {
+			return err
+		}
+		// Still under the lease: what afterUp reads is what this run left,
+		// not what another runner made of it since.
+		if res.Steps, err = m.stepsSince(ctx, start); err != nil {
+			return err
+		}
+		return m.afterUp(ctx, &res)
 	})
-	steps, herr := m.stepsSince(ctx, start)
-	res.Steps = steps
-	if err == nil {
-		err = herr
+	if res.Steps == nil {
+		steps, herr := m.stepsSince(ctx, start)
+		res.Steps = steps
+		if err == nil {
+			err = herr
+		}
 	}
 	return res, err
 }

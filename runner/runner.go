@@ -116,6 +116,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 		},
 		owner: ownerID(host), host: host,
 	}
+	r.m.afterUp = r.verifyAfterSteps
 	r.log.WithFields(logrus.Fields{"uri": RedactURI(cfg.MongoDB.URI), "database": cfg.MongoDB.Database, "owner": r.m.owner}).Debug("connected")
 	return r, nil
 }
@@ -162,24 +163,26 @@ type Result struct {
 
 // Up applies every pending step, as a service does at boot.
 func (r *Runner) Up(ctx context.Context) (Result, error) {
-	res, err := r.m.up(ctx)
-	return r.verifyAfter(ctx, res, err)
+	return r.m.up(ctx)
 }
 
-// verifyAfter reconciles after a run that did something, when configured.
-func (r *Runner) verifyAfter(ctx context.Context, res Result, err error) (Result, error) {
-	if err != nil || len(res.Steps) == 0 || !r.cfg.Verify.AfterSteps {
-		return res, err
+// verifyAfterSteps reconciles after a run that applied or re-ran a step,
+// when configured (verify.after_steps). The migrator runs it under the
+// run's lease, so it reports the database this run left, not one another
+// runner has changed since.
+func (r *Runner) verifyAfterSteps(ctx context.Context, res *Result) error {
+	if len(res.Steps) == 0 || !r.cfg.Verify.AfterSteps {
+		return nil
 	}
 	rep, err := r.Verify(ctx)
 	if err != nil {
-		return res, err
+		return err
 	}
 	res.Verify = rep
 	if !rep.OK() {
-		return res, &MismatchError{Problem: rep.Problem()}
+		return &MismatchError{Problem: rep.Problem()}
 	}
-	return res, nil
+	return nil
 }
 
 // Down undoes the last applied step.
@@ -189,16 +192,14 @@ func (r *Runner) Down(ctx context.Context) (Result, error) { return r.m.down(ctx
 // step was applied before, it runs it again (phase steps are idempotent and
 // pick up accounts added or changed since).
 func (r *Runner) Phase(ctx context.Context, n int) (Result, error) {
-	res, err := r.m.through(ctx, phaseStep(n))
-	return r.verifyAfter(ctx, res, err)
+	return r.m.through(ctx, phaseStep(n))
 }
 
 // References applies the steps up to and including the references step;
 // when it was applied before, it runs it again (after phase 1 merged more
 // accounts, or for documents the service changed meanwhile).
 func (r *Runner) References(ctx context.Context) (Result, error) {
-	res, err := r.m.through(ctx, referencesStep())
-	return r.verifyAfter(ctx, res, err)
+	return r.m.through(ctx, referencesStep())
 }
 
 // retryPolicy is the configured budget against transient errors.

@@ -31,6 +31,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
+	"github.com/tenantmigrate/runner/runner/progress"
 	"github.com/tenantmigrate/runner/runner/step"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
@@ -883,5 +884,54 @@ func TestCallsLeaveNoGoroutine(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // let the calls' own goroutines end
 	if after := runtime.NumGoroutine(); after-before >= calls/2 {
 		t.Errorf("%d goroutines before %d calls, %d after: one leaks per call", before, calls, after)
+	}
+}
+
+// startHook reports every task through Reporter, calling onStart first.
+type startHook struct {
+	progress.Reporter
+	onStart func(name string)
+}
+
+func (h startHook) Start(name string, total int64) progress.Task {
+	h.onStart(name)
+	return h.Reporter.Start(name, total)
+}
+
+// A run's own verify holds the run's lease: another runner cannot undo a
+// step between the run and the verdict it gives of it.
+func TestOwnVerifyHoldsTheLease(t *testing.T) {
+	ctx := context.Background()
+	cfg, db := testConfig(t)
+	env.Load(t, db, gen.Options{Accounts: 200, Seed: 2})
+	var r *runner.Runner
+	checked, held := 0, 0
+	hook := startHook{Reporter: progress.Discard{}, onStart: func(name string) {
+		if name != "verify" {
+			return
+		}
+		checked++
+		st, err := r.Status(ctx)
+		if err == nil && st.Lock != nil && !st.Lock.Free && st.Lock.Owner == r.Owner() {
+			held++
+		}
+	}}
+	r = newRunner(t, cfg, runner.WithProgress(hook))
+	res, err := r.Up(ctx)
+	if err != nil || res.Verify == nil || !res.Verify.OK() {
+		t.Fatalf("Up = %+v, %v", res, err)
+	}
+	if _, err := r.Phase(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if checked != 2 || held != 2 {
+		t.Errorf("the run's verify ran %d times, %d of them under the run's lease; want 2 and 2", checked, held)
+	}
+	// Verify on its own takes no lease.
+	if _, err := r.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := r.Status(ctx); err != nil || st.Lock == nil || !st.Lock.Free {
+		t.Errorf("after the runs, lock = %+v, %v; want it free", st.Lock, err)
 	}
 }
