@@ -24,9 +24,8 @@ type StepInfo struct {
 	Identifier string
 	Up         mongomigrate.Step
 	Checksum   string
-	HasDown    bool
-	// Step is the step as it runs up: the Go step Up names, or the
-	// commands of the up and down files.
+	// Step is the step as it runs up: the Go step Up names, or the up
+	// file's commands.
 	Step step.Step
 	// down is the step whose Down undoes it (the Go step the down file
 	// names, or the down file's commands); nil without a down file.
@@ -69,14 +68,10 @@ func readCatalogue(files fs.FS, data any, steps []step.Step) (catalogue, error) 
 		if derr != nil {
 			return nil, derr
 		}
-		info.down, info.HasDown = down, down != nil
+		info.down = down
 		switch {
 		case parsed.Kind != mongomigrate.KindGo:
-			c := commands{up: parsed.Commands}
-			if dc, ok := down.(commands); ok {
-				c.down = dc.down
-			}
-			info.Step = c
+			info.Step = commands{up: parsed.Commands}
 		case byName[migrations.GoStep(parsed.Name)] == nil:
 			return nil, fmt.Errorf("%w: step %d (%s) names %q", ErrUnknownStep, v, ident, parsed.Name)
 		default:
@@ -174,10 +169,6 @@ func (c catalogue) find(t target) (StepInfo, bool) {
 
 // identifier is the file identifier of version v, or "".
 func (c catalogue) identifier(v int) string {
-	for _, in := range c {
-		if int(in.Version) == v {
-			return in.Identifier
-		}
-	}
-	return ""
+	in, _ := c.at(v)
+	return in.Identifier
 }

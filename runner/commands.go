@@ -11,7 +11,8 @@ import (
 )
 
 // commands is a step file of database commands (golang-migrate's MongoDB
-// format) as a step.Step: its up file's commands and its down file's.
+// format) as a step.Step: an up file's commands (up), or a down file's
+// (down).
 type commands struct{ up, down []bson.D }
 
 var _ step.Step = commands{}

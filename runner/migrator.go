@@ -24,11 +24,10 @@ type migrator struct {
 	cfg config.Config
 	log logrus.FieldLogger
 	db  *mongo.Database
-	// steps are the step files; goSteps the Go steps they may name; cat is
-	// both, read once.
-	steps   fs.FS
-	goSteps []step.Step
-	cat     catalogue
+	// steps are the step files; cat is them with the Go steps they name,
+	// read once.
+	steps fs.FS
+	cat   catalogue
 	// store is the bookkeeping; env what every step runs with. Both are
 	// built once, in New.
 	store *mongomigrate.Store
@@ -84,6 +83,7 @@ func (m *migrator) through(ctx context.Context, t target) (Result, error) {
 
 func (m *migrator) migrateWith(ctx context.Context, down bool, fn func(*session) error) (Result, error) {
 	var res Result
+	listed := false // res.Steps read under the lease
 	start := time.Now().UTC()
 	err := m.withLock(ctx, &step.Call{}, func(s *session) error {
 		v, _, err := s.drv.Version()
@@ -111,9 +111,10 @@ func (m *migrator) migrateWith(ctx context.Context, down bool, fn func(*session)
 		if res.Steps, err = m.stepsSince(ctx, start); err != nil {
 			return err
 		}
+		listed = true
 		return m.afterUp(ctx, &res)
 	})
-	if res.Steps == nil {
+	if !listed {
 		steps, herr := m.stepsSince(ctx, start)
 		res.Steps = steps
 		if err == nil {

@@ -109,7 +109,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 	store := mongomigrate.NewStore(r.db, cfg.Collections.MigrationsPrefix, &policy)
 	host, _ := os.Hostname()
 	r.m = &migrator{
-		cfg: cfg, log: r.log, db: r.db, steps: r.steps, goSteps: r.goSteps, cat: cat, store: store,
+		cfg: cfg, log: r.log, db: r.db, steps: r.steps, cat: cat, store: store,
 		env: step.Env{
 			DB: r.db, Names: cfg.Collections.Names, Store: store, Retry: policy, Log: r.log, Progress: r.progress,
 			Batch: cfg.BatchSize, ScratchPrefix: cfg.Collections.MigrationsPrefix, Caps: caps, SkipInvalid: cfg.SkipInvalid,

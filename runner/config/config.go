@@ -237,7 +237,7 @@ func load(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
 		v.SetConfigFile(path)
 		v.SetConfigType("yaml")
 		if err := v.ReadInConfig(); err != nil {
-			return Config{}, &Error{Msg: fmt.Sprintf("cannot read %s: %s", path, refusal.OneLine(err.Error()))}
+			return Config{}, &Error{Msg: fmt.Sprintf("cannot read %s: %s", path, refusal.Flat(err.Error()))}
 		}
 		for _, k := range v.AllKeys() {
 			if !known[k] {

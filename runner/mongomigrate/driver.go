@@ -413,7 +413,7 @@ func (d *Driver) recordFailure(cur *running, err error, log *logrus.Entry) {
 	defer cancel()
 	herr := d.setHistory(ctx, cur, bson.D{
 		{Key: "state", Value: StateFailed},
-		{Key: "error", Value: truncate(refusal.OneLine(err.Error()), 2000)},
+		{Key: "error", Value: truncate(refusal.Flat(err.Error()), 2000)},
 		{Key: "ended_at", Value: now},
 		{Key: "duration_ms", Value: now.Sub(cur.started).Milliseconds()},
 	})

@@ -73,7 +73,7 @@ func (s *Store) State(ctx context.Context) (State, error) {
 		st, err = ReadState(ctx, s.state())
 		return err
 	})
-	return st, err
+	return st, retry.Wrap("read migration state", err)
 }
 
 // History is every step's history document, by HistoryID.
@@ -149,7 +149,7 @@ func (s *Store) Lock(ctx context.Context) (*lease.Holder, error) {
 		h, err = lease.Current(ctx, s.lock(), LockName)
 		return err
 	})
-	return h, err
+	return h, retry.Wrap("read lock", err)
 }
 
 // stepDoc is one document of the steps' own: a value under its key.

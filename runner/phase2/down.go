@@ -117,7 +117,7 @@ func dropCreated(ctx context.Context, cfg Config, rep *DownReport) error {
 	if found {
 		names, keys = append(names, old.Collections...), append(keys, createdKey)
 	}
-	for _, name := range []string{cfg.Names.Links, cfg.Names.TenantsAccounts} {
+	for _, name := range cfg.creates() {
 		var c created
 		found, err := cfg.Store.Load(ctx, createdKeyOf(name), &c)
 		if err != nil {

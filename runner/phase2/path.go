@@ -53,9 +53,6 @@ func (p *Path) UnmarshalText(b []byte) error {
 	return enum.Unmarshal("phase 2 path", pathNames[:], b, p)
 }
 
-// ParsePath reads a path's short name.
-func ParsePath(s string) (Path, error) { return enum.Parse[Path]("phase 2 path", pathNames[:], s) }
-
 // serverSide paths write with aggregation pipelines, and count and check on
 // the server.
 func (p Path) serverSide() bool { return p == PathMerge || p == PathSplit }

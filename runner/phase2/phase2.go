@@ -305,16 +305,20 @@ func previewTaken(ctx context.Context, cfg Config, valid []string) (bool, error)
 // noAccountAfter is past every _id the phases migrate: the last ObjectId.
 var noAccountAfter = model.ObjectIDOf(primitive.ObjectID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 
+// creates are the collections phase 2 creates when they are not there
+// (and its down drops, if still empty).
+func (cfg Config) creates() []string { return []string{cfg.Names.Links, cfg.Names.TenantsAccounts} }
+
 // ensureCollections creates the collections the pipelines read and write
 // that do not exist yet (the links, when phase 1 merged nobody): a server
 // may refuse a $merge whose $lookup names a missing collection. It records
 // each it creates, for Down to remove.
 func ensureCollections(ctx context.Context, cfg Config) error {
-	existing, err := cfg.DB.ListCollectionNames(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in", Value: bson.A{cfg.Names.Links, cfg.Names.TenantsAccounts}}}}})
+	existing, err := cfg.DB.ListCollectionNames(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in", Value: cfg.creates()}}}})
 	if err != nil {
 		return fmt.Errorf("list collections: %w", err)
 	}
-	for _, name := range []string{cfg.Names.Links, cfg.Names.TenantsAccounts} {
+	for _, name := range cfg.creates() {
 		if slices.Contains(existing, name) {
 			continue
 		}

@@ -85,7 +85,7 @@ var errStopped = errors.New("references: stopped for a test")
 func (c Config) records() string { return c.Store.Records(RecordsName) }
 
 // RecordsName names the step's records in the store.
-const RecordsName = "references"
+const RecordsName = string(Name)
 
 func (c Config) read() sorted.Options { return sorted.Options{Batch: c.Batch, Retry: &c.Retry} }
 

@@ -5,9 +5,13 @@ package refusal
 
 import "strings"
 
+// Flat is s on one line: its runs of white space, newlines included, as
+// one space.
+func Flat(s string) string { return strings.Join(strings.Fields(s), " ") }
+
 // OneLine is a refusal's text for a report: one line, at most 500 bytes.
 func OneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = Flat(s)
 	if len(s) > 500 {
 		s = s[:500] + "..."
 	}

@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
@@ -77,7 +78,7 @@ func onlyDuplicates(err error) bool {
 		return false
 	}
 	for _, we := range bwe.WriteErrors {
-		if we.Code != 11000 {
+		if !servererr.DuplicateKey(int32(we.Code), we.Message) {
 			return false
 		}
 	}
