@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -47,6 +48,11 @@ type Options struct {
 	Wait  time.Duration // how long to wait for another holder
 	Log   logrus.FieldLogger
 	Now   func() time.Time // nil: time.Now
+	// Grace is how long after a previous holder's expiry its last
+	// operations may still be finishing on the server (an operation's
+	// maxTimeMS is checked at the server's interrupt points, not to the
+	// millisecond); 0 is DefaultGrace.
+	Grace time.Duration
 	// Retry, if set, retries the release of a transient error: a release
 	// that fails leaves the lock held until the lease expires.
 	Retry *retry.Policy
@@ -71,6 +77,11 @@ func (e *HeldError) Unwrap() error { return ErrWaitExceeded }
 type Lease struct {
 	opts    Options
 	id      string
+	gen     int64
+	expires atomic.Int64 // unix nanoseconds, as last renewed
+	// took is what this holder did about the operations of the previous
+	// one, nil if that one released the lock.
+	took    *Takeover
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	stop    chan struct{}
@@ -124,10 +135,16 @@ func Acquire(ctx context.Context, opts Options) (*Lease, error) {
 	if opts.Log == nil {
 		opts.Log = logrus.New()
 	}
+	if opts.Grace <= 0 {
+		opts.Grace = DefaultGrace
+	}
 	start := opts.Now()
 	delay := 100 * time.Millisecond
 	logged := false
 	var id string
+	var gen int64
+	var prev *Holder
+	var expires time.Time
 	for {
 		cur, err := Current(ctx, opts.Coll, opts.Name)
 		if err != nil {
@@ -135,16 +152,20 @@ func Acquire(ctx context.Context, opts Options) (*Lease, error) {
 		}
 		now := opts.Now()
 		if cur == nil || cur.Free(now) {
-			gen := int64(1)
+			gen = 1
 			if cur != nil {
 				gen = cur.Gen + 1
 			}
 			id = DocID(opts.Name, gen)
+			expires = now.Add(opts.TTL)
 			_, err := opts.Coll.InsertOne(ctx, Holder{
 				ID: id, Name: opts.Name, Gen: gen, Owner: opts.Owner, Host: opts.Host,
 				AcquiredAt: now, HeartbeatAt: now, ExpiresAt: now.Add(opts.TTL),
 			})
 			if err == nil {
+				if cur != nil && !cur.Released {
+					prev = cur
+				}
 				break
 			}
 			if !servererr.IsDuplicateKey(err) {
@@ -172,12 +193,23 @@ func Acquire(ctx context.Context, opts Options) (*Lease, error) {
 	// Older generations are history now; keep the collection small.
 	_, _ = opts.Coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$gte", Value: opts.Name + "#"}, {Key: "$lt", Value: id}}}})
 
-	l := &Lease{opts: opts, id: id, stop: make(chan struct{})}
+	l := &Lease{opts: opts, id: id, gen: gen, stop: make(chan struct{})}
+	l.expires.Store(expires.UnixNano())
 	l.ctx, l.cancel = context.WithCancelCause(context.Background())
 	l.stopped.Add(1)
 	go l.heartbeat()
+	if prev != nil {
+		l.took = endPrevious(ctx, opts, prev)
+		if err := l.Err(); err != nil {
+			return nil, errors.Join(err, l.Release(context.WithoutCancel(ctx)))
+		}
+	}
 	return l, nil
 }
+
+// Took is what this holder did about the operations of a previous holder
+// that did not release the lock; nil if it did.
+func (l *Lease) Took() *Takeover { return l.took }
 
 // Context is cancelled when the lease is lost or released.
 func (l *Lease) Context() context.Context { return l.ctx }
@@ -188,7 +220,7 @@ func (l *Lease) Owner() string { return l.opts.Owner }
 func (l *Lease) heartbeat() {
 	defer l.stopped.Done()
 	o := l.opts
-	expires := o.Now().Add(o.TTL)
+	expires := l.Expires()
 	t := time.NewTicker(o.Renew)
 	defer t.Stop()
 	for {
@@ -214,6 +246,7 @@ func (l *Lease) heartbeat() {
 		switch {
 		case err == nil && res.MatchedCount == 1 && cur != nil && cur.ID == l.id:
 			expires = now.Add(o.TTL)
+			l.expires.Store(expires.UnixNano())
 		case err == nil:
 			o.Log.Error("migration lock was taken over by another runner; stopping work")
 			l.cancel(ErrLost)

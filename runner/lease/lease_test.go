@@ -32,7 +32,7 @@ func (c *clock) advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.
 
 func options(coll *mongo.Collection, c *clock, owner string) lease.Options {
 	// Renew: an hour of real time, so no heartbeat runs unless a test asks.
-	return lease.Options{Coll: coll, Name: "migrations", Owner: owner, Host: "test", TTL: time.Minute, Renew: time.Hour, Log: testenv.Quiet(), Now: c.Now}
+	return lease.Options{Coll: coll, Name: "migrations", Owner: owner, Host: "test", TTL: time.Minute, Renew: time.Hour, Grace: time.Millisecond, Log: testenv.Quiet(), Now: c.Now}
 }
 
 func TestLease(t *testing.T) {
@@ -125,5 +125,76 @@ func TestLeaseLostToATakeover(t *testing.T) {
 	}
 	if cur, _ := lease.Current(ctx, coll, "migrations"); cur == nil || cur.Owner != "b" || cur.Released {
 		t.Errorf("current = %+v; want b's, not released by a", cur)
+	}
+}
+
+// A holder paused past its lease knows it the moment it runs again, by its
+// own clock, before any heartbeat: nothing more is sent under the lease.
+func TestPausedHolderSendsNothing(t *testing.T) {
+	ctx := context.Background()
+	coll := env.Database(t).Collection("locks")
+	c := &clock{now: time.Now()}
+	a, err := lease.Acquire(ctx, options(coll, c, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := lease.NewContext(ctx, a)
+	sent := 0
+	send := func(context.Context) error { sent++; return nil }
+	if err := lease.Do(held, send); err != nil || sent != 1 || lease.MaxTime(held) <= 0 || lease.Comment(held) == "" {
+		t.Fatalf("held: Do = %v (sent %d), MaxTime %v, comment %q", err, sent, lease.MaxTime(held), lease.Comment(held))
+	}
+	c.advance(time.Minute) // paused a lease long; no heartbeat ran
+	if err := lease.Do(held, send); !errors.Is(err, lease.ErrLost) || sent != 1 {
+		t.Errorf("after a pause past the lease: Do = %v, sent %d times; want ErrLost, nothing sent", err, sent)
+	}
+	if err := lease.Do(ctx, send); err != nil || sent != 2 {
+		t.Errorf("without a lease: Do = %v; want sent", err)
+	}
+}
+
+// A runner that takes the lock from a holder that did not release it waits
+// until that holder's lease, plus a grace, has passed, having ended what the
+// server lists of its operations, and says so; one that takes a released
+// lock waits for nothing.
+func TestTakeoverWaitsOutThePreviousHolder(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name     string
+		released bool
+	}{{"not released: waited out", false}, {"released: no wait", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			coll := env.Database(t).Collection("locks")
+			c := &clock{now: time.Now()}
+			a, err := lease.Acquire(ctx, options(coll, c, "a"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.released {
+				if err := a.Release(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.advance(time.Minute)
+			opts := options(coll, c, "b")
+			opts.Grace = 300 * time.Millisecond
+			start := time.Now()
+			b, err := lease.Acquire(ctx, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Release(ctx)
+			took := b.Took()
+			if tt.released {
+				if took != nil {
+					t.Errorf("took over a released lock: %v", took)
+				}
+				return
+			}
+			if took == nil || took.Previous != "a" || took.Waited < 250*time.Millisecond || time.Since(start) < 250*time.Millisecond {
+				t.Fatalf("took = %v after %v; want a's operations waited out for the grace", took, time.Since(start))
+			}
+			t.Log(took)
+		})
 	}
 }

@@ -37,7 +37,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/refusal"
@@ -190,6 +189,18 @@ func (d *Driver) leaseErr() error {
 	return nil
 }
 
+// fenced is ctx carrying the lease this driver holds, if it holds one: the
+// store fences its writes by it.
+func (d *Driver) fenced(ctx context.Context) context.Context {
+	d.mu.Lock()
+	l := d.lease
+	d.mu.Unlock()
+	if l == nil {
+		return ctx
+	}
+	return lease.NewContext(ctx, l)
+}
+
 // State is the stored version document.
 type State struct {
 	Version   int       `bson:"version"`
@@ -240,7 +251,7 @@ func (d *Driver) do(ctx context.Context, what string, fn func(ctx context.Contex
 		if err := d.leaseErr(); err != nil {
 			return err
 		}
-		return fn(ctx)
+		return fn(d.fenced(ctx))
 	}
 	if d.cfg.Retry == nil {
 		return attempt(ctx)
@@ -271,8 +282,7 @@ func (d *Driver) SetVersion(version int, dirty bool) error {
 			// before the version says it is undone: killed in between, the
 			// state is still dirty and the down runs again.
 			if err := d.do(ctx, "remove a step's history", func(ctx context.Context) error {
-				_, err := d.cfg.Store.history().DeleteOne(ctx, bson.D{{Key: "_id", Value: HistoryID(cur.version, Up)}})
-				return err
+				return d.cfg.Store.undoHistory(ctx, HistoryID(cur.version, Up))
 			}); err != nil {
 				return fmt.Errorf("remove the history of step %d: %w", cur.version, err)
 			}
@@ -302,8 +312,7 @@ func (d *Driver) SetVersion(version int, dirty bool) error {
 // setState writes the version document.
 func (d *Driver) setState(ctx context.Context, update bson.D) error {
 	return d.do(ctx, "set version", func(ctx context.Context) error {
-		_, err := d.cfg.Store.state().UpdateOne(ctx, bson.D{{Key: "_id", Value: stateID}}, update, options.Update().SetUpsert(true))
-		return err
+		return d.cfg.Store.write(ctx, d.cfg.Store.state(), stateID, update)
 	})
 }
 
@@ -378,7 +387,7 @@ func (d *Driver) begin() (cur *running, stepCtx context.Context, done func()) {
 	if d.lease == nil {
 		return d.cur, d.ctx, func() {}
 	}
-	c, cancel := context.WithCancelCause(d.ctx)
+	c, cancel := context.WithCancelCause(lease.NewContext(d.ctx, d.lease))
 	stop := context.AfterFunc(d.lease.Context(), func() { cancel(lease.ErrLost) })
 	return d.cur, c, func() { stop(); cancel(nil) }
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/runner/count"
 )
@@ -17,8 +16,7 @@ import (
 // startStep records a step's start in its history document.
 func (d *Driver) startStep(ctx context.Context, r *running) error {
 	err := d.do(ctx, "record a step's start", func(ctx context.Context) error {
-		_, err := d.cfg.Store.history().UpdateOne(ctx,
-			bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}},
+		return d.cfg.Store.write(ctx, d.cfg.Store.history(), HistoryID(r.version, r.direction),
 			bson.D{
 				{Key: "$set", Value: bson.D{
 					{Key: "version", Value: r.version},
@@ -28,11 +26,9 @@ func (d *Driver) startStep(ctx context.Context, r *running) error {
 					{Key: "host", Value: d.cfg.Host},
 					{Key: "owner", Value: d.cfg.Owner},
 				}},
-				{Key: "$unset", Value: bson.D{{Key: "ended_at", Value: ""}, {Key: "duration_ms", Value: ""}, {Key: "error", Value: ""}, {Key: "counts", Value: ""}, {Key: "notes", Value: ""}}},
+				{Key: "$unset", Value: bson.D{{Key: "ended_at", Value: ""}, {Key: "duration_ms", Value: ""}, {Key: "error", Value: ""}, {Key: "counts", Value: ""}, {Key: "notes", Value: ""}, {Key: "undone", Value: ""}}},
 				{Key: "$inc", Value: bson.D{{Key: "attempts", Value: 1}}},
-			},
-			options.Update().SetUpsert(true))
-		return err
+			})
 	})
 	if err != nil {
 		return fmt.Errorf("record start of step %d: %w", r.version, err)
@@ -71,8 +67,7 @@ func (d *Driver) finishStep(ctx context.Context, now time.Time) error {
 // setHistory sets fields of a running step's history document.
 func (d *Driver) setHistory(ctx context.Context, r *running, set bson.D) error {
 	return d.do(ctx, "write a step's history", func(ctx context.Context) error {
-		_, err := d.cfg.Store.history().UpdateOne(ctx, bson.D{{Key: "_id", Value: HistoryID(r.version, r.direction)}}, bson.D{{Key: "$set", Value: set}})
-		return err
+		return d.cfg.Store.write(ctx, d.cfg.Store.history(), HistoryID(r.version, r.direction), bson.D{{Key: "$set", Value: set}})
 	})
 }
 
@@ -101,4 +96,19 @@ type History struct {
 	// reply may count twice.
 	Attempts int    `bson:"attempts" json:"attempts"`
 	Checksum string `bson:"checksum" json:"checksum"`
+	// Undone: the tombstone of a step whose down ran, kept so that a
+	// late write of an older runner cannot bring its history back; read
+	// as no history.
+	Undone bool `bson:"undone,omitempty" json:"-"`
+}
+
+// undoHistory leaves the tombstone of the history document id (fenced,
+// like every bookkeeping write): its _id, generation and undone alone.
+func (s *Store) undoHistory(ctx context.Context, id string) error {
+	unset := bson.D{}
+	for _, f := range []string{"version", "direction", "state", "kind", "name", "started_at", "ended_at", "duration_ms",
+		"host", "owner", "error", "counts", "notes", "attempts", "checksum"} {
+		unset = append(unset, bson.E{Key: f, Value: ""})
+	}
+	return s.write(ctx, s.history(), id, bson.D{{Key: "$set", Value: bson.D{{Key: "undone", Value: true}}}, {Key: "$unset", Value: unset}})
 }

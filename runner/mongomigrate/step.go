@@ -17,6 +17,7 @@ import (
 
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/servererr"
+	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
@@ -56,10 +57,12 @@ func RunCommands(ctx context.Context, db *mongo.Database, cmds []bson.D, do func
 	for i, cmd := range cmds {
 		what := fmt.Sprintf("command %d of %d", i+1, len(cmds))
 		err := do(ctx, what, func(ctx context.Context) error {
-			if err := db.RunCommand(ctx, cmd).Err(); err != nil && !alreadyGone(cmd, err) {
-				return err
-			}
-			return nil
+			return lease.Do(ctx, func(ctx context.Context) error {
+				if err := db.RunCommand(ctx, cmd).Err(); err != nil && !alreadyGone(cmd, err) {
+					return err
+				}
+				return nil
+			})
 		})
 		if err != nil {
 			return Result{}, retry.Wrap(what, err)

@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
@@ -104,7 +105,7 @@ func (s *Store) AppliedBy(ctx context.Context, owner string, start time.Time) ([
 func (s *Store) readHistory(ctx context.Context, filter bson.D, opts *options.FindOptions, reset func(), fn func(History)) error {
 	err := s.do(ctx, "read history", func(ctx context.Context) error {
 		reset()
-		cur, err := s.history().Find(ctx, filter, opts)
+		cur, err := s.history().Find(ctx, append(bson.D{{Key: "undone", Value: bson.D{{Key: "$ne", Value: true}}}}, filter...), opts)
 		if err != nil {
 			return err
 		}
@@ -129,7 +130,7 @@ func (s *Store) LastError(ctx context.Context, step int, direction Direction) st
 		direction = Up
 	}
 	var h History
-	if err := s.history().FindOne(ctx, bson.D{{Key: "_id", Value: HistoryID(step, direction)}}).Decode(&h); err != nil {
+	if err := s.history().FindOne(ctx, bson.D{{Key: "_id", Value: HistoryID(step, direction)}}).Decode(&h); err != nil || h.Undone {
 		return ""
 	}
 	if h.Error != "" {
@@ -152,25 +153,37 @@ func (s *Store) Lock(ctx context.Context) (*lease.Holder, error) {
 	return h, retry.Wrap("read lock", err)
 }
 
-// stepDoc is one document of the steps' own: a value under its key.
+// stepDoc is one document of the steps' own: a value under its key, or
+// the tombstone of a cleared one.
 type stepDoc struct {
-	Key   string    `bson:"_id"`
-	Value bson.Raw  `bson:"value"`
-	At    time.Time `bson:"at"`
+	Key     string    `bson:"_id"`
+	Value   bson.Raw  `bson:"value,omitempty"`
+	At      time.Time `bson:"at"`
+	Gen     int64     `bson:"gen,omitempty"`
+	Cleared bool      `bson:"cleared,omitempty"`
 }
 
 // Load decodes into v the value a step saved under key; false if there is
-// none. Builds before this store kept the same keys, whole documents, in
-// the state collection: a value found only there is read from there, so
-// a database they migrated resumes and undoes as they left it.
+// none, or it was cleared. Under a lease, Load first claims the document
+// for the lease's generation, so that no older holder (one paused past its
+// lease) can move the value after it was read: a value is trusted only
+// while no newer generation has written it. Builds before this store kept
+// the same keys, whole documents, in the state collection: a value found
+// only there is read from there, so a database they migrated resumes and
+// undoes as they left it.
 func (s *Store) Load(ctx context.Context, key string, v any) (bool, error) {
 	var raw bson.Raw
 	err := s.do(ctx, "read "+key, func(ctx context.Context) error {
 		raw = nil
+		if err := s.claim(ctx, s.steps(), key); err != nil {
+			return err
+		}
 		var d stepDoc
 		err := s.steps().FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
 		if err == nil {
-			raw = d.Value
+			if !d.Cleared {
+				raw = d.Value
+			}
 			return nil
 		}
 		if !errors.Is(err, mongo.ErrNoDocuments) {
@@ -194,30 +207,128 @@ func (s *Store) Load(ctx context.Context, key string, v any) (bool, error) {
 	return true, nil
 }
 
-// Save stores v under key.
+// Save stores v under key, fenced by the lease ctx carries.
 func (s *Store) Save(ctx context.Context, key string, v any) error {
 	raw, err := bson.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("save %s: %w", key, err)
 	}
-	d := stepDoc{Key: key, Value: raw, At: time.Now().UTC()}
+	update := bson.D{
+		// As a document: a bare bson.Raw would be stored as binary.
+		{Key: "$set", Value: bson.D{{Key: "value", Value: bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: raw}}, {Key: "at", Value: time.Now().UTC()}}},
+		{Key: "$unset", Value: bson.D{{Key: "cleared", Value: ""}}},
+	}
 	err = s.do(ctx, "save "+key, func(ctx context.Context) error {
-		_, err := s.steps().ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}}, d, options.Replace().SetUpsert(true))
-		return err
+		return s.write(ctx, s.steps(), key, update)
 	})
 	return retry.Wrap("save "+key, err)
 }
 
-// Clear removes the value under key (and an earlier build's).
+// Clear clears the value under key (and an earlier build's). It leaves a
+// tombstone, not a gap, fenced by the lease ctx carries: an older holder's
+// late Save cannot bring the value back.
 func (s *Store) Clear(ctx context.Context, key string) error {
+	update := bson.D{
+		{Key: "$set", Value: bson.D{{Key: "cleared", Value: true}, {Key: "at", Value: time.Now().UTC()}}},
+		{Key: "$unset", Value: bson.D{{Key: "value", Value: ""}}},
+	}
 	err := s.do(ctx, "clear "+key, func(ctx context.Context) error {
 		// An earlier build's first: killed in between, Load finds nothing
 		// older than what was cleared.
 		if _, err := s.state().DeleteOne(ctx, bson.D{{Key: "_id", Value: key}}); err != nil {
 			return err
 		}
-		_, err := s.steps().DeleteOne(ctx, bson.D{{Key: "_id", Value: key}})
-		return err
+		return s.write(ctx, s.steps(), key, update)
 	})
 	return retry.Wrap("clear "+key, err)
+}
+
+// FencedError is a write refused by the server because a newer lease
+// generation than the writer's wrote the same document: the writer lost
+// its lease (it was paused or cut off past it) and another runner owns the
+// work. It wraps lease.ErrLost.
+type FencedError struct {
+	ID  string // the document's _id
+	Gen int64  // the writer's generation
+}
+
+func (e *FencedError) Error() string {
+	return fmt.Sprintf("write of %s refused: a newer runner than this one (lease generation %d) has written it", e.ID, e.Gen)
+}
+
+func (e *FencedError) Unwrap() error { return lease.ErrLost }
+
+// write is the one fenced write of the bookkeeping: update applied to
+// document id of coll (created if missing), under the lease ctx carries.
+// The lease's generation is in the filter and set by the update, so the
+// server refuses it once a newer generation wrote the document, whatever
+// the writer believes of its lease: the upsert then collides with the
+// existing _id, which is the refusal. Without a lease (a test, a command
+// run by hand without the lock) it is unfenced and leaves the generation
+// as it is.
+func (s *Store) write(ctx context.Context, coll *mongo.Collection, id string, update bson.D) error {
+	l := lease.FromContext(ctx)
+	filter := bson.D{{Key: "_id", Value: id}}
+	if l != nil {
+		filter = append(filter, fenceFilter(l.Gen()))
+		update = withSet(update, bson.E{Key: "gen", Value: l.Gen()})
+	}
+	return lease.Do(ctx, func(ctx context.Context) error {
+		_, err := coll.UpdateOne(ctx, filter, update, options.Update().SetUpsert(true))
+		if l != nil && servererr.IsDuplicateKey(err) {
+			return &FencedError{ID: id, Gen: l.Gen()}
+		}
+		return err
+	})
+}
+
+// claim sets the generation of document id of coll, if there is one, to
+// the lease's that ctx carries: from then on no older holder's write of it
+// is taken. A newer generation's document is a FencedError.
+func (s *Store) claim(ctx context.Context, coll *mongo.Collection, id string) error {
+	l := lease.FromContext(ctx)
+	if l == nil {
+		return nil
+	}
+	return lease.Do(ctx, func(ctx context.Context) error {
+		res, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, fenceFilter(l.Gen())},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "gen", Value: l.Gen()}}}})
+		if err != nil {
+			return err
+		}
+		if res.MatchedCount == 0 {
+			n, err := coll.CountDocuments(ctx, bson.D{{Key: "_id", Value: id}})
+			if err == nil && n > 0 {
+				return &FencedError{ID: id, Gen: l.Gen()}
+			}
+			return err
+		}
+		return nil
+	})
+}
+
+// fenceFilter matches a document no generation newer than gen wrote.
+func fenceFilter(gen int64) bson.E {
+	return bson.E{Key: "$or", Value: bson.A{
+		bson.D{{Key: "gen", Value: bson.D{{Key: "$exists", Value: false}}}},
+		bson.D{{Key: "gen", Value: bson.D{{Key: "$lte", Value: gen}}}},
+	}}
+}
+
+// withSet is update with e added to its $set.
+func withSet(update bson.D, e bson.E) bson.D {
+	out := make(bson.D, 0, len(update)+1)
+	found := false
+	for _, op := range update {
+		if op.Key == "$set" {
+			set := append(append(bson.D{}, op.Value.(bson.D)...), e)
+			op = bson.E{Key: "$set", Value: set}
+			found = true
+		}
+		out = append(out, op)
+	}
+	if !found {
+		out = append(out, bson.E{Key: "$set", Value: bson.D{e}})
+	}
+	return out
 }

@@ -100,6 +100,9 @@ type Config struct {
 	// beforeRefresh, if set, runs before each batch of conditional
 	// refreshes is sent (tests: a service writes in between).
 	beforeRefresh func()
+	// maxTime, if set, is how long a range's server-side run may take in
+	// place of the rest of the lease (lease.MaxTime): a test's.
+	maxTime func(context.Context, *pipelines.Range) time.Duration
 }
 
 // Checked is where phase 2 looked for bad data.
@@ -534,11 +537,10 @@ func mergeRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Ra
 		}
 	}
 	taken, before := rc.taken, rc.before
-	cur, err := cfg.DB.Collection(cfg.Names.Accounts).Aggregate(ctx, pipelines.Phase2(cfg.Names, valid, r), options.Aggregate().SetAllowDiskUse(true))
+	err := runFitted(ctx, cfg, cfg.DB.Collection(cfg.Names.Accounts), func(r *pipelines.Range) any { return pipelines.Phase2(cfg.Names, valid, r) }, r)
 	if err != nil {
 		return fmt.Errorf("phase 2 pipeline: %w", err)
 	}
-	cur.Close(ctx)
 	if rep.Exact {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -421,8 +422,12 @@ func TestPhase2FallbackChecksInItsScan(t *testing.T) {
 	}
 	// A run resumed past the first bad account still counts both: it scans
 	// before the copy, which reads only what follows the checkpoint.
-	// Written as builds before the store kept it, in the state collection:
-	// a database they left half done resumes.
+	// Written as builds before the store kept it, in the state collection
+	// (and no steps collection, which those builds had not): a database
+	// they left half done resumes.
+	if err := db.Collection("migrations_steps").Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := db.Collection("migrations_state").InsertOne(ctx, bson.D{{Key: "_id", Value: "phase2_checkpoint"}, {Key: "through", Value: mid}}); err != nil {
 		t.Fatal(err)
 	}
@@ -655,5 +660,59 @@ func TestPhase2DownDropsWhatAnEarlierBuildCreated(t *testing.T) {
 	}
 	if n, _ := db.Collection("migrations_state").CountDocuments(ctx, bson.D{{Key: "_id", Value: "phase2_created"}}); n != 0 {
 		t.Error("the earlier build's list is left after down")
+	}
+}
+
+// A range whose server-side run takes longer than the lease allows is cut
+// by the server (maxTimeMS) and run again as its halves, which fit: the
+// result is an uncut run's. Here the lease allows 1 ms to any range of
+// more than 300 accounts, and no limit to the others.
+func TestRangesFitTheLease(t *testing.T) {
+	db, exp := prepared(t, 3000)
+	var ps []phase2.Path
+	for _, p := range paths(t, db) {
+		if p != phase2.PathStream {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) == 0 {
+		t.Skip("the server runs no server-side path: it runs on FerretDB 2 and MongoDB (MONGODB_URI)")
+	}
+	ctx := context.Background()
+	for _, path := range ps {
+		t.Run(path.String(), func(t *testing.T) {
+			// phase 2's tenant accounts go: those no link names
+			merged, err := db.Collection(names.Links).Distinct(ctx, "tenant_id", bson.D{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Collection(names.TenantsAccounts).DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$nin", Value: merged}}}}); err != nil {
+				t.Fatal(err)
+			}
+			var cut, whole atomic.Int64
+			cfg := phase2.WithMaxTime(config(db, path), func(ctx context.Context, r *pipelines.Range) time.Duration {
+				n, err := db.Collection(names.Accounts).CountDocuments(ctx, r.MigratedIDs())
+				if err != nil {
+					t.Error(err)
+				}
+				if n > 300 {
+					cut.Add(1)
+					return time.Millisecond
+				}
+				whole.Add(1)
+				return 0
+			})
+			cfg.RangeSize = 1000
+			rep, err := phase2.Run(ctx, cfg)
+			if err != nil {
+				t.Fatalf("phase 2: %v", err)
+			}
+			if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != int64(exp.TenantsExpected) {
+				t.Errorf("%d tenant accounts; fixture expects %d", n, exp.TenantsExpected)
+			}
+			if cut.Load() == 0 || whole.Load() <= cut.Load() {
+				t.Errorf("%d ranges cut, %d run whole; want the cut ones run as halves (report %+v)", cut.Load(), whole.Load(), rep)
+			}
+		})
 	}
 }

@@ -2,15 +2,22 @@ package phase2
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
+	"github.com/tenantmigrate/runner/runner/lease"
+	"github.com/tenantmigrate/runner/runner/retry"
 )
 
 // Ranges the runner chooses (Config.RangeSize 0): about rangesPerRun per
@@ -186,4 +193,83 @@ func rangeEnds(ctx context.Context, cfg Config, after model.ID, size int) ([]mod
 		return nil, 0, fmt.Errorf("find range ends: %w", err)
 	}
 	return ends, n, nil
+}
+
+// runFitted runs the server-side write pipeline of range r (pipe gives it
+// for a range) bounded by the lease (runBounded). A run the server cut for
+// time is run again as its two halves, each fitted the same way: ranges
+// are sized to fit the lease as they run, at the cost of the cut run's
+// time (its writes stand: a range's run is idempotent).
+func runFitted(ctx context.Context, cfg Config, coll *mongo.Collection, pipe func(*pipelines.Range) any, r *pipelines.Range) error {
+	maxTime := lease.MaxTime(ctx)
+	if cfg.maxTime != nil {
+		maxTime = cfg.maxTime(ctx, r)
+	}
+	err := runBounded(ctx, coll, pipe(r), maxTime)
+	if !servererr.IsMaxTimeExpired(err) {
+		return err
+	}
+	lo, hi, herr := halve(ctx, cfg, r)
+	if herr != nil {
+		return errors.Join(err, herr)
+	}
+	if lo == nil {
+		return fmt.Errorf("a range of one account took longer than the lease (lock.lease) allows: %w", err)
+	}
+	cfg.Log.Info("phase 2: a range took longer than the lease allows; running it in halves")
+	if err := runFitted(ctx, cfg, coll, pipe, lo); err != nil {
+		return err
+	}
+	return runFitted(ctx, cfg, coll, pipe, hi)
+}
+
+// runBounded runs a pipeline that writes ($merge) and returns nothing,
+// bounded by the lease ctx carries: the server ends it within maxTime (0:
+// none; lease.MaxTime, the rest of the lease), and it carries the lease's
+// comment, so that a holder taking the lock over can end it. So nothing
+// this runner started runs on once its lease is gone.
+func runBounded(ctx context.Context, coll *mongo.Collection, pipe any, maxTime time.Duration) error {
+	return lease.Do(ctx, func(ctx context.Context) error {
+		opts := options.Aggregate().SetAllowDiskUse(true)
+		if maxTime > 0 {
+			opts.SetMaxTime(maxTime)
+		}
+		if c := lease.Comment(ctx); c != "" {
+			opts.SetComment(c)
+		}
+		cur, err := coll.Aggregate(ctx, pipe, opts)
+		if err != nil {
+			return err
+		}
+		return cur.Close(ctx)
+	})
+}
+
+// halve cuts r (nil: every account) at its middle _id; nil halves when it
+// holds fewer than two accounts.
+func halve(ctx context.Context, cfg Config, r *pipelines.Range) (lo, hi *pipelines.Range, err error) {
+	if r == nil {
+		r = &pipelines.Range{}
+	}
+	accounts := cfg.DB.Collection(cfg.Names.Accounts)
+	filter := r.MigratedIDs()
+	var mid model.ID
+	err = cfg.Retry.Do(ctx, "halve a range", func(ctx context.Context) error {
+		n, err := accounts.CountDocuments(ctx, filter)
+		if err != nil || n < 2 {
+			mid = model.ID{}
+			return err
+		}
+		raw, err := accounts.FindOne(ctx, filter, options.FindOne().SetSort(bson.D{{Key: model.FieldID, Value: 1}}).
+			SetSkip(n/2-1).SetProjection(bson.D{{Key: model.FieldID, Value: 1}})).Raw()
+		if err != nil {
+			return err
+		}
+		mid, _ = model.IDOf(raw.Lookup(model.FieldID))
+		return nil
+	})
+	if err != nil || mid.IsZero() {
+		return nil, nil, retry.Wrap("halve a range", err)
+	}
+	return &pipelines.Range{After: r.After, Through: mid}, &pipelines.Range{After: mid, Through: r.Through}, nil
 }

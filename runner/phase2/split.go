@@ -31,11 +31,10 @@ func splitRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Ra
 		return err
 	}
 	taken, before, refreshed := rc.taken, rc.before, rc.refreshed
-	cur, err := cfg.DB.Collection(cfg.Names.Accounts).Aggregate(ctx, pipelines.Phase2Inserts(cfg.Names, valid, r), options.Aggregate().SetAllowDiskUse(true))
+	err = runFitted(ctx, cfg, cfg.DB.Collection(cfg.Names.Accounts), func(r *pipelines.Range) any { return pipelines.Phase2Inserts(cfg.Names, valid, r) }, r)
 	if err != nil {
 		return fmt.Errorf("phase 2 insert pipeline: %w", err)
 	}
-	cur.Close(ctx)
 	after, err := tenants.CountDocuments(ctx, r.IDFilter())
 	if err != nil {
 		return fmt.Errorf("count tenant accounts: %w", err)

@@ -10,6 +10,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
+	"github.com/tenantmigrate/runner/runner/lease"
 )
 
 // DownReport is what Down did.
@@ -136,8 +137,10 @@ func restore(ctx context.Context, cfg Config, batch []record, rep *DownReport) e
 		ids = append(ids, r.ID)
 	}
 	return cfg.Retry.Do(ctx, "delete references records", func(ctx context.Context) error {
-		_, err := cfg.DB.Collection(cfg.records()).DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
-		return err
+		return lease.Do(ctx, func(ctx context.Context) error {
+			_, err := cfg.DB.Collection(cfg.records()).DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+			return err
+		})
 	})
 }
 

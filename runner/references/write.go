@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/runner/internal/servererr"
+	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
@@ -44,8 +45,10 @@ func (c *collection) write(ctx context.Context, plans []*plan) error {
 				continue
 			}
 			err := c.cfg.Retry.Do(ctx, "rewrite "+c.coll.Name(), func(ctx context.Context) error {
-				_, err := c.coll.UpdateOne(ctx, models[i].(*mongo.UpdateOneModel).Filter, models[i].(*mongo.UpdateOneModel).Update)
-				return err
+				return lease.Do(ctx, func(ctx context.Context) error {
+					_, err := c.coll.UpdateOne(ctx, models[i].(*mongo.UpdateOneModel).Filter, models[i].(*mongo.UpdateOneModel).Update)
+					return err
+				})
 			})
 			switch {
 			case err == nil:

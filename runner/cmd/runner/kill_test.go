@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 
@@ -449,4 +450,151 @@ func TestKillReferencesThenRerun(t *testing.T) {
 		t.Errorf("only %d of %d kill points hit a running runner", killed+downKilled, len(points)+3)
 	}
 	t.Logf("%d kills in the step, %d in its down; referencing collections compared document for document", killed, downKilled)
+}
+
+// actAt starts the runner (A) on uri and calls act at the point; it
+// returns A and a channel that gets its exit, or nil if A ended before the
+// point.
+func actAt(t *testing.T, db, uri string, p killPoint, act func(*exec.Cmd)) (*exec.Cmd, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(bin, p.args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "RUNNER_MONGODB_URI="+uri, "RUNNER_MONGODB_DATABASE="+db, "RUNNER_LOG_FORMAT=json")
+	cmd.Env = append(cmd.Env, fastLease...)
+	cmd.Env = append(cmd.Env, p.env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	hit := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		found := false
+		for sc.Scan() {
+			if !found && p.matches(sc.Text()) {
+				found = true
+				close(hit)
+			}
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-hit:
+		time.Sleep(p.delay)
+		act(cmd)
+		return cmd, done
+	case err := <-done:
+		t.Logf("point %q not reached: runner ended (%v)", p.event, err)
+		return nil, nil
+	case <-time.After(3 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("point %q not reached in 3 minutes", p.event)
+		return nil, nil
+	}
+}
+
+// A holder cut off past its lease while another runner takes the lock and
+// works, then back, writes nothing that counts: its late checkpoint,
+// version and history writes are refused by the server (the lease's
+// generation fences them) or never sent (its lease has expired by its own
+// clock). Cut off is either paused (SIGSTOP, then SIGCONT) or its requests
+// held in flight by a proxy, so that what it sent before its lease ended
+// reaches the server after the other runner's work. The next run gives
+// the tenant accounts and links of a clean run, document for document.
+func TestCutOffHolderWritesNothingThatCounts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cuts the runner off past its lease")
+	}
+	opts := gen.Options{Accounts: 4000, Seed: 5}
+	if env.Real() {
+		opts.Accounts = 20000
+	}
+	clean := env.Database(t)
+	env.Load(t, clean, opts)
+	if r := runBin(t, clean.Name(), fastLease); r.code != 0 {
+		t.Fatalf("uninterrupted run: %+v", r)
+	}
+	want := [2]map[string]string{testenv.Dump(t, clean.Collection(names.TenantsAccounts)), testenv.Dump(t, clean.Collection(names.Links))}
+	pass := func(name string) []string { return []string{"phase 1: pass started", name} }
+	// Phase 2 in many small ranges, four at once, each finished range
+	// saving a checkpoint: cut off just after one, others are in flight,
+	// and their checkpoints follow.
+	rangeDone := []string{"phase 2: range done"}
+	smallRanges := []string{"RUNNER_PHASE2_RANGE_SIZE=500", "RUNNER_PHASE2_PARALLEL=4"}
+	if !env.Real() {
+		// the embedded server streams phase 2: a checkpoint per batch
+		rangeDone = []string{`"msg":"step started"`, `"name":"phase2"`}
+	}
+	pause := func(cmd *exec.Cmd) (resume func()) {
+		if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		return func() { _ = cmd.Process.Signal(syscall.SIGCONT) }
+	}
+	for _, tt := range []struct {
+		name  string
+		point killPoint
+		hold  bool     // hold A's requests in flight (else pause A)
+		b     []string // what B runs meanwhile
+	}{
+		{"phase 2 paused, another runner's down", killPoint{rangeDone, 0, nil, smallRanges}, false, []string{"down"}},
+		{"phase 2 paused, another runner's phase 2", killPoint{rangeDone, 0, nil, smallRanges}, false, []string{"--phase", "2"}},
+		{"phase 1 paused, another runner's down", killPoint{pass("4 merge"), 100 * time.Millisecond, nil, nil}, false, []string{"down"}},
+		{"phase 2 held in flight, another runner's down", killPoint{rangeDone, 0, nil, smallRanges}, true, []string{"down"}},
+		{"phase 2 held in flight, another runner's phase 2", killPoint{rangeDone, 0, nil, smallRanges}, true, []string{"--phase", "2"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db := env.Database(t)
+			env.Load(t, db, opts)
+			uri := env.URI
+			var proxy *toxiproxy.Proxy
+			if tt.hold {
+				proxy, uri = env.Proxied(t, nil)
+			}
+			var resume func()
+			a, done := actAt(t, db.Name(), uri, tt.point, func(cmd *exec.Cmd) {
+				if !tt.hold {
+					resume = pause(cmd)
+					return
+				}
+				// Every request A sends from now on reaches the server 12 s
+				// late: its lease (3 s) ends meanwhile, and B works.
+				spec := `{"name":"hold","type":"latency","stream":"upstream","toxicity":1,"attributes":{"latency":12000}}`
+				if _, err := proxy.Toxics.AddToxicJson(strings.NewReader(spec)); err != nil {
+					t.Fatal(err)
+				}
+				resume = func() {}
+			})
+			if a == nil {
+				t.Skip("the runner finished before the point")
+			}
+			if !tt.hold {
+				time.Sleep(4 * time.Second) // past A's 3 s lease
+			}
+			rb := runBin(t, db.Name(), fastLease, tt.b...)
+			resume()
+			errA := <-done
+			t.Logf("B (%v): exit %d; A: %v", tt.b, rb.code, errA)
+			if rb.code != 0 && rb.code != 7 {
+				t.Fatalf("B: %+v", rb)
+			}
+			if r := runBin(t, db.Name(), fastLease); r.code != 0 {
+				t.Fatalf("the run after: %+v", r)
+			}
+			if r := runBin(t, db.Name(), fastLease, "--phase", "2"); r.code != 0 {
+				t.Fatalf("phase 2 again after: %+v", r)
+			}
+			for i, coll := range []string{names.TenantsAccounts, names.Links} {
+				got := testenv.Dump(t, db.Collection(coll))
+				if m, e, c := diff(want[i], got); m+e+c != 0 {
+					t.Errorf("%s: %d missing, %d extra, %d different of %d", coll, m, e, c, len(want[i]))
+				}
+			}
+		})
+	}
 }

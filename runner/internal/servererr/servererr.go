@@ -157,6 +157,13 @@ func transientCode(code int32) bool {
 	return false
 }
 
+// IsMaxTimeExpired reports an operation the server ended because it ran
+// past its maxTimeMS (MaxTimeMSExpired, 50).
+func IsMaxTimeExpired(err error) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && se.HasErrorCode(50)
+}
+
 // IsDuplicateKey reports a write a unique index refused: MongoDB's
 // duplicate key codes, or the message of an engine without them, in a
 // command error or in any of a write's errors.

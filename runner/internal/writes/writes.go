@@ -13,6 +13,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner/internal/servererr"
+	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
@@ -65,11 +66,14 @@ func DeleteIDs(ctx context.Context, p *retry.Policy, coll *mongo.Collection, ids
 	return n, err
 }
 
+// do runs fn within p's budget, each attempt under the lease ctx carries
+// (lease.Do): a runner whose lease is gone sends no write.
 func do(ctx context.Context, p *retry.Policy, what string, fn func(context.Context) error) error {
+	attempt := func(ctx context.Context) error { return lease.Do(ctx, fn) }
 	if p == nil {
-		return fn(ctx)
+		return attempt(ctx)
 	}
-	return p.Do(ctx, what, fn)
+	return p.Do(ctx, what, attempt)
 }
 
 func onlyDuplicates(err error) bool {
