@@ -115,9 +115,24 @@ func TestIdentityIsASecurityBoundary(t *testing.T) {
 		}
 	}
 
-	// The operator turns normalisation on for email, and runs phase 1.
+	// The operator turns normalisation on for email, and runs phase 1:
+	// the accounts it links hold tenant accounts already, which are
+	// reported, not merged (the service may have written them).
 	cfg.Identity.Normalize.LowerCase = []string{"email"}
 	cfg.Identity.Normalize.UnicodeNFC = []string{"email"}
+	beforeMerge := tenants()
+	res, err = newRunner(t, cfg).Phase(ctx, 1)
+	if err != nil {
+		t.Fatalf("Phase(1) with email normalised: %v", err)
+	}
+	if p1 = stepNamed(t, res, "phase1_merge_identities"); p1.Counts[count.NotMerged] != 2 || p1.Counts[count.TenantsSuperseded] != 0 {
+		t.Errorf("phase 1 normalised: counts %v; want 2 groups not merged, nothing superseded", p1.Counts)
+	}
+	if got := tenants(); len(got) != len(beforeMerge) {
+		t.Errorf("phase 1 normalised wrote: %d tenant accounts, %d before", len(got), len(beforeMerge))
+	}
+	// Before go-live, the operator says to merge them.
+	cfg.Identity.MergeExisting = true
 	r := newRunner(t, cfg)
 	res, err = r.Phase(ctx, 1)
 	if err != nil {

@@ -44,6 +44,12 @@ const (
 	TenantsUnchanged  Name = "tenants_unchanged"
 	TenantsSuperseded Name = "tenants_superseded"
 	LinksWritten      Name = "links_written"
+	// NotMerged: groups a shared identity links whose accounts hold two or
+	// more tenant accounts already, left for an operator (phase 1's
+	// Rules.MergesTenants); KeptNewer: tenant accounts not replaced
+	// because the service wrote them after their legacy accounts.
+	NotMerged Name = "groups_not_merged"
+	KeptNewer Name = "tenants_kept_newer"
 
 	// Phase 2. Refreshed and Unchanged where it told them apart, else
 	// RefreshedOrUnchanged.

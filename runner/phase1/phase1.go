@@ -117,21 +117,29 @@ type Report struct {
 	// GroupedIn is where the groups were found: "memory", or the scratch
 	// tables' place, "server" or "local disk" (in GroupingRounds rounds of
 	// label propagation).
-	GroupedIn       string            `json:"grouped_in,omitempty"`
-	GroupingRounds  int               `json:"grouping_rounds,omitempty"`
-	Invalid         int               `json:"invalid_accounts"`
-	InvalidReasons  map[string]int    `json:"invalid_reasons,omitempty"`
-	FirstInvalid    []InvalidAccount  `json:"first_invalid,omitempty"`
-	Conflicts       int               `json:"conflicts"`
-	ConflictFields  map[string]int    `json:"conflicts_by_field,omitempty"`
-	FirstConflicts  []Conflict        `json:"first_conflicts,omitempty"`
-	TenantsInserted int               `json:"tenants_inserted"`
-	TenantsReplaced int               `json:"tenants_replaced"`
-	TenantsSame     int               `json:"tenants_unchanged"`
-	Superseded      int               `json:"tenants_superseded"`
-	LinksWritten    int               `json:"links_written"`
-	LinksSame       int               `json:"links_unchanged"`
-	Durations       map[string]string `json:"pass_durations"`
+	GroupedIn       string           `json:"grouped_in,omitempty"`
+	GroupingRounds  int              `json:"grouping_rounds,omitempty"`
+	Invalid         int              `json:"invalid_accounts"`
+	InvalidReasons  map[string]int   `json:"invalid_reasons,omitempty"`
+	FirstInvalid    []InvalidAccount `json:"first_invalid,omitempty"`
+	Conflicts       int              `json:"conflicts"`
+	ConflictFields  map[string]int   `json:"conflicts_by_field,omitempty"`
+	FirstConflicts  []Conflict       `json:"first_conflicts,omitempty"`
+	TenantsInserted int              `json:"tenants_inserted"`
+	TenantsReplaced int              `json:"tenants_replaced"`
+	TenantsSame     int              `json:"tenants_unchanged"`
+	Superseded      int              `json:"tenants_superseded"`
+	// KeptNewer are tenant accounts a merge would have replaced that the
+	// service wrote after every legacy account of the group: kept.
+	KeptNewer int `json:"tenants_kept_newer,omitempty"`
+	// NotMerged are the groups whose accounts hold two or more tenant
+	// accounts already (Rules.MergesTenants): left as they are, listed by
+	// their tenant accounts' _ids.
+	NotMerged      int               `json:"groups_not_merged,omitempty"`
+	FirstNotMerged [][]model.ID      `json:"first_not_merged,omitempty"`
+	LinksWritten   int               `json:"links_written"`
+	LinksSame      int               `json:"links_unchanged"`
+	Durations      map[string]string `json:"pass_durations"`
 	// Split are the tenant accounts an earlier run merged that the identity
 	// rules now split (split.go), SplitAccounts their legacy accounts.
 	Split         int           `json:"split_tenants,omitempty"`
@@ -185,6 +193,16 @@ func (r *Report) Print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "    conflict in tenant %s, field %s, between %s: kept %s (%s)\n", c.TenantID, c.Field, joinIDs(c.Sources), kept, c.Why.Describe())
 	}
+	if r.KeptNewer > 0 {
+		fmt.Fprintf(w, "phase 1: kept %d tenant accounts the service wrote after their legacy accounts (not replaced)\n", r.KeptNewer)
+	}
+	if r.NotMerged > 0 {
+		fmt.Fprintf(w, "phase 1: %s, not merged: the service may have written each since (review them; identity.merge_existing merges them, safe only before the service writes tenant accounts):\n",
+			plural(r.NotMerged, "1 group of one person holds two or more tenant accounts", fmt.Sprintf("%d groups of one person hold two or more tenant accounts", r.NotMerged)))
+		for _, ids := range r.FirstNotMerged {
+			fmt.Fprintf(w, "    tenant accounts %s\n", joinIDs(ids))
+		}
+	}
 	if r.Split > 0 {
 		fmt.Fprintf(w, "phase 1: %d tenant accounts an earlier run merged (%d legacy accounts) are no longer one person by these identity rules: the phase stops before it writes; undo phase 1 and run again, or restore the identity configuration that merged them:\n", r.Split, r.SplitAccounts)
 		for _, s := range r.FirstSplit {
@@ -233,6 +251,7 @@ func (r *Report) addWrites(w *Report) {
 	r.TenantsReplaced += w.TenantsReplaced
 	r.TenantsInserted += w.TenantsInserted
 	r.Superseded += w.Superseded
+	r.KeptNewer += w.KeptNewer
 	r.LinksWritten += w.LinksWritten
 	r.LinksSame += w.LinksSame
 }
@@ -244,8 +263,25 @@ func (r *Report) Notes() []string {
 	if r.ServerRefused != "" {
 		out = append(out, "server path not taken: "+r.ServerRefused)
 	}
+	if r.NotMerged > 0 {
+		out = append(out, fmt.Sprintf("%d groups hold two or more tenant accounts, not merged: %s", r.NotMerged, listed(notMerged(r.FirstNotMerged))))
+	}
 	return append(out, r.Identities.notes()...)
 }
+
+// notMerged are the listed groups as items of a note.
+func notMerged(groups [][]model.ID) []idList {
+	out := make([]idList, len(groups))
+	for i, g := range groups {
+		out[i] = idList(g)
+	}
+	return out
+}
+
+// idList is _ids as one item of a note.
+type idList []model.ID
+
+func (l idList) String() string { return "(" + joinIDs(l) + ")" }
 
 // notesListed bounds the items a history note lists.
 const notesListed = 3
@@ -331,6 +367,8 @@ func (r *Report) Counts() count.Counts {
 		count.TenantsUnchanged:  int64(r.TenantsSame),
 		count.TenantsSuperseded: int64(r.Superseded),
 		count.LinksWritten:      int64(r.LinksWritten),
+		count.NotMerged:         int64(r.NotMerged),
+		count.KeptNewer:         int64(r.KeptNewer),
 	}
 	for reason, n := range r.InvalidReasons {
 		c[count.Skipped(reason)] = int64(n)
@@ -837,7 +875,7 @@ func (p *run) tooLarge(docs []groupDoc, org string, survivor model.ID, size int,
 			w.rep.LinksSame++
 			continue
 		}
-		w.link(l, gd.Link != nil)
+		w.link(l, gd.Link != nil, false)
 	}
 	return nil
 }
@@ -892,6 +930,18 @@ func (p *run) count(members []groupDoc) {
 	p.rep.LargestGroup = max(p.rep.LargestGroup, n)
 }
 
+// tenantsOf are the _ids of the tenant accounts the accounts of a group
+// hold already.
+func tenantsOf(docs []groupDoc) []model.ID {
+	var ids []model.ID
+	for _, gd := range docs {
+		if gd.HasTenant {
+			ids = append(ids, gd.ID)
+		}
+	}
+	return ids
+}
+
 func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 	members := make([]Member, len(docs))
 	hasTenant := map[model.ID]bool{}
@@ -911,6 +961,13 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 		org = p.appOrgs[m.AppOrgID].OrgID
 		members[i] = m
 		hasTenant[gd.ID] = gd.HasTenant
+	}
+	if existing := tenantsOf(docs); !p.cfg.Rules.MergesTenants(len(existing)) {
+		p.rep.NotMerged++
+		if len(p.rep.FirstNotMerged) < maxListed {
+			p.rep.FirstNotMerged = append(p.rep.FirstNotMerged, existing)
+		}
+		return nil
 	}
 	survivor := p.cfg.Rules.Survivor(members, func(id model.ID) bool { return hasTenant[id] })
 	merged, err := p.cfg.Rules.Merge(org, members, survivor)
@@ -941,6 +998,7 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 		}
 	}
 	prev := old[survivor]
+	inserted := false
 	switch {
 	case hasTenant[survivor] && prev != nil && prev.TenantHash == hash:
 		w.rep.TenantsSame++
@@ -948,6 +1006,7 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 		w.compareTenant(survivor, raw)
 	default:
 		w.insertTenant(raw)
+		inserted = true
 	}
 	for _, l := range merged.Links {
 		if l.LegacyID == survivor {
@@ -957,7 +1016,7 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 			w.rep.LinksSame++
 			continue
 		}
-		w.link(l, old[l.LegacyID] != nil)
+		w.link(l, old[l.LegacyID] != nil, inserted)
 	}
 	return nil
 }

@@ -528,10 +528,13 @@ func TestAnEarlierMergeOnAnUnverifiedIdentifierIsRefused(t *testing.T) {
 	})
 }
 
-// Merging two accounts that both have a tenant account (phase 2 moved them
-// one to one; then normalisation linked them) deletes the superseded one
-// before it replaces the survivor's, under the unique index of membership
-// ids. Killed between the two, a run ends as an uninterrupted one.
+// Two accounts that both have a tenant account (phase 2 moved them one to
+// one; then normalisation linked them) are not merged by default: the
+// service may have written both. They are reported by the tenant accounts'
+// _ids, and nothing is written. With identity.merge_existing the merge
+// deletes the superseded one before it replaces the survivor's, under the
+// unique index of membership ids; killed between the two, a run ends as an
+// uninterrupted one.
 func TestKilledBetweenSupersedeAndReplace(t *testing.T) {
 	eachPath(t, func(t *testing.T, config func(*mongo.Database) phase1.Config) {
 		ctx := context.Background()
@@ -573,9 +576,24 @@ func TestKilledBetweenSupersedeAndReplace(t *testing.T) {
 			}
 			return db
 		}
+		dump := func(t *testing.T, db *mongo.Database) [2]map[string]string {
+			return [2]map[string]string{testenv.Dump(t, db.Collection(names.TenantsAccounts)), testenv.Dump(t, db.Collection(names.Links))}
+		}
+		db := prepare(t)
+		before := dump(t, db)
+		cfg := config(db)
+		cfg.Rules.Normalize = map[string]phase1.Normalization{"email": phase1.LowerCase}
+		rep, err := phase1.Run(ctx, cfg)
+		if err != nil || rep.NotMerged != 1 || len(rep.FirstNotMerged) != 1 || fmt.Sprint(rep.FirstNotMerged[0]) != "[c1 c2]" {
+			t.Fatalf("phase 1 without identity.merge_existing: %v, %d not merged %v; want c1 and c2 listed", err, rep.NotMerged, rep.FirstNotMerged)
+		}
+		if got := dump(t, db); !maps(got[0], before[0]) || !maps(got[1], before[1]) {
+			t.Errorf("phase 1 without identity.merge_existing wrote: %v\nbefore: %v", got, before)
+		}
 		run := func(t *testing.T, db *mongo.Database) [2]map[string]string {
 			cfg := config(db)
 			cfg.Rules.Normalize = map[string]phase1.Normalization{"email": phase1.LowerCase}
+			cfg.Rules.MergeExisting = true
 			rep, err := phase1.Run(ctx, cfg)
 			if err != nil {
 				t.Fatalf("phase 1: %v", err)
@@ -589,7 +607,7 @@ func TestKilledBetweenSupersedeAndReplace(t *testing.T) {
 		if len(want[0]) != 1 || len(want[1]) != 2 {
 			t.Fatalf("uninterrupted: %d tenant accounts, %d links; want c1's, holding both", len(want[0]), len(want[1]))
 		}
-		db := prepare(t)
+		db = prepare(t)
 		// Killed after the flush's first write: c2's tenant account is gone.
 		if _, err := db.Collection(names.TenantsAccounts).DeleteOne(ctx, bson.D{{Key: "_id", Value: "c2"}}); err != nil {
 			t.Fatal(err)

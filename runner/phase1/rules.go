@@ -126,6 +126,33 @@ type Rules struct {
 	// Normalize is how the identifiers of a code compare; a code it does
 	// not name compares exactly.
 	Normalize map[string]Normalization
+	// MergeExisting merges a group whose accounts hold two or more tenant
+	// accounts already (MergesTenants).
+	MergeExisting bool
+}
+
+// MergesTenants says whether a group whose accounts hold `existing` tenant
+// accounts already is merged. A group holding two or more is one a new
+// shared identity links after they were migrated: the service may have
+// written each of them since, so merging would overwrite or delete what it
+// wrote. It is reported by the tenant accounts' _ids and left as it is,
+// unless the operator said to merge such groups (identity.merge_existing,
+// safe only while the service writes no tenant accounts).
+func (r Rules) MergesTenants(existing int) bool { return existing < 2 || r.MergeExisting }
+
+// KeepsStored says whether a stored tenant account stays as it is instead
+// of being replaced by merged, the group's tenant account made anew: when
+// the service wrote it after every legacy account of the group (its
+// date_updated is later than merged's, the latest of theirs). The same
+// rule as phase 2's refresh, but for a tie, which replaces: an account
+// joining a group may be older than the tenant account it joins.
+func KeepsStored(stored, merged bson.Raw) bool {
+	s, ok := stored.Lookup(model.FieldDateUpdated).DateTimeOK()
+	if !ok {
+		return false
+	}
+	m, ok := merged.Lookup(model.FieldDateUpdated).DateTimeOK()
+	return !ok || s > m
 }
 
 // Normalization is how the identifiers of one code are compared; the zero

@@ -54,6 +54,9 @@ func (o Options) Validate() error {
 type IdentityOptions struct {
 	AuthTypeCodes []string  `mapstructure:"auth_type_codes"`
 	Normalize     Normalize `mapstructure:"normalize"`
+	// MergeExisting merges a group whose accounts hold two or more tenant
+	// accounts already (Rules.MergesTenants); off, they are reported.
+	MergeExisting bool `mapstructure:"merge_existing"`
 }
 
 // Normalize names the identity codes whose identifiers compare in lower
@@ -118,7 +121,7 @@ func (s Step) rules() Rules {
 	for _, c := range s.Identity.Normalize.UnicodeNFC {
 		norm[c] |= UnicodeNFC
 	}
-	return Rules{PreferredApps: s.Options.PreferredApps, IdentityCodes: s.Identity.AuthTypeCodes, Normalize: norm}
+	return Rules{PreferredApps: s.Options.PreferredApps, IdentityCodes: s.Identity.AuthTypeCodes, Normalize: norm, MergeExisting: s.Identity.MergeExisting}
 }
 
 func (s Step) config(ctx context.Context, env step.Env, dry bool) Config {

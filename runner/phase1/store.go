@@ -13,8 +13,10 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/internal/join"
 	"github.com/tenantmigrate/runner/runner/internal/writes"
+	"github.com/tenantmigrate/runner/runner/retry"
 )
 
 // keyTable sorts identity entries so that the accounts holding one
@@ -149,23 +151,62 @@ func (g *groupTable) groups(ctx context.Context, fn func([]groupDoc) error) erro
 	return members.Groups(ctx, fn)
 }
 
-// writer batches phase 1's writes. Order within a flush: superseded tenant
-// accounts, then tenant accounts, then links. A superseded tenant account
-// goes first because its membership moves into the survivor's, under the
-// unique index of membership ids: the other order is refused. Killed in
-// between, its legacy account is in no tenant account until the next run,
-// which merges it as an uninterrupted run would (it finds the group with
-// only the survivor owning a tenant account). Links go last, so that a
-// link never points at a tenant account not yet written, and the
-// survivor's link (holding the hash of its tenant account) is written last.
+// writer batches phase 1's writes. Order within a flush:
+//
+//  1. superseded tenant accounts (deleted), because their memberships move
+//     into the survivors', under the unique index of membership ids: the
+//     other order is refused. Killed in between, their legacy accounts are
+//     in no tenant account until the next run, which merges them as an
+//     uninterrupted run would (it finds the group with only the survivor
+//     owning a tenant account);
+//  2. replaced tenant accounts, each conditional on the tenant account as it
+//     was read, so that one the service writes meanwhile is kept;
+//  3. the links of the groups whose tenant account is new, before it: a
+//     run killed after the tenant account leaves its links, by which
+//     phase 1's down finds it (a link to a tenant account not yet written
+//     is one the next run writes, and the down deletes nothing for);
+//  4. new tenant accounts;
+//  5. the other links, last, so that a survivor's link, holding the hash
+//     of its tenant account, is written only once the tenant account is:
+//     a run that finds the hash trusts the tenant account as it is.
 type writer struct {
 	cfg        Config
 	rep        *Report
 	inserts    []any
 	compare    map[model.ID]bson.Raw
 	supersedes []model.ID
-	newLinks   []any
-	oldLinks   []model.Link
+	// links by when they go (3 or 5) and whether they exist
+	ahead, after linkBatch
+}
+
+// linkBatch are links to write: new ones inserted, existing ones replaced.
+type linkBatch struct {
+	added    []any
+	replaced []model.Link
+}
+
+func (b *linkBatch) add(l model.Link, exists bool) {
+	if exists {
+		b.replaced = append(b.replaced, l)
+	} else {
+		b.added = append(b.added, l)
+	}
+}
+
+func (b *linkBatch) len() int { return len(b.added) + len(b.replaced) }
+
+// write writes the batch: the replaces, then the inserts.
+func (b *linkBatch) write(ctx context.Context, rp *retry.Policy, links *mongo.Collection) error {
+	models := make([]mongo.WriteModel, len(b.replaced))
+	for i, l := range b.replaced {
+		models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: l.LegacyID}}).SetReplacement(l).SetUpsert(true)
+	}
+	if len(models) > 0 {
+		if _, err := writes.BulkWrite(ctx, rp, links, models); err != nil {
+			return err
+		}
+	}
+	return writes.InsertMany(ctx, rp, links, b.added)
 }
 
 func newWriter(cfg Config, rep *Report) *writer {
@@ -173,24 +214,26 @@ func newWriter(cfg Config, rep *Report) *writer {
 }
 
 func (w *writer) pending() int {
-	return len(w.inserts) + len(w.compare) + len(w.supersedes) + len(w.newLinks) + len(w.oldLinks)
+	return len(w.inserts) + len(w.compare) + len(w.supersedes) + w.ahead.len() + w.after.len()
 }
 
 func (w *writer) insertTenant(raw bson.Raw)               { w.inserts = append(w.inserts, raw) }
 func (w *writer) compareTenant(id model.ID, raw bson.Raw) { w.compare[id] = raw }
 func (w *writer) supersede(id model.ID)                   { w.supersedes = append(w.supersedes, id) }
 
-func (w *writer) link(l model.Link, exists bool) {
-	if exists {
-		w.oldLinks = append(w.oldLinks, l)
+// link writes l (exists: a link of its account exists); ahead: before its
+// group's new tenant account.
+func (w *writer) link(l model.Link, exists, ahead bool) {
+	if ahead {
+		w.ahead.add(l, exists)
 	} else {
-		w.newLinks = append(w.newLinks, l)
+		w.after.add(l, exists)
 	}
 }
 
 // flush writes the batch (unless the run is dry) in the writer's order,
 // and counts each write once it is made: a failed run reports only what it
-// wrote. Every write is idempotent: keyed, or a replace.
+// wrote. Every write is idempotent: keyed, or conditional.
 func (w *writer) flush(ctx context.Context) error {
 	same, replaces, err := w.changedTenants(ctx)
 	if err != nil {
@@ -200,46 +243,47 @@ func (w *writer) flush(ctx context.Context) error {
 	tenants := w.cfg.DB.Collection(w.cfg.TenantsAccounts)
 	links := w.cfg.DB.Collection(w.cfg.Links)
 	rp := &w.cfg.Retry
-	oldLinks := make([]mongo.WriteModel, len(w.oldLinks))
-	for i, l := range w.oldLinks {
-		oldLinks[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: l.LegacyID}}).SetReplacement(l).SetUpsert(true)
-	}
 	for _, op := range []struct {
 		what  string
 		n     int
+		write func(context.Context) (int, error) // how many it wrote
 		count *int
-		write func(context.Context) error
 	}{
-		{"delete superseded tenant accounts", len(w.supersedes), &w.rep.Superseded, func(ctx context.Context) error {
+		{"delete superseded tenant accounts", len(w.supersedes), func(ctx context.Context) (int, error) {
 			_, err := writes.DeleteIDs(ctx, rp, tenants, w.supersedes)
-			return err
-		}},
-		{"replace tenant accounts", len(replaces), &w.rep.TenantsReplaced, func(ctx context.Context) error {
-			_, err := writes.BulkWrite(ctx, rp, tenants, replaces)
-			return err
-		}},
-		{"insert tenant accounts", len(w.inserts), &w.rep.TenantsInserted, func(ctx context.Context) error {
-			return writes.InsertMany(ctx, rp, tenants, w.inserts)
-		}},
-		{"replace links", len(oldLinks), &w.rep.LinksWritten, func(ctx context.Context) error {
-			_, err := writes.BulkWrite(ctx, rp, links, oldLinks)
-			return err
-		}},
-		{"insert links", len(w.newLinks), &w.rep.LinksWritten, func(ctx context.Context) error {
-			return writes.InsertMany(ctx, rp, links, w.newLinks)
-		}},
+			return len(w.supersedes), err
+		}, &w.rep.Superseded},
+		{"replace tenant accounts", len(replaces), func(ctx context.Context) (int, error) {
+			res, err := writes.BulkWrite(ctx, rp, tenants, replaces)
+			if err != nil {
+				return 0, err
+			}
+			// the others, the service wrote since they were read
+			w.rep.KeptNewer += len(replaces) - int(res.MatchedCount)
+			return int(res.MatchedCount), nil
+		}, &w.rep.TenantsReplaced},
+		{"write links", w.ahead.len(), func(ctx context.Context) (int, error) {
+			return w.ahead.len(), w.ahead.write(ctx, rp, links)
+		}, &w.rep.LinksWritten},
+		{"insert tenant accounts", len(w.inserts), func(ctx context.Context) (int, error) {
+			return len(w.inserts), writes.InsertMany(ctx, rp, tenants, w.inserts)
+		}, &w.rep.TenantsInserted},
+		{"write links", w.after.len(), func(ctx context.Context) (int, error) {
+			return w.after.len(), w.after.write(ctx, rp, links)
+		}, &w.rep.LinksWritten},
 	} {
 		if op.n == 0 {
 			continue
 		}
+		n := op.n
 		if !w.cfg.DryRun {
-			if err := op.write(ctx); err != nil {
+			if n, err = op.write(ctx); err != nil {
 				return fmt.Errorf("%s: %w", op.what, err)
 			}
 		}
-		*op.count += op.n
+		*op.count += n
 	}
-	w.inserts, w.supersedes, w.newLinks, w.oldLinks = nil, nil, nil, nil
+	w.inserts, w.supersedes, w.ahead, w.after = nil, nil, linkBatch{}, linkBatch{}
 	w.compare = map[model.ID]bson.Raw{}
 	return nil
 }
@@ -262,11 +306,20 @@ func (w *writer) changedTenants(ctx context.Context) (int, []mongo.WriteModel, e
 	same := 0
 	var models []mongo.WriteModel
 	for _, id := range ids {
-		if bytes.Equal(existing[id], w.compare[id]) {
+		stored := existing[id]
+		switch {
+		case bytes.Equal(stored, w.compare[id]):
 			same++
-			continue
+		case stored != nil && KeepsStored(stored, w.compare[id]):
+			w.rep.KeptNewer++
+		case stored == nil:
+			// gone since it was seen: written anew
+			w.inserts = append(w.inserts, w.compare[id])
+		default:
+			// Conditional on the tenant account as it was read: one the
+			// service writes meanwhile is kept, as KeepsStored keeps it.
+			models = append(models, mongo.NewReplaceOneModel().SetFilter(pipelines.SameDateFilter(stored.Lookup("_id"), stored.Lookup(model.FieldDateUpdated))).SetReplacement(w.compare[id]))
 		}
-		models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(w.compare[id]).SetUpsert(true))
 	}
 	return same, models, nil
 }
