@@ -538,15 +538,7 @@ func TestAnEarlierMergeOnAnUnverifiedIdentifierIsRefused(t *testing.T) {
 func TestKilledBetweenSupersedeAndReplace(t *testing.T) {
 	eachPath(t, func(t *testing.T, config func(*mongo.Database) phase1.Config) {
 		ctx := context.Background()
-		aos := gen.AppOrgs(gen.Options{})
-		app1, app2 := aos[0], model.ApplicationOrganization{}
-		var appOrgs []any
-		for _, ao := range aos {
-			appOrgs = append(appOrgs, ao)
-			if ao.OrgID == app1.OrgID && ao.ID != app1.ID && app2.ID == "" {
-				app2 = ao
-			}
-		}
+		app1, app2, appOrgs := twoAppsOfOneOrg()
 		acct := func(id, ao, ident string, day int) bson.D {
 			return bson.D{{Key: "_id", Value: id}, {Key: "app_org_id", Value: ao}, {Key: "date_created", Value: time.Date(2023, 1, day, 0, 0, 0, 0, time.UTC)},
 				{Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: ident}}}}}
@@ -637,4 +629,18 @@ func TestReportSaysWhatStops(t *testing.T) {
 			}
 		})
 	}
+}
+
+// twoAppsOfOneOrg are two app-orgs of the fixture's first organisation,
+// and every app-org of the fixture, to insert.
+func twoAppsOfOneOrg() (app1, app2 model.ApplicationOrganization, all []any) {
+	aos := gen.AppOrgs(gen.Options{})
+	app1 = aos[0]
+	for _, ao := range aos {
+		all = append(all, ao)
+		if ao.OrgID == app1.OrgID && ao.ID != app1.ID && app2.ID == "" {
+			app2 = ao
+		}
+	}
+	return app1, app2, all
 }

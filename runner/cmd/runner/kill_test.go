@@ -66,54 +66,20 @@ func (p killPoint) matches(line string) bool {
 // reports whether the kill came before the runner finished.
 func runUntil(t *testing.T, db string, p killPoint) bool {
 	t.Helper()
-	cmd := exec.Command(bin, p.args...)
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "RUNNER_MONGODB_URI="+env.URI, "RUNNER_MONGODB_DATABASE="+db, "RUNNER_LOG_FORMAT=json")
-	cmd.Env = append(cmd.Env, fastLease...)
-	cmd.Env = append(cmd.Env, p.env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+	cmd, done := actAt(t, db, env.URI, p, func(cmd *exec.Cmd) { _ = cmd.Process.Signal(syscall.SIGKILL) })
+	return cmd != nil && <-done != nil
+}
+
+// cleanRun is the tenant accounts and links an uninterrupted run gives on
+// the fixture opts describes.
+func cleanRun(t *testing.T, opts gen.Options) [2]map[string]string {
+	t.Helper()
+	clean := env.Database(t)
+	env.Load(t, clean, opts)
+	if r := runBin(t, clean.Name(), fastLease); r.code != 0 {
+		t.Fatalf("uninterrupted run: %+v", r)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	hit := make(chan struct{})
-	var last []string
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		found := false
-		for sc.Scan() {
-			if last = append(last, sc.Text()); len(last) > 3 {
-				last = last[1:]
-			}
-			if !found && p.matches(sc.Text()) {
-				found = true
-				close(hit)
-			}
-		}
-	}()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-hit:
-		time.Sleep(p.delay)
-		killed := cmd.Process.Signal(syscall.SIGKILL) == nil
-		err := <-done
-		return killed && err != nil
-	case err := <-done:
-		<-scanned
-		t.Logf("kill point %q not reached: runner ended (%v): %s", p.event, err, strings.Join(last, " | "))
-		return false
-	case <-time.After(3 * time.Minute):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("kill point %q not reached in 3 minutes", p.event)
-		return false
-	}
+	return [2]map[string]string{testenv.Dump(t, clean.Collection(names.TenantsAccounts)), testenv.Dump(t, clean.Collection(names.Links))}
 }
 
 // Killed with SIGKILL at many points spread over every step, then run again:
@@ -128,12 +94,7 @@ func TestKillAnywhereThenRerun(t *testing.T) {
 		// below: a kill would land after the work it aims at.
 		opts.Accounts = 20000
 	}
-	clean := env.Database(t)
-	env.Load(t, clean, opts)
-	if r := runBin(t, clean.Name(), fastLease); r.code != 0 {
-		t.Fatalf("uninterrupted run: %+v", r)
-	}
-	want := [2]map[string]string{testenv.Dump(t, clean.Collection(names.TenantsAccounts)), testenv.Dump(t, clean.Collection(names.Links))}
+	want := cleanRun(t, opts)
 
 	db := env.Database(t)
 	env.Load(t, db, opts)
@@ -470,11 +431,17 @@ func actAt(t *testing.T, db, uri string, p killPoint, act func(*exec.Cmd)) (*exe
 		t.Fatal(err)
 	}
 	hit := make(chan struct{})
+	var last []string
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		found := false
 		for sc.Scan() {
+			if last = append(last, sc.Text()); len(last) > 3 {
+				last = last[1:]
+			}
 			if !found && p.matches(sc.Text()) {
 				found = true
 				close(hit)
@@ -489,7 +456,8 @@ func actAt(t *testing.T, db, uri string, p killPoint, act func(*exec.Cmd)) (*exe
 		act(cmd)
 		return cmd, done
 	case err := <-done:
-		t.Logf("point %q not reached: runner ended (%v)", p.event, err)
+		<-scanned
+		t.Logf("point %q not reached: runner ended (%v): %s", p.event, err, strings.Join(last, " | "))
 		return nil, nil
 	case <-time.After(3 * time.Minute):
 		cmd.Process.Kill()
@@ -514,12 +482,7 @@ func TestCutOffHolderWritesNothingThatCounts(t *testing.T) {
 	if env.Real() {
 		opts.Accounts = 20000
 	}
-	clean := env.Database(t)
-	env.Load(t, clean, opts)
-	if r := runBin(t, clean.Name(), fastLease); r.code != 0 {
-		t.Fatalf("uninterrupted run: %+v", r)
-	}
-	want := [2]map[string]string{testenv.Dump(t, clean.Collection(names.TenantsAccounts)), testenv.Dump(t, clean.Collection(names.Links))}
+	want := cleanRun(t, opts)
 	pass := func(name string) []string { return []string{"phase 1: pass started", name} }
 	// Phase 2 in many small ranges, four at once, each finished range
 	// saving a checkpoint: cut off just after one, others are in flight,
@@ -596,5 +559,45 @@ func TestCutOffHolderWritesNothingThatCounts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A runner killed (SIGKILL) during a long phase-2 $merge leaves nothing
+// running on the server past its lease: the run carries maxTimeMS within
+// the lease, and the runner that takes the lock over waits for the lease
+// (and a grace) to pass, or ends the run where the server lists it. So the
+// other runner's down stays done: the tenant accounts do not grow behind
+// it.
+func TestKilledHoldersMergeEndsWithItsLease(t *testing.T) {
+	if !env.Real() {
+		t.Skip("the embedded server has no $merge: phase 2 streams")
+	}
+	ctx := context.Background()
+	opts := gen.Options{Accounts: 30000, Seed: 9}
+	db := env.Database(t)
+	env.Load(t, db, opts)
+	oneRange := []string{"RUNNER_PHASE2_RANGE_SIZE=100000", "RUNNER_PHASE2_PARALLEL=1"}
+	point := killPoint{[]string{`"msg":"step started"`, `"name":"phase2"`}, 500 * time.Millisecond, nil, oneRange}
+	if !runUntil(t, db.Name(), point) {
+		t.Skip("the runner finished phase 2 before the kill")
+	}
+	r := runBin(t, db.Name(), fastLease, "down")
+	if r.code != 0 {
+		t.Fatalf("down: %+v", r)
+	}
+	count := func() int64 {
+		n, err := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	after := count()
+	time.Sleep(8 * time.Second) // longer than the killed run's one range takes
+	if later := count(); later != after {
+		t.Errorf("tenant accounts grew from %d to %d after the down: the killed runner's $merge outlived its lease", after, later)
+	}
+	if r := runBin(t, db.Name(), fastLease); r.code != 0 {
+		t.Fatalf("the run after: %+v", r)
 	}
 }
