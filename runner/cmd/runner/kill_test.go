@@ -573,11 +573,13 @@ func TestKilledHoldersMergeEndsWithItsLease(t *testing.T) {
 		t.Skip("the embedded server has no $merge: phase 2 streams")
 	}
 	ctx := context.Background()
-	opts := gen.Options{Accounts: 30000, Seed: 9}
+	opts := gen.Options{Accounts: 60000, Seed: 9}
 	db := env.Database(t)
 	env.Load(t, db, opts)
 	oneRange := []string{"RUNNER_PHASE2_RANGE_SIZE=100000", "RUNNER_PHASE2_PARALLEL=1"}
-	point := killPoint{[]string{`"msg":"step started"`, `"name":"phase2"`}, 500 * time.Millisecond, nil, oneRange}
+	// 1.5 s after the probe: in the one range's $merge, which takes longer
+	// than the lease (3 s) at this size on FerretDB 2
+	point := killPoint{[]string{"phase 2: probed the server"}, 1500 * time.Millisecond, nil, oneRange}
 	if !runUntil(t, db.Name(), point) {
 		t.Skip("the runner finished phase 2 before the kill")
 	}
@@ -593,7 +595,7 @@ func TestKilledHoldersMergeEndsWithItsLease(t *testing.T) {
 		return n
 	}
 	after := count()
-	time.Sleep(8 * time.Second) // longer than the killed run's one range takes
+	time.Sleep(15 * time.Second) // longer than the killed run's one range takes
 	if later := count(); later != after {
 		t.Errorf("tenant accounts grew from %d to %d after the down: the killed runner's $merge outlived its lease", after, later)
 	}
