@@ -160,7 +160,7 @@ func Acquire(ctx context.Context, opts Options) (*Lease, error) {
 			expires = now.Add(opts.TTL)
 			_, err := opts.Coll.InsertOne(ctx, Holder{
 				ID: id, Name: opts.Name, Gen: gen, Owner: opts.Owner, Host: opts.Host,
-				AcquiredAt: now, HeartbeatAt: now, ExpiresAt: now.Add(opts.TTL),
+				AcquiredAt: now, HeartbeatAt: now, ExpiresAt: expires,
 			})
 			if err == nil {
 				if cur != nil && !cur.Released {

@@ -567,7 +567,10 @@ func TestCutOffHolderWritesNothingThatCounts(t *testing.T) {
 // the lease, and the runner that takes the lock over waits for the lease
 // (and a grace) to pass, or ends the run where the server lists it. So the
 // other runner's down stays done: the tenant accounts do not grow behind
-// it.
+// it. The runner goes through a proxy that, at the kill, holds its
+// connections open and silent, as a network that lost the client without
+// telling the server does: the server would otherwise end the run when
+// the connection closes.
 func TestKilledHoldersMergeEndsWithItsLease(t *testing.T) {
 	if !env.Real() {
 		t.Skip("the embedded server has no $merge: phase 2 streams")
@@ -576,13 +579,24 @@ func TestKilledHoldersMergeEndsWithItsLease(t *testing.T) {
 	opts := gen.Options{Accounts: 60000, Seed: 9}
 	db := env.Database(t)
 	env.Load(t, db, opts)
+	proxy, uri := env.Proxied(t, nil)
 	oneRange := []string{"RUNNER_PHASE2_RANGE_SIZE=100000", "RUNNER_PHASE2_PARALLEL=1"}
-	// 1.5 s after the probe: in the one range's $merge, which takes longer
+	// 5 s after the probe (and the range's counts): in its one $merge, which takes longer
 	// than the lease (3 s) at this size on FerretDB 2
-	point := killPoint{[]string{"phase 2: probed the server"}, 1500 * time.Millisecond, nil, oneRange}
-	if !runUntil(t, db.Name(), point) {
+	point := killPoint{[]string{"phase 2: probed the server"}, 5 * time.Second, nil, oneRange}
+	a, done := actAt(t, db.Name(), uri, point, func(cmd *exec.Cmd) {
+		for _, stream := range []string{"upstream", "downstream"} {
+			spec := `{"name":"silent-` + stream + `","type":"timeout","stream":"` + stream + `","toxicity":1,"attributes":{"timeout":0}}`
+			if _, err := proxy.Toxics.AddToxicJson(strings.NewReader(spec)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+	})
+	if a == nil {
 		t.Skip("the runner finished phase 2 before the kill")
 	}
+	<-done
 	r := runBin(t, db.Name(), fastLease, "down")
 	if r.code != 0 {
 		t.Fatalf("down: %+v", r)
@@ -599,6 +613,7 @@ func TestKilledHoldersMergeEndsWithItsLease(t *testing.T) {
 	if later := count(); later != after {
 		t.Errorf("tenant accounts grew from %d to %d after the down: the killed runner's $merge outlived its lease", after, later)
 	}
+	proxy.Stop()
 	if r := runBin(t, db.Name(), fastLease); r.code != 0 {
 		t.Fatalf("the run after: %+v", r)
 	}
