@@ -8,6 +8,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 )
 
 type contextKey struct{}
@@ -110,6 +112,9 @@ func Do(ctx context.Context, fn func(context.Context) error) error {
 		if lerr := FromContext(ctx).Err(); lerr != nil {
 			return fmt.Errorf("%w (%v)", lerr, err)
 		}
+		// Cut at the expiry it had when it was sent, but renewed since
+		// (a slow server): tried again, under the renewed lease.
+		return servererr.Transient(fmt.Errorf("cut at the end of the lease, renewed since: %w", err))
 	}
 	return err
 }

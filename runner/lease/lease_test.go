@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 
+	"github.com/tenantmigrate/runner/runner/internal/servererr"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -196,5 +197,36 @@ func TestTakeoverWaitsOutThePreviousHolder(t *testing.T) {
 			}
 			t.Log(took)
 		})
+	}
+}
+
+// An operation cut at the lease's expiry while the lease was renewed
+// meanwhile (a slow server) is transient: tried again under the renewed
+// lease. One cut because the lease is gone is the lost lease.
+func TestCutAtTheLeasesEnd(t *testing.T) {
+	ctx := context.Background()
+	coll := env.Database(t).Collection("locks")
+	c := &clock{now: time.Now()}
+	opts := options(coll, c, "a")
+	opts.TTL = 300 * time.Millisecond
+	a, err := lease.Acquire(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := lease.NewContext(ctx, a)
+	slow := func(renewed bool) func(context.Context) error {
+		return func(ctx context.Context) error {
+			<-ctx.Done() // the server answers after the lease's end
+			if !renewed {
+				c.advance(time.Second)
+			}
+			return ctx.Err()
+		}
+	}
+	if err := lease.Do(held, slow(true)); !servererr.IsTransient(err) || errors.Is(err, lease.ErrLost) {
+		t.Errorf("cut, the lease still held: %v; want transient", err)
+	}
+	if err := lease.Do(held, slow(false)); !errors.Is(err, lease.ErrLost) || servererr.IsTransient(err) {
+		t.Errorf("cut, the lease gone: %v; want ErrLost", err)
 	}
 }

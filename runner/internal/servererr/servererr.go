@@ -55,6 +55,16 @@ var documentDBGone = []string{
 // codeInternalError is the code FerretDB 2 gives PostgreSQL's errors.
 const codeInternalError = 1
 
+// Transient is err, which IsTransient then reports as transient whatever
+// it wraps: an operation the runner itself cut short for a reason that may
+// pass (the lease's deadline, when the lease was renewed since).
+func Transient(err error) error { return &cutShort{err} }
+
+type cutShort struct{ err error }
+
+func (e *cutShort) Error() string { return e.err.Error() }
+func (e *cutShort) Unwrap() error { return e.err }
+
 // IsTransient reports whether err may pass if the operation is tried
 // again: a network error or timeout of the driver, its cleared connection
 // pool, a server error labelled retryable, or one of the codes of a node
@@ -62,6 +72,10 @@ const codeInternalError = 1
 // a write. A cancelled or expired context of the caller is never
 // transient, nor is a duplicate key.
 func IsTransient(err error) bool {
+	var cut *cutShort
+	if errors.As(err, &cut) {
+		return true
+	}
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
