@@ -64,10 +64,13 @@ const (
 	ChangedMeanwhile   Name = "changed_meanwhile"
 	IDsReplaced        Name = "ids_replaced"
 
-	// Downs.
-	TenantsDeleted Name = "tenants_deleted"
-	Restored       Name = "restored"
-	ChangedSince   Name = "changed_since"
+	// Downs. TenantsKeptChanged, TenantsKeptNoSource: tenant accounts a
+	// down kept, written after their legacy accounts, or with none.
+	TenantsDeleted      Name = "tenants_deleted"
+	TenantsKeptChanged  Name = "tenants_kept_changed"
+	TenantsKeptNoSource Name = "tenants_kept_no_source"
+	Restored            Name = "restored"
+	ChangedSince        Name = "changed_since"
 )
 
 // skippedPrefix starts the names of the per-reason counts of skipped

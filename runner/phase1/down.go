@@ -15,44 +15,102 @@ import (
 
 // DownReport is what Down did.
 type DownReport struct {
-	// TenantsDeleted are the tenant accounts the links named.
+	// TenantsDeleted are the tenant accounts the links named that the
+	// runner wrote and nobody changed since.
 	TenantsDeleted int64
+	// KeptChanged are the tenant accounts the links named that were written
+	// after every legacy account of their group: the service's since, kept.
+	KeptChanged int64
 }
 
 // Counts are the report as the down's counts.
 func (r *DownReport) Counts() count.Counts {
-	return count.Counts{count.TenantsDeleted: r.TenantsDeleted}
+	return count.Counts{count.TenantsDeleted: r.TenantsDeleted, count.TenantsKeptChanged: r.KeptChanged}
 }
 
-// Notes: the counts say it all.
-func (r *DownReport) Notes() []string { return nil }
+// Notes say what the down kept.
+func (r *DownReport) Notes() []string {
+	if r.KeptChanged == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("kept %d tenant accounts written after their legacy accounts: the service's, not the runner's to delete", r.KeptChanged)}
+}
 
-// Down undoes phase 1: it deletes the tenant accounts its links name,
-// then drops the links. Idempotent: a half-done Down is finished by
-// running it again (the links go last). cfg needs DB, TenantsAccounts,
-// Links, Batch and Retry.
+// group is a tenant account phase 1 wrote and the legacy accounts its
+// links name.
+type group struct {
+	tenant  model.ID
+	members []model.ID
+}
+
+// Down undoes phase 1: it deletes the tenant accounts its links name that
+// the runner wrote and nobody changed since (writtenAfter: the service
+// sets a later date_updated than any of the group's legacy accounts; those
+// are kept and counted), then drops the links. Idempotent: a half-done
+// Down is finished by running it again (the links go last). cfg needs DB,
+// Names, Batch and Retry.
 func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	cfg.Env = cfg.Env.WithDefaults()
 	rep := &DownReport{}
 	p := &run{cfg: cfg}
 	tenants := cfg.DB.Collection(cfg.TenantsAccounts)
 	links := cfg.DB.Collection(cfg.Links)
-	del := writes.Batch[model.ID]{Size: cfg.Batch, Flush: func(ctx context.Context, ids []model.ID) error {
-		n, err := writes.DeleteIDs(ctx, &cfg.Retry, tenants, ids)
+	dates := bson.D{{Key: model.FieldID, Value: 1}, {Key: model.FieldDateUpdated, Value: 1}}
+	del := writes.Batch[group]{Size: cfg.Batch, Flush: func(ctx context.Context, groups []group) error {
+		var ids, members []model.ID
+		for _, g := range groups {
+			ids = append(ids, g.tenant)
+			members = append(members, g.members...)
+		}
+		stored, err := findIDs(ctx, &cfg.Retry, tenants, ids, dates, "read tenant accounts")
+		if err != nil {
+			return err
+		}
+		legacy, err := findIDs(ctx, &cfg.Retry, cfg.DB.Collection(cfg.Accounts), members, dates, "read legacy accounts")
+		if err != nil {
+			return err
+		}
+		var gone []model.ID
+		for _, g := range groups {
+			t, ok := stored[g.tenant]
+			if !ok {
+				continue // deleted already
+			}
+			if writtenAfter(t, latest(legacy, g.members)) {
+				rep.KeptChanged++
+				continue
+			}
+			gone = append(gone, g.tenant)
+		}
+		n, err := writes.DeleteIDs(ctx, &cfg.Retry, tenants, gone)
 		rep.TenantsDeleted += n
 		return err
 	}}
-	var last model.ID
-	// By tenant, then _id: each tenant once, and a cursor that can resume.
+	var cur *group
+	// By tenant, then _id: each tenant's links together, and a cursor
+	// that can resume.
 	byTenant := bson.D{{Key: "tenant_id", Value: 1}, {Key: "_id", Value: 1}}
 	err := sorted.EachBy(ctx, links, nil, bson.D{{Key: "tenant_id", Value: 1}}, byTenant, p.read(), func(raw bson.Raw) error {
 		id, ok := model.IDOf(raw.Lookup("tenant_id"))
-		if !ok || id == last {
+		if !ok {
 			return nil // a link phase 1 left out names no tenant
 		}
-		last = id
-		return del.Add(ctx, id)
+		member, _ := model.IDOf(raw.Lookup(model.FieldID))
+		if cur != nil && cur.tenant == id {
+			cur.members = append(cur.members, member)
+			return nil
+		}
+		if cur != nil {
+			if err := del.Add(ctx, *cur); err != nil {
+				return err
+			}
+		}
+		cur = &group{tenant: id, members: []model.ID{member}}
+		return nil
 	})
+	if err == nil && cur != nil {
+		err = del.Add(ctx, *cur)
+	}
 	if err == nil {
 		err = del.Close(ctx)
 	}
@@ -63,4 +121,18 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 		return rep, retry.Wrap("drop links", err)
 	}
 	return rep, nil
+}
+
+// latest is the latest date_updated of the accounts ids of legacy, the
+// zero value if none has one.
+func latest(legacy map[model.ID]bson.Raw, ids []model.ID) bson.RawValue {
+	var out bson.RawValue
+	var max int64
+	for _, id := range ids {
+		v := legacy[id].Lookup(model.FieldDateUpdated)
+		if d, ok := v.DateTimeOK(); ok && (out.Type == 0 || d > max) {
+			out, max = v, d
+		}
+	}
+	return out
 }

@@ -101,7 +101,8 @@ func TestEveryKillThenDownLeavesNothing(t *testing.T) {
 // A re-run of phase 1 replaces a merged tenant account only if the service
 // did not write it after the group's legacy accounts: a service write 1.1 s
 // after a member's legacy edit is kept, whole; one before it is replaced.
-func TestRerunKeepsTheServicesNewerWrite(t *testing.T) {
+// Phase 1's down keeps it too, and deletes the runner's.
+func TestRerunAndDownKeepTheServicesNewerWrite(t *testing.T) {
 	edited := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	for _, tt := range []struct {
 		name     string
@@ -156,6 +157,14 @@ func TestRerunKeepsTheServicesNewerWrite(t *testing.T) {
 			}
 			if !tt.wantKept && fmt.Sprint(got["profile"]) != fmt.Sprint(bson.M{"first_name": "Ann", "last_name": "Lee"}) {
 				t.Errorf("profile after the replace: %v; want the legacy edit", got["profile"])
+			}
+			down, err := phase1.Down(ctx, config(db))
+			if err != nil {
+				t.Fatal(err)
+			}
+			left, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{})
+			if (down.KeptChanged == 1) != tt.wantKept || (down.TenantsDeleted == 1) == tt.wantKept || (left == 1) != tt.wantKept {
+				t.Errorf("down = %+v, %d tenant accounts left; want the service's kept: %v", down, left, tt.wantKept)
 			}
 		})
 	}

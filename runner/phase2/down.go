@@ -21,20 +21,31 @@ const createdKey = "phase2_created"
 
 // DownReport is what Down did.
 type DownReport struct {
-	// TenantsDeleted are the one-to-one tenant accounts removed.
+	// TenantsDeleted are the one-to-one tenant accounts removed: those the
+	// runner wrote that nobody changed since.
 	TenantsDeleted int64
+	// KeptChanged are one-to-one tenant accounts kept because they were
+	// written after their legacy account (the service wrote them since
+	// the runner did); KeptNoSource those kept because no legacy account
+	// has their _id (the service created them, or their legacy account
+	// was deleted since): neither is the runner's to delete.
+	KeptChanged  int64
+	KeptNoSource int64
 	// Dropped are the collections phase 2 had created, removed empty.
 	Dropped []string
 }
 
 // Counts are the report as the down's counts.
 func (r *DownReport) Counts() count.Counts {
-	return count.Counts{count.TenantsDeleted: r.TenantsDeleted}
+	return count.Counts{count.TenantsDeleted: r.TenantsDeleted, count.TenantsKeptChanged: r.KeptChanged, count.TenantsKeptNoSource: r.KeptNoSource}
 }
 
-// Notes name the collections the down dropped.
+// Notes say what the down kept, and name the collections it dropped.
 func (r *DownReport) Notes() []string {
 	var notes []string
+	if r.KeptChanged+r.KeptNoSource > 0 {
+		notes = append(notes, fmt.Sprintf("kept %d tenant accounts written after their legacy account and %d with no legacy account: the service's, not the runner's to delete", r.KeptChanged, r.KeptNoSource))
+	}
 	for _, name := range r.Dropped {
 		notes = append(notes, "dropped "+name+", which phase 2 had created, empty")
 	}
@@ -42,20 +53,34 @@ func (r *DownReport) Notes() []string {
 }
 
 // Down undoes phase 2: it deletes the one-to-one tenant accounts (those
-// with no link for their own _id), clears the checkpoint, and drops the
-// collections phase 2 created, if they are still empty (a collection that
-// phase 1 has written to since is phase 1's). Idempotent: a half-done
-// Down is finished by running it again. cfg needs DB, Names, Store, Batch.
+// with no link for their own _id) that the runner wrote and nobody changed
+// since, clears the checkpoint, and drops the collections phase 2
+// created, if they are still empty (a collection that phase 1 has written
+// to since is phase 1's). A tenant account is the runner's while its
+// legacy account (the same _id) exists and it is not newer than it: the
+// runner copies the legacy date_updated, and a service that writes a
+// tenant account sets a later one. The others are kept and counted.
+// Idempotent: a half-done Down is finished by running it again. cfg needs
+// DB, Names, Store, Batch.
 func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	cfg = cfg.withDefaults()
 	rep := &DownReport{}
 	tenants := cfg.DB.Collection(cfg.Names.TenantsAccounts)
-	linkRows, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.Links), nil, bson.D{{Key: "_id", Value: 1}}, cfg.read())
-	if err != nil {
-		return rep, fmt.Errorf("read links: %w", err)
+	byID := bson.D{{Key: "_id", Value: 1}}
+	var joins []*join.Stream[join.Doc, model.ID]
+	for _, j := range []struct {
+		coll string
+		proj bson.D
+	}{{cfg.Names.Links, byID}, {cfg.Names.Accounts, bson.D{{Key: "_id", Value: 1}, {Key: model.FieldDateUpdated, Value: 1}}}} {
+		rows, err := sorted.Open(ctx, cfg.DB.Collection(j.coll), nil, j.proj, cfg.read())
+		if err != nil {
+			return rep, fmt.Errorf("read %s: %w", j.coll, err)
+		}
+		s := join.ByID(rows, j.coll)
+		defer s.Close(ctx)
+		joins = append(joins, s)
 	}
-	links := join.ByID(linkRows, "links")
-	defer links.Close(ctx)
+	links, legacy := joins[0], joins[1]
 	del := writes.Batch[model.ID]{Size: cfg.Batch, Flush: func(ctx context.Context, ids []model.ID) error {
 		n, err := writes.DeleteIDs(ctx, &cfg.Retry, tenants, ids)
 		rep.TenantsDeleted += n
@@ -64,13 +89,25 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 		}
 		return nil
 	}}
-	err = sorted.Each(ctx, tenants, nil, bson.D{{Key: "_id", Value: 1}}, cfg.read(), func(raw bson.Raw) error {
+	proj := bson.D{{Key: "_id", Value: 1}, {Key: model.FieldDateUpdated, Value: 1}}
+	err := sorted.Each(ctx, tenants, nil, proj, cfg.read(), func(raw bson.Raw) error {
 		id, ok := model.IDOf(raw.Lookup("_id"))
 		if !ok {
 			return nil
 		}
 		if _, linked, err := links.SkipTo(ctx, id); err != nil || linked {
 			return err
+		}
+		src, found, err := legacy.SkipTo(ctx, id)
+		switch {
+		case err != nil:
+			return err
+		case !found:
+			rep.KeptNoSource++
+			return nil
+		case newer(raw, src.Raw):
+			rep.KeptChanged++
+			return nil
 		}
 		return del.Add(ctx, id)
 	})
@@ -84,6 +121,17 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 		return rep, err
 	}
 	return rep, dropCreated(ctx, cfg, rep)
+}
+
+// newer says whether tenant was written after legacy: its date_updated is
+// later, or it has one and legacy has none.
+func newer(tenant, legacy bson.Raw) bool {
+	t, ok := tenant.Lookup(model.FieldDateUpdated).DateTimeOK()
+	if !ok {
+		return false
+	}
+	l, ok := legacy.Lookup(model.FieldDateUpdated).DateTimeOK()
+	return !ok || t > l
 }
 
 // created is what the store keeps of a collection phase 2 created: one

@@ -716,3 +716,63 @@ func TestRangesFitTheLease(t *testing.T) {
 		})
 	}
 }
+
+// Phase 2's down deletes only the tenant accounts the runner wrote that
+// nobody changed since: one the service wrote after its legacy account,
+// and one the service created (no legacy account), are kept and counted;
+// one whose legacy account was edited since (the runner's, not yet
+// refreshed) goes.
+func TestPhase2DownKeepsTheServicesTenants(t *testing.T) {
+	db, exp := prepared(t, 1000)
+	ctx := context.Background()
+	cfg := config(db, phase2.PathStream)
+	rep, err := phase2.Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := tenantIDs(t, db)
+	merged, err := db.Collection(names.Links).Distinct(ctx, "tenant_id", bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	isMerged := map[string]bool{}
+	for _, m := range merged {
+		isMerged[fmt.Sprint(m)] = true
+	}
+	var oneToOne []model.ID
+	for _, id := range ids {
+		if !isMerged[fmt.Sprint(id.Value())] {
+			oneToOne = append(oneToOne, id)
+		}
+	}
+	if int64(len(oneToOne)) != rep.Inserted || len(oneToOne) < 2 {
+		t.Fatalf("%d one-to-one tenant accounts, %d inserted", len(oneToOne), rep.Inserted)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	tenants := db.Collection(names.TenantsAccounts)
+	if _, err := tenants.UpdateOne(ctx, bson.D{{Key: "_id", Value: oneToOne[0].Value()}}, bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: now}, {Key: "service_field", Value: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tenants.InsertOne(ctx, bson.D{{Key: "_id", Value: "service-signup-1"}, {Key: "date_updated", Value: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Collection(names.Accounts).UpdateOne(ctx, bson.D{{Key: "_id", Value: oneToOne[1].Value()}}, bson.D{{Key: "$set", Value: bson.D{{Key: "date_updated", Value: now}}}}); err != nil {
+		t.Fatal(err)
+	}
+	env.Seeded(t, db)
+	down, err := phase2.Down(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if down.KeptChanged != 1 || down.KeptNoSource != 1 || down.TenantsDeleted != int64(len(oneToOne)-1) {
+		t.Errorf("down = %+v; want %d deleted, 1 kept as changed, 1 kept with no source", down, len(oneToOne)-1)
+	}
+	for _, id := range []any{oneToOne[0].Value(), "service-signup-1"} {
+		if err := tenants.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Err(); err != nil {
+			t.Errorf("the service's tenant account %v: %v; want kept", id, err)
+		}
+	}
+	if n, _ := tenants.CountDocuments(ctx, bson.D{}); n != int64(len(exp.Groups)+2) {
+		t.Errorf("%d tenant accounts after the down; want phase 1's %d and the service's 2", n, len(exp.Groups))
+	}
+}

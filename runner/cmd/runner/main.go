@@ -322,14 +322,14 @@ func printResult(w io.Writer, res runner.Result) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "STEP\tNAME\tDIRECTION\tDURATION\tREAD\tWRITTEN\tMERGED\tREFRESHED\tSKIPPED")
+	fmt.Fprintln(tw, "STEP\tNAME\tDIRECTION\tDURATION\tREAD\tWRITTEN\tMERGED\tREFRESHED\tSKIPPED\tDELETED\tKEPT")
 	for _, s := range res.Steps {
 		r := summarize(s.Counts)
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Version, s.Name, s.Direction, s.Duration.Round(time.Millisecond),
-			r.read, r.written, r.merged, r.refreshed, r.skipped)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Version, s.Name, s.Direction, s.Duration.Round(time.Millisecond),
+			r.read, r.written, r.merged, r.refreshed, r.skipped, r.deleted, r.kept)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "(READ legacy accounts; WRITTEN tenant accounts inserted or replaced; MERGED accounts phase 1 merged with another; ≥ ≤ bounds where $merge did not tell refreshes apart, see phase2.exact_counts; all counts: runner status)")
+	fmt.Fprintln(w, "(READ legacy accounts; WRITTEN tenant accounts inserted or replaced; MERGED accounts phase 1 merged with another; DELETED tenant accounts a down removed; KEPT tenant accounts the service wrote, which the runner leaves; ≥ ≤ bounds where $merge did not tell refreshes apart, see phase2.exact_counts; all counts: runner status)")
 	for _, s := range res.Steps {
 		for _, n := range s.Notes {
 			fmt.Fprintf(w, "step %d: %s\n", s.Version, n)
@@ -342,7 +342,7 @@ func printResult(w io.Writer, res runner.Result) {
 }
 
 // summaryRow is one step in the final summary.
-type summaryRow struct{ read, written, merged, refreshed, skipped string }
+type summaryRow struct{ read, written, merged, refreshed, skipped, deleted, kept string }
 
 // summarize maps a step's counts on the summary's columns; "-" is a column
 // the step has nothing to say about (an index step reads no account).
@@ -360,6 +360,8 @@ func summarize(c count.Counts) summaryRow {
 		merged:    sum(count.GroupedAccounts),
 		refreshed: sum(count.TenantsReplaced, count.Refreshed),
 		skipped:   sum(count.InvalidSkipped),
+		deleted:   sum(count.TenantsDeleted),
+		kept:      sum(count.KeptNewer, count.TenantsKeptChanged, count.TenantsKeptNoSource),
 	}
 	// $merge without phase2.exact_counts: refreshes are not told apart
 	// from unchanged accounts, only bounded by them.

@@ -163,7 +163,7 @@ func TestUpStatusDownThroughTheBinary(t *testing.T) {
 	}
 	r = runBin(t, db.Name(), nil)
 	if r.code != 0 || !strings.Contains(r.stdout, "tenants_accounts_indexes") || !strings.Contains(r.stdout, fmt.Sprintf("version -1 -> %d", top)) ||
-		!strings.Contains(r.stdout, "READ  WRITTEN  MERGED  REFRESHED  SKIPPED") {
+		!strings.Contains(r.stdout, "READ  WRITTEN  MERGED  REFRESHED  SKIPPED  DELETED  KEPT") {
 		t.Fatalf("runner = %+v", r)
 	}
 	r = runBin(t, db.Name(), nil)
@@ -327,16 +327,19 @@ func TestSummarize(t *testing.T) {
 		counts count.Counts
 		want   summaryRow
 	}{
-		{"index step", count.Counts{"commands": 1}, summaryRow{"-", "-", "-", "-", "-"}},
+		{"index step", count.Counts{"commands": 1}, summaryRow{"-", "-", "-", "-", "-", "-", "-"}},
 		{"phase 1", count.Counts{"accounts_read": 100, "grouped_accounts": 9, "tenants_inserted": 3, "tenants_replaced": 1,
 			"invalid_skipped": 2, "skipped: no auth_types": 1, "skipped: dangling app_org_id": 1},
-			summaryRow{"100", "4", "9", "1", "2 (dangling app_org_id: 1, no auth_types: 1)"}},
+			summaryRow{"100", "4", "9", "1", "2 (dangling app_org_id: 1, no auth_types: 1)", "-", "-"}},
 		{"phase 2", count.Counts{"accounts_read": 100, "inserted": 80, "refreshed": 5, "unchanged": 4, "left_to_phase1": 9, "invalid_skipped": 2},
-			summaryRow{"100", "85", "-", "5", "2"}},
+			summaryRow{"100", "85", "-", "5", "2", "-", "-"}},
 		{"phase 2, $merge without exact counts", count.Counts{"accounts_read": 100, "inserted": 80, "refreshed_or_unchanged": 9, "left_to_phase1": 9, "invalid_skipped": 2},
-			summaryRow{"100", "≥80", "-", "≤9", "2"}},
+			summaryRow{"100", "≥80", "-", "≤9", "2", "-", "-"}},
 		{"phase 2, $merge without exact counts, nothing else", count.Counts{"accounts_read": 89, "inserted": 80, "refreshed_or_unchanged": 0, "left_to_phase1": 9},
-			summaryRow{"89", "80", "-", "0", "-"}},
+			summaryRow{"89", "80", "-", "0", "-", "-", "-"},
+		},
+		{"phase 2 down, keeping the service's", count.Counts{"tenants_deleted": 70, "tenants_kept_changed": 2, "tenants_kept_no_source": 1},
+			summaryRow{"-", "-", "-", "-", "-", "70", "3"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
