@@ -6,6 +6,7 @@ package lease
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -108,8 +109,11 @@ func Do(ctx context.Context, fn func(context.Context) error) error {
 	}
 	defer cancel()
 	err = fn(bctx)
-	if err != nil && bctx.Err() != nil && ctx.Err() == nil {
-		if lerr := FromContext(ctx).Err(); lerr != nil {
+	// The driver may report the socket's deadline before the context's
+	// own timer has ended it: either says the lease's deadline cut it.
+	cut := bctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)
+	if l := FromContext(ctx); l != nil && err != nil && cut && ctx.Err() == nil {
+		if lerr := l.Err(); lerr != nil {
 			return fmt.Errorf("%w (%v)", lerr, err)
 		}
 		// Cut at the expiry it had when it was sent, but renewed since
