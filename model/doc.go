@@ -41,3 +41,18 @@ func Lookup(v any, path string) (any, bool) {
 	}
 	return v, true
 }
+
+// WrittenAfter says whether tenant, a stored tenant account, was written
+// after date, the latest date_updated of its legacy accounts: its own
+// date_updated is later, or it has one and they have none. The runner
+// copies the legacy date; a service that writes a tenant account sets a
+// later one. So this is the one test of "the service wrote it since":
+// phase 1's replace and every down keep such a tenant account.
+func WrittenAfter(tenant bson.Raw, date bson.RawValue) bool {
+	t, ok := tenant.Lookup(FieldDateUpdated).DateTimeOK()
+	if !ok {
+		return false
+	}
+	d, ok := date.DateTimeOK()
+	return !ok || t > d
+}

@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
 
@@ -32,5 +33,35 @@ func TestGetSetLookup(t *testing.T) {
 	}
 	if v, ok := model.Get(d, "b"); !ok || v != 3 {
 		t.Errorf("Get(b) = %v, %v", v, ok)
+	}
+}
+
+func TestWrittenAfter(t *testing.T) {
+	at := func(sec int64) bson.RawValue {
+		_, raw, _ := bson.MarshalValue(time.Unix(sec, 0).UTC())
+		return bson.RawValue{Type: bson.TypeDateTime, Value: raw}
+	}
+	doc := func(sec int64) bson.Raw {
+		raw, _ := bson.Marshal(bson.D{{Key: model.FieldDateUpdated, Value: time.Unix(sec, 0).UTC()}})
+		return raw
+	}
+	none, _ := bson.Marshal(bson.D{})
+	for _, tt := range []struct {
+		name   string
+		tenant bson.Raw
+		date   bson.RawValue
+		want   bool
+	}{
+		{"later than its legacy accounts", doc(20), at(10), true},
+		{"as old as them: the runner's", doc(10), at(10), false},
+		{"older: the runner's, not refreshed yet", doc(5), at(10), false},
+		{"dated, they are not", doc(5), bson.RawValue{}, true},
+		{"undated", none, at(10), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := model.WrittenAfter(tt.tenant, tt.date); got != tt.want {
+				t.Errorf("WrittenAfter = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -46,8 +46,9 @@ const (
 	LinksWritten      Name = "links_written"
 	// NotMerged: groups a shared identity links whose accounts hold two or
 	// more tenant accounts already, left for an operator (phase 1's
-	// Rules.MergesTenants); KeptNewer: tenant accounts not replaced
-	// because the service wrote them after their legacy accounts.
+	// Rules.MergesTenants); KeptNewer: tenant accounts not replaced, or
+	// not deleted by a down, because the service wrote them after their
+	// legacy accounts (model.WrittenAfter).
 	NotMerged Name = "groups_not_merged"
 	KeptNewer Name = "tenants_kept_newer"
 
@@ -64,10 +65,9 @@ const (
 	ChangedMeanwhile   Name = "changed_meanwhile"
 	IDsReplaced        Name = "ids_replaced"
 
-	// Downs. TenantsKeptChanged, TenantsKeptNoSource: tenant accounts a
-	// down kept, written after their legacy accounts, or with none.
+	// Downs (KeptNewer too). TenantsKeptNoSource: tenant accounts a down
+	// kept because no legacy account has their _id.
 	TenantsDeleted      Name = "tenants_deleted"
-	TenantsKeptChanged  Name = "tenants_kept_changed"
 	TenantsKeptNoSource Name = "tenants_kept_no_source"
 	Restored            Name = "restored"
 	ChangedSince        Name = "changed_since"

@@ -25,7 +25,7 @@ type DownReport struct {
 
 // Counts are the report as the down's counts.
 func (r *DownReport) Counts() count.Counts {
-	return count.Counts{count.TenantsDeleted: r.TenantsDeleted, count.TenantsKeptChanged: r.KeptChanged}
+	return count.Counts{count.TenantsDeleted: r.TenantsDeleted, count.KeptNewer: r.KeptChanged}
 }
 
 // Notes say what the down kept.
@@ -44,7 +44,7 @@ type group struct {
 }
 
 // Down undoes phase 1: it deletes the tenant accounts its links name that
-// the runner wrote and nobody changed since (writtenAfter: the service
+// the runner wrote and nobody changed since (model.WrittenAfter: the service
 // sets a later date_updated than any of the group's legacy accounts; those
 // are kept and counted), then drops the links. Idempotent: a half-done
 // Down is finished by running it again (the links go last). cfg needs DB,
@@ -76,7 +76,7 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 			if !ok {
 				continue // deleted already
 			}
-			if writtenAfter(t, latest(legacy, g.members)) {
+			if model.WrittenAfter(t, latest(legacy, g.members)) {
 				rep.KeptChanged++
 				continue
 			}

@@ -147,19 +147,7 @@ func (r Rules) MergesTenants(existing int) bool { return existing < 2 || r.Merge
 // rule as phase 2's refresh, but for a tie, which replaces: an account
 // joining a group may be older than the tenant account it joins.
 func KeepsStored(stored, merged bson.Raw) bool {
-	return writtenAfter(stored, merged.Lookup(model.FieldDateUpdated))
-}
-
-// writtenAfter says whether the stored tenant account was written after
-// date, the latest date_updated of its legacy accounts (a missing one is
-// the earliest).
-func writtenAfter(stored bson.Raw, date bson.RawValue) bool {
-	s, ok := stored.Lookup(model.FieldDateUpdated).DateTimeOK()
-	if !ok {
-		return false
-	}
-	m, ok := date.DateTimeOK()
-	return !ok || s > m
+	return model.WrittenAfter(stored, merged.Lookup(model.FieldDateUpdated))
 }
 
 // Normalization is how the identifiers of one code are compared; the zero

@@ -37,7 +37,7 @@ type DownReport struct {
 
 // Counts are the report as the down's counts.
 func (r *DownReport) Counts() count.Counts {
-	return count.Counts{count.TenantsDeleted: r.TenantsDeleted, count.TenantsKeptChanged: r.KeptChanged, count.TenantsKeptNoSource: r.KeptNoSource}
+	return count.Counts{count.TenantsDeleted: r.TenantsDeleted, count.KeptNewer: r.KeptChanged, count.TenantsKeptNoSource: r.KeptNoSource}
 }
 
 // Notes say what the down kept, and name the collections it dropped.
@@ -105,7 +105,7 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 		case !found:
 			rep.KeptNoSource++
 			return nil
-		case newer(raw, src.Raw):
+		case model.WrittenAfter(raw, src.Raw.Lookup(model.FieldDateUpdated)):
 			rep.KeptChanged++
 			return nil
 		}
@@ -121,17 +121,6 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 		return rep, err
 	}
 	return rep, dropCreated(ctx, cfg, rep)
-}
-
-// newer says whether tenant was written after legacy: its date_updated is
-// later, or it has one and legacy has none.
-func newer(tenant, legacy bson.Raw) bool {
-	t, ok := tenant.Lookup(model.FieldDateUpdated).DateTimeOK()
-	if !ok {
-		return false
-	}
-	l, ok := legacy.Lookup(model.FieldDateUpdated).DateTimeOK()
-	return !ok || t > l
 }
 
 // created is what the store keeps of a collection phase 2 created: one

@@ -361,7 +361,7 @@ func summarize(c count.Counts) summaryRow {
 		refreshed: sum(count.TenantsReplaced, count.Refreshed),
 		skipped:   sum(count.InvalidSkipped),
 		deleted:   sum(count.TenantsDeleted),
-		kept:      sum(count.KeptNewer, count.TenantsKeptChanged, count.TenantsKeptNoSource),
+		kept:      sum(count.KeptNewer, count.TenantsKeptNoSource),
 	}
 	// $merge without phase2.exact_counts: refreshes are not told apart
 	// from unchanged accounts, only bounded by them.

@@ -338,7 +338,7 @@ func TestSummarize(t *testing.T) {
 		{"phase 2, $merge without exact counts, nothing else", count.Counts{"accounts_read": 89, "inserted": 80, "refreshed_or_unchanged": 0, "left_to_phase1": 9},
 			summaryRow{"89", "80", "-", "0", "-", "-", "-"},
 		},
-		{"phase 2 down, keeping the service's", count.Counts{"tenants_deleted": 70, "tenants_kept_changed": 2, "tenants_kept_no_source": 1},
+		{"phase 2 down, keeping the service's", count.Counts{"tenants_deleted": 70, "tenants_kept_newer": 2, "tenants_kept_no_source": 1},
 			summaryRow{"-", "-", "-", "-", "-", "70", "3"}},
 	}
 	for _, tt := range tests {
