@@ -73,9 +73,11 @@ import (
 // Range restricts a run to a slice of legacy _ids in MongoDB's sort order
 // (model.ID.Compare): _id > After (if After is not zero) and _id <= Through
 // (if Through is not zero), over the _ids the phases migrate (strings, then
-// ObjectIds).
+// ObjectIds). IDs, if not nil, restricts it to those _ids instead (the
+// catch-up's changed accounts): a list, not a span.
 type Range struct {
 	After, Through model.ID
+	IDs            []model.ID
 }
 
 // Temporary fields, removed by stage 6 (and, in the preview, never written).
@@ -134,7 +136,7 @@ func ValidityIn(validAppOrgs []string, r *Range) bson.D {
 // IDFilter selects the _ids of the range r in another collection keyed by
 // legacy _id (the links, the tenant accounts); nil selects all.
 func (r *Range) IDFilter() bson.D {
-	if r == nil || r.After.IsZero() && r.Through.IsZero() {
+	if r == nil || r.IDs == nil && r.After.IsZero() && r.Through.IsZero() {
 		return bson.D{}
 	}
 	return r.MigratedIDs()
@@ -157,6 +159,13 @@ var idKinds = []struct {
 // is of its type. Written with query operators only, so the _id index
 // serves it.
 func (r *Range) MigratedIDs() bson.D {
+	if r != nil && r.IDs != nil {
+		in := make(bson.A, len(r.IDs)) // never nil: {$in: []} matches nothing
+		for i, id := range r.IDs {
+			in[i] = id
+		}
+		return bson.D{d(model.FieldID, bson.D{d("$in", in)})}
+	}
 	var after, through model.ID
 	if r != nil {
 		after, through = r.After, r.Through

@@ -79,6 +79,25 @@ type Config struct {
 	// Total is the number of legacy accounts if known cheaply, else 0:
 	// the total of the progress.
 	Total int64
+	// Scope, if not nil, restricts the run to these legacy _ids (the
+	// catch-up's): every read of the accounts, links and tenant accounts
+	// is of them only. The caller makes it whole: every account sharing
+	// an identity with one of them, or a tenant account, is in it too.
+	Scope []model.ID
+	// LeaveSplit: a tenant account the identity rules now split (split.go)
+	// is reported and left as it is, its accounts' groups unmerged,
+	// instead of stopping the run: the catch-up's way, where a legacy
+	// account deleted or edited since may have been what linked the
+	// others, and the service may have written the tenant account since.
+	LeaveSplit bool
+}
+
+// scope is the filter of the run's reads keyed by legacy _id; nil: all.
+func (cfg Config) scope() bson.D {
+	if cfg.Scope == nil {
+		return nil
+	}
+	return (&pipelines.Range{IDs: cfg.Scope}).MigratedIDs()
 }
 
 // errNoLocalScratch: the runner could not make, write or read its scratch
@@ -145,6 +164,9 @@ type Report struct {
 	Split         int           `json:"split_tenants,omitempty"`
 	SplitAccounts int           `json:"split_accounts,omitempty"`
 	FirstSplit    []SplitTenant `json:"first_split,omitempty"`
+	// SplitLeft: they were left as they are (Config.LeaveSplit), not a
+	// reason to stop.
+	SplitLeft bool `json:"split_left,omitempty"`
 	// StopsOnInvalid: invalid accounts stop the phase (they are not
 	// skipped); WouldStop: they do, or split tenant accounts do.
 	StopsOnInvalid bool `json:"stops_on_invalid,omitempty"`
@@ -203,7 +225,12 @@ func (r *Report) Print(w io.Writer) {
 			fmt.Fprintf(w, "    tenant accounts %s\n", joinIDs(ids))
 		}
 	}
-	if r.Split > 0 {
+	if r.Split > 0 && r.SplitLeft {
+		fmt.Fprintf(w, "phase 1: %d tenant accounts (%d legacy accounts) are no longer one person by the identity rules since their legacy accounts changed; left as they are, for an operator (the service may have written them):\n", r.Split, r.SplitAccounts)
+		for _, s := range r.FirstSplit {
+			fmt.Fprintf(w, "    %s\n", s)
+		}
+	} else if r.Split > 0 {
 		fmt.Fprintf(w, "phase 1: %d tenant accounts an earlier run merged (%d legacy accounts) are no longer one person by these identity rules: the phase stops before it writes; undo phase 1 and run again, or restore the identity configuration that merged them:\n", r.Split, r.SplitAccounts)
 		for _, s := range r.FirstSplit {
 			fmt.Fprintf(w, "    %s\n", s)
@@ -265,6 +292,9 @@ func (r *Report) Notes() []string {
 	}
 	if r.NotMerged > 0 {
 		out = append(out, fmt.Sprintf("%d groups hold two or more tenant accounts, not merged: %s", r.NotMerged, listed(notMerged(r.FirstNotMerged))))
+	}
+	if r.Split > 0 && r.SplitLeft {
+		out = append(out, fmt.Sprintf("%d tenant accounts are no longer one person since their legacy accounts changed, left as they are: %s", r.Split, listed(r.FirstSplit)))
 	}
 	return append(out, r.Identities.notes()...)
 }
@@ -533,6 +563,8 @@ type run struct {
 	grouped int
 	// members are the server path's grouped accounts (by group).
 	members []member
+	// split are the tenant accounts left as they are (Config.LeaveSplit).
+	split map[model.ID]bool
 }
 
 // read is how the passes read: a batch per round trip, cursors in _id
@@ -690,7 +722,7 @@ func (p *run) scanIdentities(ctx context.Context) error {
 	task := p.cfg.Progress.Start("phase 1: identities", p.cfg.Total)
 	defer task.Done()
 	// Natural order: this pass joins nothing.
-	err := sorted.EachBy(ctx, p.cfg.DB.Collection(p.cfg.Accounts), nil, proj, nil, p.read(), func(raw bson.Raw) error {
+	err := sorted.EachBy(ctx, p.cfg.DB.Collection(p.cfg.Accounts), p.cfg.scope(), proj, nil, p.read(), func(raw bson.Raw) error {
 		p.rep.Accounts++
 		task.Add(1)
 		var d bson.D
@@ -789,13 +821,13 @@ func (p *run) collectMembers(ctx context.Context) error {
 		return nil
 	}
 	defer p.lookup.close(ctx)
-	linkRows, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.Links), nil, nil, p.read())
+	linkRows, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.Links), p.cfg.scope(), nil, p.read())
 	if err != nil {
 		return fmt.Errorf("read links: %w", err)
 	}
 	links := join.ByID(linkRows, "links")
 	defer links.Close(ctx)
-	tenantRows, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.TenantsAccounts), nil, bson.D{{Key: "_id", Value: 1}}, p.read())
+	tenantRows, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.TenantsAccounts), p.cfg.scope(), bson.D{{Key: "_id", Value: 1}}, p.read())
 	if err != nil {
 		return fmt.Errorf("read tenant accounts: %w", err)
 	}
@@ -804,7 +836,7 @@ func (p *run) collectMembers(ctx context.Context) error {
 	buf := make([]groupDoc, 0, p.cfg.Batch)
 	task := p.cfg.Progress.Start("phase 1: collect groups", p.cfg.Total)
 	defer task.Done()
-	err = sorted.Each(ctx, p.cfg.DB.Collection(p.cfg.Accounts), nil, nil, p.read(), func(raw bson.Raw) error {
+	err = sorted.Each(ctx, p.cfg.DB.Collection(p.cfg.Accounts), p.cfg.scope(), nil, p.read(), func(raw bson.Raw) error {
 		task.Add(1)
 		id, ok := model.IDOf(raw.Lookup("_id"))
 		if !ok {
@@ -961,6 +993,11 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 		org = p.appOrgs[m.AppOrgID].OrgID
 		members[i] = m
 		hasTenant[gd.ID] = gd.HasTenant
+	}
+	for _, gd := range docs {
+		if gd.Link != nil && p.split[gd.Link.TenantID] {
+			return nil // its tenant account is split: left as it is
+		}
 	}
 	if existing := tenantsOf(docs); !p.cfg.Rules.MergesTenants(len(existing)) {
 		p.rep.NotMerged++

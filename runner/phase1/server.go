@@ -102,7 +102,7 @@ func (p *run) serverInvalid(ctx context.Context) error {
 	var seen *Report
 	err := p.cfg.Retry.Do(ctx, "read invalid accounts", func(ctx context.Context) error {
 		seen = &Report{InvalidReasons: map[string]int{}}
-		filter := bson.D{{Key: "$nor", Value: bson.A{pipelines.Validity(pipelines.ValidAppOrgs(orgOf))}}}
+		filter := append(p.cfg.scope(), bson.E{Key: "$nor", Value: bson.A{pipelines.Validity(pipelines.ValidAppOrgs(orgOf))}})
 		proj := bson.D{{Key: model.FieldAppOrgID, Value: 1}, {Key: model.FieldAuthTypes, Value: 1}}
 		cur, err := accounts.Find(ctx, filter, options.Find().SetProjection(proj).SetBatchSize(int32(p.cfg.Batch)))
 		if err != nil {
@@ -125,7 +125,11 @@ func (p *run) serverInvalid(ctx context.Context) error {
 	}
 	p.rep.Invalid, p.rep.InvalidReasons, p.rep.FirstInvalid = seen.Invalid, seen.InvalidReasons, seen.FirstInvalid
 	err = p.cfg.Retry.Do(ctx, "count accounts", func(ctx context.Context) (err error) {
-		p.rep.Accounts, err = accounts.CountDocuments(ctx, bson.D{})
+		filter := p.cfg.scope()
+		if filter == nil {
+			filter = bson.D{}
+		}
+		p.rep.Accounts, err = accounts.CountDocuments(ctx, filter)
 		return err
 	})
 	if err != nil {
@@ -157,6 +161,9 @@ func (p *run) readIdentities(ctx context.Context) error {
 	task := p.cfg.Progress.Start("phase 1: identities", 0)
 	defer task.Done()
 	pipe := pipelines.Identities(p.appOrgs.OrgOf(), p.cfg.Rules.IdentityCodes)
+	if scope := p.cfg.scope(); scope != nil {
+		pipe = append(mongo.Pipeline{{{Key: "$match", Value: scope}}}, pipe...)
+	}
 	err := p.cfg.Retry.Do(ctx, "read identities", func(ctx context.Context) error {
 		if err := p.keys.t.drop(ctx); err != nil {
 			return err

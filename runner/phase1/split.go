@@ -73,7 +73,7 @@ func (p *run) checkLinks(ctx context.Context) error {
 	pairs := p.store.table("split", "_id")
 	defer func() { _ = pairs.drop(context.WithoutCancel(ctx)) }()
 	out := newInserter(ctx, pairs, p.cfg.Batch)
-	rows, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.Links), nil, bson.D{{Key: "tenant_id", Value: 1}, {Key: "skipped", Value: 1}}, p.read())
+	rows, err := sorted.Open(ctx, p.cfg.DB.Collection(p.cfg.Links), p.cfg.scope(), bson.D{{Key: "tenant_id", Value: 1}, {Key: "skipped", Value: 1}}, p.read())
 	if err != nil {
 		return fmt.Errorf("read links: %w", err)
 	}
@@ -120,6 +120,12 @@ func (p *run) checkLinks(ctx context.Context) error {
 		if run[0].G == run[len(run)-1].G {
 			return nil
 		}
+		if p.cfg.LeaveSplit {
+			if p.split == nil {
+				p.split = map[model.ID]bool{}
+			}
+			p.split[run[0].T] = true
+		}
 		p.rep.Split++
 		p.rep.SplitAccounts += len(run)
 		if len(p.rep.FirstSplit) < maxListed {
@@ -133,6 +139,10 @@ func (p *run) checkLinks(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	if p.rep.Split > 0 && p.cfg.LeaveSplit {
+		p.rep.SplitLeft = true
+		return nil
 	}
 	if p.rep.Split > 0 {
 		p.rep.WouldStop = true

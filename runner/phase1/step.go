@@ -3,6 +3,7 @@ package phase1
 import (
 	"context"
 	"fmt"
+	"github.com/tenantmigrate/runner/model"
 	"slices"
 	"strings"
 
@@ -158,3 +159,21 @@ func (s Step) Down(ctx context.Context, env step.Env) (mongomigrate.Result, erro
 func (s Step) DryRun(ctx context.Context, env step.Env) (any, error) {
 	return Run(ctx, s.config(ctx, env, true))
 }
+
+// Scoped runs phase 1 over the legacy accounts scope only (nil: all), as
+// the catch-up does: scope must be whole for the identity rules (every
+// account sharing an identifier, or a tenant account, with one of it).
+func (s Step) Scoped(ctx context.Context, env step.Env, scope []model.ID) (step.Report, error) {
+	_, rep, err := step.Run(ctx, env, "phase 1 (catch-up)", func(ctx context.Context, env step.Env) (*Report, error) {
+		cfg := s.config(ctx, env, false)
+		cfg.Scope, cfg.LeaveSplit = scope, true
+		return Run(ctx, cfg)
+	})
+	if rep == nil {
+		return nil, err
+	}
+	return rep, err
+}
+
+// Rules are the merge rules of its configuration.
+func (s Step) Rules() Rules { return s.rules() }

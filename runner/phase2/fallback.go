@@ -27,6 +27,9 @@ import (
 // run after the fix resumes from the checkpoint.
 func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, after model.ID, rep *Report, countInScan bool) error {
 	var filter bson.D
+	if cfg.Scope != nil {
+		filter = cfg.scope().MigratedIDs()
+	}
 	if !after.IsZero() {
 		rep.Resumed = after.String()
 		// Resumed, the accounts before the checkpoint were done, and Run
@@ -68,7 +71,7 @@ func runFallback(ctx context.Context, cfg Config, orgOf map[string]string, after
 	if err := f.w.flush(ctx); err != nil {
 		return err
 	}
-	if cfg.DryRun {
+	if cfg.DryRun || cfg.Scope != nil {
 		return nil
 	}
 	return clearCheckpoint(ctx, cfg)
@@ -229,7 +232,7 @@ func (w *batchWriter) flush(ctx context.Context) error {
 		w.rep.Unchanged += kept
 	}
 	w.inserts, w.replaces = nil, nil
-	if w.last.IsZero() {
+	if w.last.IsZero() || w.cfg.Scope != nil {
 		return nil
 	}
 	return saveCheckpoint(ctx, w.cfg, w.last)

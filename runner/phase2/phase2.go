@@ -96,6 +96,10 @@ type Config struct {
 	// Total is the number of legacy accounts if known cheaply, else 0:
 	// the total of the progress.
 	Total int64
+	// Scope, if not nil, restricts the run to these legacy _ids, sorted
+	// (the catch-up's changed accounts): no checkpoint is read or kept,
+	// and bad data is looked for among them only.
+	Scope []model.ID
 
 	// beforeRefresh, if set, runs before each batch of conditional
 	// refreshes is sent (tests: a service writes in between).
@@ -255,8 +259,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			serverSide = path.serverSide()
 			cfg.Log.WithFields(logrus.Fields{"path": path, "refused": len(rep.Probe.Refused), "took": rep.Probe.Took}).Info("phase 2: probed the server")
 		}
-		if after, err = readCheckpoint(ctx, cfg); err != nil {
-			return nil, err
+		if cfg.Scope == nil {
+			if after, err = readCheckpoint(ctx, cfg); err != nil {
+				return nil, err
+			}
 		}
 	}
 	rep.Path = path
@@ -280,7 +286,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	case serverSide:
 		// The split path counts its own writes; the one pipeline says
 		// nothing of what it wrote unless previewed.
-		rep.Exact = cfg.DryRun || path == PathSplit || cfg.ExactCounts
+		rep.Exact = cfg.DryRun || path == PathSplit || cfg.ExactCounts || cfg.Scope != nil
 		sp := path
 		if cfg.DryRun {
 			sp = PathMerge // counted by the preview only
@@ -354,6 +360,9 @@ func checkInvalid(ctx context.Context, cfg Config, orgOf map[string]string, vali
 	}
 	if serverSide {
 		bad := bson.D{{Key: "$nor", Value: bson.A{pipelines.Validity(valid)}}}
+		if cfg.Scope != nil {
+			bad = append(cfg.scope().MigratedIDs(), bad...)
+		}
 		n, err := accounts.CountDocuments(ctx, bad)
 		if err != nil {
 			return fmt.Errorf("count invalid accounts: %w", err)
@@ -377,7 +386,11 @@ func checkInvalid(ctx context.Context, cfg Config, orgOf map[string]string, vali
 		rep.Invalid = n
 	} else {
 		proj := bson.D{{Key: model.FieldAppOrgID, Value: 1}, {Key: model.FieldAuthTypes, Value: 1}}
-		if err := sorted.Each(ctx, accounts, nil, proj, cfg.read(), note); err != nil {
+		var filter bson.D
+		if cfg.Scope != nil {
+			filter = cfg.scope().MigratedIDs()
+		}
+		if err := sorted.Each(ctx, accounts, filter, proj, cfg.read(), note); err != nil {
 			return fmt.Errorf("check accounts: %w", err)
 		}
 	}
@@ -453,17 +466,25 @@ func runServer(ctx context.Context, cfg Config, path Path, valid []string, after
 	// The accounts left to phase 1 are every link, whatever the ranges:
 	// counted once.
 	err = cfg.Retry.Do(ctx, "count links", func(ctx context.Context) error {
-		n, err := cfg.DB.Collection(cfg.Names.Links).CountDocuments(ctx, bson.D{})
+		n, err := cfg.DB.Collection(cfg.Names.Links).CountDocuments(ctx, cfg.scope().IDFilter())
 		rep.Merged = n
 		return err
 	})
 	if err != nil {
 		return retry.Wrap("count links", err)
 	}
-	if cfg.DryRun {
+	if cfg.DryRun || cfg.Scope != nil {
 		return nil
 	}
 	return clearCheckpoint(ctx, cfg)
+}
+
+// scope is the run's scope as a range; nil: every account.
+func (cfg Config) scope() *pipelines.Range {
+	if cfg.Scope == nil {
+		return nil
+	}
+	return &pipelines.Range{IDs: cfg.Scope}
 }
 
 // runRange is one range (r nil: every account) of a server-side path,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -85,7 +86,7 @@ func runRanges(ctx context.Context, cfg Config, after model.ID,
 	run func(ctx context.Context, seq int, r *pipelines.Range) (*Report, error),
 	done func(r *pipelines.Range, part *Report),
 ) error {
-	ends, err := cutRanges(ctx, cfg, after)
+	ranges, ends, err := plannedRanges(ctx, cfg, after)
 	if err != nil {
 		return err
 	}
@@ -120,22 +121,16 @@ func runRanges(ctx context.Context, cfg Config, after model.ID,
 		for next < len(finished) && finished[next] {
 			next++
 		}
-		// Past the last range, the run clears the checkpoint itself.
-		if next == from || next > len(ends) || cfg.DryRun || firstErr != nil {
+		// Past the last range, the run clears the checkpoint itself; a
+		// scoped run keeps none.
+		if next == from || next > len(ends) || cfg.DryRun || cfg.Scope != nil || firstErr != nil {
 			return
 		}
 		if err := saveCheckpoint(ctx, cfg, ends[next-1]); err != nil {
 			failLocked(err)
 		}
 	}
-	for seq := 0; seq <= len(ends); seq++ {
-		r := &pipelines.Range{After: after}
-		if seq < len(ends) {
-			r.Through = ends[seq]
-		}
-		if after.IsZero() && r.Through.IsZero() {
-			r = nil
-		}
+	for seq, r := range ranges {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -157,15 +152,49 @@ func runRanges(ctx context.Context, cfg Config, after model.ID,
 			}
 			finish(seq, r, part)
 		}()
-		if seq < len(ends) {
-			after = ends[seq]
-		}
 	}
 	wg.Wait()
 	if firstErr == nil && parent.Err() != nil {
 		return context.Cause(parent)
 	}
 	return firstErr
+}
+
+// scopeChunk is how many _ids of a scoped run go in one range: one $in
+// list, far below the 16 MB a command may hold.
+const scopeChunk = 5000
+
+// plannedRanges are the ranges of a run from `after` on, and the ends of
+// all but the last (the checkpoints): consecutive _id ranges cut by
+// cutRanges (one, nil, when it cuts none); for a scoped run, its _ids in
+// lists of scopeChunk, with no ends.
+func plannedRanges(ctx context.Context, cfg Config, after model.ID) ([]*pipelines.Range, []model.ID, error) {
+	if cfg.Scope != nil {
+		var out []*pipelines.Range
+		for ids := range slices.Chunk(cfg.Scope, scopeChunk) {
+			out = append(out, &pipelines.Range{IDs: ids})
+		}
+		return out, nil, nil
+	}
+	ends, err := cutRanges(ctx, cfg, after)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]*pipelines.Range, 0, len(ends)+1)
+	for seq := 0; seq <= len(ends); seq++ {
+		r := &pipelines.Range{After: after}
+		if seq < len(ends) {
+			r.Through = ends[seq]
+		}
+		if after.IsZero() && r.Through.IsZero() {
+			r = nil
+		}
+		out = append(out, r)
+		if seq < len(ends) {
+			after = ends[seq]
+		}
+	}
+	return out, ends, nil
 }
 
 // rangeEnds reads, in one sorted pass over the _ids the phases migrate
@@ -250,6 +279,13 @@ func runBounded(ctx context.Context, coll *mongo.Collection, pipe any, maxTime t
 func halve(ctx context.Context, cfg Config, r *pipelines.Range) (lo, hi *pipelines.Range, err error) {
 	if r == nil {
 		r = &pipelines.Range{}
+	}
+	if r.IDs != nil { // a list: its halves, sorted as given
+		if len(r.IDs) < 2 {
+			return nil, nil, nil
+		}
+		half := len(r.IDs) / 2
+		return &pipelines.Range{IDs: r.IDs[:half:half]}, &pipelines.Range{IDs: r.IDs[half:]}, nil
 	}
 	accounts := cfg.DB.Collection(cfg.Names.Accounts)
 	filter := r.MigratedIDs()

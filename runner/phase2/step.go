@@ -2,6 +2,7 @@ package phase2
 
 import (
 	"context"
+	"github.com/tenantmigrate/runner/model"
 
 	"github.com/sirupsen/logrus"
 
@@ -53,4 +54,18 @@ func (s Step) Down(ctx context.Context, env step.Env) (mongomigrate.Result, erro
 // DryRun is phase 2's report of what it would do.
 func (s Step) DryRun(ctx context.Context, env step.Env) (any, error) {
 	return Run(ctx, s.config(ctx, env, true))
+}
+
+// Scoped runs phase 2 over the legacy accounts scope only (nil: all), as
+// the catch-up does; its transient errors run it again, within env.Retry.
+func (s Step) Scoped(ctx context.Context, env step.Env, scope []model.ID) (step.Report, error) {
+	_, rep, err := step.Run(ctx, env, "phase 2 (catch-up)", func(ctx context.Context, env step.Env) (*Report, error) {
+		cfg := s.config(ctx, env, false)
+		cfg.Scope = scope
+		return Run(ctx, cfg)
+	})
+	if rep == nil {
+		return nil, err
+	}
+	return rep, err
 }
