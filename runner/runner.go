@@ -22,6 +22,7 @@ import (
 
 	"github.com/tenantmigrate/runner/migrations"
 	"github.com/tenantmigrate/runner/runner/capability"
+	"github.com/tenantmigrate/runner/runner/catchup"
 	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
@@ -157,6 +158,8 @@ type Result struct {
 	Resumed bool         `json:"resumed,omitempty"` // a half-done step was resumed
 	// Verify is the reconciliation run after the steps (verify.after_steps).
 	Verify *verify.Report `json:"verify,omitempty"`
+	// CatchUp is what Boot's catch-up carried (boot.catch_up).
+	CatchUp *catchup.Report `json:"catch_up,omitempty"`
 	// Err is set by Boot when boot.on_failure is "continue".
 	Err error `json:"-"`
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/tenantmigrate/runner/runner/catchup"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 )
 
@@ -49,11 +50,31 @@ func stepState(up, down *mongomigrate.History) StepState {
 	return StepPending
 }
 
+// Stage is where the database is in its move to the tenant accounts.
+type Stage string
+
+// The stages.
+const (
+	// StageMigrating: steps are pending, running or half done.
+	StageMigrating Stage = "migrating"
+	// StageFollowing: every step is applied; each boot (and `runner sync`,
+	// `runner follow`) carries the legacy changes, until cutover.
+	StageFollowing Stage = "following"
+	// StageCutOver: `runner cutover` declared the legacy collection frozen.
+	StageCutOver Stage = "cut over"
+)
+
 // Status is the whole of `runner status`.
 type Status struct {
-	Version int          `json:"version"`
-	Dirty   bool         `json:"dirty"`
-	Steps   []StepStatus `json:"steps"`
+	Version int   `json:"version"`
+	Dirty   bool  `json:"dirty"`
+	Stage   Stage `json:"stage"`
+	// CatchUp is where the catch-ups are (following, cut over); Lag, the
+	// age of the oldest legacy change not yet carried at most: the time
+	// since the last catch-up began.
+	CatchUp *catchup.State `json:"catch_up,omitempty"`
+	Lag     time.Duration  `json:"lag_ns,omitempty"`
+	Steps   []StepStatus   `json:"steps"`
 	// Lock is the current lease holder, if any.
 	Lock *LockStatus `json:"lock,omitempty"`
 }
@@ -88,6 +109,20 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 		}
 		s.State = stepState(s.Up, s.Down)
 		out.Steps = append(out.Steps, s)
+	}
+	out.Stage = StageMigrating
+	if last := len(r.m.cat) - 1; last >= 0 && !st.Dirty && st.Version == int(r.m.cat[last].Version) {
+		cs, err := catchup.LoadState(ctx, r.m.store)
+		if err != nil {
+			return Status{}, err
+		}
+		out.Stage, out.CatchUp = StageFollowing, &cs
+		switch {
+		case !cs.CutOver.IsZero():
+			out.Stage = StageCutOver
+		case !cs.Watermark.IsZero():
+			out.Lag = time.Since(cs.Watermark)
+		}
 	}
 	h, err := r.m.store.Lock(ctx)
 	if err != nil {

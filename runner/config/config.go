@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/catchup"
 	"github.com/tenantmigrate/runner/runner/internal/refusal"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
@@ -41,6 +42,7 @@ type Config struct {
 	Identity phase1.IdentityOptions `mapstructure:"identity"`
 	Phase1   phase1.Options         `mapstructure:"phase1"`
 	Phase2   phase2.Options         `mapstructure:"phase2"`
+	CatchUp  catchup.Options        `mapstructure:"catchup"`
 	Verify   Verify                 `mapstructure:"verify"`
 	Lock     Lock                   `mapstructure:"lock"`
 	Retry    Retry                  `mapstructure:"retry"`
@@ -108,6 +110,10 @@ type Retry struct {
 type Boot struct {
 	OnFailure OnFailure `mapstructure:"on_failure"`
 	OnDirty   OnDirty   `mapstructure:"on_dirty"`
+	// CatchUp carries the legacy changes since the last catch-up into the
+	// tenant accounts at every boot once the steps are applied, until
+	// cutover (runner/catchup).
+	CatchUp bool `mapstructure:"catch_up"`
 }
 
 // OnFailure is what Boot does when a step fails (boot.on_failure).
@@ -156,10 +162,11 @@ func Default() Config {
 		BatchSize:   step.DefaultBatch,
 		Phase1:      phase1.DefaultOptions(),
 		Phase2:      phase2.DefaultOptions(),
+		CatchUp:     catchup.DefaultOptions(),
 		Verify:      Verify{AfterSteps: true},
 		Lock:        Lock{Lease: 30 * time.Second, Heartbeat: 10 * time.Second, Wait: 5 * time.Minute},
 		Retry:       Retry{Attempts: 8, MaxElapsed: 2 * time.Minute, InitialWait: 200 * time.Millisecond, MaxWait: 15 * time.Second},
-		Boot:        Boot{OnFailure: FailureFail, OnDirty: DirtyResume},
+		Boot:        Boot{OnFailure: FailureFail, OnDirty: DirtyResume, CatchUp: true},
 		Log:         Log{Format: "auto", Level: "info"},
 		References:  []string{},
 	}

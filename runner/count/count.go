@@ -65,6 +65,17 @@ const (
 	ChangedMeanwhile   Name = "changed_meanwhile"
 	IDsReplaced        Name = "ids_replaced"
 
+	// The catch-up (TenantsDeleted too). Changed: legacy accounts changed
+	// since the last one; NewAccounts: of those, the ones no tenant account
+	// held; Deleted: legacy accounts deleted since, whose memberships
+	// (MembershipsRemoved) were removed; LeftAlone: tenant accounts whose
+	// own legacy account was deleted, left as they are.
+	Changed            Name = "changed"
+	NewAccounts        Name = "new_accounts"
+	Deleted            Name = "deleted"
+	MembershipsRemoved Name = "memberships_removed"
+	LeftAlone          Name = "tenants_left_alone"
+
 	// Downs (KeptNewer too). TenantsKeptNoSource: tenant accounts a down
 	// kept because no legacy account has their _id.
 	TenantsDeleted      Name = "tenants_deleted"

@@ -392,6 +392,21 @@ func (d *Driver) begin() (cur *running, stepCtx context.Context, done func()) {
 	return d.cur, c, func() { stop(); cancel(nil) }
 }
 
+// Held is ctx carrying the lease this driver holds, cancelled with
+// lease.ErrLost when the lease is lost: work done under the lock but
+// outside a step (the catch-up) is fenced as a step's is. done releases
+// it.
+func (d *Driver) Held(ctx context.Context) (context.Context, func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.lease == nil {
+		return ctx, func() {}
+	}
+	c, cancel := context.WithCancelCause(lease.NewContext(ctx, d.lease))
+	stop := context.AfterFunc(d.lease.Context(), func() { cancel(lease.ErrLost) })
+	return c, func() { stop(); cancel(nil) }
+}
+
 // recordStep writes what the step file is (kind, name, checksum) into the
 // step's history.
 func (d *Driver) recordStep(cur *running, step Step, body []byte) error {

@@ -107,6 +107,13 @@ type Options struct {
 	// Retry, if set, resumes a stream that breaks for a transient reason
 	// after the last document it read.
 	Retry *retry.Policy
+	// Live: every step is applied and the service writes the tenant
+	// accounts too; CutOver: the legacy collection was declared frozen
+	// (runner/catchup). Live, the memberships the service added to tenant
+	// accounts are its own, and a legacy change not carried yet (an
+	// account deleted, or newer than its tenant account) is "not
+	// finished" until cutover, a mismatch after it.
+	Live, CutOver bool
 }
 
 // Link is one document of the links collection.
@@ -177,7 +184,27 @@ type Report struct {
 	// ReferencesPending: references are configured and the references
 	// step is not applied: not finished.
 	ReferencesPending bool `json:"references_pending,omitempty"`
+
+	// ServiceTenants are tenant accounts the service created (no legacy
+	// source, no membership the runner makes); ServiceMemberships the
+	// memberships the service added to tenant accounts (live only): its
+	// own, never a mismatch.
+	ServiceTenants     int `json:"service_tenant_accounts"`
+	ServiceMemberships int `json:"service_memberships,omitempty"`
+	// Deleted are memberships whose legacy account was deleted, and
+	// Stale tenant accounts older than their legacy account: live, legacy
+	// changes the catch-up has not carried yet (not finished); cut over,
+	// a mismatch (in DeletedSince, StaleSince).
+	Deleted     Problem `json:"deleted_not_carried"`
+	New         Problem `json:"new_not_carried"`
+	Stale       Problem `json:"stale_not_carried"`
+	CutOver     bool    `json:"cut_over,omitempty"`
+	DeletedLate Problem `json:"deleted_after_cutover"`
+	StaleLate   Problem `json:"stale_after_cutover"`
 }
+
+// NotCarried is how many legacy changes the catch-up has not carried yet.
+func (r *Report) NotCarried() int { return r.Deleted.Count + r.Stale.Count + r.New.Count }
 
 // OK is true when the applied phases kept their promises: every legacy
 // account is in exactly one tenant account or awaits a pending phase, and
@@ -187,7 +214,7 @@ func (r *Report) OK() bool { return r.Problem() == "" }
 // Done is true when the migration is complete and consistent: OK, with
 // every phase applied and nothing awaiting.
 func (r *Report) Done() bool {
-	return r.OK() && r.Stage == StageComplete && r.Awaiting.Count == 0 && !r.ReferencesPending
+	return r.OK() && r.Stage == StageComplete && r.Awaiting.Count == 0 && !r.ReferencesPending && r.NotCarried() == 0
 }
 
 func (r *Report) problems() []struct {
@@ -210,6 +237,8 @@ func (r *Report) problems() []struct {
 		{"links to missing tenant accounts", &r.DanglingLinks},
 		{"links without a legacy account", &r.OrphanLinks},
 		{"documents whose references still name a merged-away account", &r.StaleReferences},
+		{"memberships whose legacy account was deleted after cutover", &r.DeletedLate},
+		{"tenant accounts older than their legacy account after cutover", &r.StaleLate},
 	}
 }
 
@@ -240,6 +269,18 @@ func (r *Report) Problem() string {
 func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "legacy accounts %d, tenant accounts %d, memberships %d (phase-1 links %d, one-to-one %d)\n",
 		r.LegacyAccounts, r.TenantAccounts, r.Memberships, r.Linked, r.OneToOne)
+	if r.ServiceTenants+r.ServiceMemberships > 0 {
+		fmt.Fprintf(w, "the service's own: %d tenant accounts it created, %d memberships it added (not the runner's; never a mismatch)\n", r.ServiceTenants, r.ServiceMemberships)
+	}
+	if r.Deleted.Count > 0 {
+		fmt.Fprintf(w, "not carried yet: %d memberships whose legacy account was deleted (first: %s)\n", r.Deleted.Count, strings.Join(r.Deleted.First, ", "))
+	}
+	if r.New.Count > 0 {
+		fmt.Fprintf(w, "not carried yet: %d legacy accounts in no tenant account (first: %s)\n", r.New.Count, strings.Join(r.New.First, ", "))
+	}
+	if r.Stale.Count > 0 {
+		fmt.Fprintf(w, "not carried yet: %d tenant accounts older than their legacy account (first: %s)\n", r.Stale.Count, strings.Join(r.Stale.First, ", "))
+	}
 	orgs := make([]string, 0, len(r.PerOrg))
 	for o := range r.PerOrg {
 		orgs = append(orgs, o)
@@ -277,6 +318,8 @@ func (r *Report) Print(w io.Writer) {
 	switch {
 	case r.Done():
 		fmt.Fprintf(w, "verify: OK: %.1f%% of legacy accounts migrated\n", migrated)
+	case r.OK() && r.Awaiting.Count == 0 && !r.ReferencesPending && r.NotCarried() > 0:
+		fmt.Fprintf(w, "verify: consistent, not finished: %.1f%% of legacy accounts migrated; %d legacy changes not carried yet (runner sync)\n", migrated, r.NotCarried())
 	case r.OK() && r.Awaiting.Count == 0 && r.ReferencesPending:
 		fmt.Fprintf(w, "verify: consistent, not finished: %.1f%% of legacy accounts migrated; the references step is pending (runner --references)\n", migrated)
 	case r.OK():
@@ -286,8 +329,9 @@ func (r *Report) Print(w io.Writer) {
 }
 
 type legacyRow struct {
-	RawID    bson.RawValue `bson:"_id"`
-	AppOrgID any           `bson:"app_org_id"`
+	RawID       bson.RawValue `bson:"_id"`
+	AppOrgID    any           `bson:"app_org_id"`
+	DateUpdated bson.RawValue `bson:"date_updated"`
 }
 
 // The join key of every stream is an _id's model.ID Key, which orders as
@@ -320,6 +364,7 @@ type tenantRow struct {
 	ID          model.ID        `bson:"_id"`
 	OrgID       string          `bson:"org_id"`
 	Memberships []membershipRow `bson:"org_apps_memberships"`
+	DateUpdated bson.RawValue   `bson:"date_updated"`
 }
 
 // Progress is told how many documents verify has read so far.
@@ -343,7 +388,7 @@ func Run(ctx context.Context, db *mongo.Database, c model.Names, opts Options) (
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	defer s.close(ctx)
-	v := &verifier{rep: &Report{Stage: opts.Stage, PerOrg: map[string]*OrgCounts{}}, orgOf: aos.OrgOf()}
+	v := &verifier{rep: &Report{Stage: opts.Stage, PerOrg: map[string]*OrgCounts{}, CutOver: opts.CutOver}, orgOf: aos.OrgOf(), live: opts.Live || opts.CutOver}
 	var read int64
 	for {
 		more, err := s.checkNext(ctx, v)
@@ -381,7 +426,7 @@ func openStreams(ctx context.Context, db *mongo.Database, c model.Names, ro sort
 		}
 	}()
 	if s.legacy, err = open(ctx, db.Collection(c.Accounts), ro, "legacy accounts", byID,
-		bson.D{{Key: "app_org_id", Value: 1}}, legacyRow.key); err != nil {
+		bson.D{{Key: "app_org_id", Value: 1}, {Key: "date_updated", Value: 1}}, legacyRow.key); err != nil {
 		return nil, err
 	}
 	if s.links, err = open(ctx, db.Collection(c.Links), ro, "links", byID,
@@ -389,7 +434,7 @@ func openStreams(ctx context.Context, db *mongo.Database, c model.Names, ro sort
 		return nil, err
 	}
 	if s.tenants, err = open(ctx, db.Collection(c.TenantsAccounts), ro, "tenant accounts", byID,
-		bson.D{{Key: "org_id", Value: 1}, {Key: "org_apps_memberships.id", Value: 1}, {Key: "org_apps_memberships.app_org_id", Value: 1}},
+		bson.D{{Key: "org_id", Value: 1}, {Key: "org_apps_memberships.id", Value: 1}, {Key: "org_apps_memberships.app_org_id", Value: 1}, {Key: "date_updated", Value: 1}},
 		func(t tenantRow) string { return t.ID.Key() }); err != nil {
 		return nil, err
 	}
@@ -486,6 +531,18 @@ func (s *streams) danglingRest(ctx context.Context, v *verifier) error {
 type verifier struct {
 	rep   *Report
 	orgOf map[string]string
+	// live: the service writes tenant accounts (Options.Live or CutOver).
+	live bool
+}
+
+// notCarried counts a legacy change the catch-up has not carried: live,
+// in p (not finished); cut over, in late (a mismatch).
+func (v *verifier) notCarried(p, late *Problem, id string) {
+	if v.rep.CutOver {
+		late.add(id)
+		return
+	}
+	p.add(id)
 }
 
 func (v *verifier) org(name string) *OrgCounts {
@@ -533,8 +590,20 @@ func (v *verifier) check(key string, l legacyRow, hasL bool, k Link, hasK bool, 
 		case !hasT && rep.Stage != StageComplete:
 			// In no tenant account, and a pending phase moves it.
 			rep.Awaiting.add(shown)
+		case !hasT && v.live && !rep.CutOver:
+			// New since the last catch-up.
+			rep.New.add(shown)
 		default:
 			rep.NotMigrated.add(shown)
+		}
+	} else if hasK && v.live {
+		// Its legacy account was deleted since: the catch-up removes its
+		// membership and link. Its tenant's pass counts that membership
+		// as linked, this one takes it back, in whichever order.
+		v.notCarried(&rep.Deleted, &rep.DeletedLate, shown)
+		if !k.TenantID.IsZero() {
+			rep.Linked--
+			v.org(k.OrgID).Migrated--
 		}
 	} else if hasK {
 		rep.OrphanLinks.add(shown)
@@ -544,8 +613,17 @@ func (v *verifier) check(key string, l legacyRow, hasL bool, k Link, hasK bool, 
 	}
 	rep.TenantAccounts++
 	v.org(t.OrgID).Tenants++
-	if !hasL {
+	if !hasL && len(tl) == 0 && !holdsOwn(t, id) {
+		// Created by the service: no legacy source, and none of the
+		// memberships the runner makes.
+		rep.ServiceTenants++
+		return
+	}
+	if !hasL && !v.live {
 		rep.OrphanTenants.add(shown)
+	}
+	if hasL && !hasK && holds(t, model.MembershipID(ao, id), ao) && newerThan(l.DateUpdated, t.DateUpdated) {
+		v.notCarried(&rep.Stale, &rep.StaleLate, shown)
 	}
 	if len(t.Memberships) == 0 {
 		rep.EmptyTenants.add(shown)
@@ -561,8 +639,18 @@ func (v *verifier) check(key string, l legacyRow, hasL bool, k Link, hasK bool, 
 		}
 	}
 	own := ""
-	if hasL && !hasK {
+	switch {
+	case hasL && !hasK:
 		own = model.MembershipID(ao, id)
+	case !hasL && !hasK && v.live:
+		// Its legacy account was deleted since: the membership the runner
+		// made of it is not carried yet.
+		for _, m := range t.Memberships {
+			if m.ID == model.MembershipID(m.AppOrgID, id) {
+				own = m.ID
+				v.notCarried(&rep.Deleted, &rep.DeletedLate, shown)
+			}
+		}
 	}
 	seen := map[string]bool{}
 	for _, m := range t.Memberships {
@@ -574,10 +662,36 @@ func (v *verifier) check(key string, l legacyRow, hasL bool, k Link, hasK bool, 
 		if org, ok := v.orgOf[m.AppOrgID]; !ok || org != t.OrgID {
 			rep.OrgMismatch.add(shown)
 		}
-		if !referenced[m.ID] && m.ID != own {
+		switch {
+		case referenced[m.ID] || m.ID == own:
+		case v.live:
+			rep.ServiceMemberships++ // the service added it
+		default:
 			rep.OrphanMembers.add(m.ID)
 		}
 	}
+}
+
+// holdsOwn reports whether t has a membership the runner makes of the
+// legacy account of t's own _id (model.MembershipID).
+func holdsOwn(t tenantRow, id model.ID) bool {
+	for _, m := range t.Memberships {
+		if m.ID == model.MembershipID(m.AppOrgID, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// newerThan says whether a legacy date_updated is after a tenant's, as
+// phase 2 compares them (missing or null is below every date).
+func newerThan(legacy, tenant bson.RawValue) bool {
+	lt, ok := legacy.DateTimeOK()
+	if !ok {
+		return false
+	}
+	tt, ok := tenant.DateTimeOK()
+	return !ok || lt > tt
 }
 
 // holds reports whether t has the membership id for appOrgID.

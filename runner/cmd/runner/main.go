@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tenantmigrate/runner/runner"
+	"github.com/tenantmigrate/runner/runner/catchup"
 	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/lease"
@@ -31,7 +32,9 @@ import (
 const usage = `runner: migrate legacy per-app accounts into per-organisation tenant accounts.
 
 Usage:
-  runner [flags]              apply every pending step, exactly as a service at boot
+  runner [flags]              apply every pending step, then carry the legacy
+                              changes since the last catch-up (until cutover),
+                              exactly as a service at boot
   runner --phase N [flags]    apply the steps up to phase N (1 or 2); if phase N was
                               applied already, run it again (it is idempotent)
   runner --references [flags] apply the steps up to the references step (step 4):
@@ -40,9 +43,19 @@ Usage:
                               their tenant account; if applied already, run it again
   runner --dry-run [--phase N | --references] [--json]
                               say what would run; write nothing
-  runner status [--json]      each step: version, state, when, how long, counts
+  runner status [--json]      the stage (migrating, following, cut over), then
+                              each step: version, state, when, how long, counts
   runner verify [--json]      reconcile legacy accounts and tenant accounts
   runner down                 undo the last applied step
+  runner sync [--full]        carry the legacy changes since the last catch-up
+                              into the tenant accounts (every step applied);
+                              --full looks for deleted accounts over every _id
+  runner follow [--interval D] catch up every D (5s) until stopped (Ctrl-C,
+                              SIGTERM), printing each catch-up and the lag: the
+                              age of the oldest legacy change not yet carried
+  runner cutover              declare the legacy collection frozen, once no old
+                              replica writes it: a last catch-up, a full verify
+                              (must pass), then no catch-up any more
 
 Flags:
 %s
@@ -110,6 +123,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(ctx, r, inv, stdout, stderr)
 	case inv.cmd == commandVerify:
 		return cmdVerify(ctx, r, inv, stdout, stderr)
+	case inv.cmd == commandSync:
+		return cmdSync(ctx, r, inv, stdout, stderr)
+	case inv.cmd == commandFollow:
+		return cmdFollow(ctx, r, inv, stdout, stderr)
+	case inv.cmd == commandCutover:
+		return cmdCutover(ctx, r, inv, stdout, stderr)
 	case inv.dryRun:
 		return cmdPlan(ctx, r, inv, stdout, stderr)
 	}
@@ -121,16 +140,19 @@ type command string
 
 // The commands; up is the one given without a name.
 const (
-	commandUp     command = "up"
-	commandStatus command = "status"
-	commandVerify command = "verify"
-	commandDown   command = "down"
+	commandUp      command = "up"
+	commandStatus  command = "status"
+	commandVerify  command = "verify"
+	commandDown    command = "down"
+	commandSync    command = "sync"
+	commandCutover command = "cutover"
+	commandFollow  command = "follow"
 )
 
 // known says whether c is one of the commands.
 func (c command) known() bool {
 	switch c {
-	case commandUp, commandStatus, commandVerify, commandDown:
+	case commandUp, commandStatus, commandVerify, commandDown, commandSync, commandCutover, commandFollow:
 		return true
 	}
 	return false
@@ -142,6 +164,8 @@ type invocation struct {
 	phase      int
 	refs       bool
 	dryRun     bool
+	full       bool
+	interval   time.Duration
 	asJSON     bool
 	configPath string
 	cpuProfile string
@@ -158,6 +182,8 @@ func parse(args []string, stdout, stderr io.Writer) (invocation, int, bool) {
 	refs := fs.Bool("references", false, "apply the steps up to the references step")
 	dryRun := fs.Bool("dry-run", false, "say what would run; write nothing")
 	asJSON := fs.Bool("json", false, "print machine-readable JSON")
+	full := fs.Bool("full", false, "sync: look for deleted legacy accounts over every _id")
+	interval := fs.Duration("interval", 5*time.Second, "follow: the pause between two catch-ups")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this run to `FILE` (for go tool pprof)")
 	help := fs.BoolP("help", "h", false, "show this help")
 	usageError := func(format string, a ...any) (invocation, int, bool) {
@@ -171,7 +197,7 @@ func parse(args []string, stdout, stderr io.Writer) (invocation, int, bool) {
 		fmt.Fprintf(stdout, usage, fs.FlagUsages())
 		return invocation{}, exitOK, false
 	}
-	inv := invocation{cmd: commandUp, phase: *phase, refs: *refs, dryRun: *dryRun, asJSON: *asJSON, cpuProfile: *cpuProfile, flags: fs}
+	inv := invocation{cmd: commandUp, phase: *phase, refs: *refs, dryRun: *dryRun, full: *full, interval: *interval, asJSON: *asJSON, cpuProfile: *cpuProfile, flags: fs}
 	inv.configPath, _ = fs.GetString("config")
 	if rest := fs.Args(); len(rest) > 1 {
 		return usageError("too many arguments: %s", strings.Join(rest, " "))
@@ -187,6 +213,10 @@ func parse(args []string, stdout, stderr io.Writer) (invocation, int, bool) {
 		return usageError("--references goes with no command and no --phase")
 	case inv.dryRun && inv.cmd != commandUp:
 		return usageError("--dry-run goes with no command or --phase")
+	case inv.full && inv.cmd != commandSync:
+		return usageError("--full goes with sync")
+	case fs.Changed("interval") && (inv.cmd != commandFollow || inv.interval <= 0):
+		return usageError("--interval goes with follow, and is above 0")
 	}
 	return inv, exitOK, true
 }
@@ -221,6 +251,8 @@ func cmdVerify(ctx context.Context, r *runner.Runner, inv invocation, stdout, st
 		return exitMismatch
 	case rep.Done():
 		return exitOK
+	case rep.Awaiting.Count == 0 && rep.NotCarried() > 0:
+		fmt.Fprintf(stderr, "runner: verify: consistent, not finished: %d legacy changes not carried yet (runner sync)\n", rep.NotCarried())
 	case rep.Awaiting.Count == 0 && rep.ReferencesPending:
 		fmt.Fprintln(stderr, "runner: verify: consistent, not finished: the references step is pending (runner --references)")
 	default:
@@ -259,7 +291,7 @@ func cmdSteps(ctx context.Context, r *runner.Runner, inv invocation, stdout, std
 	case inv.refs:
 		res, err = r.References(ctx)
 	default:
-		res, err = r.Up(ctx)
+		res, err = r.Boot(ctx)
 	}
 	code := exitOK
 	if inv.asJSON {
@@ -318,9 +350,11 @@ func printResult(w io.Writer, res runner.Result) {
 		fmt.Fprintln(w, "resumed a step a previous runner left half done")
 	}
 	if len(res.Steps) == 0 {
-		fmt.Fprintf(w, "nothing to do: at version %d\n", res.To)
+		fmt.Fprintf(w, "no step to apply: at version %d\n", res.To)
+		printCatchUp(w, res.CatchUp)
 		return
 	}
+	defer printCatchUp(w, res.CatchUp)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tNAME\tDIRECTION\tDURATION\tREAD\tWRITTEN\tMERGED\tREFRESHED\tSKIPPED\tDELETED\tKEPT")
 	for _, s := range res.Steps {
@@ -339,6 +373,75 @@ func printResult(w io.Writer, res runner.Result) {
 	if res.Verify != nil {
 		res.Verify.Print(w)
 	}
+}
+
+// printCatchUp prints a run's catch-up, if it ran one.
+func printCatchUp(w io.Writer, rep *catchup.Report) {
+	if rep != nil {
+		rep.Print(w)
+	}
+}
+
+func cmdSync(ctx context.Context, r *runner.Runner, inv invocation, stdout, stderr io.Writer) int {
+	rep, err := r.Sync(ctx, runner.SyncOptions{Full: inv.full})
+	code := exitOK
+	if rep != nil {
+		if inv.asJSON {
+			code = printJSON(stdout, stderr, rep)
+		} else {
+			printCatchUp(stdout, rep)
+		}
+	}
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return code
+}
+
+func cmdFollow(ctx context.Context, r *runner.Runner, inv invocation, stdout, stderr io.Writer) int {
+	fmt.Fprintf(stdout, "follow: a catch-up every %s until stopped (Ctrl-C or SIGTERM)\n", inv.interval)
+	var rounds, changed, deleted int
+	err := r.Follow(ctx, runner.FollowOptions{Interval: inv.interval, Each: func(rep *catchup.Report, lag time.Duration) {
+		rounds++
+		changed += rep.Changed
+		deleted += rep.Deleted
+		if inv.asJSON {
+			_ = json.NewEncoder(stdout).Encode(struct {
+				*catchup.Report
+				LagNS time.Duration `json:"lag_ns"`
+			}{rep, lag})
+			return
+		}
+		fmt.Fprintf(stdout, "follow: %s: %d changed (%d new), %d deleted, %d in scope, took %s; lag %s\n",
+			time.Now().UTC().Format(time.TimeOnly), rep.Changed, rep.New, rep.Deleted, rep.Scope, rep.Took, lag.Round(time.Millisecond))
+	}})
+	if !inv.asJSON {
+		fmt.Fprintf(stdout, "follow: stopped after %d catch-ups (%d changed accounts carried, %d deleted)\n", rounds, changed, deleted)
+	}
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return exitOK
+}
+
+func cmdCutover(ctx context.Context, r *runner.Runner, inv invocation, stdout, stderr io.Writer) int {
+	res, err := r.Cutover(ctx)
+	code := exitOK
+	if inv.asJSON {
+		code = printJSON(stdout, stderr, res)
+	} else {
+		printCatchUp(stdout, res.CatchUp)
+		if res.Verify != nil {
+			res.Verify.Print(stdout)
+		}
+		if !res.At.IsZero() {
+			fmt.Fprintf(stdout, "cut over at %s: the legacy collection is no longer carried\n", res.At.Format(time.RFC3339))
+		}
+	}
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return code
 }
 
 // summaryRow is one step in the final summary.
@@ -406,6 +509,7 @@ func printStatus(w io.Writer, st runner.Status) {
 		state += " (dirty: a step was left half done)"
 	}
 	fmt.Fprintln(w, state)
+	printStage(w, st)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "VERSION\tSTEP\tKIND\tSTATE\tWHEN\tDURATION\tATTEMPTS\tHOST\tCOUNTS")
 	for _, s := range st.Steps {
@@ -442,6 +546,23 @@ func printStatus(w io.Writer, st runner.Status) {
 		} else {
 			fmt.Fprintf(w, "lock: held by %s until %s\n", l.Owner, l.ExpiresAt.UTC().Format(time.RFC3339))
 		}
+	}
+}
+
+// printStage says where the database is: migrating, following (since
+// when, with what lag), or cut over (when).
+func printStage(w io.Writer, st runner.Status) {
+	c := st.CatchUp
+	switch {
+	case st.Stage == runner.StageCutOver:
+		fmt.Fprintf(w, "stage: cut over at %s (the legacy collection is no longer carried)\n", c.CutOver.Format(time.RFC3339))
+	case st.Stage == runner.StageFollowing && c.Watermark.IsZero():
+		fmt.Fprintln(w, "stage: following (every step applied; no catch-up yet: the next boot or `runner sync` carries the legacy changes)")
+	case st.Stage == runner.StageFollowing:
+		fmt.Fprintf(w, "stage: following: %d catch-ups, the last at %s; lag at most %s (changes since then are not carried yet); `runner cutover` once no old replica writes the legacy accounts\n",
+			c.Syncs, c.LastSync.Format(time.RFC3339), st.Lag.Round(time.Second))
+	default:
+		fmt.Fprintln(w, "stage: migrating (steps pending)")
 	}
 }
 

@@ -167,7 +167,7 @@ func TestUpStatusDownThroughTheBinary(t *testing.T) {
 		t.Fatalf("runner = %+v", r)
 	}
 	r = runBin(t, db.Name(), nil)
-	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("nothing to do: at version %d", top)) {
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("no step to apply: at version %d", top)) {
 		t.Fatalf("second runner = %+v", r)
 	}
 	r = runBin(t, db.Name(), nil, "status")

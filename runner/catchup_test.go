@@ -1,0 +1,444 @@
+package runner_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/event"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner"
+	"github.com/tenantmigrate/runner/runner/phase1"
+	"github.com/tenantmigrate/runner/scripts/fixture/gen"
+	"github.com/tenantmigrate/runner/scripts/testenv"
+)
+
+// oldReplica writes the legacy accounts as a service's old replica does
+// during a rolling deploy: inserts, edits with date_updated, deletions,
+// new app accounts of people already migrated (merged or not).
+type oldReplica struct {
+	t      *testing.T
+	db     *mongo.Database
+	opts   gen.Options
+	now    time.Time
+	serial int
+}
+
+func (o *oldReplica) accounts() *mongo.Collection { return o.db.Collection(names.Accounts) }
+
+// appOrgBeside is an app-org of the org of appOrg other than those of
+// taken, or "" when the org has none left.
+func (o *oldReplica) appOrgBeside(appOrg string, taken map[string]bool) string {
+	org := ""
+	aos := gen.AppOrgs(o.opts)
+	for _, ao := range aos {
+		if ao.ID == appOrg {
+			org = ao.OrgID
+		}
+	}
+	for _, ao := range aos {
+		if ao.OrgID == org && !taken[ao.ID] {
+			return ao.ID
+		}
+	}
+	return ""
+}
+
+// account reads a legacy account.
+func (o *oldReplica) account(id any) bson.D {
+	o.t.Helper()
+	var d bson.D
+	if err := o.accounts().FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&d); err != nil {
+		o.t.Fatalf("read account %v: %v", id, err)
+	}
+	return d
+}
+
+// joiner inserts a new app account of the person of account id, on
+// another app of the same org: the same auth types, verified as there.
+func (o *oldReplica) joiner(id any, taken map[string]bool) (string, bool) {
+	o.t.Helper()
+	src := o.account(id)
+	ao, _ := model.Get(src, model.FieldAppOrgID)
+	other := o.appOrgBeside(ao.(string), taken)
+	if other == "" {
+		return "", false
+	}
+	o.serial++
+	nid := fmt.Sprintf("zz-joiner-%03d", o.serial)
+	ats, _ := model.Get(src, model.FieldAuthTypes)
+	d := bson.D{{Key: "_id", Value: nid}, {Key: model.FieldAppOrgID, Value: other}, {Key: model.FieldAuthTypes, Value: ats},
+		{Key: model.FieldDateCreated, Value: o.now}, {Key: model.FieldDateUpdated, Value: o.now}}
+	if _, err := o.accounts().InsertOne(context.Background(), d); err != nil {
+		o.t.Fatal(err)
+	}
+	return nid, true
+}
+
+// newcomer inserts a new person.
+func (o *oldReplica) newcomer(appOrg string) string {
+	o.t.Helper()
+	o.serial++
+	nid := fmt.Sprintf("zz-new-%03d", o.serial)
+	d := bson.D{{Key: "_id", Value: nid}, {Key: model.FieldAppOrgID, Value: appOrg},
+		{Key: model.FieldAuthTypes, Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: nid + "@example.org"}}}},
+		{Key: "profile", Value: bson.D{{Key: "first_name", Value: "New"}}},
+		{Key: model.FieldDateCreated, Value: o.now}, {Key: model.FieldDateUpdated, Value: o.now}}
+	if _, err := o.accounts().InsertOne(context.Background(), d); err != nil {
+		o.t.Fatal(err)
+	}
+	return nid
+}
+
+// edit renames the person of account id, with date_updated.
+func (o *oldReplica) edit(id any) {
+	o.t.Helper()
+	o.serial++
+	_, err := o.accounts().UpdateOne(context.Background(), bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "profile.first_name", Value: fmt.Sprintf("Edited %d", o.serial)}, {Key: model.FieldDateUpdated, Value: o.now}}}})
+	if err != nil {
+		o.t.Fatal(err)
+	}
+}
+
+func (o *oldReplica) remove(id any) {
+	o.t.Helper()
+	if _, err := o.accounts().DeleteOne(context.Background(), bson.D{{Key: "_id", Value: id}}); err != nil {
+		o.t.Fatal(err)
+	}
+}
+
+// freshMigration is the oracle: the tenant accounts and links a fresh
+// migration of db's legacy collections, as they are now, gives (dumped:
+// each document's hash by _id), on a database of its own.
+func freshMigration(t *testing.T, db *mongo.Database) (tenants, links map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	cfg, fresh := testConfig(t)
+	for _, c := range testenv.LegacyCollections() {
+		cur, err := db.Collection(c).Find(ctx, bson.D{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var docs []any
+		for cur.Next(ctx) {
+			docs = append(docs, slices.Clone(cur.Current))
+		}
+		if len(docs) > 0 {
+			if _, err := fresh.Collection(c).InsertMany(ctx, docs); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	env.Seeded(t, fresh)
+	r := newRunner(t, cfg)
+	if _, err := r.Up(ctx); err != nil {
+		t.Fatalf("the fresh migration: %v", err)
+	}
+	return testenv.Dump(t, fresh.Collection(names.TenantsAccounts)), testenv.Dump(t, fresh.Collection(names.Links))
+}
+
+// A catch-up after the old replicas' writes gives, document for document,
+// the tenant accounts and links a fresh migration of the legacy collection
+// as it is now gives, plus the service's own tenant account untouched: the
+// new person, the new app accounts of people migrated (one-to-one and
+// merged), the edit, and both kinds of deletion.
+func TestCatchUpEqualsAFreshMigration(t *testing.T) {
+	cfg, db := testConfig(t)
+	ctx := context.Background()
+	opts := gen.Options{Accounts: 1500, Seed: 17}
+	env.Load(t, db, opts)
+	r := newRunner(t, cfg)
+	if _, err := r.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Go-live: the first catch-up (nothing to carry), then the service
+	// writes too.
+	if rep, err := r.Sync(ctx, runner.SyncOptions{}); err != nil || rep.Changed != 0 || rep.Deleted != 0 {
+		t.Fatalf("the first catch-up = %+v, %v", rep, err)
+	}
+	tenants := db.Collection(names.TenantsAccounts)
+	// The service's own tenant account, created after go-live.
+	var own bson.D
+	if err := tenants.FindOne(ctx, bson.D{{Key: model.FieldMemberships, Value: bson.D{{Key: "$size", Value: 1}}}}).Decode(&own); err != nil {
+		t.Fatal(err)
+	}
+	own = model.Set(own, model.FieldID, "svc-own-1")
+	ms, _ := model.Get(own, model.FieldMemberships)
+	m0 := ms.(bson.A)[0].(bson.D)
+	own = model.Set(own, model.FieldMemberships, bson.A{model.Set(m0, model.FieldMembershipID, "svc-membership-1")})
+	if _, err := tenants.InsertOne(ctx, own); err != nil {
+		t.Fatal(err)
+	}
+	ownBefore := testenv.Dump(t, tenants)[`"svc-own-1"`]
+
+	want, deleted := rollingChanges(t, db, opts)
+	env.Seeded(t, db)
+	// Verify before the catch-up: consistent, not finished (the changes
+	// are not carried yet), and the service's own tenant account is no
+	// mismatch.
+	v, err := r.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.OK() || v.Done() || v.Deleted.Count != 2 || v.New.Count != len(want) || v.Stale.Count != 1 || v.ServiceTenants != 1 {
+		t.Errorf("verify before the catch-up: ok %v done %v, %d deleted, %d new, %d stale not carried, %d service tenants (%s); want ok, not done, 2, %d, 1 (the one-to-one edit), 1",
+			v.OK(), v.Done(), v.Deleted.Count, v.New.Count, v.Stale.Count, v.ServiceTenants, v.Problem(), len(want))
+	}
+
+	rep, err := r.Sync(ctx, runner.SyncOptions{})
+	if err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	t.Logf("catch-up: %+v", *rep)
+	if rep.Deleted != 2 || rep.New != len(want) {
+		t.Errorf("catch-up found %d deleted and %d new accounts, want 2 and %d", rep.Deleted, rep.New, len(want))
+	}
+	gotTenants, gotLinks := testenv.Dump(t, tenants), testenv.Dump(t, db.Collection(names.Links))
+	if gotTenants[`"svc-own-1"`] != ownBefore {
+		t.Error("the service's own tenant account was changed")
+	}
+	delete(gotTenants, `"svc-own-1"`)
+	wantTenants, wantLinks := freshMigration(t, db)
+	// The one exception: a tenant account whose accounts are no longer
+	// one person (the deleted account linked the others) is left as it
+	// is but for the deleted membership, for an operator.
+	p1, _ := rep.Phase1.(*phase1.Report)
+	if p1 == nil || p1.Split != 1 {
+		t.Fatalf("the catch-up left %v split tenant accounts, want 1 (the group that lost its link)", p1)
+	}
+	split := p1.FirstSplit[0]
+	checkLeftSplit(t, db, split, deleted)
+	skipSplit(split, gotTenants, gotLinks)
+	skipSplit(split, wantTenants, wantLinks)
+	diff(t, "tenant accounts", gotTenants, wantTenants)
+	diff(t, "links", gotLinks, wantLinks)
+	if v, err = r.Verify(ctx); err != nil || !v.Done() || v.ServiceTenants != 1 {
+		t.Errorf("verify after the catch-up: done %v, %d service tenants, %v (%s)", v.Done(), v.ServiceTenants, err, v.Problem())
+	}
+
+	// A catch-up with nothing new changes nothing.
+	rep, err = r.Sync(ctx, runner.SyncOptions{})
+	if err != nil {
+		t.Fatalf("Sync again: %v", err)
+	}
+	again := testenv.Dump(t, tenants)
+	delete(again, `"svc-own-1"`)
+	skipSplit(split, again, map[string]string{})
+	diff(t, "tenant accounts after a second catch-up", again, wantTenants)
+	if rep.FullPass {
+		t.Errorf("the second catch-up passed over every _id (%s); the count says nothing was deleted", rep.Why)
+	}
+}
+
+// checkLeftSplit checks that the split tenant account holds its accounts
+// but the deleted one.
+func checkLeftSplit(t *testing.T, db *mongo.Database, split phase1.SplitTenant, deleted any) {
+	t.Helper()
+	var tn bson.M
+	if err := db.Collection(names.TenantsAccounts).FindOne(context.Background(), bson.D{{Key: "_id", Value: split.Tenant}}).Decode(&tn); err != nil {
+		t.Fatal(err)
+	}
+	ms := tn[model.FieldMemberships].(bson.A)
+	if len(ms) != len(split.Accounts) {
+		t.Errorf("the split tenant account holds %d memberships, want its %d accounts'", len(ms), len(split.Accounts))
+	}
+	for _, m := range ms {
+		id := m.(bson.M)[model.FieldMembershipID].(string)
+		if strings.HasSuffix(id, fmt.Sprint(deleted)) {
+			t.Errorf("the deleted account's membership %s is still there", id)
+		}
+	}
+}
+
+// skipSplit drops a split tenant account and its links from dumps.
+func skipSplit(split phase1.SplitTenant, tenants, links map[string]string) {
+	for k := range tenants {
+		for _, a := range split.Accounts {
+			if k == idKey(a) {
+				delete(tenants, k)
+			}
+		}
+	}
+	for _, a := range split.Accounts {
+		delete(links, idKey(a))
+	}
+	delete(tenants, idKey(split.Tenant))
+}
+
+// idKey is an _id as testenv.Dump keys it.
+func idKey(id model.ID) string {
+	t, b, _ := bson.MarshalValue(id)
+	return bson.RawValue{Type: t, Value: b}.String()
+}
+
+// rollingChanges are an old replica's writes after go-live: a new app
+// account of a one-to-one person and of a merged one, a new person, an
+// edit of each kind of person, the deletion of a one-to-one account and of
+// a merged account that is not its tenant's first. It returns the new
+// accounts the catch-up must carry and the deleted merged account.
+func rollingChanges(t *testing.T, db *mongo.Database, opts gen.Options) (want []string, deletedMerged any) {
+	t.Helper()
+	ctx := context.Background()
+	tenants := db.Collection(names.TenantsAccounts)
+	// A fixed time after go-live, so that two runs write the same documents.
+	o := &oldReplica{t: t, db: db, opts: opts, now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	// One-to-one people (a verified email, no link) and merged groups.
+	var candidates, oneToOne []bson.M
+	cur, err := tenants.Find(ctx, bson.D{{Key: model.FieldMemberships, Value: bson.D{{Key: "$size", Value: 1}}},
+		{Key: "_id", Value: bson.D{{Key: "$ne", Value: "svc-own-1"}}}}, options.Find().SetLimit(200).SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cur.All(ctx, &candidates); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range candidates {
+		verified := false
+		for _, at := range c["auth_types"].(bson.A) {
+			m := at.(bson.M)
+			verified = verified || m["auth_type_code"] == "email" && m["unverified"] != true
+		}
+		if verified && len(oneToOne) < 6 {
+			oneToOne = append(oneToOne, c)
+		}
+	}
+	if len(oneToOne) < 6 {
+		t.Fatalf("one-to-one tenants with a verified email: %d", len(oneToOne))
+	}
+	var groups []bson.M
+	cur, err = tenants.Find(ctx, bson.D{{Key: model.FieldMemberships + ".2", Value: bson.D{{Key: "$exists", Value: true}}}}, options.Find().SetLimit(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cur.All(ctx, &groups); err != nil || len(groups) < 2 {
+		t.Fatalf("groups of three or more: %d, %v", len(groups), err)
+	}
+	takenOf := func(tn bson.M) map[string]bool {
+		out := map[string]bool{}
+		for _, m := range tn[model.FieldMemberships].(bson.A) {
+			out[m.(bson.M)[model.FieldAppOrgID].(string)] = true
+		}
+		return out
+	}
+	if id, ok := o.joiner(oneToOne[0]["_id"], takenOf(oneToOne[0])); ok {
+		want = append(want, id)
+	}
+	if id, ok := o.joiner(groups[0]["_id"], takenOf(groups[0])); ok {
+		want = append(want, id)
+	}
+	want = append(want, o.newcomer(oneToOne[1][model.FieldMemberships].(bson.A)[0].(bson.M)[model.FieldAppOrgID].(string)))
+	o.edit(oneToOne[2]["_id"])
+	o.edit(groups[1]["_id"])
+	o.remove(oneToOne[3]["_id"])
+	// A member of a group of three or more that is not its first account.
+	var link bson.M
+	if err := db.Collection(names.Links).FindOne(ctx, bson.D{{Key: "tenant_id", Value: groups[1]["_id"]}, {Key: "_id", Value: bson.D{{Key: "$ne", Value: groups[1]["_id"]}}}}).Decode(&link); err != nil {
+		t.Fatal(err)
+	}
+	o.remove(link["_id"])
+	env.Seeded(t, db)
+	return want, link["_id"]
+}
+
+// diff reports the documents two dumps disagree on.
+func diff(t *testing.T, what string, got, want map[string]string) {
+	t.Helper()
+	var bad []string
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if got[k] != want[k] {
+			bad = append(bad, k+map[bool]string{true: " (missing)", false: " (differs)"}[got[k] == ""])
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		if _, ok := want[k]; !ok {
+			bad = append(bad, k+" (extra)")
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("%s differ from a fresh migration's in %d documents: %v", what, len(bad), bad[:min(len(bad), 10)])
+	}
+}
+
+// writeKiller cancels a run after its k-th write to the tenant accounts or
+// the links (0: never), and counts them.
+type writeKiller struct {
+	n      atomic.Int64
+	killAt int64
+	cancel context.CancelFunc
+}
+
+func (k *writeKiller) monitor() *event.CommandMonitor {
+	return &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		switch e.CommandName {
+		case "insert", "update", "delete", "aggregate":
+		default:
+			return
+		}
+		coll, _ := e.Command.Lookup(e.CommandName).StringValueOK()
+		if e.CommandName == "aggregate" && !strings.Contains(e.Command.String(), `"$merge"`) ||
+			e.CommandName != "aggregate" && coll != names.TenantsAccounts && coll != names.Links {
+			return
+		}
+		if n := k.n.Add(1); k.killAt > 0 && n == k.killAt {
+			k.cancel()
+		}
+	}}
+}
+
+// A catch-up killed after any of its writes, then run again, ends with the
+// tenant accounts and links of an uninterrupted catch-up, document for
+// document.
+func TestCatchUpKilledAnywhereThenRerun(t *testing.T) {
+	opts := gen.Options{Accounts: 400, Seed: 17}
+	// run migrates, goes live, writes the old replica's changes, then
+	// catches up killed after write killAt (0: not killed) and again.
+	run := func(t *testing.T, killAt int64) (tenants, links map[string]string, writes int64) {
+		cfg, db := testConfig(t)
+		ctx := context.Background()
+		env.Load(t, db, opts)
+		r := newRunner(t, cfg)
+		if _, err := r.Boot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rollingChanges(t, db, opts)
+		kctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		k := &writeKiller{killAt: killAt, cancel: cancel}
+		killed := newRunner(t, cfg, runner.WithCommandMonitor(k.monitor()))
+		_, err := killed.Sync(kctx, runner.SyncOptions{})
+		switch {
+		case killAt > 0 && kctx.Err() == nil:
+			t.Fatalf("the catch-up killed at write %d of %d was not killed", killAt, k.n.Load())
+		case killAt == 0 && err != nil:
+			t.Fatalf("Sync: %v", err)
+		}
+		if killAt > 0 {
+			time.Sleep(300 * time.Millisecond) // its writes in flight land
+			if _, err := r.Sync(ctx, runner.SyncOptions{}); err != nil {
+				t.Fatalf("Sync after the kill at write %d: %v", killAt, err)
+			}
+		}
+		return testenv.Dump(t, db.Collection(names.TenantsAccounts)), testenv.Dump(t, db.Collection(names.Links)), k.n.Load()
+	}
+	wantTenants, wantLinks, total := run(t, 0)
+	if total < 4 {
+		t.Fatalf("an uninterrupted catch-up made %d writes; want several kill points", total)
+	}
+	for k := int64(1); k < total; k++ {
+		t.Run(fmt.Sprintf("killed at write %d of %d", k, total), func(t *testing.T) {
+			tenants, links, _ := run(t, k)
+			diff(t, "tenant accounts", tenants, wantTenants)
+			diff(t, "links", links, wantLinks)
+		})
+	}
+}
