@@ -60,6 +60,8 @@ type Figures struct {
 	Runner       *RunnerFigures   `json:"runner,omitempty"`
 	Status       *StatusFigures   `json:"status,omitempty"`
 	Verify       *VerifyFigures   `json:"verify,omitempty"`
+	// CatchUp is what the catch-up costs after the migration (catchup.go).
+	CatchUp *CatchUpFigures `json:"catch_up,omitempty"`
 }
 
 // Phase1Figures are phase 1's groups and what it saw of the identities,
@@ -176,7 +178,7 @@ func (f Figures) Passed() bool {
 	p1, ok := f.phase1Reported()
 	return f.Runner != nil && f.Runner.ExitCode == runnerExitOK &&
 		f.Verify != nil && f.Verify.OK && f.Verify.TenantAccounts == f.TenantsExpected &&
-		ok && p1 == f.Phase1Expected
+		ok && p1 == f.Phase1Expected && (f.CatchUp == nil || f.CatchUp.VerifyDone)
 }
 
 // harness runs the measurements on one database with one runner binary.
@@ -261,6 +263,7 @@ func (h *harness) measure(ctx context.Context, opts gen.Options) (Figures, error
 		func() (err error) { f.Verify, err = h.verify(ctx, opts.Accounts); return err },
 		func() (err error) { f.IndexedCopy, err = h.indexedCopy(ctx); return err },
 		func() (err error) { f.BarePipeline, err = h.barePipeline(ctx); return err },
+		func() (err error) { f.CatchUp, err = h.catchUp(ctx, opts.Accounts); return err },
 	}
 	for _, stage := range stages {
 		if err := stage(); err != nil {

@@ -124,6 +124,27 @@ func printSummary(w io.Writer, r report) error {
 			line("verify", "MISMATCH: %s", v.Problem)
 		}
 	}
+	if c := r.CatchUp; c != nil {
+		all, _ := r.allStepsSeconds()
+		share := func(sec float64) string {
+			if all <= 0 {
+				return ""
+			}
+			return fmt.Sprintf("   [%.1f %% of all steps]", 100*sec/all)
+		}
+		line("no-change boot", "%.2f s%s  (runner with nothing to carry: no step, a catch-up; no index on the legacy dates)", c.NoChange.Seconds, share(c.NoChange.Seconds))
+		line("no-change, indexed", "%.2f s%s  (the same, the legacy dates and identifiers indexed)", c.NoChangeIndexed.Seconds, share(c.NoChangeIndexed.Seconds))
+		if rep := c.Report; rep != nil {
+			line("catch-up seconds", "%.2f s%s  (runner sync after %d edited, %d new, %d deleted: %d carried, %d in scope, %d deleted found%s)",
+				c.Sync.Seconds, share(c.Sync.Seconds), c.Edited, c.Inserted, c.Deleted, rep.Changed, rep.Scope, rep.Deleted,
+				map[bool]string{true: ", by the pass over the _ids", false: ""}[rep.FullPass])
+		}
+		if c.VerifyDone {
+			line("verify after catch-up", "OK")
+		} else {
+			line("verify after catch-up", "NOT DONE: %s", c.VerifyProblem)
+		}
+	}
 	for _, e := range r.Errors {
 		line("error", "%s", e)
 	}

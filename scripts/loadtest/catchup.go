@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/verify"
+)
+
+// CatchUpFigures are what the catch-up costs after the migration, as a
+// rolling deploy's next boots pay it: a boot with nothing to carry, then a
+// catch-up of ChangedPercent of the accounts changed by an old replica
+// (edited, inserted, deleted), then verify.
+type CatchUpFigures struct {
+	// NoChange is `runner` (a boot) with nothing to carry, without the
+	// indexes the catch-up names and then (NoChangeIndexed) with them.
+	NoChange        Process `json:"no_change"`
+	NoChangeIndexed Process `json:"no_change_indexed"`
+	// Edited, Inserted and Deleted are the old replica's changes.
+	Edited   int `json:"edited"`
+	Inserted int `json:"inserted"`
+	Deleted  int `json:"deleted"`
+	// Sync is `runner sync` carrying them; Report what it said.
+	Sync   Process        `json:"sync"`
+	Report *catchUpReport `json:"report,omitempty"`
+	// VerifyDone: verify after it says OK and finished.
+	VerifyDone    bool   `json:"verify_done"`
+	VerifyProblem string `json:"verify_problem,omitempty"`
+}
+
+// catchUpReport is what loadtest reads of `runner sync --json`
+// (catchup.Report; its phases' reports are left out).
+type catchUpReport struct {
+	Read     int    `json:"read"`
+	Changed  int    `json:"changed"`
+	New      int    `json:"new"`
+	Scope    int    `json:"scope"`
+	Whole    bool   `json:"whole"`
+	FullPass bool   `json:"full_pass"`
+	Deleted  int    `json:"deleted"`
+	Took     string `json:"took"`
+}
+
+// changedShare is the share of the accounts the old replica changes.
+const changedShare = 0.01
+
+// catchUp measures the catch-up: a no-change boot, then the old replica's
+// writes (1% of the accounts: 3/5 edited, 1/5 new, 1/5 deleted one-to-one
+// accounts), `runner sync`, and `runner verify`.
+func (h *harness) catchUp(ctx context.Context, accounts int) (*CatchUpFigures, error) {
+	fmt.Fprintln(h.log, "runner (a boot with nothing to carry)...")
+	f := &CatchUpFigures{}
+	var err error
+	if f.NoChange, err = h.runRunner(ctx, nil); err != nil {
+		return f, err
+	}
+	if f.NoChange.ExitCode != runnerExitOK {
+		return f, fmt.Errorf("the no-change boot exited with code %d (%s)", f.NoChange.ExitCode, runnerExitMeaning(f.NoChange.ExitCode))
+	}
+	// As the service's owner would, on the runner's advice.
+	fmt.Fprintln(h.log, "indexing the legacy accounts' date_updated, date_created, auth_types.identifier; runner again...")
+	for _, field := range []string{model.FieldDateUpdated, model.FieldDateCreated, model.FieldAuthTypes + ".identifier"} {
+		if _, err := h.db.Collection(model.DefaultNames().Accounts).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: field, Value: 1}}}); err != nil {
+			return f, fmt.Errorf("index %s: %w", field, err)
+		}
+	}
+	if f.NoChangeIndexed, err = h.runRunner(ctx, nil); err != nil {
+		return f, err
+	}
+	n := max(int(float64(accounts)*changedShare), 5)
+	if err := h.oldReplica(ctx, n, f); err != nil {
+		return f, err
+	}
+	fmt.Fprintf(h.log, "runner sync --json (%d edited, %d new, %d deleted)...\n", f.Edited, f.Inserted, f.Deleted)
+	rep := &catchUpReport{}
+	if f.Sync, err = h.runJSON(ctx, rep, nil, "sync", "--json"); err != nil {
+		return f, err
+	}
+	f.Report = rep
+	var v verify.Report
+	if _, err := h.runJSON(ctx, &v, []int{runnerExitMismatch, runnerExitNotFinished}, "verify", "--json"); err != nil {
+		return f, err
+	}
+	f.VerifyDone, f.VerifyProblem = v.Done(), v.Problem()
+	if !f.VerifyDone {
+		return f, fmt.Errorf("verify after the catch-up: not done (%s; %d not carried)", v.Problem(), v.NotCarried())
+	}
+	return f, nil
+}
+
+// oldReplica writes n legacy accounts as an old replica would: edits with
+// date_updated, new people, deletions of one-to-one accounts. The
+// accounts it takes are spread over the collection (every k-th _id).
+func (h *harness) oldReplica(ctx context.Context, n int, f *CatchUpFigures) error {
+	names := model.DefaultNames()
+	accounts := h.db.Collection(names.Accounts)
+	total, err := accounts.CountDocuments(ctx, bson.D{})
+	if err != nil {
+		return err
+	}
+	step := max(int(total)/n, 1)
+	var picked []bson.Raw
+	cur, err := accounts.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).
+		SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: model.FieldAppOrgID, Value: 1}}))
+	if err != nil {
+		return err
+	}
+	for i := 0; cur.Next(ctx) && len(picked) < n; i++ {
+		if i%step == 0 {
+			picked = append(picked, append(bson.Raw(nil), cur.Current...))
+		}
+	}
+	if err := cur.Close(ctx); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	links := h.db.Collection(names.Links)
+	for i, raw := range picked {
+		id := raw.Lookup("_id")
+		switch {
+		case i%5 == 3:
+			ao, _ := raw.Lookup(model.FieldAppOrgID).StringValueOK()
+			_, err = accounts.InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("loadtest-new-%06d", i)}, {Key: model.FieldAppOrgID, Value: ao},
+				{Key: model.FieldAuthTypes, Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: fmt.Sprintf("loadtest-new-%06d@example.org", i)}}}},
+				{Key: model.FieldDateCreated, Value: now}, {Key: model.FieldDateUpdated, Value: now}})
+			f.Inserted++
+		case i%5 == 4 && !linked(ctx, links, id):
+			_, err = accounts.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+			f.Deleted++
+		default:
+			_, err = accounts.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "username", Value: fmt.Sprintf("edited-%d", i)}, {Key: model.FieldDateUpdated, Value: now}}}})
+			f.Edited++
+		}
+		if err != nil {
+			return fmt.Errorf("the old replica's write: %w", err)
+		}
+	}
+	return nil
+}
+
+// linked says whether phase 1 merged the account (its deletion is left to
+// the catch-up test, which checks what it leaves).
+func linked(ctx context.Context, links *mongo.Collection, id bson.RawValue) bool {
+	n, err := links.CountDocuments(ctx, bson.D{{Key: "_id", Value: id}})
+	return err != nil || n > 0
+}
