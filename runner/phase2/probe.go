@@ -50,6 +50,7 @@ func probe(ctx context.Context, cfg Config) (*ProbeReport, error) {
 	}
 	pc.Store = &step.MemoryStore{Prefix: prefix + "records_" + id + "_"} // never the real checkpoint
 	pc.RangeSize, pc.DryRun, pc.Progress, pc.Total = 0, false, progress.Discard{}, 0
+	pc.Scope = nil // the probe's own accounts, not a catch-up's
 	defer func() { _ = scratch.Drop(context.WithoutCancel(ctx), cfg.DB, prefix, "_"+id) }()
 
 	w := newProbeWorld()
