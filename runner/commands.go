@@ -34,9 +34,14 @@ func (c commands) Down(ctx context.Context, env step.Env) (mongomigrate.Result, 
 }
 
 // DryRun is the up file's commands, each as relaxed Extended JSON.
-func (c commands) DryRun(context.Context, step.Env) (any, error) {
-	out := make([]string, 0, len(c.up))
-	for _, cmd := range c.up {
+func (c commands) DryRun(context.Context, step.Env) (any, error) { return extJSON(c.up) }
+
+// DownDryRun is the down file's commands, each as relaxed Extended JSON.
+func (c commands) DownDryRun(context.Context, step.Env) (any, error) { return extJSON(c.down) }
+
+func extJSON(cmds []bson.D) ([]string, error) {
+	out := make([]string, 0, len(cmds))
+	for _, cmd := range cmds {
 		b, err := bson.MarshalExtJSON(cmd, false, false)
 		if err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/runner/step"
 )
 
 // PlannedStep is a step a dry run says would run.
@@ -24,6 +25,8 @@ type Plan struct {
 	Version int           `json:"version"`
 	Dirty   bool          `json:"dirty"`
 	Steps   []PlannedStep `json:"steps"`
+	// Down: the steps are undone (runner down --dry-run), not applied.
+	Down bool `json:"down,omitempty"`
 }
 
 // Plan says what Up (phase 0) or Phase(phase) would run, writing nothing.
@@ -73,5 +76,37 @@ func (r *Runner) plan(ctx context.Context, t *target) (Plan, error) {
 		}
 		p.Steps = append(p.Steps, ps)
 	}
+	return p, nil
+}
+
+// PlanDown says what Down would undo, writing nothing: the last applied
+// step, and what its down would delete and keep (a Go step whose down
+// can say so), or the commands of its down file.
+func (r *Runner) PlanDown(ctx context.Context) (Plan, error) {
+	st, err := r.m.store.State(ctx)
+	if err != nil {
+		return Plan{}, err
+	}
+	p := Plan{Version: st.Version, Dirty: st.Dirty, Down: true}
+	if st.Version == -1 {
+		return p, ErrNothingToUndo
+	}
+	in, ok := r.m.cat.at(st.Version)
+	if !ok {
+		return p, fmt.Errorf("step %d: %w", st.Version, ErrUnknownStep)
+	}
+	ps := PlannedStep{Version: in.Version, Identifier: in.Identifier, Kind: in.Up.Kind, Name: in.Up.Name}
+	if d, ok := in.down.(step.DownPlanner); ok {
+		report, err := d.DownDryRun(ctx, r.m.env)
+		if err != nil {
+			return p, fmt.Errorf("dry run of step %d's down: %w", ps.Version, err)
+		}
+		if cmds, ok := report.([]string); ok {
+			ps.Commands = cmds
+		} else {
+			ps.Report = report
+		}
+	}
+	p.Steps = append(p.Steps, ps)
 	return p, nil
 }

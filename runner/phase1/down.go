@@ -3,6 +3,7 @@ package phase1
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"go.mongodb.org/mongo-driver/bson"
 
@@ -13,14 +14,27 @@ import (
 	"github.com/tenantmigrate/runner/runner/retry"
 )
 
-// DownReport is what Down did.
+// DownReport is what Down did (or, dry, would do).
 type DownReport struct {
+	DryRun bool `json:"dry_run,omitempty"`
 	// TenantsDeleted are the tenant accounts the links named that the
 	// runner wrote and nobody changed since.
-	TenantsDeleted int64
+	TenantsDeleted int64 `json:"tenants_deleted"`
 	// KeptChanged are the tenant accounts the links named that were written
 	// after every legacy account of their group: the service's since, kept.
-	KeptChanged int64
+	KeptChanged int64 `json:"tenants_kept_newer"`
+	// Links are the links dropped with them.
+	Links int64 `json:"links"`
+}
+
+// Print writes a human summary.
+func (r *DownReport) Print(w io.Writer) {
+	verb, links := "deleted", "dropped"
+	if r.DryRun {
+		verb, links = "would delete", "would drop"
+	}
+	fmt.Fprintf(w, "phase 1 down: %s %d tenant accounts its links name; kept %d written after their legacy accounts (the service's); %s the %d links\n",
+		verb, r.TenantsDeleted, r.KeptChanged, links, r.Links)
 }
 
 // Counts are the report as the down's counts.
@@ -51,7 +65,7 @@ type group struct {
 // Names, Batch and Retry.
 func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	cfg.Env = cfg.Env.WithDefaults()
-	rep := &DownReport{}
+	rep := &DownReport{DryRun: cfg.DryRun}
 	p := &run{cfg: cfg}
 	tenants := cfg.DB.Collection(cfg.TenantsAccounts)
 	links := cfg.DB.Collection(cfg.Links)
@@ -82,6 +96,10 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 			}
 			gone = append(gone, g.tenant)
 		}
+		if cfg.DryRun {
+			rep.TenantsDeleted += int64(len(gone))
+			return nil
+		}
 		n, err := writes.DeleteIDs(ctx, &cfg.Retry, tenants, gone)
 		rep.TenantsDeleted += n
 		return err
@@ -96,6 +114,7 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 			return nil // a link phase 1 left out names no tenant
 		}
 		member, _ := model.IDOf(raw.Lookup(model.FieldID))
+		rep.Links++
 		if cur != nil && cur.tenant == id {
 			cur.members = append(cur.members, member)
 			return nil
@@ -116,6 +135,9 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	}
 	if err != nil {
 		return rep, fmt.Errorf("phase 1 down: %w", err)
+	}
+	if cfg.DryRun {
+		return rep, nil
 	}
 	if err := cfg.Retry.Do(ctx, "drop links", func(ctx context.Context) error { return links.Drop(ctx) }); err != nil {
 		return rep, retry.Wrap("drop links", err)

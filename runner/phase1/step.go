@@ -177,3 +177,8 @@ func (s Step) Scoped(ctx context.Context, env step.Env, scope []model.ID) (step.
 
 // Rules are the merge rules of its configuration.
 func (s Step) Rules() Rules { return s.rules() }
+
+// DownDryRun is what Down would delete and keep, writing nothing.
+func (s Step) DownDryRun(ctx context.Context, env step.Env) (any, error) {
+	return Down(ctx, s.config(ctx, env, true))
+}

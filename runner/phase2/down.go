@@ -3,6 +3,7 @@ package phase2
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -19,20 +20,31 @@ import (
 // (ensureCollections), so that Down removes them and nothing else.
 const createdKey = "phase2_created"
 
-// DownReport is what Down did.
+// DownReport is what Down did (or, dry, would do).
 type DownReport struct {
+	DryRun bool `json:"dry_run,omitempty"`
 	// TenantsDeleted are the one-to-one tenant accounts removed: those the
 	// runner wrote that nobody changed since.
-	TenantsDeleted int64
+	TenantsDeleted int64 `json:"tenants_deleted"`
 	// KeptChanged are one-to-one tenant accounts kept because they were
 	// written after their legacy account (the service wrote them since
 	// the runner did); KeptNoSource those kept because no legacy account
 	// has their _id (the service created them, or their legacy account
 	// was deleted since): neither is the runner's to delete.
-	KeptChanged  int64
-	KeptNoSource int64
+	KeptChanged  int64 `json:"tenants_kept_newer"`
+	KeptNoSource int64 `json:"tenants_kept_no_source"`
 	// Dropped are the collections phase 2 had created, removed empty.
-	Dropped []string
+	Dropped []string `json:"dropped,omitempty"`
+}
+
+// Print writes a human summary.
+func (r *DownReport) Print(w io.Writer) {
+	verb := "deleted"
+	if r.DryRun {
+		verb = "would delete"
+	}
+	fmt.Fprintf(w, "phase 2 down: %s %d one-to-one tenant accounts the runner wrote; kept %d written after their legacy account and %d with no legacy account (the service's)\n",
+		verb, r.TenantsDeleted, r.KeptChanged, r.KeptNoSource)
 }
 
 // Counts are the report as the down's counts.
@@ -64,7 +76,7 @@ func (r *DownReport) Notes() []string {
 // DB, Names, Store, Batch.
 func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	cfg = cfg.withDefaults()
-	rep := &DownReport{}
+	rep := &DownReport{DryRun: cfg.DryRun}
 	tenants := cfg.DB.Collection(cfg.Names.TenantsAccounts)
 	byID := bson.D{{Key: "_id", Value: 1}}
 	var joins []*join.Stream[join.Doc, model.ID]
@@ -82,6 +94,10 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	}
 	links, legacy := joins[0], joins[1]
 	del := writes.Batch[model.ID]{Size: cfg.Batch, Flush: func(ctx context.Context, ids []model.ID) error {
+		if cfg.DryRun {
+			rep.TenantsDeleted += int64(len(ids))
+			return nil
+		}
 		n, err := writes.DeleteIDs(ctx, &cfg.Retry, tenants, ids)
 		rep.TenantsDeleted += n
 		if err != nil {
@@ -116,6 +132,9 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	}
 	if err != nil {
 		return rep, err
+	}
+	if cfg.DryRun {
+		return rep, nil
 	}
 	if err := clearCheckpoint(ctx, cfg); err != nil {
 		return rep, err

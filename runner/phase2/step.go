@@ -69,3 +69,8 @@ func (s Step) Scoped(ctx context.Context, env step.Env, scope []model.ID) (step.
 	}
 	return rep, err
 }
+
+// DownDryRun is what Down would delete and keep, writing nothing.
+func (s Step) DownDryRun(ctx context.Context, env step.Env) (any, error) {
+	return Down(ctx, s.config(ctx, env, true))
+}

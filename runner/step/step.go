@@ -40,6 +40,12 @@ type Step interface {
 	DryRun(ctx context.Context, env Env) (any, error)
 }
 
+// DownPlanner is a step whose down can say what it would do, writing
+// nothing (`runner down --dry-run`); its report is shown as is.
+type DownPlanner interface {
+	DownDryRun(ctx context.Context, env Env) (any, error)
+}
+
 // Call is what the steps of one call of the runner (Up, Phase,
 // References) learn for the steps after them. Each call starts with a new
 // one, so nothing carries over to the next call.
