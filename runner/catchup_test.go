@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,7 +18,9 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner"
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/phase1"
+	"github.com/tenantmigrate/runner/runner/phase2"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -238,6 +241,48 @@ func TestCatchUpEqualsAFreshMigration(t *testing.T) {
 	if rep.FullPass {
 		t.Errorf("the second catch-up passed over every _id (%s); the count says nothing was deleted", rep.Why)
 	}
+
+	// Each down's dry run says what the down then does: deleting the
+	// runner's tenant accounts, keeping the service's.
+	for range 2 { // steps 5 and 4
+		if _, err := r.Down(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, v := range []int{3, 2} {
+		plan, err := r.PlanDown(ctx)
+		if err != nil || len(plan.Steps) != 1 || int(plan.Steps[0].Version) != v {
+			t.Fatalf("PlanDown at %d = %+v, %v", v, plan, err)
+		}
+		before := testenv.Dump(t, tenants)
+		res, err := r.Down(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := res.Steps[0].Counts
+		var wouldDelete, wouldKeep int64
+		switch d := plan.Steps[0].Report.(type) {
+		case *phase2.DownReport:
+			wouldDelete, wouldKeep = d.TenantsDeleted, d.KeptChanged+d.KeptNoSource
+			if d.KeptNoSource < 1 {
+				t.Errorf("phase 2's down dry run keeps %d tenant accounts with no legacy account; want the service's", d.KeptNoSource)
+			}
+		case *phase1.DownReport:
+			wouldDelete, wouldKeep = d.TenantsDeleted, d.KeptChanged
+		default:
+			t.Fatalf("step %d's down dry run is a %T", v, d)
+		}
+		kept, _ := got.Sum(count.KeptNewer, count.TenantsKeptNoSource)
+		if got[count.TenantsDeleted] != wouldDelete || kept != wouldKeep || wouldDelete == 0 {
+			t.Errorf("step %d: the dry run would delete %d and keep %d; the down deleted %d and kept %d", v, wouldDelete, wouldKeep, got[count.TenantsDeleted], kept)
+		}
+		if deleted := len(before) - len(testenv.Dump(t, tenants)); int64(deleted) != got[count.TenantsDeleted] {
+			t.Errorf("step %d's down says it deleted %d tenant accounts; %d are gone", v, got[count.TenantsDeleted], deleted)
+		}
+	}
+	if testenv.Dump(t, tenants)[`"svc-own-1"`] != ownBefore {
+		t.Error("a down touched the service's own tenant account")
+	}
 }
 
 // checkLeftSplit checks that the split tenant account holds its accounts
@@ -441,4 +486,194 @@ func TestCatchUpKilledAnywhereThenRerun(t *testing.T) {
 			diff(t, "links", links, wantLinks)
 		})
 	}
+}
+
+// A rolling deploy with both writers at work: an old replica writes the
+// legacy accounts (new people, new app accounts of migrated people,
+// edits, deletions) while the new service writes tenant accounts of its
+// own and updates others; meanwhile replicas boot (two at a time) and one
+// follows. At cutover the tenant accounts are, document for document, a
+// fresh migration of the final legacy collection plus the service's own
+// writes: its tenant accounts as it wrote them, and the tenant accounts it
+// updated as it left them. The oracle: the two writers work on disjoint
+// people (the old replica on the accounts whose _id sorts in the first
+// half of the one-to-one people it was given, the service on the second),
+// so each tenant account is exactly one of the two.
+func TestRollingDeployWithBothWriters(t *testing.T) {
+	cfg, db := testConfig(t)
+	cfg.CatchUp.Margin = time.Minute
+	// The default lease: five runners and two writers share one embedded
+	// server, whose single writer can hold a heartbeat back for seconds.
+	cfg.Lock.Lease, cfg.Lock.Heartbeat, cfg.Lock.Wait = 30*time.Second, 10*time.Second, 2*time.Minute
+	ctx := context.Background()
+	opts := gen.Options{Accounts: 600, Seed: 23}
+	env.Load(t, db, opts)
+	if _, err := newRunner(t, cfg).Boot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tenants, accounts := db.Collection(names.TenantsAccounts), db.Collection(names.Accounts)
+	var people []bson.M // one-to-one people with a verified email
+	cur, err := tenants.Find(ctx, bson.D{{Key: model.FieldMemberships, Value: bson.D{{Key: "$size", Value: 1}}}}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cur.Next(ctx) {
+		var tn bson.M
+		if err := cur.Decode(&tn); err != nil {
+			t.Fatal(err)
+		}
+		for _, at := range tn["auth_types"].(bson.A) {
+			if m := at.(bson.M); m["auth_type_code"] == "email" && m["unverified"] != true {
+				people = append(people, tn)
+				break
+			}
+		}
+	}
+	cur.Close(ctx)
+	if len(people) < 80 {
+		t.Fatalf("%d one-to-one people; want 80", len(people))
+	}
+	oldSide, newSide := people[:40], people[40:80]
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	// The old replica.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i, p := range oldSide {
+			select {
+			case <-stop:
+				return
+			case <-time.After(30 * time.Millisecond):
+			}
+			now := time.Now().UTC().Truncate(time.Millisecond)
+			var err error
+			switch i % 4 {
+			case 0: // a new person
+				id := fmt.Sprintf("zz-new-%03d", i)
+				ao := p[model.FieldMemberships].(bson.A)[0].(bson.M)[model.FieldAppOrgID]
+				_, err = accounts.InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: model.FieldAppOrgID, Value: ao},
+					{Key: model.FieldAuthTypes, Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: id + "@example.org"}}}},
+					{Key: model.FieldDateCreated, Value: now}, {Key: model.FieldDateUpdated, Value: now}})
+			case 1: // a new app account of a migrated person
+				ao := p[model.FieldMemberships].(bson.A)[0].(bson.M)[model.FieldAppOrgID].(string)
+				other := ""
+				for _, a := range gen.AppOrgs(opts) {
+					if a.OrgID == p[model.FieldOrgID] && a.ID != ao {
+						other = a.ID
+					}
+				}
+				if other == "" {
+					continue
+				}
+				_, err = accounts.InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("zz-joiner-%03d", i)}, {Key: model.FieldAppOrgID, Value: other},
+					{Key: model.FieldAuthTypes, Value: p["auth_types"]}, {Key: model.FieldDateCreated, Value: now}, {Key: model.FieldDateUpdated, Value: now}})
+			case 2: // an edit
+				_, err = accounts.UpdateOne(ctx, bson.D{{Key: "_id", Value: p["_id"]}},
+					bson.D{{Key: "$set", Value: bson.D{{Key: "profile.first_name", Value: fmt.Sprintf("Edited %d", i)}, {Key: model.FieldDateUpdated, Value: now}}}})
+			case 3: // a deletion
+				_, err = accounts.DeleteOne(ctx, bson.D{{Key: "_id", Value: p["_id"]}})
+			}
+			if err != nil {
+				errs <- fmt.Errorf("the old replica: %w", err)
+				return
+			}
+		}
+	}()
+	// The new service: tenant accounts of its own, and updates of others.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i, p := range newSide {
+			select {
+			case <-stop:
+				return
+			case <-time.After(30 * time.Millisecond):
+			}
+			now := time.Now().UTC().Truncate(time.Millisecond)
+			var err error
+			if i%2 == 0 {
+				ms := p[model.FieldMemberships].(bson.A)[0].(bson.M)
+				_, err = tenants.InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("svc-%03d", i)}, {Key: model.FieldOrgID, Value: p[model.FieldOrgID]},
+					{Key: model.FieldMemberships, Value: bson.A{bson.D{{Key: "id", Value: fmt.Sprintf("svc-membership-%03d", i)}, {Key: model.FieldAppOrgID, Value: ms[model.FieldAppOrgID]}}}},
+					{Key: model.FieldDateCreated, Value: now}, {Key: model.FieldDateUpdated, Value: now}})
+			} else {
+				_, err = tenants.UpdateOne(ctx, bson.D{{Key: "_id", Value: p["_id"]}},
+					bson.D{{Key: "$set", Value: bson.D{{Key: "service_note", Value: fmt.Sprintf("note %d", i)}, {Key: model.FieldDateUpdated, Value: now}}}})
+			}
+			if err != nil {
+				errs <- fmt.Errorf("the service: %w", err)
+				return
+			}
+		}
+	}()
+	// Replicas boot, two at a time, and one follows.
+	fctx, stopFollow := context.WithCancel(ctx)
+	followed := make(chan error, 1)
+	go func() {
+		followed <- newRunner(t, cfg).Follow(fctx, runner.FollowOptions{Interval: 100 * time.Millisecond})
+	}()
+	for range 3 {
+		var boots sync.WaitGroup
+		for range 2 {
+			boots.Add(1)
+			go func() {
+				defer boots.Done()
+				if _, err := newRunner(t, cfg).Boot(ctx); err != nil {
+					errs <- fmt.Errorf("a boot: %w", err)
+				}
+			}()
+		}
+		boots.Wait()
+		time.Sleep(200 * time.Millisecond)
+	}
+	wg.Wait()
+	close(stop)
+	time.Sleep(300 * time.Millisecond)
+	stopFollow()
+	if err := <-followed; err != nil {
+		t.Errorf("follow: %v", err)
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	env.Seeded(t, db)
+	// What the service left, as it left it.
+	service := map[string]string{}
+	for k, v := range testenv.Dump(t, tenants) {
+		if strings.HasPrefix(k, `"svc-`) {
+			service[k] = v
+		}
+	}
+	for i, p := range newSide {
+		if i%2 == 1 {
+			k := idKeyOf(t, p["_id"])
+			service[k] = testenv.Dump(t, tenants)[k]
+		}
+	}
+	res, err := newRunner(t, cfg).Cutover(ctx)
+	if err != nil {
+		t.Fatalf("cutover: %v (%s)", err, res.Verify.Problem())
+	}
+	gotTenants, gotLinks := testenv.Dump(t, tenants), testenv.Dump(t, db.Collection(names.Links))
+	wantTenants, wantLinks := freshMigration(t, db)
+	maps.Copy(wantTenants, service)
+	diff(t, "tenant accounts at cutover", gotTenants, wantTenants)
+	diff(t, "links at cutover", gotLinks, wantLinks)
+	if res.Verify.ServiceTenants != 20 || !res.Verify.Done() {
+		t.Errorf("cutover's verify: %d service tenant accounts, done %v (%s); want 20, done", res.Verify.ServiceTenants, res.Verify.Done(), res.Verify.Problem())
+	}
+}
+
+// idKeyOf is an _id decoded into a bson.M as testenv.Dump keys it.
+func idKeyOf(t *testing.T, id any) string {
+	t.Helper()
+	typ, b, err := bson.MarshalValue(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bson.RawValue{Type: typ, Value: b}.String()
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tenantmigrate/runner/runner/catchup"
 	"github.com/tenantmigrate/runner/runner/count"
+	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/references"
@@ -196,9 +197,16 @@ func (r *Runner) Cutover(ctx context.Context) (CutoverResult, error) {
 	return res, err
 }
 
+// MinFollowInterval is the shortest pause of Follow between two
+// catch-ups: longer than a waiting runner sleeps between two looks at the
+// lock (lease.MaxPoll), so that a replica booting meanwhile gets the lock
+// instead of waiting behind the follower until lock.wait.
+const MinFollowInterval = lease.MaxPoll + 500*time.Millisecond
+
 // FollowOptions says how to follow.
 type FollowOptions struct {
-	// Interval is the pause between two catch-ups (0: 5 s).
+	// Interval is the pause between two catch-ups (0: 5 s), at least
+	// MinFollowInterval.
 	Interval time.Duration
 	// Each, if set, gets every catch-up's report and the lag after it.
 	Each func(rep *catchup.Report, lag time.Duration)
@@ -214,6 +222,7 @@ func (r *Runner) Follow(ctx context.Context, opts FollowOptions) error {
 	if opts.Interval <= 0 {
 		opts.Interval = 5 * time.Second
 	}
+	opts.Interval = max(opts.Interval, MinFollowInterval)
 	for {
 		rep, err := r.Sync(ctx, SyncOptions{})
 		switch {

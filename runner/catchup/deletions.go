@@ -47,6 +47,9 @@ type deletions struct {
 type deleteBatch struct {
 	pulls []membershipOf
 	links []model.ID
+	// linkHolds names, by link, the membership that must be gone before
+	// the link goes.
+	linkHolds map[model.ID]membershipOf
 }
 
 // membershipOf names one membership of one tenant account.
@@ -146,6 +149,10 @@ func (d *deletions) deletedLinked(doc join.Doc, b *deleteBatch) error {
 		return nil
 	}
 	d.pull(b, l.TenantID, l.MembershipID)
+	if b.linkHolds == nil {
+		b.linkHolds = map[model.ID]membershipOf{}
+	}
+	b.linkHolds[l.LegacyID] = membershipOf{tenant: l.TenantID, id: l.MembershipID}
 	if l.TenantID != l.LegacyID {
 		d.remaining = append(d.remaining, l.TenantID)
 	}
@@ -202,11 +209,62 @@ func (d *deletions) flush(ctx context.Context, b *deleteBatch) error {
 			d.rep.MembershipsRemoved += int(res.DeletedCount)
 		}
 	}
-	if _, err := writes.DeleteIDs(ctx, &d.cfg.Retry, d.cfg.DB.Collection(d.cfg.Links), b.links); err != nil {
+	links, err := d.linksDone(ctx, b)
+	if err != nil {
+		return err
+	}
+	if _, err := writes.DeleteIDs(ctx, &d.cfg.Retry, d.cfg.DB.Collection(d.cfg.Links), links); err != nil {
 		return fmt.Errorf("delete links: %w", err)
 	}
 	*b = deleteBatch{}
 	return nil
+}
+
+// linksDone are the links of b whose membership is gone: a membership the
+// service changed since it was read is not pulled (its value as read is no
+// longer there), and its link stays for the next pass to try again, so no
+// membership is ever left without the link that names its source.
+func (d *deletions) linksDone(ctx context.Context, b *deleteBatch) ([]model.ID, error) {
+	if len(b.linkHolds) == 0 {
+		return b.links, nil
+	}
+	var tenants []model.ID
+	for _, m := range b.linkHolds {
+		tenants = append(tenants, m.tenant)
+	}
+	held := map[membershipOf]bool{}
+	err := d.cfg.Retry.Do(ctx, "read tenant accounts", func(ctx context.Context) error {
+		clear(held)
+		cur, err := d.cfg.DB.Collection(d.cfg.TenantsAccounts).Find(ctx, in(model.FieldID, tenants),
+			options.Find().SetProjection(bson.D{{Key: model.FieldMemberships + "." + model.FieldMembershipID, Value: 1}}))
+		if err != nil {
+			return err
+		}
+		defer cur.Close(ctx)
+		for cur.Next(ctx) {
+			id, _ := model.IDOf(cur.Current.Lookup(model.FieldID))
+			arr, _ := cur.Current.Lookup(model.FieldMemberships).ArrayOK()
+			vals, _ := arr.Values()
+			for _, v := range vals {
+				if doc, ok := v.DocumentOK(); ok {
+					mid, _ := doc.Lookup(model.FieldMembershipID).StringValueOK()
+					held[membershipOf{tenant: id, id: mid}] = true
+				}
+			}
+		}
+		return cur.Err()
+	})
+	if err != nil {
+		return nil, retry.Wrap("read tenant accounts", err)
+	}
+	var out []model.ID
+	for _, l := range b.links {
+		if m, ok := b.linkHolds[l]; ok && held[m] {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 // pullsOf are the writes that remove the memberships ms: a tenant
@@ -255,7 +313,11 @@ func (d *deletions) pullsOf(ctx context.Context, ms []membershipOf) (pulls, dele
 		vals, _ := arr.Values()
 		var removed []bson.Raw
 		for _, v := range vals {
-			if doc, ok := v.DocumentOK(); ok && gone[t][doc.Lookup(model.FieldMembershipID).StringValue()] {
+			doc, ok := v.DocumentOK()
+			if !ok {
+				continue
+			}
+			if mid, _ := doc.Lookup(model.FieldMembershipID).StringValueOK(); gone[t][mid] {
 				removed = append(removed, doc)
 			}
 		}

@@ -124,6 +124,11 @@ func Current(ctx context.Context, coll *mongo.Collection, name string) (*Holder,
 	return &h, nil
 }
 
+// MaxPoll is the longest a runner waiting for the lock sleeps between two
+// looks: a holder that takes the lock again at once (a follower) leaves it
+// free longer than this, so that a waiter gets its turn.
+const MaxPoll = time.Second
+
 // Acquire takes the lock, waiting up to opts.Wait while another owner holds
 // it. The returned lease renews itself until Release; its Context is
 // cancelled (cause ErrLost) if the lease is lost, so work done under it
@@ -188,7 +193,7 @@ func Acquire(ctx context.Context, opts Options) (*Lease, error) {
 			return nil, ctx.Err()
 		case <-time.After(sleep):
 		}
-		delay = min(delay*2, time.Second)
+		delay = min(delay*2, MaxPoll)
 	}
 	// Older generations are history now; keep the collection small.
 	_, _ = opts.Coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$gte", Value: opts.Name + "#"}, {Key: "$lt", Value: id}}}})
