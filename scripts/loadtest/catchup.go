@@ -74,7 +74,11 @@ func (h *harness) catchUp(ctx context.Context, accounts int) (*CatchUpFigures, e
 		return f, err
 	}
 	n := max(int(float64(accounts)*changedShare), 5)
-	if err := h.oldReplica(ctx, n, f); err != nil {
+	err = h.oldReplica(ctx, n, f)
+	if h.loaded != nil {
+		h.loaded()
+	}
+	if err != nil {
 		return f, err
 	}
 	fmt.Fprintf(h.log, "runner sync --json (%d edited, %d new, %d deleted)...\n", f.Edited, f.Inserted, f.Deleted)

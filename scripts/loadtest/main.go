@@ -86,6 +86,10 @@ type flags struct {
 	references bool
 	// profiles: a directory for the boot run's CPU profile at each size.
 	profiles string
+	// followRate and followSeconds: measure runner follow under that many
+	// legacy edits a second for that long (0 seconds: not at all).
+	followRate    int
+	followSeconds int
 }
 
 func parseFlags(args []string, stdout io.Writer) (flags, error) {
@@ -103,9 +107,11 @@ func parseFlags(args []string, stdout io.Writer) (flags, error) {
 	fs.BoolVar(&f.json, "json", false, "print the figures as one JSON object")
 	fs.StringVar(&f.profiles, "cpuprofile", "", "write the runner's CPU profile of each boot run into `DIR` (runner-N.pprof, N the accounts; for go tool pprof)")
 	fs.BoolVar(&f.references, "references", false, "also load the fixture's referencing collections (sessions, credentials, follows, saved items) and configure the references step; on the embedded FerretDB 1 every conditional write scans its collection, so use a real server")
+	fs.IntVar(&f.followRate, "follow-rate", 200, "legacy edits a second while runner follow runs (with --follow-seconds)")
+	fs.IntVar(&f.followSeconds, "follow-seconds", 0, "measure runner follow's lag under --follow-rate edits a second for this many `seconds` (0: not measured)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "usage: go run ./scripts/loadtest [--accounts N | --sweep N1,N2,...] [--seed S] [--uri URI] [--database DB] [--dir DIR] [--keep] [--force] [--json] [--references] [--cpuprofile DIR]")
+			fmt.Fprintln(stdout, "usage: go run ./scripts/loadtest [--accounts N | --sweep N1,N2,...] [--seed S] [--uri URI] [--database DB] [--dir DIR] [--keep] [--force] [--json] [--references] [--cpuprofile DIR] [--follow-seconds S [--follow-rate R]]")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 		}
@@ -122,6 +128,8 @@ func parseFlags(args []string, stdout io.Writer) (flags, error) {
 		return f, errors.New("--accounts must be at least 1")
 	case f.database == "":
 		return f, errors.New("--database must not be empty")
+	case f.followSeconds < 0 || f.followRate < 1:
+		return f, errors.New("--follow-seconds must not be negative, --follow-rate at least 1")
 	case f.uri != "" && f.dir != "":
 		return f, errors.New("--dir is the embedded server's; it goes without --uri")
 	}
@@ -298,6 +306,7 @@ func setup(ctx context.Context, f flags, log io.Writer) (*harness, func(), error
 	h := newHarness(bin, uri, db, log)
 	h.references = f.references
 	h.profiles = f.profiles
+	h.followRate, h.followFor = f.followRate, time.Duration(f.followSeconds)*time.Second
 	if where != "" {
 		h.server = where
 	}

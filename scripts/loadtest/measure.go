@@ -62,6 +62,8 @@ type Figures struct {
 	Verify       *VerifyFigures   `json:"verify,omitempty"`
 	// CatchUp is what the catch-up costs after the migration (catchup.go).
 	CatchUp *CatchUpFigures `json:"catch_up,omitempty"`
+	// Follow is runner follow under a steady stream of edits (follow.go).
+	Follow *FollowFigures `json:"follow,omitempty"`
 }
 
 // Phase1Figures are phase 1's groups and what it saw of the identities,
@@ -178,7 +180,7 @@ func (f Figures) Passed() bool {
 	p1, ok := f.phase1Reported()
 	return f.Runner != nil && f.Runner.ExitCode == runnerExitOK &&
 		f.Verify != nil && f.Verify.OK && f.Verify.TenantAccounts == f.TenantsExpected &&
-		ok && p1 == f.Phase1Expected && (f.CatchUp == nil || f.CatchUp.VerifyDone)
+		ok && p1 == f.Phase1Expected && (f.CatchUp == nil || f.CatchUp.VerifyDone) && (f.Follow == nil || f.Follow.Caught)
 }
 
 // harness runs the measurements on one database with one runner binary.
@@ -188,13 +190,19 @@ type harness struct {
 	env    []string  // the runner's environment
 	log    io.Writer // progress and the runner's output
 	server string    // where the database lives, for the summary; no password
-	// loaded, if set, is called once the fixture is in: from then on only
-	// the runner works on the database (tests guard the legacy collections).
+	// loaded, if set, is called once the fixture is in, and again after
+	// each of loadtest's own writes to the legacy collections (an old
+	// replica's): between them only the runner works on the database, and
+	// tests guard the legacy collections.
 	loaded func()
 	// references: load the referencing collections and configure them.
 	references bool
 	// profiles, if set, is where the boot runs write their CPU profiles.
 	profiles string
+	// followRate edits a second for followFor: runner follow's figures
+	// (0: not measured).
+	followRate int
+	followFor  time.Duration
 }
 
 func newHarness(bin, uri string, db *mongo.Database, log io.Writer) *harness {
@@ -264,6 +272,12 @@ func (h *harness) measure(ctx context.Context, opts gen.Options) (Figures, error
 		func() (err error) { f.IndexedCopy, err = h.indexedCopy(ctx); return err },
 		func() (err error) { f.BarePipeline, err = h.barePipeline(ctx); return err },
 		func() (err error) { f.CatchUp, err = h.catchUp(ctx, opts.Accounts); return err },
+		func() (err error) {
+			if h.followFor > 0 {
+				f.Follow, err = h.follow(ctx, h.followRate, h.followFor)
+			}
+			return err
+		},
 	}
 	for _, stage := range stages {
 		if err := stage(); err != nil {

@@ -145,6 +145,11 @@ func printSummary(w io.Writer, r report) error {
 			line("verify after catch-up", "NOT DONE: %s", c.VerifyProblem)
 		}
 	}
+	if fl := r.Follow; fl != nil && fl.Seconds > 0 {
+		line("follow", "%d legacy edits in %.0f s (%.0f a second, asked %d): %d catch-ups of %.2f s on average, %.2f s at most; a change waited %.1f s at most; %s",
+			fl.Writes, fl.Seconds, float64(fl.Writes)/fl.Seconds, fl.Rate, fl.Rounds, fl.TookAvg, fl.TookMax, fl.Behind,
+			map[bool]string{true: "all carried", false: "NOT ALL CARRIED"}[fl.Caught])
+	}
 	for _, e := range r.Errors {
 		line("error", "%s", e)
 	}

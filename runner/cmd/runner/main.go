@@ -46,13 +46,15 @@ Usage:
   runner status [--json]      the stage (migrating, following, cut over), then
                               each step: version, state, when, how long, counts
   runner verify [--json]      reconcile legacy accounts and tenant accounts
-  runner down                 undo the last applied step
+  runner down [--dry-run]     undo the last applied step; --dry-run says what
+                              it would delete and keep, writing nothing
   runner sync [--full]        carry the legacy changes since the last catch-up
                               into the tenant accounts (every step applied);
                               --full looks for deleted accounts over every _id
-  runner follow [--interval D] catch up every D (5s) until stopped (Ctrl-C,
-                              SIGTERM), printing each catch-up and the lag: the
-                              age of the oldest legacy change not yet carried
+  runner follow [--interval D] catch up every D (5s; at least 1.5s, so that a
+                              booting replica gets the lock) until stopped
+                              (Ctrl-C, SIGTERM), printing each catch-up and the
+                              lag: the age of the oldest change not yet carried
   runner cutover              declare the legacy collection frozen, once no old
                               replica writes it: a last catch-up, a full verify
                               (must pass), then no catch-up any more
@@ -211,8 +213,8 @@ func parse(args []string, stdout, stderr io.Writer) (invocation, int, bool) {
 		return usageError("--phase takes 1 or 2 and goes with no command")
 	case inv.refs && (inv.phase != 0 || inv.cmd != commandUp):
 		return usageError("--references goes with no command and no --phase")
-	case inv.dryRun && inv.cmd != commandUp:
-		return usageError("--dry-run goes with no command or --phase")
+	case inv.dryRun && inv.cmd != commandUp && inv.cmd != commandDown:
+		return usageError("--dry-run goes with no command, --phase or down")
 	case inv.full && inv.cmd != commandSync:
 		return usageError("--full goes with sync")
 	case fs.Changed("interval") && (inv.cmd != commandFollow || inv.interval <= 0):
@@ -264,9 +266,12 @@ func cmdVerify(ctx context.Context, r *runner.Runner, inv invocation, stdout, st
 func cmdPlan(ctx context.Context, r *runner.Runner, inv invocation, stdout, stderr io.Writer) int {
 	var p runner.Plan
 	var err error
-	if inv.refs {
+	switch {
+	case inv.cmd == commandDown:
+		p, err = r.PlanDown(ctx)
+	case inv.refs:
 		p, err = r.PlanReferences(ctx)
-	} else {
+	default:
 		p, err = r.Plan(ctx, inv.phase)
 	}
 	if err != nil {
@@ -399,7 +404,7 @@ func cmdSync(ctx context.Context, r *runner.Runner, inv invocation, stdout, stde
 }
 
 func cmdFollow(ctx context.Context, r *runner.Runner, inv invocation, stdout, stderr io.Writer) int {
-	fmt.Fprintf(stdout, "follow: a catch-up every %s until stopped (Ctrl-C or SIGTERM)\n", inv.interval)
+	fmt.Fprintf(stdout, "follow: a catch-up every %s until stopped (Ctrl-C or SIGTERM)\n", max(inv.interval, runner.MinFollowInterval))
 	var rounds, changed, deleted int
 	err := r.Follow(ctx, runner.FollowOptions{Interval: inv.interval, Each: func(rep *catchup.Report, lag time.Duration) {
 		rounds++
@@ -578,7 +583,10 @@ func printPlan(w io.Writer, p runner.Plan) {
 	}
 	for _, s := range p.Steps {
 		verb := "would apply"
-		if s.Rerun {
+		switch {
+		case p.Down:
+			verb = "would undo"
+		case s.Rerun:
 			verb = "would run again"
 		}
 		fmt.Fprintf(w, "%s step %d %s (%s %s)\n", verb, s.Version, s.Identifier, s.Kind, s.Name)
