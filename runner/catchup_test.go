@@ -18,6 +18,8 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner"
+	"github.com/tenantmigrate/runner/runner/catchup"
+	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
@@ -676,4 +678,61 @@ func idKeyOf(t *testing.T, id any) string {
 		t.Fatal(err)
 	}
 	return bson.RawValue{Type: typ, Value: b}.String()
+}
+
+// Follow through connections reset again and again by a proxy: it keeps
+// following (each catch-up retries within its budget, or the next one
+// takes over), and once the faults stop it has carried the old replica's
+// writes exactly as an undisturbed catch-up does.
+func TestFollowSurvivesNetworkFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("injects faults for seconds")
+	}
+	ctx := context.Background()
+	opts := gen.Options{Accounts: 400, Seed: 17}
+	setup := func(t *testing.T) (config.Config, *mongo.Database) {
+		cfg, db := testConfig(t)
+		env.Load(t, db, opts)
+		if _, err := newRunner(t, cfg).Boot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rollingChanges(t, db, opts)
+		return cfg, db
+	}
+	cleanCfg, clean := setup(t)
+	if _, err := newRunner(t, cleanCfg).Sync(ctx, runner.SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wantTenants, wantLinks := testenv.Dump(t, clean.Collection(names.TenantsAccounts)), testenv.Dump(t, clean.Collection(names.Links))
+
+	cfg, db := setup(t)
+	proxy, uri := env.Proxied(t, nil)
+	cfg.MongoDB.URI, cfg.MongoDB.ConnectTimeout = uri, 5*time.Second
+	cfg.Retry.Attempts, cfg.Retry.MaxElapsed = 30, time.Minute
+	cfg.Retry.InitialWait, cfg.Retry.MaxWait = 50*time.Millisecond, 500*time.Millisecond
+	cfg.Lock.Lease, cfg.Lock.Heartbeat = 20*time.Second, 2*time.Second
+	r := newRunner(t, cfg)
+	fctx, stopFollow := context.WithCancel(ctx)
+	var rounds atomic.Int64
+	followed := make(chan error, 1)
+	go func() {
+		followed <- r.Follow(fctx, runner.FollowOptions{Interval: time.Millisecond, Each: func(*catchup.Report, time.Duration) { rounds.Add(1) }})
+	}()
+	reset := toxic("reset_peer", `{"timeout":0}`, 300*time.Millisecond)
+	faults := 0
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline) && (faults < 4 || rounds.Load() < 3); faults++ {
+		time.Sleep(700 * time.Millisecond)
+		reset(t, proxy)
+	}
+	// Faults over: the next catch-up carries whatever is left.
+	for n, deadline := rounds.Load(), time.Now().Add(2*time.Minute); rounds.Load() < n+2 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	stopFollow()
+	if err := <-followed; err != nil {
+		t.Fatalf("follow through %d faults: %v", faults, err)
+	}
+	t.Logf("%d faults, %d catch-ups", faults, rounds.Load())
+	diff(t, "tenant accounts after follow through faults", testenv.Dump(t, db.Collection(names.TenantsAccounts)), wantTenants)
+	diff(t, "links after follow through faults", testenv.Dump(t, db.Collection(names.Links)), wantLinks)
 }

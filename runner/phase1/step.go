@@ -167,6 +167,9 @@ func (s Step) Scoped(ctx context.Context, env step.Env, scope []model.ID) (step.
 	_, rep, err := step.Run(ctx, env, "phase 1 (catch-up)", func(ctx context.Context, env step.Env) (*Report, error) {
 		cfg := s.config(ctx, env, false)
 		cfg.Scope, cfg.LeaveSplit = scope, true
+		if scope != nil {
+			cfg.Total = int64(len(scope))
+		}
 		return Run(ctx, cfg)
 	})
 	if rep == nil {

@@ -62,6 +62,9 @@ func (s Step) Scoped(ctx context.Context, env step.Env, scope []model.ID) (step.
 	_, rep, err := step.Run(ctx, env, "phase 2 (catch-up)", func(ctx context.Context, env step.Env) (*Report, error) {
 		cfg := s.config(ctx, env, false)
 		cfg.Scope = scope
+		if scope != nil {
+			cfg.Total = int64(len(scope))
+		}
 		return Run(ctx, cfg)
 	})
 	if rep == nil {
