@@ -90,6 +90,8 @@ type flags struct {
 	// legacy edits a second for that long (0 seconds: not at all).
 	followRate    int
 	followSeconds int
+	// noCopies: skip the after-run copies (harness.noCopies).
+	noCopies bool
 }
 
 func parseFlags(args []string, stdout io.Writer) (flags, error) {
@@ -107,11 +109,12 @@ func parseFlags(args []string, stdout io.Writer) (flags, error) {
 	fs.BoolVar(&f.json, "json", false, "print the figures as one JSON object")
 	fs.StringVar(&f.profiles, "cpuprofile", "", "write the runner's CPU profile of each boot run into `DIR` (runner-N.pprof, N the accounts; for go tool pprof)")
 	fs.BoolVar(&f.references, "references", false, "also load the fixture's referencing collections (sessions, credentials, follows, saved items) and configure the references step; on the embedded FerretDB 1 every conditional write scans its collection, so use a real server")
+	fs.BoolVar(&f.noCopies, "no-copies", false, "skip the after-run tenant copy and bare pipeline (at a million accounts the copy grew a DocumentDB backend past 19 GB)")
 	fs.IntVar(&f.followRate, "follow-rate", 200, "legacy edits a second while runner follow runs (with --follow-seconds)")
 	fs.IntVar(&f.followSeconds, "follow-seconds", 0, "measure runner follow's lag under --follow-rate edits a second for this many `seconds` (0: not measured)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "usage: go run ./scripts/loadtest [--accounts N | --sweep N1,N2,...] [--seed S] [--uri URI] [--database DB] [--dir DIR] [--keep] [--force] [--json] [--references] [--cpuprofile DIR] [--follow-seconds S [--follow-rate R]]")
+			fmt.Fprintln(stdout, "usage: go run ./scripts/loadtest [--accounts N | --sweep N1,N2,...] [--seed S] [--uri URI] [--database DB] [--dir DIR] [--keep] [--force] [--json] [--references] [--cpuprofile DIR] [--follow-seconds S [--follow-rate R]] [--no-copies]")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 		}
@@ -307,6 +310,7 @@ func setup(ctx context.Context, f flags, log io.Writer) (*harness, func(), error
 	h.references = f.references
 	h.profiles = f.profiles
 	h.followRate, h.followFor = f.followRate, time.Duration(f.followSeconds)*time.Second
+	h.noCopies = f.noCopies
 	if where != "" {
 		h.server = where
 	}
