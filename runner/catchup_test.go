@@ -168,8 +168,8 @@ func TestCatchUpEqualsAFreshMigration(t *testing.T) {
 	}
 	// Go-live: the first catch-up (nothing to carry), then the service
 	// writes too.
-	if rep, err := r.Sync(ctx, runner.SyncOptions{}); err != nil || rep.Changed != 0 || rep.Deleted != 0 {
-		t.Fatalf("the first catch-up = %+v, %v", rep, err)
+	if rep, err := r.Sync(ctx, runner.SyncOptions{}); err != nil || rep.Changed != 0 || rep.Deleted != 0 || rep.FullPass {
+		t.Fatalf("the first catch-up = %+v, %v; want nothing to carry, told by the count taken before the migration", rep, err)
 	}
 	tenants := db.Collection(names.TenantsAccounts)
 	// The service's own tenant account, created after go-live.
@@ -195,8 +195,8 @@ func TestCatchUpEqualsAFreshMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !v.OK() || v.Done() || v.Deleted.Count != 2 || v.New.Count != len(want) || v.Stale.Count != 1 || v.ServiceTenants != 1 {
-		t.Errorf("verify before the catch-up: ok %v done %v, %d deleted, %d new, %d stale not carried, %d service tenants (%s); want ok, not done, 2, %d, 1 (the one-to-one edit), 1",
+	if !v.OK() || v.Done() || v.Deleted.Count != 2 || v.New.Count != len(want) || v.Stale.Count != 2 || v.ServiceTenants != 1 {
+		t.Errorf("verify before the catch-up: ok %v done %v, %d deleted, %d new, %d stale not carried, %d service tenants (%s); want ok, not done, 2, %d, 2 (the one-to-one edit and the merged one), 1",
 			v.OK(), v.Done(), v.Deleted.Count, v.New.Count, v.Stale.Count, v.ServiceTenants, v.Problem(), len(want))
 	}
 
@@ -227,8 +227,11 @@ func TestCatchUpEqualsAFreshMigration(t *testing.T) {
 	skipSplit(split, wantTenants, wantLinks)
 	diff(t, "tenant accounts", gotTenants, wantTenants)
 	diff(t, "links", gotLinks, wantLinks)
-	if v, err = r.Verify(ctx); err != nil || !v.Done() || v.ServiceTenants != 1 {
-		t.Errorf("verify after the catch-up: done %v, %d service tenants, %v (%s)", v.Done(), v.ServiceTenants, err, v.Problem())
+	// All carried but the edit of the split tenant account's account,
+	// which waits for an operator.
+	if v, err = r.Verify(ctx); err != nil || !v.OK() || v.NotCarried() != 1 || v.Stale.Count != 1 || v.ServiceTenants != 1 {
+		t.Errorf("verify after the catch-up: ok %v, %d not carried (%d stale), %d service tenants, %v (%s); want ok, 1 stale (the split one), 1",
+			v.OK(), v.NotCarried(), v.Stale.Count, v.ServiceTenants, err, v.Problem())
 	}
 
 	// A catch-up with nothing new changes nothing.

@@ -37,6 +37,10 @@ type migrator struct {
 	// afterUp, if set, runs under the lease after a run up that did not
 	// fail (the run's own verify); its error is the run's.
 	afterUp func(ctx context.Context, res *Result) error
+	// beforeUp, if set, runs under the lease before a run up applies
+	// anything, with the version it starts from and ctx carrying the
+	// lease; its error is the run's.
+	beforeUp func(ctx context.Context, from int) error
 }
 
 // up applies every pending step.
@@ -96,6 +100,14 @@ func (m *migrator) migrateWith(ctx context.Context, down bool, fn func(*session)
 			return err
 		}
 		res.Resumed = resumed
+		if !down && m.beforeUp != nil {
+			held, done := s.drv.Held(ctx)
+			err := m.beforeUp(held, v)
+			done()
+			if err != nil {
+				return err
+			}
+		}
 		err = fn(s)
 		if errors.Is(err, migrate.ErrNoChange) {
 			err = nil

@@ -118,6 +118,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 		owner: ownerID(host), host: host,
 	}
 	r.m.afterUp = r.verifyAfterSteps
+	r.m.beforeUp = r.countBeforeMigrating
 	r.log.WithFields(logrus.Fields{"uri": RedactURI(cfg.MongoDB.URI), "database": cfg.MongoDB.Database, "owner": r.m.owner}).Debug("connected")
 	return r, nil
 }

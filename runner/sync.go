@@ -2,8 +2,10 @@ package runner
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"go.mongodb.org/mongo-driver/bson"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -247,4 +249,28 @@ func (r *Runner) Follow(ctx context.Context, opts FollowOptions) error {
 		case <-time.After(opts.Interval):
 		}
 	}
+}
+
+// countBeforeMigrating gives the first catch-up its count: before the
+// phases first migrate (no phase step applied, no catch-up state), the
+// legacy accounts are counted, so that the first catch-up tells by the
+// count, as every later one, whether an account was deleted meanwhile
+// (an insert or a deletion during the migration makes the counts differ,
+// and the first catch-up then passes over every _id).
+func (r *Runner) countBeforeMigrating(ctx context.Context, from int) error {
+	first := -1
+	for _, in := range r.m.cat {
+		if in.Phase() > 0 {
+			first = int(in.Version)
+			break
+		}
+	}
+	if first < 0 || from >= first {
+		return nil
+	}
+	n, err := r.db.Collection(r.cfg.Collections.Accounts).CountDocuments(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("count legacy accounts: %w", err)
+	}
+	return catchup.Begin(ctx, r.m.store, n)
 }

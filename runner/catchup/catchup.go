@@ -255,8 +255,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	switch {
 	case cfg.Full:
 		rep.FullPass, rep.Why = true, "asked for"
-	case st.Accounted < 0 || st.Watermark.IsZero():
-		rep.FullPass, rep.Why = true, "the first catch-up"
+	case st.Accounted < 0:
+		rep.FullPass, rep.Why = true, "the first catch-up of a database migrated without its count"
 	case legacyCount != accounted:
 		rep.FullPass, rep.Why = true, fmt.Sprintf("%d legacy accounts where %d were expected", legacyCount, accounted)
 	}

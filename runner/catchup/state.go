@@ -59,3 +59,16 @@ func CutOver(ctx context.Context, store step.Store, when time.Time) (State, erro
 	}
 	return st, nil
 }
+
+// Begin records, before the phases first migrate, how many legacy accounts
+// there are: the first catch-up's count to compare with, instead of a
+// pass over every _id. A state kept from before (a database migrated
+// again after a down) is left as it is.
+func Begin(ctx context.Context, store step.Store, legacy int64) error {
+	var st State
+	found, err := store.Load(ctx, stateKey, &st)
+	if err != nil || found {
+		return err
+	}
+	return saveState(ctx, store, State{Accounted: legacy})
+}

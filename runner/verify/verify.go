@@ -533,6 +533,52 @@ type verifier struct {
 	orgOf map[string]string
 	// live: the service writes tenant accounts (Options.Live or CutOver).
 	live bool
+	// A merged tenant account's date_updated is the latest of its legacy
+	// accounts' (phase 1's rule), read at its own key, while its
+	// accounts' come at theirs: mergedDate keeps the date of each merged
+	// tenant account met (live only), memberDate the latest date of the
+	// accounts of one not met yet. Both hold merged tenant accounts only.
+	mergedDate map[string]bson.RawValue
+	memberDate map[string]bson.RawValue
+}
+
+// memberFresh checks a merged account's date against its tenant
+// account's, whichever of the two keys came first.
+func (v *verifier) memberFresh(tenant model.ID, date bson.RawValue, shown string) {
+	if !v.live {
+		return
+	}
+	key := tenant.Key()
+	if td, ok := v.mergedDate[key]; ok {
+		if newerThan(date, td) {
+			v.notCarried(&v.rep.Stale, &v.rep.StaleLate, shown)
+		}
+		return
+	}
+	if v.memberDate == nil {
+		v.memberDate = map[string]bson.RawValue{}
+	}
+	if cur, ok := v.memberDate[key]; !ok || newerThan(date, cur) {
+		v.memberDate[key] = date
+	}
+}
+
+// mergedFresh notes a merged tenant account's date and checks the
+// accounts of it met before.
+func (v *verifier) mergedFresh(key string, date bson.RawValue, shown string) {
+	if !v.live {
+		return
+	}
+	if v.mergedDate == nil {
+		v.mergedDate = map[string]bson.RawValue{}
+	}
+	v.mergedDate[key] = date
+	if md, ok := v.memberDate[key]; ok {
+		delete(v.memberDate, key)
+		if newerThan(md, date) {
+			v.notCarried(&v.rep.Stale, &v.rep.StaleLate, shown)
+		}
+	}
 }
 
 // notCarried counts a legacy change the catch-up has not carried: live,
@@ -583,7 +629,11 @@ func (v *verifier) check(key string, l legacyRow, hasL bool, k Link, hasK bool, 
 			// Merged into another tenant, yet still a tenant of its own.
 			rep.InTwoTenants.add(shown)
 		case hasK:
-			// Judged with its tenant's links.
+			// Judged with its tenant's links; its freshness against its
+			// tenant account's date.
+			if !k.TenantID.IsZero() {
+				v.memberFresh(k.TenantID, l.DateUpdated, shown)
+			}
 		case hasT && holds(t, model.MembershipID(ao, id), ao):
 			rep.OneToOne++
 			v.org(org).Migrated++
@@ -624,6 +674,9 @@ func (v *verifier) check(key string, l legacyRow, hasL bool, k Link, hasK bool, 
 	}
 	if hasL && !hasK && holds(t, model.MembershipID(ao, id), ao) && newerThan(l.DateUpdated, t.DateUpdated) {
 		v.notCarried(&rep.Stale, &rep.StaleLate, shown)
+	}
+	if len(tl) > 0 {
+		v.mergedFresh(key, t.DateUpdated, shown)
 	}
 	if len(t.Memberships) == 0 {
 		rep.EmptyTenants.add(shown)

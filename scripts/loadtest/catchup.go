@@ -125,33 +125,59 @@ func (h *harness) oldReplica(ctx context.Context, n int, f *CatchUpFigures) erro
 	}
 	now := time.Now().UTC()
 	links := h.db.Collection(names.Links)
+	// Batched, one command each, as the embedded server scans its whole
+	// collection for every write.
+	var inserts []any
+	var edits, deletes bson.A
+	merged, err := linkedOf(ctx, links, picked)
+	if err != nil {
+		return err
+	}
 	for i, raw := range picked {
 		id := raw.Lookup("_id")
 		switch {
 		case i%5 == 3:
 			ao, _ := raw.Lookup(model.FieldAppOrgID).StringValueOK()
-			_, err = accounts.InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("loadtest-new-%06d", i)}, {Key: model.FieldAppOrgID, Value: ao},
+			inserts = append(inserts, bson.D{{Key: "_id", Value: fmt.Sprintf("loadtest-new-%06d", i)}, {Key: model.FieldAppOrgID, Value: ao},
 				{Key: model.FieldAuthTypes, Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: fmt.Sprintf("loadtest-new-%06d@example.org", i)}}}},
 				{Key: model.FieldDateCreated, Value: now}, {Key: model.FieldDateUpdated, Value: now}})
-			f.Inserted++
-		case i%5 == 4 && !linked(ctx, links, id):
-			_, err = accounts.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
-			f.Deleted++
+		case i%5 == 4 && !merged[id.String()]:
+			deletes = append(deletes, id)
 		default:
-			_, err = accounts.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "username", Value: fmt.Sprintf("edited-%d", i)}, {Key: model.FieldDateUpdated, Value: now}}}})
-			f.Edited++
+			edits = append(edits, id)
 		}
-		if err != nil {
-			return fmt.Errorf("the old replica's write: %w", err)
+	}
+	f.Inserted, f.Edited, f.Deleted = len(inserts), len(edits), len(deletes)
+	if len(inserts) > 0 {
+		if _, err := accounts.InsertMany(ctx, inserts); err != nil {
+			return fmt.Errorf("the old replica's inserts: %w", err)
 		}
+	}
+	if _, err := accounts.UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: edits}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "username", Value: "edited"}, {Key: model.FieldDateUpdated, Value: now}}}}); err != nil {
+		return fmt.Errorf("the old replica's edits: %w", err)
+	}
+	if _, err := accounts.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: deletes}}}}); err != nil {
+		return fmt.Errorf("the old replica's deletions: %w", err)
 	}
 	return nil
 }
 
-// linked says whether phase 1 merged the account (its deletion is left to
-// the catch-up test, which checks what it leaves).
-func linked(ctx context.Context, links *mongo.Collection, id bson.RawValue) bool {
-	n, err := links.CountDocuments(ctx, bson.D{{Key: "_id", Value: id}})
-	return err != nil || n > 0
+// linkedOf says which of the accounts phase 1 merged (their deletion is
+// left to the catch-up test, which checks what it leaves), by _id as text.
+func linkedOf(ctx context.Context, links *mongo.Collection, accounts []bson.Raw) (map[string]bool, error) {
+	ids := bson.A{}
+	for _, raw := range accounts {
+		ids = append(ids, raw.Lookup("_id"))
+	}
+	cur, err := links.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("read links: %w", err)
+	}
+	defer cur.Close(ctx)
+	out := map[string]bool{}
+	for cur.Next(ctx) {
+		out[cur.Current.Lookup("_id").String()] = true
+	}
+	return out, cur.Err()
 }
