@@ -56,3 +56,16 @@ func WrittenAfter(tenant bson.Raw, date bson.RawValue) bool {
 	d, ok := date.DateTimeOK()
 	return !ok || t > d
 }
+
+// SourceNewer says whether a legacy account's date_updated is after its
+// tenant account's, as phase 2's refresh compares them ($gt: a missing or
+// null date is below every date): the legacy change is not carried yet.
+// The catch-up and verify ask it of the same two dates.
+func SourceNewer(legacy, tenant bson.RawValue) bool {
+	l, ok := legacy.DateTimeOK()
+	if !ok {
+		return false
+	}
+	t, ok := tenant.DateTimeOK()
+	return !ok || l > t
+}

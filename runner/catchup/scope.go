@@ -108,23 +108,12 @@ func (s *scan) changedSince(ctx context.Context, from time.Time) (pending []mode
 			t = id
 		}
 		td, held := tenantDate[t]
-		if held && !newer(changed[id], td) {
+		if held && !model.SourceNewer(changed[id], td) {
 			continue // carried already
 		}
 		pending = append(pending, id)
 	}
 	return pending, len(ids), nil
-}
-
-// newer says whether a legacy date_updated is after a tenant's, as phase
-// 2's refresh compares them ($gt; missing or null is below every date).
-func newer(legacy, tenant bson.RawValue) bool {
-	lt, lok := legacy.DateTimeOK()
-	if !lok {
-		return false
-	}
-	tt, tok := tenant.DateTimeOK()
-	return !tok || lt > tt
 }
 
 // dates reads the date_updated of the documents of coll that filter

@@ -550,7 +550,7 @@ func (v *verifier) memberFresh(tenant model.ID, date bson.RawValue, shown string
 	}
 	key := tenant.Key()
 	if td, ok := v.mergedDate[key]; ok {
-		if newerThan(date, td) {
+		if model.SourceNewer(date, td) {
 			v.notCarried(&v.rep.Stale, &v.rep.StaleLate, shown)
 		}
 		return
@@ -558,7 +558,7 @@ func (v *verifier) memberFresh(tenant model.ID, date bson.RawValue, shown string
 	if v.memberDate == nil {
 		v.memberDate = map[string]bson.RawValue{}
 	}
-	if cur, ok := v.memberDate[key]; !ok || newerThan(date, cur) {
+	if cur, ok := v.memberDate[key]; !ok || model.SourceNewer(date, cur) {
 		v.memberDate[key] = date
 	}
 }
@@ -575,7 +575,7 @@ func (v *verifier) mergedFresh(key string, date bson.RawValue, shown string) {
 	v.mergedDate[key] = date
 	if md, ok := v.memberDate[key]; ok {
 		delete(v.memberDate, key)
-		if newerThan(md, date) {
+		if model.SourceNewer(md, date) {
 			v.notCarried(&v.rep.Stale, &v.rep.StaleLate, shown)
 		}
 	}
@@ -672,7 +672,7 @@ func (v *verifier) check(key string, l legacyRow, hasL bool, k Link, hasK bool, 
 	if !hasL && !v.live {
 		rep.OrphanTenants.add(shown)
 	}
-	if hasL && !hasK && holds(t, model.MembershipID(ao, id), ao) && newerThan(l.DateUpdated, t.DateUpdated) {
+	if hasL && !hasK && holds(t, model.MembershipID(ao, id), ao) && model.SourceNewer(l.DateUpdated, t.DateUpdated) {
 		v.notCarried(&rep.Stale, &rep.StaleLate, shown)
 	}
 	if len(tl) > 0 {
@@ -734,17 +734,6 @@ func holdsOwn(t tenantRow, id model.ID) bool {
 		}
 	}
 	return false
-}
-
-// newerThan says whether a legacy date_updated is after a tenant's, as
-// phase 2 compares them (missing or null is below every date).
-func newerThan(legacy, tenant bson.RawValue) bool {
-	lt, ok := legacy.DateTimeOK()
-	if !ok {
-		return false
-	}
-	tt, ok := tenant.DateTimeOK()
-	return !ok || lt > tt
 }
 
 // holds reports whether t has the membership id for appOrgID.
