@@ -238,16 +238,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	changed, read, err := s.changedSince(ctx, from)
+	changed, newIDs, read, err := s.changedSince(ctx, from)
 	if err != nil {
 		return rep, err
 	}
-	rep.Read, rep.Changed = read, len(changed)
-	newIDs, err := s.unheld(ctx, changed)
-	if err != nil {
-		return rep, err
-	}
-	rep.New = len(newIDs)
+	rep.Read, rep.Changed, rep.New = read, len(changed), len(newIDs)
 
 	// Deletions: the count tells when there can be none.
 	d := deletions{cfg: cfg, rep: rep}

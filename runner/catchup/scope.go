@@ -62,27 +62,31 @@ func (s *scan) countLegacy(ctx context.Context) (int64, error) {
 // the tenant account that holds it (its own, or its link's) is as new as
 // it (phase 2 refreshes only an older one, and phase 1 writes the latest
 // date of its accounts): the service writing a tenant account newer than
-// its source keeps it so, as the phases do.
-func (s *scan) changedSince(ctx context.Context, from time.Time) (pending []model.ID, read int, err error) {
+// its source keeps it so, as the phases do. newIDs are the pending ones
+// that neither a link (of a merged or listed account) nor a tenant account
+// of their own _id holds: new to the tenant accounts.
+func (s *scan) changedSince(ctx context.Context, from time.Time) (pending, newIDs []model.ID, read int, err error) {
 	filter := bson.D{{Key: "$or", Value: bson.A{
 		bson.D{{Key: model.FieldDateUpdated, Value: bson.D{{Key: "$gte", Value: from}}}},
 		bson.D{{Key: model.FieldDateCreated, Value: bson.D{{Key: "$gte", Value: from}}}},
 	}}}
 	changed, err := s.dates(ctx, s.accounts, filter, "read changed legacy accounts")
 	if err != nil || len(changed) == 0 {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	ids := slices.SortedFunc(maps.Keys(changed), model.ID.Compare)
 	holder := map[model.ID]model.ID{} // account -> the tenant account that holds it
+	linked := map[model.ID]bool{}     // accounts with a link, a tenant account or not
 	for c := range slices.Chunk(ids, idChunk) {
-		err := s.each(ctx, s.links, append(in(model.FieldID, c), bson.E{Key: "tenant_id", Value: bson.D{{Key: "$exists", Value: true}}}),
-			bson.D{{Key: "tenant_id", Value: 1}}, "read links", func(raw bson.Raw) {
-				a, _ := model.IDOf(raw.Lookup(model.FieldID))
-				t, _ := model.IDOf(raw.Lookup("tenant_id"))
+		err := s.each(ctx, s.links, in(model.FieldID, c), bson.D{{Key: "tenant_id", Value: 1}}, "read links", func(raw bson.Raw) {
+			a, _ := model.IDOf(raw.Lookup(model.FieldID))
+			linked[a] = true
+			if t, ok := model.IDOf(raw.Lookup("tenant_id")); ok {
 				holder[a] = t
-			})
+			}
+		})
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 	}
 	tenantIDs := map[model.ID]bool{}
@@ -98,7 +102,7 @@ func (s *scan) changedSince(ctx context.Context, from time.Time) (pending []mode
 	for c := range slices.Chunk(tids, idChunk) {
 		got, err := s.dates(ctx, s.tenants, in(model.FieldID, c), "read tenant accounts")
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 		maps.Copy(tenantDate, got)
 	}
@@ -112,8 +116,11 @@ func (s *scan) changedSince(ctx context.Context, from time.Time) (pending []mode
 			continue // carried already
 		}
 		pending = append(pending, id)
+		if _, owns := tenantDate[id]; !linked[id] && !owns {
+			newIDs = append(newIDs, id)
+		}
 	}
-	return pending, len(ids), nil
+	return pending, newIDs, len(ids), nil
 }
 
 // dates reads the date_updated of the documents of coll that filter
@@ -151,22 +158,13 @@ func (s *scan) each(ctx context.Context, coll *mongo.Collection, filter, proj bs
 // sorted and unique. A retry reads them all again.
 func (s *scan) ids(ctx context.Context, coll *mongo.Collection, filter bson.D, field, what string) ([]model.ID, error) {
 	var out []model.ID
-	err := s.cfg.Retry.Do(ctx, what, func(ctx context.Context) error {
-		out = out[:0]
-		cur, err := coll.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: field, Value: 1}}).SetBatchSize(int32(s.cfg.Batch)))
-		if err != nil {
-			return err
+	err := s.each(ctx, coll, filter, bson.D{{Key: field, Value: 1}}, what, func(raw bson.Raw) {
+		if id, ok := model.IDOf(raw.Lookup(field)); ok {
+			out = append(out, id)
 		}
-		defer cur.Close(ctx)
-		for cur.Next(ctx) {
-			if id, ok := model.IDOf(cur.Current.Lookup(field)); ok {
-				out = append(out, id)
-			}
-		}
-		return cur.Err()
 	})
 	if err != nil {
-		return nil, retry.Wrap(what, err)
+		return nil, err
 	}
 	slices.SortFunc(out, model.ID.Compare)
 	return slices.Compact(out), nil
@@ -194,35 +192,6 @@ func chunked[T any](ctx context.Context, ids []T, read func(context.Context, []T
 	}
 	slices.SortFunc(out, model.ID.Compare)
 	return slices.Compact(out), nil
-}
-
-// unheld are the ids that neither a link nor a tenant account of the same
-// _id holds: accounts new to the tenant accounts.
-func (s *scan) unheld(ctx context.Context, ids []model.ID) ([]model.ID, error) {
-	held := func(coll *mongo.Collection, what string) ([]model.ID, error) {
-		return chunked(ctx, ids, func(ctx context.Context, c []model.ID) ([]model.ID, error) {
-			return s.ids(ctx, coll, in(model.FieldID, c), model.FieldID, what)
-		})
-	}
-	linked, err := held(s.links, "read links")
-	if err != nil {
-		return nil, err
-	}
-	owned, err := held(s.tenants, "read tenant accounts")
-	if err != nil {
-		return nil, err
-	}
-	var out []model.ID
-	for _, id := range ids {
-		if _, ok := slices.BinarySearchFunc(linked, id, model.ID.Compare); ok {
-			continue
-		}
-		if _, ok := slices.BinarySearchFunc(owned, id, model.ID.Compare); ok {
-			continue
-		}
-		out = append(out, id)
-	}
-	return out, nil
 }
 
 // identityKey is an identity as the rules compare it, within its org.
