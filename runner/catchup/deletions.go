@@ -69,7 +69,8 @@ func (d *deletions) fullPass(ctx context.Context, newIDs []model.ID) (unseen []m
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		return join.ByID(rows, what), nil
+		// Read ahead, the server reads the three side by side.
+		return join.ByID(sorted.ReadAhead(ctx, rows, 2), what), nil
 	}
 	legacy, err := open(d.cfg.Accounts, bson.D{{Key: model.FieldID, Value: 1}}, "legacy accounts")
 	if err != nil {

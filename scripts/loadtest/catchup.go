@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/catchup"
 	"github.com/tenantmigrate/runner/runner/verify"
 )
 
@@ -45,6 +46,8 @@ type catchUpReport struct {
 	FullPass bool   `json:"full_pass"`
 	Deleted  int    `json:"deleted"`
 	Took     string `json:"took"`
+	// Stages are where the time went (catchup.Report's).
+	Stages catchup.Stages `json:"stages,omitempty"`
 }
 
 // changedShare is the share of the accounts the old replica changes.

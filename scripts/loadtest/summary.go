@@ -138,6 +138,9 @@ func printSummary(w io.Writer, r report) error {
 			line("catch-up seconds", "%.2f s%s  (runner sync after %d edited, %d new, %d deleted: %d carried, %d in scope, %d deleted found%s)",
 				c.Sync.Seconds, share(c.Sync.Seconds), c.Edited, c.Inserted, c.Deleted, rep.Changed, rep.Scope, rep.Deleted,
 				map[bool]string{true: ", by the pass over the _ids", false: ""}[rep.FullPass])
+			if len(rep.Stages) > 0 {
+				line("catch-up stages", "%s", rep.Stages)
+			}
 		}
 		if c.VerifyDone {
 			line("verify after catch-up", "OK")

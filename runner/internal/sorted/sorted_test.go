@@ -2,6 +2,7 @@ package sorted_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -140,4 +141,75 @@ func TestCursorResumesByTwoKeys(t *testing.T) {
 		}
 		c.Close(ctx)
 	}
+}
+
+// Read ahead, a cursor gives the same documents in the same order, each
+// still whole after the reader has moved on; a cursor that breaks gives
+// what came before and then its error, never a silent end; a reader that
+// stops early or is cancelled does not wait for the rest.
+func TestReadAhead(t *testing.T) {
+	ctx := context.Background()
+	db := env.Database(t)
+	coll := db.Collection("ahead")
+	var docs []any
+	for i := 0; i < 250; i++ {
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("a%03d", i)}, {Key: "n", Value: i}})
+	}
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	read := func(t *testing.T, o sorted.Options, kill bool) ([]bson.Raw, error) {
+		c, err := sorted.Open(ctx, coll, nil, nil, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kill { // the first batch came with the find; the next getMore fails
+			if err := db.RunCommand(ctx, bson.D{{Key: "killCursors", Value: "ahead"}, {Key: "cursors", Value: bson.A{sorted.ServerCursorID(c)}}}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a := sorted.ReadAhead(ctx, c, 2)
+		defer a.Close(ctx)
+		var got []bson.Raw
+		for {
+			raw, ok := a.Next(ctx)
+			if !ok {
+				return got, a.Err()
+			}
+			got = append(got, raw)
+		}
+	}
+	for _, batch := range []int{1, 7, 1000} {
+		got, err := read(t, sorted.Options{Batch: batch}, false)
+		if err != nil || len(got) != len(docs) {
+			t.Fatalf("batch %d: err %v, %d of %d documents", batch, err, len(got), len(docs))
+		}
+		for i, raw := range got {
+			if id, n := raw.Lookup("_id").StringValue(), raw.Lookup("n").AsInt64(); id != fmt.Sprintf("a%03d", i) || n != int64(i) {
+				t.Fatalf("batch %d: document %d is %s (n %d)", batch, i, id, n)
+			}
+		}
+	}
+	got, err := read(t, sorted.Options{Batch: 10}, true)
+	if err == nil || len(got) != 10 {
+		t.Errorf("a broken cursor read ahead: err %v after %d documents; want its error after the first batch of 10", err, len(got))
+	}
+
+	c, err := sorted.Open(ctx, coll, nil, nil, sorted.Options{Batch: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := sorted.ReadAhead(ctx, c, 1)
+	if _, ok := a.Next(ctx); !ok {
+		t.Fatalf("no first document: %v", a.Err())
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, ok := a.Next(cancelled); ok {
+		t.Error("a cancelled reader got a document")
+	}
+	if !errors.Is(a.Err(), context.Canceled) {
+		t.Errorf("a cancelled reader: err %v, want context.Canceled", a.Err())
+	}
+	a.Close(ctx) // returns although the goroutine had more to send
 }
