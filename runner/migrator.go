@@ -85,6 +85,9 @@ func (m *migrator) through(ctx context.Context, t target) (Result, error) {
 	return res, err
 }
 
+// stateReadTimeout bounds the read of where a run left the database.
+const stateReadTimeout = 5 * time.Second
+
 func (m *migrator) migrateWith(ctx context.Context, down bool, fn func(*session) error) (Result, error) {
 	var res Result
 	listed := false // res.Steps read under the lease
@@ -94,7 +97,7 @@ func (m *migrator) migrateWith(ctx context.Context, down bool, fn func(*session)
 		if err != nil {
 			return err
 		}
-		res.From = v
+		res.From, res.To = v, v
 		resumed, err := m.resolveDirty(ctx, s, down)
 		if err != nil {
 			return err
@@ -112,9 +115,13 @@ func (m *migrator) migrateWith(ctx context.Context, down bool, fn func(*session)
 		if errors.Is(err, migrate.ErrNoChange) {
 			err = nil
 		}
-		if v, _, verr := s.drv.Version(); verr == nil {
-			res.To = v
+		// Where this run left the database, read even when ctx was
+		// cancelled (Ctrl-C): a run stopped part way says so.
+		readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stateReadTimeout)
+		if st, verr := s.drv.State(readCtx); verr == nil {
+			res.To, res.Dirty = st.Version, st.Dirty
 		}
+		cancel()
 		if err != nil || down || m.afterUp == nil {
 			return err
 		}

@@ -157,6 +157,9 @@ type Result struct {
 	To      int          `json:"to_version"`
 	Steps   []StepResult `json:"steps"`
 	Resumed bool         `json:"resumed,omitempty"` // a half-done step was resumed
+	// Dirty: the run stopped with step To half done (interrupted, or it
+	// failed); the next run resumes it.
+	Dirty bool `json:"dirty,omitempty"`
 	// Verify is the reconciliation run after the steps (verify.after_steps).
 	Verify *verify.Report `json:"verify,omitempty"`
 	// CatchUp is what Boot's catch-up carried (boot.catch_up).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -49,8 +50,9 @@ func diff(want, got map[string]string) (missing, extra, changed int) {
 type killPoint struct {
 	event []string
 	delay time.Duration
-	args  []string // the runner's arguments: none is a run as at boot
-	env   []string // more of the runner's environment
+	args  []string  // the runner's arguments: none is a run as at boot
+	env   []string  // more of the runner's environment
+	out   io.Writer // the runner's stdout; nil: discarded
 }
 
 func (p killPoint) matches(line string) bool {
@@ -105,33 +107,33 @@ func TestKillAnywhereThenRerun(t *testing.T) {
 	var points []killPoint
 	// A real engine takes phase 1's server path, which has no collect
 	// pass: it fetches the grouped accounts as it merges them.
-	collect := killPoint{pass("3 collect"), 100 * time.Millisecond, nil, nil}
+	collect := killPoint{pass("3 collect"), 100 * time.Millisecond, nil, nil, nil}
 	if env.Real() {
-		collect = killPoint{pass("4 merge"), 100 * time.Millisecond, nil, nil}
+		collect = killPoint{pass("4 merge"), 100 * time.Millisecond, nil, nil, nil}
 	}
 	if env.Real() {
 		// FerretDB 1.24 cancels a createIndexes whose client vanished half
 		// way and then panics on every later createIndexes of that
 		// collection ("slice bounds out of range"): a server bug, so this
 		// point runs on real MongoDB only.
-		points = append(points, killPoint{started("commands"), 0, nil, nil})
+		points = append(points, killPoint{started("commands"), 0, nil, nil, nil})
 	}
 	points = append(points, []killPoint{
-		{pass("1 identities"), 30 * time.Millisecond, nil, nil},
-		{pass("2 groups"), 0, nil, nil},
+		{pass("1 identities"), 30 * time.Millisecond, nil, nil, nil},
+		{pass("2 groups"), 0, nil, nil, nil},
 		collect,
-		{pass("4 merge"), 0, nil, nil},
-		{pass("4 merge"), 300 * time.Millisecond, nil, nil},
-		{finished("phase1"), 0, nil, nil},
-		{started("phase2"), 300 * time.Millisecond, nil, nil},
-		{started("phase2"), 800 * time.Millisecond, nil, nil},
-		{started("phase2"), 1500 * time.Millisecond, nil, nil},
+		{pass("4 merge"), 0, nil, nil, nil},
+		{pass("4 merge"), 300 * time.Millisecond, nil, nil, nil},
+		{finished("phase1"), 0, nil, nil, nil},
+		{started("phase2"), 300 * time.Millisecond, nil, nil, nil},
+		{started("phase2"), 800 * time.Millisecond, nil, nil, nil},
+		{started("phase2"), 1500 * time.Millisecond, nil, nil, nil},
 		// The run after a kill in phase 2 resumes it, then verifies.
-		{[]string{"verify: started"}, 100 * time.Millisecond, nil, nil},
-		{[]string{"verify: started"}, 100 * time.Millisecond, []string{"verify"}, nil},
-		{[]string{"verify: started"}, 700 * time.Millisecond, []string{"verify"}, nil},
-		{pass("1 identities"), 50 * time.Millisecond, []string{"--phase", "1"}, nil},
-		{pass("4 merge"), 200 * time.Millisecond, []string{"--phase", "1"}, nil},
+		{[]string{"verify: started"}, 100 * time.Millisecond, nil, nil, nil},
+		{[]string{"verify: started"}, 100 * time.Millisecond, []string{"verify"}, nil, nil},
+		{[]string{"verify: started"}, 700 * time.Millisecond, []string{"verify"}, nil, nil},
+		{pass("1 identities"), 50 * time.Millisecond, []string{"--phase", "1"}, nil, nil},
+		{pass("4 merge"), 200 * time.Millisecond, []string{"--phase", "1"}, nil, nil},
 	}...)
 	killed := 0
 	for _, p := range points {
@@ -348,7 +350,7 @@ func TestKillReferencesThenRerun(t *testing.T) {
 	started := func(name string) []string { return []string{`"msg":"step started"`, `"name":"` + name + `"`} }
 	var points []killPoint
 	for _, d := range []time.Duration{0, 100 * time.Millisecond, 400 * time.Millisecond, time.Second, 2 * time.Second} {
-		points = append(points, killPoint{started("references"), d, []string{"--references"}, refs})
+		points = append(points, killPoint{started("references"), d, []string{"--references"}, refs, nil})
 	}
 	killed := 0
 	for _, p := range points {
@@ -388,7 +390,7 @@ func TestKillReferencesThenRerun(t *testing.T) {
 
 	downKilled := 0
 	for _, d := range []time.Duration{50 * time.Millisecond, 500 * time.Millisecond, 1500 * time.Millisecond} {
-		if runUntil(t, db.Name(), killPoint{started("references_down"), d, []string{"down"}, refs}) {
+		if runUntil(t, db.Name(), killPoint{started("references_down"), d, []string{"down"}, refs, nil}) {
 			downKilled++
 		}
 	}
@@ -423,6 +425,7 @@ func actAt(t *testing.T, db, uri string, p killPoint, act func(*exec.Cmd)) (*exe
 	cmd.Env = append(os.Environ(), "RUNNER_MONGODB_URI="+uri, "RUNNER_MONGODB_DATABASE="+db, "RUNNER_LOG_FORMAT=json")
 	cmd.Env = append(cmd.Env, fastLease...)
 	cmd.Env = append(cmd.Env, p.env...)
+	cmd.Stdout = p.out
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -505,11 +508,11 @@ func TestCutOffHolderWritesNothingThatCounts(t *testing.T) {
 		hold  bool     // hold A's requests in flight (else pause A)
 		b     []string // what B runs meanwhile
 	}{
-		{"phase 2 paused, another runner's down", killPoint{rangeDone, 0, nil, smallRanges}, false, []string{"down"}},
-		{"phase 2 paused, another runner's phase 2", killPoint{rangeDone, 0, nil, smallRanges}, false, []string{"--phase", "2"}},
-		{"phase 1 paused, another runner's down", killPoint{pass("4 merge"), 100 * time.Millisecond, nil, nil}, false, []string{"down"}},
-		{"phase 2 held in flight, another runner's down", killPoint{rangeDone, 0, nil, smallRanges}, true, []string{"down"}},
-		{"phase 2 held in flight, another runner's phase 2", killPoint{rangeDone, 0, nil, smallRanges}, true, []string{"--phase", "2"}},
+		{"phase 2 paused, another runner's down", killPoint{rangeDone, 0, nil, smallRanges, nil}, false, []string{"down"}},
+		{"phase 2 paused, another runner's phase 2", killPoint{rangeDone, 0, nil, smallRanges, nil}, false, []string{"--phase", "2"}},
+		{"phase 1 paused, another runner's down", killPoint{pass("4 merge"), 100 * time.Millisecond, nil, nil, nil}, false, []string{"down"}},
+		{"phase 2 held in flight, another runner's down", killPoint{rangeDone, 0, nil, smallRanges, nil}, true, []string{"down"}},
+		{"phase 2 held in flight, another runner's phase 2", killPoint{rangeDone, 0, nil, smallRanges, nil}, true, []string{"--phase", "2"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			db := env.Database(t)
@@ -583,7 +586,7 @@ func TestKilledHoldersMergeEndsWithItsLease(t *testing.T) {
 	oneRange := []string{"RUNNER_PHASE2_RANGE_SIZE=100000", "RUNNER_PHASE2_PARALLEL=1"}
 	// 5 s after the probe (and the range's counts): in its one $merge, which takes longer
 	// than the lease (3 s) at this size on FerretDB 2
-	point := killPoint{[]string{"phase 2: probed the server"}, 5 * time.Second, nil, oneRange}
+	point := killPoint{[]string{"phase 2: probed the server"}, 5 * time.Second, nil, oneRange, nil}
 	a, done := actAt(t, db.Name(), uri, point, func(cmd *exec.Cmd) {
 		for _, stream := range []string{"upstream", "downstream"} {
 			spec := `{"name":"silent-` + stream + `","type":"timeout","stream":"` + stream + `","toxicity":1,"attributes":{"timeout":0}}`

@@ -209,7 +209,7 @@ func parse(args []string, stdout, stderr io.Writer) (invocation, int, bool) {
 	switch {
 	case !inv.cmd.known():
 		return usageError("unknown command %q", inv.cmd)
-	case inv.phase != 0 && (inv.phase < 1 || inv.phase > 2 || inv.cmd != commandUp):
+	case fs.Changed("phase") && (inv.phase < 1 || inv.phase > 2 || inv.cmd != commandUp):
 		return usageError("--phase takes 1 or 2 and goes with no command")
 	case inv.refs && (inv.phase != 0 || inv.cmd != commandUp):
 		return usageError("--references goes with no command and no --phase")
@@ -299,15 +299,27 @@ func cmdSteps(ctx context.Context, r *runner.Runner, inv invocation, stdout, std
 		res, err = r.Boot(ctx)
 	}
 	code := exitOK
-	if inv.asJSON {
+	switch {
+	case err != nil && len(res.Steps) == 0 && !res.Resumed && !res.Dirty:
+		// Nothing ran (the lock was not had, the server not reached):
+		// the error says it all.
+	case inv.asJSON:
 		code = printJSON(stdout, stderr, res)
-	} else {
+	default:
 		printResult(stdout, res)
 	}
 	if err != nil {
 		return fail(stderr, err)
 	}
 	return code
+}
+
+// version names a version of the database: -1 is none applied.
+func version(v int) string {
+	if v < 0 {
+		return "no step applied"
+	}
+	return fmt.Sprintf("version %d", v)
 }
 
 // isTerminal says whether w is a terminal (a writer that is no file is
@@ -322,6 +334,11 @@ func isTerminal(w io.Writer) bool {
 }
 
 func fail(stderr io.Writer, err error) int {
+	if errors.Is(err, context.Canceled) {
+		// The only cancel is the signal's.
+		fmt.Fprintln(stderr, "runner: interrupted (Ctrl-C or SIGTERM); what was written stays, and the next run goes on from there")
+		return exitFailed
+	}
 	fmt.Fprintf(stderr, "runner: %s\n", strings.Join(strings.Fields(err.Error()), " "))
 	switch {
 	case config.IsError(err):
@@ -355,7 +372,7 @@ func printResult(w io.Writer, res runner.Result) {
 		fmt.Fprintln(w, "resumed a step a previous runner left half done")
 	}
 	if len(res.Steps) == 0 {
-		fmt.Fprintf(w, "no step to apply: at version %d\n", res.To)
+		fmt.Fprintf(w, "no step to apply: at %s\n", version(res.To))
 		printCatchUp(w, res.CatchUp)
 		return
 	}
@@ -374,7 +391,11 @@ func printResult(w io.Writer, res runner.Result) {
 			fmt.Fprintf(w, "step %d: %s\n", s.Version, n)
 		}
 	}
-	fmt.Fprintf(w, "version %d -> %d\n", res.From, res.To)
+	if res.Dirty {
+		fmt.Fprintf(w, "%s -> stopped in step %d, left half done: the next run resumes it\n", version(res.From), res.To)
+	} else {
+		fmt.Fprintf(w, "%s -> %s\n", version(res.From), version(res.To))
+	}
 	if res.Verify != nil {
 		res.Verify.Print(w)
 	}

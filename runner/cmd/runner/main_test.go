@@ -27,6 +27,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
 
@@ -118,6 +119,9 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"--no-such-flag"}, 2, "unknown flag"},
 		{[]string{"--phase", "3"}, 2, "--phase takes 1 or 2"},
+		{[]string{"--phase", "0"}, 2, "--phase takes 1 or 2"},
+		{[]string{"--phase=-1"}, 2, "--phase takes 1 or 2"},
+		{[]string{"status", "--phase", "1"}, 2, "--phase takes 1 or 2"},
 		{[]string{"status", "--dry-run"}, 2, "--dry-run goes with"},
 	}
 	for _, tt := range tests {
@@ -162,7 +166,7 @@ func TestUpStatusDownThroughTheBinary(t *testing.T) {
 		}
 	}
 	r = runBin(t, db.Name(), nil)
-	if r.code != 0 || !strings.Contains(r.stdout, "tenants_accounts_indexes") || !strings.Contains(r.stdout, fmt.Sprintf("version -1 -> %d", top)) ||
+	if r.code != 0 || !strings.Contains(r.stdout, "tenants_accounts_indexes") || !strings.Contains(r.stdout, fmt.Sprintf("no step applied -> version %d", top)) ||
 		!strings.Contains(r.stdout, "READ  WRITTEN  MERGED  REFRESHED  SKIPPED  DELETED  KEPT") {
 		t.Fatalf("runner = %+v", r)
 	}
@@ -191,7 +195,7 @@ func TestUpStatusDownThroughTheBinary(t *testing.T) {
 	}
 	for v := top; v >= 1; v-- {
 		r = runBin(t, db.Name(), nil, "down")
-		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("version %d -> %d", v, v-1)) && !(v == 1 && strings.Contains(r.stdout, "version 1 -> -1")) {
+		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("version %d -> version %d", v, v-1)) && !(v == 1 && strings.Contains(r.stdout, "version 1 -> no step applied")) {
 			t.Fatalf("down from %d = %+v", v, r)
 		}
 	}
@@ -216,7 +220,7 @@ func TestConcurrentBinariesApplyOnce(t *testing.T) {
 		if r.code != 0 {
 			t.Errorf("runner %d exited %d: %s", i, r.code, r.stderr)
 		}
-		if strings.Contains(r.stdout, fmt.Sprintf("version -1 -> %d", latest(t))) {
+		if strings.Contains(r.stdout, fmt.Sprintf("no step applied -> version %d", latest(t))) {
 			applied++
 		}
 	}
@@ -270,7 +274,7 @@ func TestKilledHolderBlocksAtMostOneLease(t *testing.T) {
 	start := time.Now()
 	r := runBin(t, db.Name(), nil)
 	waited := time.Since(start)
-	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("version -1 -> %d", latest(t))) {
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("no step applied -> version %d", latest(t))) {
 		t.Fatalf("runner after a killed holder = %+v", r)
 	}
 	if waited > 3*time.Second+5*time.Second {
@@ -374,5 +378,60 @@ func TestWritesOnlyToItsWriters(t *testing.T) {
 		if code != exitFailed || !strings.Contains(lastLine(errb.String()), "runner: print JSON: broken pipe") {
 			t.Errorf("runner %v into a broken pipe = %d, %q; want exit %d saying so", cmd, code, lastLine(errb.String()), exitFailed)
 		}
+	}
+}
+
+// A runner that never got the lock says only that: no version it did not
+// read, no "nothing to do".
+func TestLockWaitSaysOnlyThat(t *testing.T) {
+	db := env.Database(t)
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "HOLDLOCK_URI="+env.URI, "HOLDLOCK_DB="+db.Name())
+	stdout, _ := child.StdoutPipe()
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+	if line, _ := bufio.NewReader(stdout).ReadString('\n'); strings.TrimSpace(line) != "held" {
+		t.Fatalf("child did not take the lock: %q", line)
+	}
+	r := runBin(t, db.Name(), []string{"RUNNER_LOCK_WAIT=2s"})
+	if r.code != 5 || strings.TrimSpace(r.stdout) != "" || !strings.Contains(lastLine(r.stderr), "lock wait") {
+		t.Errorf("runner behind a live holder = exit %d, stdout %q, last line %q; want exit 5, nothing on stdout, the lock wait", r.code, r.stdout, lastLine(r.stderr))
+	}
+}
+
+// Interrupted (SIGINT) in phase 2, the runner says it was, and in which
+// step it stopped half done: the version status then shows. The next run
+// resumes it.
+func TestInterruptSaysWhereItStopped(t *testing.T) {
+	opts := gen.Options{Accounts: 2500, Seed: 21}
+	if env.Real() {
+		opts.Accounts = 20000 // a real engine ends phase 2 within the delay
+	}
+	db := env.Database(t)
+	env.Load(t, db, opts)
+	var out bytes.Buffer
+	p := killPoint{[]string{`"msg":"step started"`, `"name":"phase2"`}, 300 * time.Millisecond, nil, nil, &out}
+	cmd, done := actAt(t, db.Name(), env.URI, p, func(cmd *exec.Cmd) { _ = cmd.Process.Signal(os.Interrupt) })
+	if cmd == nil {
+		t.Fatal("phase 2 never started")
+	}
+	if err := <-done; cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("interrupted runner: %v (exit %d); stdout %s", err, cmd.ProcessState.ExitCode(), out.String())
+	}
+	st := runBin(t, db.Name(), fastLease, "status", "--json")
+	var status struct {
+		Version int  `json:"version"`
+		Dirty   bool `json:"dirty"`
+	}
+	if err := json.Unmarshal([]byte(st.stdout), &status); err != nil || !status.Dirty {
+		t.Fatalf("status after the interrupt: %v %s", err, st.stdout)
+	}
+	if want := fmt.Sprintf("stopped in step %d, left half done: the next run resumes it", status.Version); !strings.Contains(out.String(), want) {
+		t.Errorf("the interrupted run's output does not say %q:\n%s", want, out.String())
+	}
+	if r := runBin(t, db.Name(), fastLease); r.code != 0 || !strings.Contains(r.stdout, "resumed a step") {
+		t.Errorf("run after the interrupt = %+v", r)
 	}
 }
