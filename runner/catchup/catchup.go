@@ -273,7 +273,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	s := newScan(cfg)
 	since := time.Now()
-	if rep.MissingIndexes = s.missingIndexes(ctx); len(rep.MissingIndexes) > 0 {
+	rep.MissingIndexes = s.missingIndexes(ctx)
+	s.indexed(rep.MissingIndexes)
+	if len(rep.MissingIndexes) > 0 {
 		cfg.Log.WithField("fields", rep.MissingIndexes).Warn("catch-up: the legacy accounts have no index on these fields, so each catch-up reads every account; an index on each (created by the service's owner: the runner never writes the legacy collection) makes it read only what changed")
 	}
 	legacyCount, err := s.countLegacy(ctx)
