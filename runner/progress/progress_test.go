@@ -2,7 +2,9 @@ package progress
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,4 +74,86 @@ func TestBarRedrawsAtMostEvery200ms(t *testing.T) {
 	if !strings.HasSuffix(buf.String(), "\n") || !strings.Contains(buf.String(), "100/100") {
 		t.Errorf("final line missing: %q", buf.String())
 	}
+}
+
+// A task that waits before its first units still logs every period, and
+// its rate and ETA run from its first units: no "0 a second, ETA hours"
+// from the wait.
+func TestLogRateFromTheFirstUnits(t *testing.T) {
+	var buf bytes.Buffer
+	l := logrus.New()
+	l.SetOutput(&buf)
+	l.SetFormatter(&logrus.JSONFormatter{})
+	c := &fakeClock{t: time.Unix(0, 0)}
+	r := &Log{L: l, Every: 10 * time.Second, now: c.now}
+	task := r.Start("collect", 1000)
+	c.t = c.t.Add(35 * time.Second)
+	task.Add(1) // the first document, after the server's sort
+	for i := 0; i < 10; i++ {
+		c.t = c.t.Add(time.Second)
+		task.Add(10)
+	}
+	task.Done()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d log lines, want 2 periodic and 1 final: %s", len(lines), buf.String())
+	}
+	if strings.Contains(lines[0], "per_second") || strings.Contains(lines[0], "eta") {
+		t.Errorf("the first line, at the first unit, has a rate: %s", lines[0])
+	}
+	if !strings.Contains(lines[1], `"per_second":10`) || !strings.Contains(lines[1], `"eta":"1m30s"`) {
+		t.Errorf("the second line's rate is not the work's: %s", lines[1])
+	}
+}
+
+// With no unit coming, a task still logs every period.
+func TestLogWhileWaiting(t *testing.T) {
+	var buf syncBuffer
+	l := logrus.New()
+	l.SetOutput(&buf)
+	l.SetFormatter(&logrus.JSONFormatter{})
+	task := NewLog(l, 20*time.Millisecond).Start("sort", 0)
+	time.Sleep(150 * time.Millisecond)
+	task.Done()
+	if n := strings.Count(buf.String(), `"msg":"progress"`); n < 2 {
+		t.Errorf("%d progress lines in 150 ms of waiting, every 20 ms: %s", n, buf.String())
+	}
+}
+
+// Lines written through the bar's Writer (the logger's) clear the bar
+// first and draw it again after: never written onto it.
+func TestBarKeepsLogLinesOffIt(t *testing.T) {
+	var buf syncBuffer
+	c := &fakeClock{t: time.Unix(0, 0)}
+	b := &Bar{W: &buf, now: c.now}
+	task := b.Start("merge", 100)
+	c.t = c.t.Add(time.Second)
+	task.Add(10)
+	fmt.Fprint(b.Writer(), "INFO groups merged\n")
+	task.Done()
+	out := buf.String()
+	i := strings.Index(out, "INFO groups merged")
+	if i < 0 || !strings.HasSuffix(out[:i], "\r\033[K") {
+		t.Errorf("the log line does not start on a cleared line: %q", out)
+	}
+	if rest := out[i+len("INFO groups merged\n"):]; !strings.HasPrefix(rest, "merge") {
+		t.Errorf("the bar is not drawn again after the log line: %q", rest)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
