@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -87,7 +88,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	// the text goes nowhere.
 	var handler slog.Handler = slog.DiscardHandler
 	if opts.Log != nil {
-		handler = slog.NewTextHandler(opts.Log, &slog.HandlerOptions{Level: slog.LevelWarn})
+		handler = quietWire{slog.NewTextHandler(opts.Log, &slog.HandlerOptions{Level: slog.LevelWarn})}
 	}
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: addr},
@@ -155,3 +156,23 @@ func freeAddr() (string, error) {
 	defer l.Close()
 	return l.Addr().String(), nil
 }
+
+// quietWire drops FerretDB's dumps of a command it answered with an error
+// ("Response header: ..." and a multi-line "Response message: ..." at
+// warning level). The client gets that error and reports it itself; the
+// dumps are noise, a dozen lines for every disconnect (FerretDB 1 answers
+// the driver's endSessions with "no such command").
+type quietWire struct{ slog.Handler }
+
+func (q quietWire) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelError && (strings.HasPrefix(r.Message, "Response header: ") || strings.HasPrefix(r.Message, "Response message:")) {
+		return nil
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
+func (q quietWire) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return quietWire{q.Handler.WithAttrs(attrs)}
+}
+
+func (q quietWire) WithGroup(name string) slog.Handler { return quietWire{q.Handler.WithGroup(name)} }

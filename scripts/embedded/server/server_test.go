@@ -1,10 +1,18 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"math"
 	"runtime/debug"
+	"strings"
+	"sync"
 	"testing"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 )
 
 // The server raises its host's GC target and sets a soft memory limit
@@ -46,4 +54,42 @@ func TestStartSetsTheHostsGCTarget(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The server's log carries no wire dumps of the commands it refuses: the
+// driver's endSessions at every disconnect, a duplicate key.
+func TestLogHasNoWireDumps(t *testing.T) {
+	var log bytes.Buffer
+	s, err := Start(context.Background(), Options{Dir: t.TempDir(), Log: &syncWriter{w: &log}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		c, err := mongo.Connect(ctx, options.Client().ApplyURI(s.URI()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		coll := c.Database("quiet").Collection("c")
+		_, _ = coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}})
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err == nil {
+			t.Error("a duplicate _id was taken")
+		}
+		_ = c.Disconnect(ctx)
+	}
+	s.Stop()
+	if n := strings.Count(log.String(), "\n"); strings.Contains(log.String(), "Response") || n > 5 {
+		t.Errorf("the server logged %d lines, with wire dumps:\n%s", n, log.String())
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
