@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -30,11 +31,11 @@ func connect(ctx context.Context, c config.MongoDB, monitor *event.CommandMonito
 		opts.SetMonitor(monitor)
 	}
 	if err := opts.Validate(); err != nil {
-		return nil, &config.Error{Key: "mongodb.uri", Msg: RedactIn(err.Error(), c.URI)}
+		return nil, uriError(err, c)
 	}
 	client, err := mongo.Connect(ctx, opts)
 	if err != nil {
-		return nil, &config.Error{Key: "mongodb.uri", Msg: RedactIn(err.Error(), c.URI)}
+		return nil, uriError(err, c)
 	}
 	pctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout+time.Second)
 	defer cancel()
@@ -43,6 +44,17 @@ func connect(ctx context.Context, c config.MongoDB, monitor *event.CommandMonito
 		return nil, classifyConnectErr(err, c)
 	}
 	return client, nil
+}
+
+// uriError is a URI the driver refused: a configuration error, but for a
+// mongodb+srv:// name whose DNS lookup failed, which is a server that
+// cannot be reached, as with a plain host name that does not resolve.
+func uriError(err error, c config.MongoDB) error {
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return fmt.Errorf("%w at %s: %s", ErrUnreachable, RedactURI(c.URI), RedactIn(dns.Error(), c.URI))
+	}
+	return &config.Error{Key: "mongodb.uri", Msg: RedactIn(err.Error(), c.URI)}
 }
 
 // classifyConnectErr tells refused credentials (ErrAuth) from a server

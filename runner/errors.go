@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/lease"
@@ -33,6 +34,9 @@ var (
 	// ErrUnknownStep: a step file names a Go step this build does not
 	// have. New refuses it before any step runs.
 	ErrUnknownStep = errors.New("a step file names a Go step this build does not have")
+	// ErrNoLegacy: the database has no legacy accounts collection, and the
+	// configuration does not say it is a new install (NoLegacyError).
+	ErrNoLegacy = errors.New("no legacy accounts collection")
 )
 
 // DirtyError says which step was left half done, and by what.
@@ -58,3 +62,24 @@ type MismatchError struct{ Problem string }
 func (e *MismatchError) Error() string { return "verify found " + e.Problem }
 
 func (e *MismatchError) Unwrap() error { return ErrMismatch }
+
+// NoLegacyError: the database has no legacy accounts collection; Has are
+// the collections it does have (at most a few, then how many more).
+type NoLegacyError struct {
+	Database, Collection string
+	Has                  []string
+	More                 int
+}
+
+func (e *NoLegacyError) Error() string {
+	has := "no collection at all"
+	if len(e.Has) > 0 {
+		has = "only " + strings.Join(e.Has, ", ")
+		if e.More > 0 {
+			has += fmt.Sprintf(" and %d more", e.More)
+		}
+	}
+	return fmt.Sprintf("database %q has no collection %q (it has %s): is mongodb.database right? A new install with no legacy accounts sets new_install: true", e.Database, e.Collection, has)
+}
+
+func (e *NoLegacyError) Unwrap() error { return ErrNoLegacy }

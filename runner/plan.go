@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/runner/phase1"
+	"github.com/tenantmigrate/runner/runner/phase2"
 	"github.com/tenantmigrate/runner/runner/step"
 )
 
@@ -50,7 +52,7 @@ func (r *Runner) plan(ctx context.Context, t *target) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	p := Plan{Version: st.Version, Dirty: st.Dirty}
+	p := Plan{Version: st.Version, Dirty: st.Dirty, Steps: []PlannedStep{}}
 	target := -1
 	if t != nil {
 		if target, err = r.m.cat.version(*t); err != nil {
@@ -76,7 +78,24 @@ func (r *Runner) plan(ctx context.Context, t *target) (Plan, error) {
 		}
 		p.Steps = append(p.Steps, ps)
 	}
+	afterPhase1(p.Steps)
 	return p, nil
+}
+
+// afterPhase1 makes phase 2's dry run count as it will run: after the
+// phase 1 planned before it, whose links take some accounts from it.
+func afterPhase1(steps []PlannedStep) {
+	var p1 *phase1.Report
+	for _, s := range steps {
+		switch r := s.Report.(type) {
+		case *phase1.Report:
+			p1 = r
+		case *phase2.Report:
+			if p1 != nil && r != nil {
+				r.AfterPhase1(int64(p1.NewlyLinked), int64(p1.NewlyLinkedOwnTenant))
+			}
+		}
+	}
 }
 
 // PlanDown says what Down would undo, writing nothing: the last applied

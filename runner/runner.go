@@ -14,9 +14,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/event"
 	"go.mongodb.org/mongo-driver/mongo"
 
@@ -107,6 +110,12 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 		r.progress = progress.NewLog(r.log, 10*time.Second)
 	}
 	policy := retryPolicy(cfg.Retry, r.log)
+	if !cfg.NewInstall {
+		if err := legacyPresent(ctx, r.db, cfg.Collections.Accounts, policy); err != nil {
+			_ = client.Disconnect(context.WithoutCancel(ctx))
+			return nil, err
+		}
+	}
 	store := mongomigrate.NewStore(r.db, cfg.Collections.MigrationsPrefix, &policy)
 	host, _ := os.Hostname()
 	r.m = &migrator{
@@ -121,6 +130,28 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 	r.m.beforeUp = r.countBeforeMigrating
 	r.log.WithFields(logrus.Fields{"uri": RedactURI(cfg.MongoDB.URI), "database": cfg.MongoDB.Database, "owner": r.m.owner}).Debug("connected")
 	return r, nil
+}
+
+// legacyPresent refuses a database without the legacy collection.
+func legacyPresent(ctx context.Context, db *mongo.Database, accounts string, policy retry.Policy) error {
+	var names []string
+	if err := policy.Do(ctx, "list the collections", func(ctx context.Context) (err error) {
+		names, err = db.ListCollectionNames(ctx, bson.D{})
+		return err
+	}); err != nil {
+		return err
+	}
+	if slices.Contains(names, accounts) {
+		return nil
+	}
+	names = slices.DeleteFunc(names, func(n string) bool { return strings.HasPrefix(n, "system.") })
+	slices.Sort(names)
+	e := &NoLegacyError{Database: db.Name(), Collection: accounts, Has: names}
+	const most = 8
+	if len(names) > most {
+		e.Has, e.More = names[:most], len(names)-most
+	}
+	return e
 }
 
 // Close disconnects from MongoDB.

@@ -206,6 +206,7 @@ func TestLookupIndexesComeAfterThePhases(t *testing.T) {
 
 func TestIndexStepAppliesOnceThenNoOp(t *testing.T) {
 	cfg, db := testConfig(t)
+	cfg.NewInstall = true // no legacy collection: these steps need none
 	r := newRunner(t, cfg, runner.WithSteps(indexStepOnly(t), nil))
 	ctx := context.Background()
 
@@ -279,6 +280,7 @@ func TestUniqueMembershipIndexRejectsDuplicates(t *testing.T) {
 
 func TestDownUndoesIndexStep(t *testing.T) {
 	cfg, db := testConfig(t)
+	cfg.NewInstall = true // no legacy collection: these steps need none
 	r := newRunner(t, cfg, runner.WithSteps(indexStepOnly(t), nil))
 	ctx := context.Background()
 	if _, err := r.Up(ctx); err != nil {
@@ -321,6 +323,7 @@ func TestDownUndoesIndexStep(t *testing.T) {
 
 func TestConcurrentRunnersApplyOnce(t *testing.T) {
 	cfg, db := testConfig(t)
+	cfg.NewInstall = true // no legacy collection: these steps need none
 	const n = 4
 	runners := make([]*runner.Runner, n)
 	_, latest := steps(t)
@@ -373,6 +376,7 @@ func insertDeadHolder(t *testing.T, db *mongo.Database, expires time.Time) {
 
 func TestDeadHolderBlocksAtMostItsLease(t *testing.T) {
 	cfg, db := testConfig(t)
+	cfg.NewInstall = true // no legacy collection: these steps need none
 	lease := 2 * time.Second
 	insertDeadHolder(t, db, time.Now().Add(lease))
 	start := time.Now()
@@ -391,6 +395,7 @@ func TestDeadHolderBlocksAtMostItsLease(t *testing.T) {
 
 func TestLockWaitExceeded(t *testing.T) {
 	cfg, db := testConfig(t)
+	cfg.NewInstall = true // no legacy collection: these steps need none
 	// A live holder keeps renewing: the runner must give up after lock.wait.
 	l, err := lease.Acquire(context.Background(), lease.Options{
 		Coll: db.Collection("migrations_lock"), Name: "migrations", Owner: "other/1/x", Host: "other",
@@ -477,6 +482,7 @@ func TestUnknownGoStepRefusedAtNew(t *testing.T) {
 
 func TestGoStepFailureLeavesDirtyThenResumes(t *testing.T) {
 	cfg, db := testConfig(t)
+	cfg.NewInstall = true // no legacy collection: these steps need none
 	calls := 0
 	fail := true
 	steps := phase1Only(func(ctx context.Context) (mongomigrate.Result, error) {
@@ -532,6 +538,7 @@ func TestGoStepFailureLeavesDirtyThenResumes(t *testing.T) {
 
 func TestPhaseRunsPrerequisitesThenReruns(t *testing.T) {
 	cfg, db := testConfig(t)
+	cfg.NewInstall = true // no legacy collection: these steps need none
 	calls := 0
 	steps := phase1Only(func(context.Context) (mongomigrate.Result, error) {
 		calls++
@@ -561,6 +568,7 @@ func TestPhaseRunsPrerequisitesThenReruns(t *testing.T) {
 
 func TestLostLeaseCancelsTheStep(t *testing.T) {
 	cfg, db := testConfig(t)
+	cfg.NewInstall = true // no legacy collection: these steps need none
 	started := make(chan struct{})
 	steps := phase1Only(func(ctx context.Context) (mongomigrate.Result, error) {
 		close(started)
@@ -651,6 +659,8 @@ func TestConnectErrors(t *testing.T) {
 		{"wrong credentials", withUser(env.URI), runner.ErrAuth},
 		{"no server", "mongodb://127.0.0.1:1", runner.ErrUnreachable},
 		{"no server, credentials", withUser("mongodb://127.0.0.1:1"), runner.ErrUnreachable},
+		{"host name that does not resolve", "mongodb://nosuch.invalid:27017/", runner.ErrUnreachable},
+		{"SRV name that does not resolve", "mongodb+srv://nobody:wrong-s3cret@nosuch.invalid/", runner.ErrUnreachable},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := config.Default()
@@ -673,6 +683,7 @@ func TestConnectErrors(t *testing.T) {
 
 func TestBootAppliesSteps(t *testing.T) {
 	cfg, _ := testConfig(t)
+	cfg.NewInstall = true // no legacy collection: these steps need none
 	res, err := runner.Boot(context.Background(), cfg, runner.WithLogger(testenv.Quiet()))
 	if _, latest := steps(t); err != nil || res.To != latest {
 		t.Fatalf("Boot = %+v, %v", res, err)
@@ -870,6 +881,7 @@ func phase2Checked(logs *logtest.Hook) phase2.Checked {
 // goroutine behind.
 func TestCallsLeaveNoGoroutine(t *testing.T) {
 	cfg, _ := testConfig(t)
+	cfg.NewInstall = true // no legacy collection: these steps need none
 	ctx := context.Background()
 	r := newRunner(t, cfg)
 	if _, err := r.Up(ctx); err != nil {
@@ -934,5 +946,50 @@ func TestOwnVerifyHoldsTheLease(t *testing.T) {
 	}
 	if st, err := r.Status(ctx); err != nil || st.Lock == nil || !st.Lock.Free {
 		t.Errorf("after the runs, lock = %+v, %v; want it free", st.Lock, err)
+	}
+}
+
+// The dry run of every step counts what the run then does: phase 2's
+// counts come after the accounts phase 1 would link, not before.
+func TestDryRunCountsEqualTheRun(t *testing.T) {
+	cfg, db := testConfig(t)
+	env.Load(t, db, gen.Options{Accounts: 3000, Seed: 5})
+	r := newRunner(t, cfg)
+	ctx := context.Background()
+	p, err := r.Plan(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p1 *phase1.Report
+	var p2 *phase2.Report
+	for _, s := range p.Steps {
+		switch rep := s.Report.(type) {
+		case *phase1.Report:
+			p1 = rep
+		case *phase2.Report:
+			p2 = rep
+		}
+	}
+	if p1 == nil || p2 == nil {
+		t.Fatalf("the plan has no dry run of both phases: %+v", p.Steps)
+	}
+	res, err := r.Up(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, c2 := stepNamed(t, res, "phase1_merge_identities").Counts, stepNamed(t, res, "phase2_one_to_one").Counts
+	for _, tt := range []struct {
+		what      string
+		dry, real int64
+	}{
+		{"phase 1 tenant accounts inserted", int64(p1.TenantsInserted), c1[count.TenantsInserted]},
+		{"phase 1 links", int64(p1.LinksWritten), c1[count.LinksWritten]},
+		{"phase 1 grouped accounts", int64(p1.GroupedAccounts), c1[count.GroupedAccounts]},
+		{"phase 2 inserted", p2.Inserted, c2[count.Inserted]},
+		{"phase 2 left to phase 1", p2.Merged, c2[count.LeftToPhase1]},
+	} {
+		if tt.dry != tt.real || tt.real == 0 {
+			t.Errorf("%s: dry run %d, run %d", tt.what, tt.dry, tt.real)
+		}
 	}
 }

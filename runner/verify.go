@@ -38,8 +38,9 @@ func (r *Runner) Verify(ctx context.Context) (*verify.Report, error) {
 	err = policy.Do(ctx, "verify", func(ctx context.Context) (err error) {
 		rep, err = verify.Run(ctx, r.db, c.Names, verify.Options{Stage: stage, Batch: r.cfg.BatchSize, Retry: &policy,
 			// Live from the first catch-up on: the service writes too.
-			Live:    st.Stage == StageFollowing && st.CatchUp != nil && st.CatchUp.Syncs > 0,
-			CutOver: st.Stage == StageCutOver,
+			Live:        st.Stage == StageFollowing && st.CatchUp != nil && st.CatchUp.Syncs > 0,
+			CutOver:     st.Stage == StageCutOver,
+			SkipInvalid: r.cfg.SkipInvalid,
 			Progress: func(read int64) {
 				task.Add(max(read-seen, 0))
 				seen = max(seen, read)

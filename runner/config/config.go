@@ -38,6 +38,10 @@ type Config struct {
 	Collections Collections `mapstructure:"collections"`
 	BatchSize   int         `mapstructure:"batch_size"`
 	SkipInvalid bool        `mapstructure:"skip_invalid"`
+	// NewInstall lets the database have no legacy accounts collection:
+	// without it, such a database is refused (a wrong mongodb.database is
+	// likelier than a new install).
+	NewInstall bool `mapstructure:"new_install"`
 	// Each Go step's own section, typed and checked by its package.
 	Identity phase1.IdentityOptions `mapstructure:"identity"`
 	Phase1   phase1.Options         `mapstructure:"phase1"`
@@ -248,7 +252,7 @@ func load(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
 		}
 		for _, k := range v.AllKeys() {
 			if !known[k] {
-				return Config{}, &Error{Key: k, Msg: "unknown key in " + path}
+				return Config{}, unknownKey(k, known, path)
 			}
 		}
 	}
@@ -290,6 +294,28 @@ func load(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// unknownKey is the error for a key of the file that is not one of the
+// configuration's: a section given a value, or a value given a section,
+// is a wrong type, not an unknown name.
+func unknownKey(k string, known map[string]bool, path string) error {
+	var under []string
+	for _, kk := range sortedKeys(known) {
+		if strings.HasPrefix(kk, k+".") {
+			under = append(under, strings.TrimPrefix(kk, k+"."))
+		}
+	}
+	if len(under) > 0 {
+		return &Error{Key: k, Msg: fmt.Sprintf("must be a section (with %s), not a value, in %s", strings.Join(under, ", "), path)}
+	}
+	for parent := k; strings.Contains(parent, "."); {
+		parent = parent[:strings.LastIndex(parent, ".")]
+		if known[parent] {
+			return &Error{Key: parent, Msg: "must be a value, not a section, in " + path}
+		}
+	}
+	return &Error{Key: k, Msg: "unknown key in " + path}
 }
 
 func decodeKey(v *viper.Viper, key string, cfg *Config) error {

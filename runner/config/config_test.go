@@ -42,6 +42,7 @@ func TestLoad(t *testing.T) {
 		flags   []string
 		check   func(Config) bool
 		wantKey string // error naming this key; "" for success
+		wantMsg string // and saying this, if set
 	}{
 		{name: "file overrides default", file: "lock:\n  lease: 1m\n  heartbeat: 20s\n",
 			check: func(c Config) bool { return c.Lock.Lease == time.Minute && c.Lock.Wait == 5*time.Minute }},
@@ -54,7 +55,9 @@ func TestLoad(t *testing.T) {
 		{name: "int from env", env: []string{"RUNNER_BATCH_SIZE=250"},
 			check: func(c Config) bool { return c.BatchSize == 250 }},
 		{name: "unknown key", file: "lock:\n  leese: 1m\n", wantKey: "lock.leese"},
-		{name: "unknown top-level key", file: "colections:\n  accounts: x\n", wantKey: "colections.accounts"},
+		{name: "unknown top-level key", file: "colections:\n  accounts: x\n", wantKey: "colections.accounts", wantMsg: "unknown key"},
+		{name: "a section given a list", file: "mongodb: [1, 2]\n", wantKey: "mongodb", wantMsg: "must be a section (with connect_timeout, database, uri), not a value"},
+		{name: "a value given a section", file: "batch_size:\n  n: 1\n", wantKey: "batch_size", wantMsg: "must be a value, not a section"},
 		{name: "unknown env", env: []string{"RUNNER_LOCK_LEESE=1m"}, wantKey: "RUNNER_LOCK_LEESE"},
 		{name: "bad duration", file: "lock:\n  lease: soon\n", wantKey: "lock.lease"},
 		{name: "bad int", env: []string{"RUNNER_BATCH_SIZE=many"}, wantKey: "batch_size"},
@@ -139,7 +142,7 @@ func TestLoad(t *testing.T) {
 			if !ok || e.Key != tt.wantKey {
 				t.Fatalf("load: err = %v, want a config error naming %s", err, tt.wantKey)
 			}
-			if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, tt.wantKey) {
+			if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, tt.wantKey) || !strings.Contains(msg, tt.wantMsg) {
 				t.Errorf("error is not one line naming the key: %q", msg)
 			}
 		})

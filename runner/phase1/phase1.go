@@ -154,11 +154,17 @@ type Report struct {
 	// NotMerged are the groups whose accounts hold two or more tenant
 	// accounts already (Rules.MergesTenants): left as they are, listed by
 	// their tenant accounts' _ids.
-	NotMerged      int               `json:"groups_not_merged,omitempty"`
-	FirstNotMerged [][]model.ID      `json:"first_not_merged,omitempty"`
-	LinksWritten   int               `json:"links_written"`
-	LinksSame      int               `json:"links_unchanged"`
-	Durations      map[string]string `json:"pass_durations"`
+	NotMerged      int          `json:"groups_not_merged,omitempty"`
+	FirstNotMerged [][]model.ID `json:"first_not_merged,omitempty"`
+	// NewlyLinked (dry run) are accounts with no link that the run would
+	// link (phase 2 leaves them from then on); NewlyLinkedOwnTenant, those
+	// of them that hold a tenant account of their own. A dry run of phase
+	// 2 before phase 1 is applied counts them as its own.
+	NewlyLinked          int               `json:"newly_linked,omitempty"`
+	NewlyLinkedOwnTenant int               `json:"newly_linked_own_tenant,omitempty"`
+	LinksWritten         int               `json:"links_written"`
+	LinksSame            int               `json:"links_unchanged"`
+	Durations            map[string]string `json:"pass_durations"`
 	// Split are the tenant accounts an earlier run merged that the identity
 	// rules now split (split.go), SplitAccounts their legacy accounts.
 	Split         int           `json:"split_tenants,omitempty"`
@@ -188,8 +194,12 @@ func (r *Report) Print(w io.Writer) {
 	for _, n := range sizes {
 		dist = append(dist, fmt.Sprintf("%d:%d", n, r.GroupSizes[n]))
 	}
-	fmt.Fprintf(w, "phase 1: %d accounts read, %d groups of one person (%d accounts; sizes %s; largest %d)\n",
-		r.Accounts, r.Groups, r.GroupedAccounts, strings.Join(dist, " "), r.LargestGroup)
+	if r.Groups == 0 {
+		fmt.Fprintf(w, "phase 1: %d accounts read, no group of one person (no two accounts of an org share a verified identifier)\n", r.Accounts)
+	} else {
+		fmt.Fprintf(w, "phase 1: %d accounts read, %d groups of one person (%d accounts; sizes:groups %s; largest %d)\n",
+			r.Accounts, r.Groups, r.GroupedAccounts, strings.Join(dist, " "), r.LargestGroup)
+	}
 	if r.Path == PathServer {
 		fmt.Fprintln(w, "phase 1: identity entries read by a server-side pipeline, grouped accounts read by _id")
 	}
@@ -205,8 +215,8 @@ func (r *Report) Print(w io.Writer) {
 	if r.GroupedIn != "" && r.GroupedIn != "memory" {
 		fmt.Fprintf(w, "phase 1: groups found in scratch tables (%s) in %d rounds\n", r.GroupedIn, r.GroupingRounds)
 	}
-	fmt.Fprintf(w, "phase 1: %s %d new tenant accounts, replaced %d, left %d unchanged, superseded %d; %d links written\n",
-		verb, r.TenantsInserted, r.TenantsReplaced, r.TenantsSame, r.Superseded, r.LinksWritten)
+	fmt.Fprintf(w, "phase 1: %s %d new tenant accounts, replaced %d, left %d unchanged, superseded %d; %s %d links\n",
+		verb, r.TenantsInserted, r.TenantsReplaced, r.TenantsSame, r.Superseded, verb, r.LinksWritten)
 	fmt.Fprintf(w, "phase 1: %d conflicts (values a merge keeps one of; the legacy accounts keep every value)%s\n", r.Conflicts, formatMap(r.ConflictFields))
 	for _, c := range r.FirstConflicts {
 		kept := "value"
@@ -892,6 +902,15 @@ const ReasonTooLarge = "merged tenant account over the 16 MB document limit"
 // by one into several tenant accounts, and they stay listed as not
 // migrated. Accounts the group already had in a tenant account stay there.
 func (p *run) tooLarge(docs []groupDoc, org string, survivor model.ID, size int, w *writer) error {
+	if !p.cfg.SkipInvalid && p.cfg.DryRun {
+		// A dry run reports it as it reports an invalid account: the run
+		// would stop.
+		for _, gd := range docs {
+			p.invalid(gd.ID.String(), ReasonTooLarge)
+		}
+		p.rep.StopsOnInvalid, p.rep.WouldStop = true, true
+		return nil
+	}
 	if !p.cfg.SkipInvalid {
 		return fmt.Errorf("%w: the group of %d accounts with tenant %s would be %d bytes, over MongoDB's 16 MB document limit; run with --skip-invalid to migrate the others and leave this group listed as not migrated",
 			pipelines.ErrInvalidData, len(docs), survivor, size)
@@ -907,6 +926,7 @@ func (p *run) tooLarge(docs []groupDoc, org string, survivor model.ID, size int,
 			w.rep.LinksSame++
 			continue
 		}
+		p.newlyLinked(gd.Link, false)
 		w.link(l, gd.Link != nil, false)
 	}
 	return nil
@@ -954,6 +974,18 @@ func (p *run) indexLinks(ctx context.Context) error {
 }
 
 // count adds a group to the report's sizes.
+// newlyLinked counts, in a dry run, an account that would be linked and
+// had no link.
+func (p *run) newlyLinked(old *model.Link, ownTenant bool) {
+	if old != nil || !p.cfg.DryRun {
+		return
+	}
+	p.rep.NewlyLinked++
+	if ownTenant {
+		p.rep.NewlyLinkedOwnTenant++
+	}
+}
+
 func (p *run) count(members []groupDoc) {
 	n := len(members)
 	p.rep.Groups++
@@ -1053,6 +1085,7 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 			w.rep.LinksSame++
 			continue
 		}
+		p.newlyLinked(old[l.LegacyID], hasTenant[l.LegacyID])
 		w.link(l, old[l.LegacyID] != nil, inserted)
 	}
 	return nil

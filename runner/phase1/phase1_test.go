@@ -338,6 +338,12 @@ func TestPhase1GroupTooLarge(t *testing.T) {
 			}
 		}
 		env.Seeded(t, db)
+		// A dry run says the run would stop, as for an invalid account.
+		dry := config(db)
+		dry.DryRun = true
+		if rep, err := phase1.Run(ctx, dry); err != nil || !rep.WouldStop || rep.InvalidReasons[phase1.ReasonTooLarge] != 2 {
+			t.Fatalf("dry run: err %v, report %+v; want no error, would stop, 2 accounts too large", err, rep)
+		}
 		_, err := phase1.Run(ctx, config(db))
 		if !errors.Is(err, pipelines.ErrInvalidData) || !strings.Contains(err.Error(), "16 MB") || strings.Contains(err.Error(), "\n") {
 			t.Fatalf("err = %v; want one line naming the 16 MB limit", err)

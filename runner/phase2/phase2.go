@@ -168,6 +168,24 @@ type Report struct {
 	// the growth of the tenant count, and RefreshedOrUnchanged the rest.
 	Exact                bool  `json:"exact"`
 	RefreshedOrUnchanged int64 `json:"refreshed_or_unchanged,omitempty"`
+	// AfterPhase1Run: a dry run's counts take the accounts phase 1 would
+	// link as phase 1's (AfterPhase1).
+	AfterPhase1Run bool `json:"after_phase1_dry_run,omitempty"`
+}
+
+// AfterPhase1 moves to phase 1 the accounts a dry run of phase 1 says it
+// would link (newlyLinked, ownTenant of them holding a tenant account of
+// their own): a dry run of phase 2 reads the links as they are, so before
+// phase 1 runs it counts them as its own to insert or refresh.
+func (r *Report) AfterPhase1(newlyLinked, ownTenant int64) {
+	r.Merged += newlyLinked
+	r.Inserted -= newlyLinked - ownTenant
+	for _, n := range []*int64{&r.Refreshed, &r.Unchanged, &r.RefreshedOrUnchanged} {
+		take := min(ownTenant, *n)
+		*n -= take
+		ownTenant -= take
+	}
+	r.AfterPhase1Run = true
 }
 
 // Counts flattens the report for the step history.
@@ -189,16 +207,20 @@ func (r *Report) Counts() count.Counts {
 
 // Print writes a human summary.
 func (r *Report) Print(w io.Writer) {
-	verb := "inserted"
+	insert, refresh, leave := "inserted", "refreshed", "left"
 	if r.DryRun {
-		verb = "would insert"
+		insert, refresh, leave = "would insert", "would refresh", "would leave"
+	}
+	after := ""
+	if r.AfterPhase1Run {
+		after = ", counted as after phase 1 has linked the accounts it would merge"
 	}
 	if r.Exact {
-		fmt.Fprintf(w, "phase 2 (path %s: %s; on %s): %s %d tenant accounts, refreshed %d, left %d unchanged; %d merged by phase 1\n",
-			r.Path, r.Path.Describe(), r.Server, verb, r.Inserted, r.Refreshed, r.Unchanged, r.Merged)
+		fmt.Fprintf(w, "phase 2 (path %s: %s; on %s): %s %d tenant accounts, %s %d, %s %d unchanged; %d merged by phase 1%s\n",
+			r.Path, r.Path.Describe(), r.Server, insert, r.Inserted, refresh, r.Refreshed, leave, r.Unchanged, r.Merged, after)
 	} else {
-		fmt.Fprintf(w, "phase 2 (path %s: %s; on %s): %s %d tenant accounts, refreshed or left unchanged %d (phase2.exact_counts tells them apart); %d merged by phase 1\n",
-			r.Path, r.Path.Describe(), r.Server, verb, r.Inserted, r.RefreshedOrUnchanged, r.Merged)
+		fmt.Fprintf(w, "phase 2 (path %s: %s; on %s): %s %d tenant accounts, %s or %s unchanged %d (phase2.exact_counts tells them apart); %d merged by phase 1%s\n",
+			r.Path, r.Path.Describe(), r.Server, insert, r.Inserted, refresh, leave, r.RefreshedOrUnchanged, r.Merged, after)
 	}
 	if r.Probe != nil {
 		for _, f := range r.Probe.Refused {

@@ -12,6 +12,7 @@ package verify
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -21,8 +22,10 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/internal/apporgs"
 	"github.com/tenantmigrate/runner/runner/internal/join"
 	"github.com/tenantmigrate/runner/runner/internal/sorted"
@@ -114,7 +117,17 @@ type Options struct {
 	// account deleted, or newer than its tenant account) is "not
 	// finished" until cutover, a mismatch after it.
 	Live, CutOver bool
+	// SkipInvalid: the phases skip the accounts they cannot migrate
+	// (skip_invalid) and list them. Such an account in no tenant account
+	// is counted as skipped, not a mismatch: the configuration asked for
+	// it. Without it, each is a mismatch, as the phases would have stopped.
+	SkipInvalid bool
 }
+
+// maxClassified bounds the accounts in no tenant account verify reads
+// again to tell the invalid ones (skipped) from the others (a mismatch):
+// past it, they count as mismatches.
+const maxClassified = 100_000
 
 // Link is one document of the links collection.
 type Link = model.Link
@@ -160,8 +173,13 @@ type Report struct {
 
 	// Awaiting are legacy accounts in no tenant account that a pending
 	// phase will move: not a mismatch.
-	Awaiting       Problem `json:"awaiting"`
-	NotMigrated    Problem `json:"not_migrated"`           // legacy accounts no tenant holds
+	Awaiting    Problem `json:"awaiting"`
+	NotMigrated Problem `json:"not_migrated"` // legacy accounts no tenant holds
+	// SkippedInvalid are legacy accounts in no tenant account that the
+	// phases skipped as they were configured to (Options.SkipInvalid):
+	// invalid, or in a group whose tenant account would pass 16 MB. Not a
+	// mismatch; they stay listed until fixed.
+	SkippedInvalid Problem `json:"skipped_invalid"`
 	Skipped        Problem `json:"skipped_by_phase1"`      // of those, left out by phase 1 (too large a group)
 	InTwoTenants   Problem `json:"in_two_tenants"`         // legacy accounts held twice
 	NoAppOrg       Problem `json:"legacy_without_app_org"` // legacy app_org_id matches nothing
@@ -201,6 +219,18 @@ type Report struct {
 	CutOver     bool    `json:"cut_over,omitempty"`
 	DeletedLate Problem `json:"deleted_after_cutover"`
 	StaleLate   Problem `json:"stale_after_cutover"`
+}
+
+// MarshalJSON adds the verdict to the report: ok (no mismatch), done
+// (complete and consistent) and the problem, as the exit code says them.
+func (r *Report) MarshalJSON() ([]byte, error) {
+	type plain Report
+	return json.Marshal(struct {
+		OK      bool   `json:"ok"`
+		Done    bool   `json:"done"`
+		Problem string `json:"problem,omitempty"`
+		*plain
+	}{r.OK(), r.Done(), r.Problem(), (*plain)(r)})
 }
 
 // NotCarried is how many legacy changes the catch-up has not carried yet.
@@ -272,6 +302,9 @@ func (r *Report) Print(w io.Writer) {
 	if r.ServiceTenants+r.ServiceMemberships > 0 {
 		fmt.Fprintf(w, "the service's own: %d tenant accounts it created, %d memberships it added (not the runner's; never a mismatch)\n", r.ServiceTenants, r.ServiceMemberships)
 	}
+	if r.SkippedInvalid.Count > 0 {
+		fmt.Fprintf(w, "skipped as configured (skip_invalid): %d legacy accounts the phases cannot migrate, in no tenant account until fixed (first: %s)\n", r.SkippedInvalid.Count, strings.Join(r.SkippedInvalid.First, ", "))
+	}
 	if r.Deleted.Count > 0 {
 		fmt.Fprintf(w, "not carried yet: %d memberships whose legacy account was deleted (first: %s)\n", r.Deleted.Count, strings.Join(r.Deleted.First, ", "))
 	}
@@ -316,6 +349,10 @@ func (r *Report) Print(w io.Writer) {
 		migrated = 100 * float64(r.Linked+r.OneToOne) / float64(r.LegacyAccounts)
 	}
 	switch {
+	case r.Done() && r.LegacyAccounts == 0:
+		fmt.Fprintln(w, "verify: OK: the legacy collection is empty; there was nothing to migrate")
+	case r.Done() && r.SkippedInvalid.Count > 0:
+		fmt.Fprintf(w, "verify: OK: %.1f%% of legacy accounts migrated; the other %d were skipped as invalid (skip_invalid), listed above\n", migrated, r.SkippedInvalid.Count)
 	case r.Done():
 		fmt.Fprintf(w, "verify: OK: %.1f%% of legacy accounts migrated\n", migrated)
 	case r.OK() && r.Awaiting.Count == 0 && !r.ReferencesPending && r.NotCarried() > 0:
@@ -388,7 +425,8 @@ func Run(ctx context.Context, db *mongo.Database, c model.Names, opts Options) (
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	defer s.close(ctx)
-	v := &verifier{rep: &Report{Stage: opts.Stage, PerOrg: map[string]*OrgCounts{}, CutOver: opts.CutOver}, orgOf: aos.OrgOf(), live: opts.Live || opts.CutOver}
+	v := &verifier{rep: &Report{Stage: opts.Stage, PerOrg: map[string]*OrgCounts{}, CutOver: opts.CutOver}, orgOf: aos.OrgOf(), live: opts.Live || opts.CutOver,
+		skipInvalid: opts.SkipInvalid}
 	var read int64
 	for {
 		more, err := s.checkNext(ctx, v)
@@ -405,9 +443,60 @@ func Run(ctx context.Context, db *mongo.Database, c model.Names, opts Options) (
 	if err := s.danglingRest(ctx, v); err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
+	if err := v.classify(ctx, db.Collection(c.Accounts), opts.Retry); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
 	progress(read)
 	return v.rep, nil
 }
+
+// classify reads again the accounts in no tenant account (SkipInvalid
+// only): the invalid ones were skipped as configured; the others are what
+// unheld said.
+func (v *verifier) classify(ctx context.Context, accounts *mongo.Collection, policy *retry.Policy) error {
+	if policy == nil {
+		policy = &retry.Policy{}
+	}
+	proj := bson.D{{Key: model.FieldAppOrgID, Value: 1}, {Key: model.FieldAuthTypes, Value: 1}}
+	for c := range slices.Chunk(v.unmigrated, classifyChunk) {
+		invalid := map[string]bool{}
+		err := policy.Do(ctx, "read accounts in no tenant account", func(ctx context.Context) error {
+			ids := make(bson.A, len(c))
+			for i, u := range c {
+				ids[i] = u.raw
+			}
+			cur, err := accounts.Find(ctx, bson.D{{Key: model.FieldID, Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find().SetProjection(proj))
+			if err != nil {
+				return err
+			}
+			defer cur.Close(ctx)
+			for cur.Next(ctx) {
+				var d bson.D
+				if err := bson.Unmarshal(cur.Current, &d); err != nil {
+					return err
+				}
+				if pipelines.Invalid(d, v.orgOf) != "" {
+					invalid[cur.Current.Lookup(model.FieldID).String()] = true
+				}
+			}
+			return cur.Err()
+		})
+		if err != nil {
+			return err
+		}
+		for _, u := range c {
+			if invalid[u.raw.String()] {
+				v.rep.SkippedInvalid.add(u.shown)
+			} else {
+				u.valid.add(u.shown)
+			}
+		}
+	}
+	return nil
+}
+
+// classifyChunk bounds the _ids of one read of classify.
+const classifyChunk = 500
 
 // streams are the four sorted streams of the join.
 type streams struct {
@@ -540,6 +629,34 @@ type verifier struct {
 	// accounts of one not met yet. Both hold merged tenant accounts only.
 	mergedDate map[string]bson.RawValue
 	memberDate map[string]bson.RawValue
+	// skipInvalid (Options.SkipInvalid): unmigrated are the accounts in
+	// no tenant account, for classify.
+	skipInvalid bool
+	unmigrated  []unmigrated
+}
+
+// unmigrated is a legacy account in no tenant account: its _id as read,
+// as shown, and what it is unless invalid.
+type unmigrated struct {
+	raw   bson.RawValue
+	shown string
+	valid *Problem
+}
+
+// unheld notes a legacy account in no tenant account: a valid one is p
+// (not migrated, or new since the last catch-up); with SkipInvalid,
+// classify tells the invalid ones, which the phases skip, apart.
+func (v *verifier) unheld(raw bson.RawValue, shown string, p *Problem) {
+	if v.skipInvalid && len(v.unmigrated) < maxClassified {
+		v.unmigrated = append(v.unmigrated, unmigrated{raw: own(raw), shown: shown, valid: p})
+		return
+	}
+	p.add(shown)
+}
+
+func own(v bson.RawValue) bson.RawValue {
+	v.Value = slices.Clone(v.Value)
+	return v
 }
 
 // memberFresh checks a merged account's date against its tenant
@@ -591,7 +708,14 @@ func (v *verifier) notCarried(p, late *Problem, id string) {
 	p.add(id)
 }
 
+// noOrg names the row of accounts whose app_org_id names no app-org, or
+// an app-org without an org.
+const noOrg = "(no org)"
+
 func (v *verifier) org(name string) *OrgCounts {
+	if name == "" {
+		name = noOrg
+	}
 	oc := v.rep.PerOrg[name]
 	if oc == nil {
 		oc = &OrgCounts{}
@@ -601,9 +725,13 @@ func (v *verifier) org(name string) *OrgCounts {
 }
 
 func (v *verifier) danglingLink(l Link) {
-	if l.Skipped != "" {
+	switch {
+	case l.Skipped != "" && v.skipInvalid:
+		v.rep.SkippedInvalid.add(l.LegacyID.String())
+		return
+	case l.Skipped != "":
 		v.rep.Skipped.add(l.LegacyID.String())
-	} else {
+	default:
 		v.rep.DanglingLinks.add(l.LegacyID.String())
 	}
 	v.rep.NotMigrated.add(l.LegacyID.String())
@@ -620,8 +748,10 @@ func (v *verifier) check(key string, l legacyRow, hasL bool, k Link, hasK bool, 
 		rep.LegacyAccounts++
 		org, ok := v.orgOf[ao]
 		if !ok {
-			rep.NoAppOrg.add(shown)
-			org = "(no org)"
+			if !v.skipInvalid {
+				rep.NoAppOrg.add(shown) // else invalid, and skipped: classify counts it
+			}
+			org = noOrg
 		}
 		v.org(org).Legacy++
 		switch {
@@ -642,9 +772,9 @@ func (v *verifier) check(key string, l legacyRow, hasL bool, k Link, hasK bool, 
 			rep.Awaiting.add(shown)
 		case !hasT && v.live && !rep.CutOver:
 			// New since the last catch-up.
-			rep.New.add(shown)
+			v.unheld(l.RawID, shown, &rep.New)
 		default:
-			rep.NotMigrated.add(shown)
+			v.unheld(l.RawID, shown, &rep.NotMigrated)
 		}
 	} else if hasK && v.live {
 		// Its legacy account was deleted since: the catch-up removes its

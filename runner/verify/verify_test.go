@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"testing"
 
@@ -124,5 +125,95 @@ func TestVerify(t *testing.T) {
 				t.Errorf("problem not found; report = %+v", rep)
 			}
 		})
+	}
+}
+
+// Accounts whose app-org names no org, or no app-org at all, share one
+// "(no org)" row of the org table: no row with a blank name.
+func TestNoOrgIsOneRow(t *testing.T) {
+	db := env.Database(t)
+	ctx := context.Background()
+	if _, err := db.Collection(colls.ApplicationsOrganizations).InsertMany(ctx, []any{
+		bson.D{{Key: "_id", Value: "ao1"}, {Key: "org_id", Value: "o1"}},
+		bson.D{{Key: "_id", Value: "ao4"}, {Key: "org_id", Value: ""}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Collection(colls.Accounts).InsertMany(ctx, []any{legacy("A", "ao1"), legacy("E", "ao4"), legacy("F", "nope")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Collection(colls.TenantsAccounts).InsertOne(ctx, tenant("A", "o1", [2]string{"ao1_A", "ao1"})); err != nil {
+		t.Fatal(err)
+	}
+	env.Seeded(t, db)
+	rep, err := verify.Run(ctx, db, colls, verify.Options{Batch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, blank := rep.PerOrg[""]; blank || rep.PerOrg["(no org)"] == nil || rep.PerOrg["(no org)"].Legacy != 2 {
+		t.Errorf("org rows: %v; want one (no org) row of 2 legacy accounts and no blank one", rep.PerOrg)
+	}
+}
+
+// Verify's JSON carries its verdict: ok, done and the problem.
+func TestJSONHasTheVerdict(t *testing.T) {
+	for _, tt := range []struct {
+		rep      verify.Report
+		ok, done bool
+	}{
+		{verify.Report{Stage: verify.StageComplete}, true, true},
+		{verify.Report{Stage: verify.StageComplete, NotMigrated: verify.Problem{Count: 1, First: []string{"a"}}}, false, false},
+	} {
+		b, err := json.Marshal(&tt.rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			OK      *bool  `json:"ok"`
+			Done    *bool  `json:"done"`
+			Problem string `json:"problem"`
+			Stage   string `json:"stage"`
+		}
+		if err := json.Unmarshal(b, &got); err != nil || got.OK == nil || *got.OK != tt.ok || got.Done == nil || *got.Done != tt.done ||
+			(tt.ok != (got.Problem == "")) || got.Stage == "" {
+			t.Errorf("JSON %s; want ok %v, done %v, the problem if any, and the report's fields", b, tt.ok, tt.done)
+		}
+	}
+}
+
+// With skip_invalid, the accounts the phases skip (invalid, or in a group
+// over 16 MB) are counted as skipped, not a mismatch; a valid account in no
+// tenant account is still one. Without it, all three are mismatches.
+func TestSkippedInvalidIsNoMismatch(t *testing.T) {
+	db := env.Database(t)
+	ctx := context.Background()
+	if _, err := db.Collection(colls.ApplicationsOrganizations).InsertOne(ctx, bson.D{{Key: "_id", Value: "ao1"}, {Key: "org_id", Value: "o1"}}); err != nil {
+		t.Fatal(err)
+	}
+	valid := append(legacy("G", "ao1"), bson.E{Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: "g@x.org"}}}})
+	if _, err := db.Collection(colls.Accounts).InsertMany(ctx, []any{legacy("A", "ao1"), legacy("F", "nope"), valid, legacy("H", "ao1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Collection(colls.TenantsAccounts).InsertOne(ctx, tenant("A", "o1", [2]string{"ao1_A", "ao1"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Collection(colls.Links).InsertOne(ctx, bson.D{{Key: "_id", Value: "H"}, {Key: "org_id", Value: "o1"}, {Key: "app_org_id", Value: "ao1"},
+		{Key: "skipped", Value: "merged tenant account over the 16 MB document limit"}}); err != nil {
+		t.Fatal(err)
+	}
+	env.Seeded(t, db)
+	skip, err := verify.Run(ctx, db, colls, verify.Options{Batch: 2, SkipInvalid: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if skip.SkippedInvalid.Count != 2 || skip.NotMigrated.Count != 1 || skip.NotMigrated.First[0] != "G" || skip.NoAppOrg.Count != 0 || skip.Skipped.Count != 0 {
+		t.Errorf("skip_invalid: %+v; want F and H skipped, G not migrated", skip)
+	}
+	strict, err := verify.Run(ctx, db, colls, verify.Options{Batch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strict.SkippedInvalid.Count != 0 || strict.NotMigrated.Count != 3 || strict.NoAppOrg.Count != 1 || strict.Skipped.Count != 1 {
+		t.Errorf("without skip_invalid: %+v; want F, G and H not migrated", strict)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/lease"
+	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/progress"
 )
 
@@ -112,7 +113,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := runner.NewLogger(cfg.Log, stderr)
 	opts := []runner.Option{runner.WithLogger(log)}
 	if _, text := log.Formatter.(*logrus.TextFormatter); text && isTerminal(stderr) {
-		opts = append(opts, runner.WithProgress(progress.NewBar(stderr)))
+		// On a terminal, a bar; the log lines go above it, not onto it.
+		bar := progress.NewBar(stderr)
+		log.SetOutput(bar.Writer())
+		opts = append(opts, runner.WithProgress(bar))
 	}
 	r, err := runner.New(ctx, cfg, opts...)
 	if err != nil {
@@ -349,7 +353,7 @@ func fail(stderr io.Writer, err error) int {
 		return exitDirty
 	case errors.Is(err, lease.ErrWaitExceeded):
 		return exitLockWait
-	case errors.Is(err, runner.ErrNoPhase), errors.Is(err, runner.ErrNothingToUndo):
+	case errors.Is(err, runner.ErrNoPhase), errors.Is(err, runner.ErrNothingToUndo), errors.Is(err, runner.ErrNoLegacy):
 		return exitUsage
 	case errors.Is(err, runner.ErrMismatch):
 		return exitMismatch
@@ -492,6 +496,10 @@ func summarize(c count.Counts) summaryRow {
 		deleted:   sum(count.TenantsDeleted),
 		kept:      sum(count.KeptNewer, count.TenantsKeptNoSource),
 	}
+	// A group left out for the 16 MB limit was grouped, not merged.
+	if n, ok := c.Sum(count.GroupedAccounts); ok {
+		r.merged = strconv.FormatInt(n-c[count.Skipped(phase1.ReasonTooLarge)], 10)
+	}
 	// $merge without phase2.exact_counts: refreshes are not told apart
 	// from unchanged accounts, only bounded by them.
 	if n, ok := c[count.RefreshedOrUnchanged]; ok {
@@ -554,11 +562,15 @@ func printStatus(w io.Writer, st runner.Status) {
 			state += " (file changed since)"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Version, s.Identifier, s.Kind, state, when, dur, attempts, host, counts)
-		if s.Up != nil && s.Up.Error != "" {
-			fmt.Fprintf(tw, "\t  error: %s\t\t\t\t\t\t\t\n", s.Up.Error)
-		}
 	}
 	tw.Flush()
+	// Errors go under the table, one line each: in it, one long error
+	// would widen every row.
+	for _, s := range st.Steps {
+		if s.Up != nil && s.Up.Error != "" {
+			fmt.Fprintf(w, "step %d error: %s\n", s.Version, strings.Join(strings.Fields(s.Up.Error), " "))
+		}
+	}
 	for _, s := range st.Steps {
 		if s.Up != nil && s.State != runner.StepPending {
 			for _, n := range s.Up.Notes {
@@ -593,7 +605,7 @@ func printStage(w io.Writer, st runner.Status) {
 }
 
 func printPlan(w io.Writer, p runner.Plan) {
-	fmt.Fprintf(w, "dry run: nothing written; database at version %d", p.Version)
+	fmt.Fprintf(w, "dry run: nothing written; database at %s", version(p.Version))
 	if p.Dirty {
 		fmt.Fprint(w, " (dirty)")
 	}
@@ -610,7 +622,11 @@ func printPlan(w io.Writer, p runner.Plan) {
 		case s.Rerun:
 			verb = "would run again"
 		}
-		fmt.Fprintf(w, "%s step %d %s (%s %s)\n", verb, s.Version, s.Identifier, s.Kind, s.Name)
+		kind := fmt.Sprintf("%s step %s", s.Kind, s.Name)
+		if s.Name == "" || s.Name == string(s.Kind) {
+			kind = string(s.Kind)
+		}
+		fmt.Fprintf(w, "%s step %d %s (%s)\n", verb, s.Version, s.Identifier, kind)
 		for _, c := range s.Commands {
 			fmt.Fprintf(w, "    %s\n", c)
 		}

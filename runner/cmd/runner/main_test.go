@@ -27,6 +27,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
 )
@@ -335,6 +336,9 @@ func TestSummarize(t *testing.T) {
 		{"phase 1", count.Counts{"accounts_read": 100, "grouped_accounts": 9, "tenants_inserted": 3, "tenants_replaced": 1,
 			"invalid_skipped": 2, "skipped: no auth_types": 1, "skipped: dangling app_org_id": 1},
 			summaryRow{"100", "4", "9", "1", "2 (dangling app_org_id: 1, no auth_types: 1)", "-", "-"}},
+		{"phase 1 with a group over 16 MB left out", count.Counts{"accounts_read": 100, "grouped_accounts": 8, "tenants_inserted": 2,
+			"invalid_skipped": 3, count.Skipped(phase1.ReasonTooLarge): 3},
+			summaryRow{"100", "2", "5", "-", "3 (merged tenant account over the 16 MB document limit: 3)", "-", "-"}},
 		{"phase 2", count.Counts{"accounts_read": 100, "inserted": 80, "refreshed": 5, "unchanged": 4, "left_to_phase1": 9, "invalid_skipped": 2},
 			summaryRow{"100", "85", "-", "5", "2", "-", "-"}},
 		{"phase 2, $merge without exact counts", count.Counts{"accounts_read": 100, "inserted": 80, "refreshed_or_unchanged": 9, "left_to_phase1": 9, "invalid_skipped": 2},
@@ -395,7 +399,7 @@ func TestLockWaitSaysOnlyThat(t *testing.T) {
 	if line, _ := bufio.NewReader(stdout).ReadString('\n'); strings.TrimSpace(line) != "held" {
 		t.Fatalf("child did not take the lock: %q", line)
 	}
-	r := runBin(t, db.Name(), []string{"RUNNER_LOCK_WAIT=2s"})
+	r := runBin(t, db.Name(), []string{"RUNNER_LOCK_WAIT=2s", "RUNNER_NEW_INSTALL=true"})
 	if r.code != 5 || strings.TrimSpace(r.stdout) != "" || !strings.Contains(lastLine(r.stderr), "lock wait") {
 		t.Errorf("runner behind a live holder = exit %d, stdout %q, last line %q; want exit 5, nothing on stdout, the lock wait", r.code, r.stdout, lastLine(r.stderr))
 	}
@@ -433,5 +437,102 @@ func TestInterruptSaysWhereItStopped(t *testing.T) {
 	}
 	if r := runBin(t, db.Name(), fastLease); r.code != 0 || !strings.Contains(r.stdout, "resumed a step") {
 		t.Errorf("run after the interrupt = %+v", r)
+	}
+}
+
+// A database without the legacy collection is refused with one line naming
+// what it has (a typo in --database), unless the configuration says it is a
+// new install; an empty legacy collection migrates and says so.
+func TestNoLegacyCollection(t *testing.T) {
+	ctx := context.Background()
+	db := env.Database(t)
+	if err := db.CreateCollection(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	r := runBin(t, db.Name(), nil)
+	want := fmt.Sprintf(`database %q has no collection "accounts" (it has only orders)`, db.Name())
+	if msg := strings.TrimSpace(r.stderr); r.code != 2 || strings.Count(msg, "\n") != 0 || !strings.Contains(msg, want) || r.stdout != "" {
+		t.Errorf("runner on a database without accounts = exit %d, stdout %q, stderr %q; want exit 2 and one line containing %q", r.code, r.stdout, msg, want)
+	}
+	for _, args := range [][]string{{"verify"}, {"--dry-run"}, {"sync"}} {
+		if r := runBin(t, db.Name(), nil, args...); r.code != 2 || !strings.Contains(r.stderr, want) {
+			t.Errorf("runner %v = exit %d, %q; want exit 2", args, r.code, lastLine(r.stderr))
+		}
+	}
+	if n, _ := db.Collection(names.TenantsAccounts).CountDocuments(ctx, bson.D{}); n != 0 {
+		t.Errorf("a refused run wrote %d tenant accounts", n)
+	}
+	r = runBin(t, db.Name(), []string{"RUNNER_NEW_INSTALL=true"})
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("no step applied -> version %d", latest(t))) {
+		t.Errorf("a new install = %+v", r)
+	}
+}
+
+// An empty legacy collection migrates, and the summary says it was empty.
+func TestEmptyLegacyCollection(t *testing.T) {
+	db := env.Database(t)
+	if err := db.CreateCollection(context.Background(), names.Accounts); err != nil {
+		t.Fatal(err)
+	}
+	r := runBin(t, db.Name(), nil)
+	if r.code != 0 || !strings.Contains(r.stdout, "verify: OK: the legacy collection is empty; there was nothing to migrate") {
+		t.Errorf("runner on an empty legacy collection = %+v", r)
+	}
+}
+
+// After a failed step, status keeps its table narrow: the error goes on a
+// line of its own under it.
+func TestStatusStaysNarrowAfterAFailure(t *testing.T) {
+	ctx := context.Background()
+	db := env.Database(t)
+	if _, err := db.Collection(names.Accounts).InsertOne(ctx, bson.D{{Key: "_id", Value: "a1"}, {Key: "app_org_id", Value: "no-such-app-org"},
+		{Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: "x@example.com"}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	env.Seeded(t, db)
+	if r := runBin(t, db.Name(), nil); r.code != 1 {
+		t.Fatalf("runner on an invalid account = %+v; want exit 1", r)
+	}
+	r := runBin(t, db.Name(), nil, "status")
+	var header, errLine string
+	for _, line := range strings.Split(r.stdout, "\n") {
+		switch {
+		case strings.HasPrefix(line, "VERSION"):
+			header = line
+		case strings.Contains(line, " error: "):
+			errLine = line
+		}
+	}
+	if r.code != 0 || header == "" || len(header) > 140 || !strings.HasPrefix(errLine, "step 2 error: ") {
+		t.Errorf("status after a failure: header %d characters (want at most 140), error line %q:\n%s", len(header), errLine, r.stdout)
+	}
+}
+
+// With --skip-invalid, a run that skips an invalid account exits 0 and says
+// so, the next run too, and verify exits 0 and lists it; without the flag
+// verify holds it as a mismatch (exit 6).
+func TestSkipInvalidExitsTheSameEveryRun(t *testing.T) {
+	ctx := context.Background()
+	db := env.Database(t)
+	env.Load(t, db, gen.Options{Accounts: 200, Seed: 3})
+	if _, err := db.Collection(names.Accounts).InsertOne(ctx, bson.D{{Key: "_id", Value: "bad-1"}, {Key: "app_org_id", Value: "no-such-app-org"},
+		{Key: "auth_types", Value: bson.A{bson.D{{Key: "auth_type_code", Value: "email"}, {Key: "identifier", Value: "x@example.com"}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	env.Seeded(t, db)
+	for i := 0; i < 2; i++ {
+		r := runBin(t, db.Name(), nil, "--skip-invalid")
+		if r.code != 0 {
+			t.Fatalf("run %d with --skip-invalid = %+v; want exit 0", i+1, r)
+		}
+		if i == 0 && !strings.Contains(r.stdout, "skipped as configured (skip_invalid): 1 legacy accounts") {
+			t.Errorf("the first run does not say what it skipped:\n%s", r.stdout)
+		}
+	}
+	if r := runBin(t, db.Name(), nil, "verify", "--skip-invalid"); r.code != 0 || !strings.Contains(r.stdout, "bad-1") {
+		t.Errorf("verify --skip-invalid = %+v; want exit 0 listing bad-1", r)
+	}
+	if r := runBin(t, db.Name(), nil, "verify"); r.code != 6 {
+		t.Errorf("verify without --skip-invalid = exit %d; want 6 (%s)", r.code, lastLine(r.stderr))
 	}
 }
