@@ -24,6 +24,7 @@ func Boot(ctx context.Context, cfg config.Config, opts ...Option) (Result, error
 	if err != nil {
 		res2, err2 := bootFailed(cfg, opts, err)
 		res2.From, res2.To, res2.Steps, res2.CatchUp = res.From, res.To, res.Steps, res.CatchUp
+		res2.Resumed, res2.Dirty, res2.Step = res.Resumed, res.Dirty, res.Step
 		return res2, err2
 	}
 	r.log.WithFields(logrus.Fields{"from_version": res.From, "to_version": res.To, "steps": len(res.Steps)}).Info("boot migration done")

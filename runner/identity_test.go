@@ -128,6 +128,10 @@ func TestIdentityIsASecurityBoundary(t *testing.T) {
 	if p1 = stepNamed(t, res, "phase1_merge_identities"); p1.Counts[count.NotMerged] != 2 || p1.Counts[count.TenantsSuperseded] != 0 {
 		t.Errorf("phase 1 normalised: counts %v; want 2 groups not merged, nothing superseded", p1.Counts)
 	}
+	// The two groups left as they are were grouped, not merged.
+	if m, ok := p1.Counts[count.MergedAccounts]; !ok || m != 0 || p1.Counts[count.GroupedAccounts] != 4 {
+		t.Errorf("phase 1 normalised: %d accounts merged (counted: %v) of %d grouped; want the 4 accounts of the 2 groups not merged grouped, none merged", m, ok, p1.Counts[count.GroupedAccounts])
+	}
 	if got := tenants(); len(got) != len(beforeMerge) {
 		t.Errorf("phase 1 normalised wrote: %d tenant accounts, %d before", len(got), len(beforeMerge))
 	}

@@ -117,9 +117,14 @@ func (m *migrator) migrateWith(ctx context.Context, down bool, fn func(*session)
 		}
 		// Where this run left the database, read even when ctx was
 		// cancelled (Ctrl-C): a run stopped part way says so.
+		// The store's own read, not the driver's: that one refuses once
+		// the lease is lost, and a read changes nothing.
 		readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stateReadTimeout)
-		if st, verr := s.drv.State(readCtx); verr == nil {
+		if st, verr := m.store.State(readCtx); verr == nil {
 			res.To, res.Dirty = st.Version, st.Dirty
+			if st.Dirty {
+				res.Step = st.Step
+			}
 		}
 		cancel()
 		if err != nil || down || m.afterUp == nil {

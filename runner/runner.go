@@ -111,7 +111,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 	}
 	policy := retryPolicy(cfg.Retry, r.log)
 	if !cfg.NewInstall {
-		if err := legacyPresent(ctx, r.db, cfg.Collections.Accounts, policy); err != nil {
+		if err := legacyPresent(ctx, r.db, cfg.Collections.Accounts, cfg.Collections.MigrationsPrefix+"_state", policy); err != nil {
 			_ = client.Disconnect(context.WithoutCancel(ctx))
 			return nil, err
 		}
@@ -132,8 +132,9 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 	return r, nil
 }
 
-// legacyPresent refuses a database without the legacy collection.
-func legacyPresent(ctx context.Context, db *mongo.Database, accounts string, policy retry.Policy) error {
+// legacyPresent refuses a database without the legacy collection where
+// the runner has never run: most likely a wrong mongodb.database.
+func legacyPresent(ctx context.Context, db *mongo.Database, accounts, stateCollection string, policy retry.Policy) error {
 	var names []string
 	if err := policy.Do(ctx, "list the collections", func(ctx context.Context) (err error) {
 		names, err = db.ListCollectionNames(ctx, bson.D{})
@@ -141,7 +142,9 @@ func legacyPresent(ctx context.Context, db *mongo.Database, accounts string, pol
 	}); err != nil {
 		return err
 	}
-	if slices.Contains(names, accounts) {
+	// A database the runner has state in is the right one, though its
+	// legacy collection be gone (retired after cutover).
+	if slices.Contains(names, accounts) || slices.Contains(names, stateCollection) {
 		return nil
 	}
 	names = slices.DeleteFunc(names, func(n string) bool { return strings.HasPrefix(n, "system.") })
@@ -188,9 +191,10 @@ type Result struct {
 	To      int          `json:"to_version"`
 	Steps   []StepResult `json:"steps"`
 	Resumed bool         `json:"resumed,omitempty"` // a half-done step was resumed
-	// Dirty: the run stopped with step To half done (interrupted, or it
-	// failed); the next run resumes it.
+	// Dirty: the run stopped with step Step half done, up or down
+	// (interrupted, or it failed); the next run resumes it (boot.on_dirty).
 	Dirty bool `json:"dirty,omitempty"`
+	Step  int  `json:"dirty_step,omitempty"`
 	// Verify is the reconciliation run after the steps (verify.after_steps).
 	Verify *verify.Report `json:"verify,omitempty"`
 	// CatchUp is what Boot's catch-up carried (boot.catch_up).

@@ -27,8 +27,12 @@ const (
 	// Phase 1.
 	Groups          Name = "groups"
 	GroupedAccounts Name = "grouped_accounts"
-	LargestGroup    Name = "largest_group"
-	Conflicts       Name = "conflicts"
+	// MergedAccounts: of the grouped accounts, those merged into one
+	// tenant account (not those of groups left as they are: holding two
+	// tenant accounts, split, or over 16 MB).
+	MergedAccounts Name = "merged_accounts"
+	LargestGroup   Name = "largest_group"
+	Conflicts      Name = "conflicts"
 	// SharedIdentities: identities that link two or more accounts.
 	SharedIdentities Name = "shared_identities"
 	// UnverifiedShared: identities two or more accounts hold, one of them

@@ -131,8 +131,11 @@ type Report struct {
 	Normalized      map[string]string `json:"normalized,omitempty"`
 	Groups          int               `json:"groups"`
 	GroupedAccounts int               `json:"grouped_accounts"`
-	GroupSizes      map[int]int       `json:"group_sizes"`
-	LargestGroup    int               `json:"largest_group"`
+	// MergedAccounts are the grouped accounts merged into one tenant
+	// account (a group left as it is counts in GroupedAccounts only).
+	MergedAccounts int         `json:"merged_accounts"`
+	GroupSizes     map[int]int `json:"group_sizes"`
+	LargestGroup   int         `json:"largest_group"`
 	// GroupedIn is where the groups were found: "memory", or the scratch
 	// tables' place, "server" or "local disk" (in GroupingRounds rounds of
 	// label propagation).
@@ -394,6 +397,7 @@ func (r *Report) Counts() count.Counts {
 		count.AccountsRead:      r.Accounts,
 		count.Groups:            int64(r.Groups),
 		count.GroupedAccounts:   int64(r.GroupedAccounts),
+		count.MergedAccounts:    int64(r.MergedAccounts),
 		count.LargestGroup:      int64(r.LargestGroup),
 		count.InvalidSkipped:    int64(r.Invalid),
 		count.Conflicts:         int64(r.Conflicts),
@@ -973,7 +977,6 @@ func (p *run) indexLinks(ctx context.Context) error {
 	return nil
 }
 
-// count adds a group to the report's sizes.
 // newlyLinked counts, in a dry run, an account that would be linked and
 // had no link.
 func (p *run) newlyLinked(old *model.Link, ownTenant bool) {
@@ -986,6 +989,7 @@ func (p *run) newlyLinked(old *model.Link, ownTenant bool) {
 	}
 }
 
+// count adds a group to the report's sizes.
 func (p *run) count(members []groupDoc) {
 	n := len(members)
 	p.rep.Groups++
@@ -1057,6 +1061,7 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 	if len(raw) > maxDocument {
 		return p.tooLarge(docs, org, survivor, len(raw), w)
 	}
+	p.rep.MergedAccounts += len(docs)
 	sum := sha256.Sum256(raw)
 	hash := hex.EncodeToString(sum[:16])
 	old := map[model.ID]*model.Link{}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
+	"github.com/tenantmigrate/runner/runner/count"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/phase1"
 	"github.com/tenantmigrate/runner/runner/phase2"
@@ -774,5 +775,29 @@ func TestPhase2DownKeepsTheServicesTenants(t *testing.T) {
 	}
 	if n, _ := tenants.CountDocuments(ctx, bson.D{}); n != int64(len(exp.Groups)+2) {
 		t.Errorf("%d tenant accounts after the down; want phase 1's %d and the service's 2", n, len(exp.Groups))
+	}
+}
+
+// A dry run's counts moved to phase 1 (AfterPhase1) still add up to the
+// accounts read, however many phase 1 says.
+func TestAfterPhase1KeepsTheSum(t *testing.T) {
+	for _, tt := range []struct {
+		name                              string
+		rep                               phase2.Report
+		newlyLinked, ownTenant            int64
+		inserted, refreshed, unch, merged int64
+	}{
+		{"fresh database", phase2.Report{Inserted: 100}, 30, 0, 70, 0, 0, 30},
+		{"own tenant accounts", phase2.Report{Inserted: 50, Refreshed: 5, Unchanged: 10, Merged: 2}, 20, 8, 38, 0, 7, 22},
+		{"more than counted", phase2.Report{Inserted: 3, Refreshed: 1}, 10, 4, 0, 0, 0, 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.rep
+			before := r.Counts()[count.AccountsRead]
+			r.AfterPhase1(tt.newlyLinked, tt.ownTenant)
+			if r.Inserted != tt.inserted || r.Refreshed != tt.refreshed || r.Unchanged != tt.unch || r.Merged != tt.merged || r.Counts()[count.AccountsRead] != before {
+				t.Errorf("after phase 1: %+v (read %d, was %d)", r, r.Counts()[count.AccountsRead], before)
+			}
+		})
 	}
 }

@@ -746,14 +746,12 @@ func (v *verifier) check(key string, l legacyRow, hasL bool, k Link, hasK bool, 
 	shown := display(key)
 	if hasL {
 		rep.LegacyAccounts++
-		org, ok := v.orgOf[ao]
-		if !ok {
-			if !v.skipInvalid {
-				rep.NoAppOrg.add(shown) // else invalid, and skipped: classify counts it
-			}
+		org, known := v.orgOf[ao]
+		if !known {
 			org = noOrg
 		}
 		v.org(org).Legacy++
+		unheld := false
 		switch {
 		case hasK && hasT && k.TenantID != id:
 			// Merged into another tenant, yet still a tenant of its own.
@@ -773,8 +771,15 @@ func (v *verifier) check(key string, l legacyRow, hasL bool, k Link, hasK bool, 
 		case !hasT && v.live && !rep.CutOver:
 			// New since the last catch-up.
 			v.unheld(l.RawID, shown, &rep.New)
+			unheld = true
 		default:
 			v.unheld(l.RawID, shown, &rep.NotMigrated)
+			unheld = true
+		}
+		// Skipped as configured, an account of no app-org is classify's;
+		// held by a tenant account, it is a mismatch whatever the setting.
+		if !known && !(unheld && v.skipInvalid) {
+			rep.NoAppOrg.add(shown)
 		}
 	} else if hasK && v.live {
 		// Its legacy account was deleted since: the catch-up removes its

@@ -120,7 +120,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	r, err := runner.New(ctx, cfg, opts...)
 	if err != nil {
-		return fail(stderr, err)
+		return failIn(ctx, stderr, err)
 	}
 	defer r.Close(context.Background())
 
@@ -230,7 +230,7 @@ func parse(args []string, stdout, stderr io.Writer) (invocation, int, bool) {
 func cmdStatus(ctx context.Context, r *runner.Runner, inv invocation, stdout, stderr io.Writer) int {
 	st, err := r.Status(ctx)
 	if err != nil {
-		return fail(stderr, err)
+		return failIn(ctx, stderr, err)
 	}
 	if inv.asJSON {
 		return printJSON(stdout, stderr, st)
@@ -242,7 +242,7 @@ func cmdStatus(ctx context.Context, r *runner.Runner, inv invocation, stdout, st
 func cmdVerify(ctx context.Context, r *runner.Runner, inv invocation, stdout, stderr io.Writer) int {
 	rep, err := r.Verify(ctx)
 	if err != nil {
-		return fail(stderr, err)
+		return failIn(ctx, stderr, err)
 	}
 	if inv.asJSON {
 		if code := printJSON(stdout, stderr, rep); code != exitOK {
@@ -279,7 +279,7 @@ func cmdPlan(ctx context.Context, r *runner.Runner, inv invocation, stdout, stde
 		p, err = r.Plan(ctx, inv.phase)
 	}
 	if err != nil {
-		return fail(stderr, err)
+		return failIn(ctx, stderr, err)
 	}
 	if inv.asJSON {
 		return printJSON(stdout, stderr, p)
@@ -313,7 +313,7 @@ func cmdSteps(ctx context.Context, r *runner.Runner, inv invocation, stdout, std
 		printResult(stdout, res)
 	}
 	if err != nil {
-		return fail(stderr, err)
+		return failIn(ctx, stderr, err)
 	}
 	return code
 }
@@ -337,12 +337,17 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func fail(stderr io.Writer, err error) int {
-	if errors.Is(err, context.Canceled) {
-		// The only cancel is the signal's.
+// failIn is fail for a command that ran with ctx, the signals' context: a
+// cancel that came from a signal is said as such.
+func failIn(ctx context.Context, stderr io.Writer, err error) int {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		fmt.Fprintln(stderr, "runner: interrupted (Ctrl-C or SIGTERM); what was written stays, and the next run goes on from there")
 		return exitFailed
 	}
+	return fail(stderr, err)
+}
+
+func fail(stderr io.Writer, err error) int {
 	fmt.Fprintf(stderr, "runner: %s\n", strings.Join(strings.Fields(err.Error()), " "))
 	switch {
 	case config.IsError(err):
@@ -375,7 +380,7 @@ func printResult(w io.Writer, res runner.Result) {
 	if res.Resumed {
 		fmt.Fprintln(w, "resumed a step a previous runner left half done")
 	}
-	if len(res.Steps) == 0 {
+	if len(res.Steps) == 0 && !res.Dirty {
 		fmt.Fprintf(w, "no step to apply: at %s\n", version(res.To))
 		printCatchUp(w, res.CatchUp)
 		return
@@ -396,7 +401,7 @@ func printResult(w io.Writer, res runner.Result) {
 		}
 	}
 	if res.Dirty {
-		fmt.Fprintf(w, "%s -> stopped in step %d, left half done: the next run resumes it\n", version(res.From), res.To)
+		fmt.Fprintf(w, "%s -> stopped in step %d, left half done: the next run resumes it (boot.on_dirty: resume, the default)\n", version(res.From), res.Step)
 	} else {
 		fmt.Fprintf(w, "%s -> %s\n", version(res.From), version(res.To))
 	}
@@ -423,7 +428,7 @@ func cmdSync(ctx context.Context, r *runner.Runner, inv invocation, stdout, stde
 		}
 	}
 	if err != nil {
-		return fail(stderr, err)
+		return failIn(ctx, stderr, err)
 	}
 	return code
 }
@@ -449,7 +454,7 @@ func cmdFollow(ctx context.Context, r *runner.Runner, inv invocation, stdout, st
 		fmt.Fprintf(stdout, "follow: stopped after %d catch-ups (%d changed accounts carried, %d deleted)\n", rounds, changed, deleted)
 	}
 	if err != nil {
-		return fail(stderr, err)
+		return failIn(ctx, stderr, err)
 	}
 	return exitOK
 }
@@ -469,7 +474,7 @@ func cmdCutover(ctx context.Context, r *runner.Runner, inv invocation, stdout, s
 		}
 	}
 	if err != nil {
-		return fail(stderr, err)
+		return failIn(ctx, stderr, err)
 	}
 	return code
 }
@@ -490,14 +495,18 @@ func summarize(c count.Counts) summaryRow {
 	r := summaryRow{
 		read:      sum(count.AccountsRead),
 		written:   sum(count.TenantsInserted, count.TenantsReplaced, count.Inserted, count.Refreshed),
-		merged:    sum(count.GroupedAccounts),
+		merged:    "-",
 		refreshed: sum(count.TenantsReplaced, count.Refreshed),
 		skipped:   sum(count.InvalidSkipped),
 		deleted:   sum(count.TenantsDeleted),
 		kept:      sum(count.KeptNewer, count.TenantsKeptNoSource),
 	}
-	// A group left out for the 16 MB limit was grouped, not merged.
-	if n, ok := c.Sum(count.GroupedAccounts); ok {
+	// Grouped is not merged: a group left as it is (two tenant accounts,
+	// split, over 16 MB) is not. A history from before merged_accounts has
+	// the 16 MB groups to take off at least.
+	if n, ok := c.Sum(count.MergedAccounts); ok {
+		r.merged = strconv.FormatInt(n, 10)
+	} else if n, ok := c.Sum(count.GroupedAccounts); ok {
 		r.merged = strconv.FormatInt(n-c[count.Skipped(phase1.ReasonTooLarge)], 10)
 	}
 	// $merge without phase2.exact_counts: refreshes are not told apart

@@ -336,7 +336,9 @@ func TestSummarize(t *testing.T) {
 		{"phase 1", count.Counts{"accounts_read": 100, "grouped_accounts": 9, "tenants_inserted": 3, "tenants_replaced": 1,
 			"invalid_skipped": 2, "skipped: no auth_types": 1, "skipped: dangling app_org_id": 1},
 			summaryRow{"100", "4", "9", "1", "2 (dangling app_org_id: 1, no auth_types: 1)", "-", "-"}},
-		{"phase 1 with a group over 16 MB left out", count.Counts{"accounts_read": 100, "grouped_accounts": 8, "tenants_inserted": 2,
+		{"phase 1, groups left as they are", count.Counts{"accounts_read": 100, "grouped_accounts": 12, "merged_accounts": 5, "tenants_inserted": 2},
+			summaryRow{"100", "2", "5", "-", "-", "-", "-"}},
+		{"phase 1 with a group over 16 MB left out, before merged_accounts", count.Counts{"accounts_read": 100, "grouped_accounts": 8, "tenants_inserted": 2,
 			"invalid_skipped": 3, count.Skipped(phase1.ReasonTooLarge): 3},
 			summaryRow{"100", "2", "5", "-", "3 (merged tenant account over the 16 MB document limit: 3)", "-", "-"}},
 		{"phase 2", count.Counts{"accounts_read": 100, "inserted": 80, "refreshed": 5, "unchanged": 4, "left_to_phase1": 9, "invalid_skipped": 2},
@@ -405,38 +407,61 @@ func TestLockWaitSaysOnlyThat(t *testing.T) {
 	}
 }
 
-// Interrupted (SIGINT) in phase 2, the runner says it was, and in which
-// step it stopped half done: the version status then shows. The next run
-// resumes it.
+// Interrupted (SIGINT) in phase 1 or phase 2, the runner says it was, and
+// in which step it stopped half done: the step status then shows. The next
+// run resumes it.
 func TestInterruptSaysWhereItStopped(t *testing.T) {
 	opts := gen.Options{Accounts: 2500, Seed: 21}
 	if env.Real() {
 		opts.Accounts = 20000 // a real engine ends phase 2 within the delay
 	}
-	db := env.Database(t)
-	env.Load(t, db, opts)
-	var out bytes.Buffer
-	p := killPoint{[]string{`"msg":"step started"`, `"name":"phase2"`}, 300 * time.Millisecond, nil, nil, &out}
-	cmd, done := actAt(t, db.Name(), env.URI, p, func(cmd *exec.Cmd) { _ = cmd.Process.Signal(os.Interrupt) })
-	if cmd == nil {
-		t.Fatal("phase 2 never started")
-	}
-	if err := <-done; cmd.ProcessState.ExitCode() != 1 {
-		t.Fatalf("interrupted runner: %v (exit %d); stdout %s", err, cmd.ProcessState.ExitCode(), out.String())
-	}
-	st := runBin(t, db.Name(), fastLease, "status", "--json")
-	var status struct {
-		Version int  `json:"version"`
-		Dirty   bool `json:"dirty"`
-	}
-	if err := json.Unmarshal([]byte(st.stdout), &status); err != nil || !status.Dirty {
-		t.Fatalf("status after the interrupt: %v %s", err, st.stdout)
-	}
-	if want := fmt.Sprintf("stopped in step %d, left half done: the next run resumes it", status.Version); !strings.Contains(out.String(), want) {
-		t.Errorf("the interrupted run's output does not say %q:\n%s", want, out.String())
-	}
-	if r := runBin(t, db.Name(), fastLease); r.code != 0 || !strings.Contains(r.stdout, "resumed a step") {
-		t.Errorf("run after the interrupt = %+v", r)
+	for _, at := range []struct {
+		name  string
+		event []string
+		delay time.Duration
+	}{
+		{"phase 1", []string{"phase 1: pass started", "1 identities"}, 30 * time.Millisecond},
+		{"phase 2", []string{`"msg":"step started"`, `"name":"phase2"`}, 300 * time.Millisecond},
+	} {
+		t.Run(at.name, func(t *testing.T) {
+			db := env.Database(t)
+			env.Load(t, db, opts)
+			var out bytes.Buffer
+			p := killPoint{at.event, at.delay, nil, nil, &out}
+			cmd, done := actAt(t, db.Name(), env.URI, p, func(cmd *exec.Cmd) { _ = cmd.Process.Signal(os.Interrupt) })
+			if cmd == nil {
+				t.Fatalf("%s never started", at.name)
+			}
+			if err := <-done; cmd.ProcessState.ExitCode() != 1 {
+				t.Fatalf("interrupted runner: %v (exit %d); stdout %s", err, cmd.ProcessState.ExitCode(), out.String())
+			}
+			st := runBin(t, db.Name(), fastLease, "status", "--json")
+			var status struct {
+				Dirty bool `json:"dirty"`
+				Steps []struct {
+					Version int    `json:"version"`
+					State   string `json:"state"`
+				} `json:"steps"`
+			}
+			if err := json.Unmarshal([]byte(st.stdout), &status); err != nil || !status.Dirty {
+				t.Fatalf("status after the interrupt: %v %s", err, st.stdout)
+			}
+			running := -1
+			for _, s := range status.Steps {
+				if s.State != "applied" && s.State != "pending" {
+					running = s.Version
+				}
+			}
+			if want := fmt.Sprintf("stopped in step %d, left half done", running); running < 0 || !strings.Contains(out.String(), want) {
+				t.Errorf("the interrupted run's output does not say %q:\n%s", want, out.String())
+			}
+			if strings.Contains(out.String(), "no step to apply") {
+				t.Errorf("the interrupted run says there was no step to apply:\n%s", out.String())
+			}
+			if r := runBin(t, db.Name(), fastLease); r.code != 0 || !strings.Contains(r.stdout, "resumed a step") {
+				t.Errorf("run after the interrupt = %+v", r)
+			}
+		})
 	}
 }
 

@@ -12,7 +12,8 @@ import (
 // waits for the server's next batch while the others sit idle; read
 // ahead, the server answers them side by side (three streams of _ids on
 // FerretDB 2: 0.9 s where they took 2.2 s one after the other). Memory
-// stays bounded: depth batches of documents per cursor.
+// stays bounded: depth batches of documents per cursor, plus the one being
+// read and the one being filled.
 //
 // The Ahead owns c: Close stops the goroutine, then closes c. The
 // documents Next returns stay valid until the next call, as c's do.
