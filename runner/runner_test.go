@@ -254,6 +254,7 @@ func TestIndexStepAppliesOnceThenNoOp(t *testing.T) {
 
 func TestUniqueMembershipIndexRejectsDuplicates(t *testing.T) {
 	cfg, db := testConfig(t)
+	cfg.NewInstall = true // no legacy collection: these steps need none
 	caps, err := capability.Detect(context.Background(), db)
 	if err != nil {
 		t.Fatal(err)
