@@ -473,8 +473,16 @@ func runServer(ctx context.Context, cfg Config, path Path, valid []string, after
 	}
 	task := cfg.Progress.Start("phase 2: "+path.String(), cfg.Total)
 	defer task.Done()
+	// With no app-org that has an org, no account can move (checkInvalid
+	// has counted them): no pipeline runs. DocumentDB refuses a $lookup
+	// into an applications_organizations that does not exist, even over
+	// no document.
+	movable := len(valid) > 0
 	err := runRanges(ctx, cfg, after, func(ctx context.Context, seq int, r *pipelines.Range) (*Report, error) {
 		part := &Report{Exact: rep.Exact}
+		if !movable {
+			return part, nil
+		}
 		if err := runRange(ctx, cfg, path, valid, seq, r, part); err != nil {
 			return nil, err
 		}
