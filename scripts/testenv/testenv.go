@@ -167,15 +167,26 @@ func (e *Env) Proxied(t testing.TB, uriOptions map[string]string) (*toxiproxy.Pr
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Stop)
+	return p, Through(u, p.Listen, uriOptions)
+}
+
+// Through is the URI u with its host replaced by listen and the options
+// added to its query (directConnection among them). MONGODB_URI may end
+// in "/" or not, and hold a query: without a path, one is added, for the
+// driver refuses a query with none ("must have a / before the query ?").
+func Through(u *url.URL, listen string, uriOptions map[string]string) string {
 	through := *u
-	through.Host = p.Listen
+	through.Host = listen
+	if through.Path == "" {
+		through.Path = "/"
+	}
 	q := through.Query()
 	q.Set("directConnection", "true")
 	for k, v := range uriOptions {
 		q.Set(k, v)
 	}
 	through.RawQuery = q.Encode()
-	return p, through.String()
+	return through.String()
 }
 
 // Database returns a fresh database for the test, dropped at cleanup.
