@@ -313,6 +313,7 @@ func setup(ctx context.Context, f flags, log io.Writer) (*harness, func(), error
 	h.noCopies = f.noCopies
 	if where != "" {
 		h.server = where
+		h.noIndexUse = true
 	}
 	if inherited := h.inheritedEnv(); len(inherited) > 0 {
 		fmt.Fprintf(log, "loadtest: the runner also gets %s from the environment\n", strings.Join(inherited, ", "))

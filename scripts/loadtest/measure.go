@@ -206,6 +206,8 @@ type harness struct {
 	// noCopies: no tenant copy nor bare pipeline after the run (at a
 	// million accounts the copy grew a DocumentDB backend past 19 GB).
 	noCopies bool
+	// noIndexUse: the server uses no index (the embedded FerretDB 1).
+	noIndexUse bool
 }
 
 func newHarness(bin, uri string, db *mongo.Database, log io.Writer) *harness {
