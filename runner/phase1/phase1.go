@@ -184,9 +184,9 @@ type Report struct {
 
 // Print writes a human summary.
 func (r *Report) Print(w io.Writer) {
-	verb := "wrote"
+	verb, replaced, left, superseded := "wrote", "replaced", "left", "superseded"
 	if r.DryRun {
-		verb = "would write"
+		verb, replaced, left, superseded = "would write", "would replace", "would leave", "would supersede"
 	}
 	sizes := make([]int, 0, len(r.GroupSizes))
 	for n := range r.GroupSizes {
@@ -218,8 +218,8 @@ func (r *Report) Print(w io.Writer) {
 	if r.GroupedIn != "" && r.GroupedIn != "memory" {
 		fmt.Fprintf(w, "phase 1: groups found in scratch tables (%s) in %d rounds\n", r.GroupedIn, r.GroupingRounds)
 	}
-	fmt.Fprintf(w, "phase 1: %s %d new tenant accounts, replaced %d, left %d unchanged, superseded %d; %s %d links\n",
-		verb, r.TenantsInserted, r.TenantsReplaced, r.TenantsSame, r.Superseded, verb, r.LinksWritten)
+	fmt.Fprintf(w, "phase 1: %s %d new tenant accounts, %s %d, %s %d unchanged, %s %d; %s %d links\n",
+		verb, r.TenantsInserted, replaced, r.TenantsReplaced, left, r.TenantsSame, superseded, r.Superseded, verb, r.LinksWritten)
 	fmt.Fprintf(w, "phase 1: %d conflicts (values a merge keeps one of; the legacy accounts keep every value)%s\n", r.Conflicts, formatMap(r.ConflictFields))
 	for _, c := range r.FirstConflicts {
 		kept := "value"

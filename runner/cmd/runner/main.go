@@ -318,6 +318,15 @@ func cmdSteps(ctx context.Context, r *runner.Runner, inv invocation, stdout, std
 	return code
 }
 
+// where says where the database is: "is at version N", or "has no step
+// applied".
+func where(v int) string {
+	if v < 0 {
+		return "has no step applied"
+	}
+	return "is at " + version(v)
+}
+
 // version names a version of the database: -1 is none applied.
 func version(v int) string {
 	if v < 0 {
@@ -606,15 +615,19 @@ func printStage(w io.Writer, st runner.Status) {
 	case st.Stage == runner.StageFollowing && c.Watermark.IsZero():
 		fmt.Fprintln(w, "stage: following (every step applied; no catch-up yet: the next boot or `runner sync` carries the legacy changes)")
 	case st.Stage == runner.StageFollowing:
-		fmt.Fprintf(w, "stage: following: %d catch-ups, the last at %s; lag at most %s (changes since then are not carried yet); `runner cutover` once no old replica writes the legacy accounts\n",
-			c.Syncs, c.LastSync.Format(time.RFC3339), st.Lag.Round(time.Second))
+		catchUps := fmt.Sprintf("%d catch-ups", c.Syncs)
+		if c.Syncs == 1 {
+			catchUps = "1 catch-up"
+		}
+		fmt.Fprintf(w, "stage: following: %s, the last at %s; lag at most %s (changes since then are not carried yet); `runner cutover` once no old replica writes the legacy accounts\n",
+			catchUps, c.LastSync.Format(time.RFC3339), st.Lag.Round(time.Second))
 	default:
 		fmt.Fprintln(w, "stage: migrating (steps pending)")
 	}
 }
 
 func printPlan(w io.Writer, p runner.Plan) {
-	fmt.Fprintf(w, "dry run: nothing written; database at %s", version(p.Version))
+	fmt.Fprintf(w, "dry run: nothing written; the database %s", where(p.Version))
 	if p.Dirty {
 		fmt.Fprint(w, " (dirty)")
 	}
