@@ -92,6 +92,8 @@ type flags struct {
 	followSeconds int
 	// noCopies: skip the after-run copies (harness.noCopies).
 	noCopies bool
+	// changes: harness.changes.
+	changes int
 }
 
 func parseFlags(args []string, stdout io.Writer) (flags, error) {
@@ -111,10 +113,11 @@ func parseFlags(args []string, stdout io.Writer) (flags, error) {
 	fs.BoolVar(&f.references, "references", false, "also load the fixture's referencing collections (sessions, credentials, follows, saved items) and configure the references step; on the embedded FerretDB 1 every conditional write scans its collection, so use a real server")
 	fs.BoolVar(&f.noCopies, "no-copies", false, "skip the after-run tenant copy and bare pipeline (at a million accounts the copy grew a DocumentDB backend past 19 GB)")
 	fs.IntVar(&f.followRate, "follow-rate", 200, "legacy edits a second while runner follow runs (with --follow-seconds)")
+	fs.IntVar(&f.changes, "changes", 0, "legacy accounts an old replica changes before the catch-up is measured (default 1 % of the accounts; 10 on the embedded server, where every write scans the collection)")
 	fs.IntVar(&f.followSeconds, "follow-seconds", 0, "measure runner follow's lag under --follow-rate edits a second for this many `seconds` (0: not measured)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "usage: go run ./scripts/loadtest [--accounts N | --sweep N1,N2,...] [--seed S] [--uri URI] [--database DB] [--dir DIR] [--keep] [--force] [--json] [--references] [--cpuprofile DIR] [--follow-seconds S [--follow-rate R]] [--no-copies]")
+			fmt.Fprintln(stdout, "usage: go run ./scripts/loadtest [--accounts N | --sweep N1,N2,...] [--seed S] [--uri URI] [--database DB] [--dir DIR] [--keep] [--force] [--json] [--references] [--cpuprofile DIR] [--changes N] [--follow-seconds S [--follow-rate R]] [--no-copies]")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 		}
@@ -131,6 +134,8 @@ func parseFlags(args []string, stdout io.Writer) (flags, error) {
 		return f, errors.New("--accounts must be at least 1")
 	case f.database == "":
 		return f, errors.New("--database must not be empty")
+	case f.changes < 0:
+		return f, errors.New("--changes must not be negative")
 	case f.followSeconds < 0 || f.followRate < 1:
 		return f, errors.New("--follow-seconds must not be negative, --follow-rate at least 1")
 	case f.uri != "" && f.dir != "":
@@ -311,6 +316,7 @@ func setup(ctx context.Context, f flags, log io.Writer) (*harness, func(), error
 	h.profiles = f.profiles
 	h.followRate, h.followFor = f.followRate, time.Duration(f.followSeconds)*time.Second
 	h.noCopies = f.noCopies
+	h.changes = f.changes
 	if where != "" {
 		h.server = where
 		h.noIndexUse = true

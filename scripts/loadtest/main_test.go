@@ -209,10 +209,47 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || f.accounts != 93000 || f.seed != 1 || f.database != "loadtest" || f.uri != "" {
 		t.Errorf("defaults = %+v, %v", f, err)
 	}
-	for _, args := range [][]string{{"--accounts", "0"}, {"--uri", "mongodb://x", "--dir", "d"}, {"extra"}, {"--database", ""}} {
+	for _, args := range [][]string{{"--accounts", "0"}, {"--uri", "mongodb://x", "--dir", "d"}, {"extra"}, {"--database", ""}, {"--changes", "-1"}} {
 		if _, err := parseFlags(args, nil); err == nil {
 			t.Errorf("parseFlags(%q) = nil error", args)
 		}
+	}
+}
+
+// The old replica changes 1 % of the accounts (5 at least), none on the
+// embedded server (each of its writes scans the collection) and what
+// --changes says wherever it is given; the summary says why.
+func TestChangesFor(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		changes    int
+		noIndexUse bool
+		accounts   int
+		want       int
+		why        string
+	}{
+		{"1 %", 0, false, 93000, 930, "1 % of the accounts"},
+		{"at least 5", 0, false, 100, 5, "1 % of the accounts"},
+		{"embedded: none", 0, true, 93000, 0, "not on the embedded server"},
+		{"told", 12, false, 93000, 12, "--changes"},
+		{"told, embedded", 12, true, 93000, 12, "--changes"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := &harness{changes: c.changes, noIndexUse: c.noIndexUse}
+			n, why := h.changesFor(c.accounts)
+			if n != c.want || !strings.Contains(why, c.why) {
+				t.Errorf("changesFor(%d) = %d, %q; want %d, %q", c.accounts, n, why, c.want, c.why)
+			}
+			rep := report{Figures: Figures{Accounts: c.accounts, CatchUp: &CatchUpFigures{Changes: n, ChangesWhy: why, IndexedSkipped: c.noIndexUse}}}
+			var out bytes.Buffer
+			if err := printSummary(&out, rep); err != nil {
+				t.Fatal(err)
+			}
+			notMeasured := strings.Contains(out.String(), "catch-up seconds:    not measured: not on the embedded server")
+			if notMeasured != (n == 0) || !strings.Contains(out.String(), why) {
+				t.Errorf("summary, %d changes:\n%s", n, out.String())
+			}
+		})
 	}
 }
 

@@ -180,7 +180,7 @@ func (f Figures) Passed() bool {
 	p1, ok := f.phase1Reported()
 	return f.Runner != nil && f.Runner.ExitCode == runnerExitOK &&
 		f.Verify != nil && f.Verify.OK && f.Verify.TenantAccounts == f.TenantsExpected &&
-		ok && p1 == f.Phase1Expected && (f.CatchUp == nil || f.CatchUp.VerifyDone) && (f.Follow == nil || f.Follow.Caught)
+		ok && p1 == f.Phase1Expected && (f.CatchUp == nil || f.CatchUp.Changes == 0 || f.CatchUp.VerifyDone) && (f.Follow == nil || f.Follow.Caught)
 }
 
 // harness runs the measurements on one database with one runner binary.
@@ -208,6 +208,9 @@ type harness struct {
 	noCopies bool
 	// noIndexUse: the server uses no index (the embedded FerretDB 1).
 	noIndexUse bool
+	// changes: how many accounts the old replica changes before the
+	// catch-up (0: changesFor's default).
+	changes int
 }
 
 func newHarness(bin, uri string, db *mongo.Database, log io.Writer) *harness {

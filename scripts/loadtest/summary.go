@@ -138,6 +138,11 @@ func printSummary(w io.Writer, r report) error {
 		} else {
 			line("no-change, indexed", "%.2f s%s  (the same, the legacy dates and identifiers indexed)", c.NoChangeIndexed.Seconds, share(c.NoChangeIndexed.Seconds))
 		}
+		if c.Changes == 0 {
+			line("catch-up seconds", "not measured: %s", c.ChangesWhy)
+		} else {
+			line("old replica", "%.2f s  (changed %d legacy accounts, %s: %d edited, %d new, %d deleted)", c.OldReplicaSeconds, c.Changes, c.ChangesWhy, c.Edited, c.Inserted, c.Deleted)
+		}
 		if rep := c.Report; rep != nil {
 			line("catch-up seconds", "%.2f s%s  (runner sync after %d edited, %d new, %d deleted: %d carried, %d in scope, %d deleted found%s)",
 				c.Sync.Seconds, share(c.Sync.Seconds), c.Edited, c.Inserted, c.Deleted, rep.Changed, rep.Scope, rep.Deleted,
@@ -146,10 +151,12 @@ func printSummary(w io.Writer, r report) error {
 				line("catch-up stages", "%s", rep.Stages)
 			}
 		}
-		if c.VerifyDone {
-			line("verify after catch-up", "OK")
-		} else {
-			line("verify after catch-up", "NOT DONE: %s", c.VerifyProblem)
+		switch {
+		case c.Changes == 0:
+		case c.VerifyDone:
+			line("verify, caught up", "OK")
+		default:
+			line("verify, caught up", "NOT DONE: %s", c.VerifyProblem)
 		}
 	}
 	if fl := r.Follow; fl != nil && fl.Seconds > 0 {
