@@ -2,13 +2,12 @@ package runner
 
 import (
 	"context"
-
 	"errors"
 	"fmt"
-	"go.mongodb.org/mongo-driver/bson"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"go.mongodb.org/mongo-driver/bson"
 
 	"github.com/tenantmigrate/runner/runner/catchup"
 	"github.com/tenantmigrate/runner/runner/count"
@@ -62,13 +61,10 @@ func (r *Runner) syncHeld(ctx context.Context, s *session, opts SyncOptions) (*c
 	held, done := s.drv.Held(ctx)
 	defer done()
 	rep, err := catchup.Run(held, cfg)
-	if err != nil {
-		return rep, err
+	if err == nil {
+		err = r.followReferences(held, rep)
 	}
-	if err := r.followReferences(held, rep); err != nil {
-		return rep, err
-	}
-	return rep, nil
+	return rep, lease.Named(held, err)
 }
 
 // followReferences re-points the configured references when the catch-up

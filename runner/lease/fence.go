@@ -28,6 +28,17 @@ func FromContext(ctx context.Context) *Lease {
 	return l
 }
 
+// Named is err naming ErrLost when the lease's loss is what stopped the
+// work: the driver's operations end with a plain context.Canceled, which
+// would tell an operator nothing. An error of the work's own (a lost
+// connection) is kept as it is.
+func Named(ctx context.Context, err error) error {
+	if err == nil || errors.Is(err, ErrLost) || !errors.Is(err, context.Canceled) || !errors.Is(context.Cause(ctx), ErrLost) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", ErrLost, err)
+}
+
 // Gen is the lease's generation: a newer holder's is larger. Writes fenced
 // by it are refused by the server once a newer generation wrote the same
 // document.
@@ -100,6 +111,12 @@ func Comment(ctx context.Context) string {
 	return ""
 }
 
+// ErrCut: an operation ran past the lease's expiry as it was when the
+// operation was sent, and was cut there, though the lease has been renewed
+// since. It is transient: tried again under the renewed lease; a batch
+// that keeps being cut is one too long for this server and can be split.
+var ErrCut = errors.New("cut at the end of the lease, renewed since")
+
 // Do runs one operation under ctx's lease (Bound): not at all once the lease
 // is gone, and cut when it ends, the cut reported as ErrLost.
 func Do(ctx context.Context, fn func(context.Context) error) error {
@@ -118,7 +135,7 @@ func Do(ctx context.Context, fn func(context.Context) error) error {
 		}
 		// Cut at the expiry it had when it was sent, but renewed since
 		// (a slow server): tried again, under the renewed lease.
-		return servererr.Transient(fmt.Errorf("cut at the end of the lease, renewed since: %w", err))
+		return servererr.Transient(fmt.Errorf("%w: %w", ErrCut, err))
 	}
 	return err
 }

@@ -359,12 +359,7 @@ func (d *Driver) Run(r io.Reader) error {
 		c, err = d.runStep(stepCtx, cur, step)
 	}
 	if err != nil {
-		// Name the lost lease only when it is what stopped the step; a step
-		// that failed on its own (a lost connection) keeps its own error.
-		if cause := context.Cause(stepCtx); errors.Is(cause, lease.ErrLost) && errors.Is(err, context.Canceled) {
-			err = fmt.Errorf("%w (%v)", lease.ErrLost, err)
-		}
-		err = &StepError{Version: version, Direction: direction, Name: step.Name, Err: err}
+		err = &StepError{Version: version, Direction: direction, Name: step.Name, Err: lease.Named(stepCtx, err)}
 		log.WithError(err).WithField("duration", time.Since(start).Round(time.Millisecond).String()).Error("step failed")
 		d.recordFailure(cur, err, log)
 		return err

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
@@ -39,12 +40,18 @@ func InsertMany(ctx context.Context, p *retry.Policy, coll *mongo.Collection, do
 // BulkWrite runs models unordered, retried within p (nil: tried once).
 // Every model must be idempotent (keyed, or conditional): a retry repeats
 // what an attempt cut off after it wrote. The result is the last
-// attempt's.
+// attempt's, summed over the halves of a batch that was split (halves).
 func BulkWrite(ctx context.Context, p *retry.Policy, coll *mongo.Collection, models []mongo.WriteModel) (*mongo.BulkWriteResult, error) {
-	var res *mongo.BulkWriteResult
-	err := do(ctx, p, "write "+coll.Name(), func(ctx context.Context) (err error) {
-		res, err = coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-		return err
+	res := &mongo.BulkWriteResult{}
+	err := halves(ctx, p, "write "+coll.Name(), models, func(ctx context.Context, part []mongo.WriteModel) (func(), error) {
+		r, err := coll.BulkWrite(ctx, part, options.BulkWrite().SetOrdered(false))
+		return func() {
+			res.InsertedCount += r.InsertedCount
+			res.MatchedCount += r.MatchedCount
+			res.ModifiedCount += r.ModifiedCount
+			res.DeletedCount += r.DeletedCount
+			res.UpsertedCount += r.UpsertedCount
+		}, err
 	})
 	return res, err
 }
@@ -52,19 +59,62 @@ func BulkWrite(ctx context.Context, p *retry.Policy, coll *mongo.Collection, mod
 // DeleteIDs deletes the documents of coll with these _ids, retried within
 // p, and returns how many the attempts deleted.
 func DeleteIDs(ctx context.Context, p *retry.Policy, coll *mongo.Collection, ids []model.ID) (int64, error) {
-	if len(ids) == 0 {
-		return 0, nil
-	}
 	var n int64
-	err := do(ctx, p, "delete from "+coll.Name(), func(ctx context.Context) error {
-		res, err := coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
-		if err == nil {
-			n += res.DeletedCount
+	err := halves(ctx, p, "delete from "+coll.Name(), ids, func(ctx context.Context, part []model.ID) (func(), error) {
+		res, err := coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: part}}}})
+		if err != nil {
+			return nil, err
 		}
-		return err
+		// Every attempt's deletions count: an attempt cut after it deleted
+		// leaves the next one less to delete.
+		n += res.DeletedCount
+		return func() {}, nil
 	})
 	return n, err
 }
+
+// halves writes batch with write within p. A batch that the end of the
+// lease cuts (lease.ErrCut: too slow a server for this many at once,
+// though the lease is held) is not tried again whole: each half is
+// written in turn the same way, down to one document, which is retried
+// as any transient error is. write's first result, if not nil, is called
+// once the part it wrote is done.
+func halves[T any](ctx context.Context, p *retry.Policy, what string, batch []T, write func(context.Context, []T) (func(), error)) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	var done func()
+	err := do(ctx, p, what, func(ctx context.Context) error {
+		d, err := write(ctx, batch)
+		if err == nil {
+			done = d
+		} else if len(batch) > 1 && errors.Is(err, lease.ErrCut) {
+			return &tooLong{err}
+		}
+		return err
+	})
+	var cut *tooLong
+	if !errors.As(err, &cut) {
+		if err == nil && done != nil {
+			done()
+		}
+		return err
+	}
+	if p != nil && p.Log != nil {
+		p.Log.WithFields(logrus.Fields{"what": what, "batch": len(batch)}).Warn("a batch ran past the end of the lease; writing it in halves")
+	}
+	h := len(batch) / 2
+	if err := halves(ctx, p, what, batch[:h], write); err != nil {
+		return err
+	}
+	return halves(ctx, p, what, batch[h:], write)
+}
+
+// tooLong stops the retries of a batch cut by the end of the lease; it
+// hides the cut (transient) from the retry policy on purpose.
+type tooLong struct{ err error }
+
+func (e *tooLong) Error() string { return e.err.Error() }
 
 // do runs fn within p's budget, each attempt under the lease ctx carries
 // (lease.Do): a runner whose lease is gone sends no write.
