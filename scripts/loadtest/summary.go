@@ -152,7 +152,7 @@ func printSummary(w io.Writer, r report) error {
 			}
 		}
 		switch {
-		case c.Changes == 0:
+		case c.Changes == 0 || c.Report == nil: // not measured, or the sync failed (its error follows)
 		case c.VerifyDone:
 			line("verify, caught up", "OK")
 		default:
