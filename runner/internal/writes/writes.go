@@ -73,6 +73,21 @@ func DeleteIDs(ctx context.Context, p *retry.Policy, coll *mongo.Collection, ids
 	return n, err
 }
 
+// DeleteTenants deletes the tenant accounts refs, their shard key (key) in
+// the filter, retried within p, and returns how many the attempts deleted.
+func DeleteTenants(ctx context.Context, p *retry.Policy, coll *mongo.Collection, key model.ShardKey, refs []model.TenantRef) (int64, error) {
+	var n int64
+	err := halves(ctx, p, "delete from "+coll.Name(), refs, func(ctx context.Context, part []model.TenantRef) (func(), error) {
+		res, err := coll.DeleteMany(ctx, key.FilterIDs(part))
+		if err != nil {
+			return nil, err
+		}
+		n += res.DeletedCount
+		return func() {}, nil
+	})
+	return n, err
+}
+
 // halves writes batch with write within p. A batch that the end of the
 // lease cuts (lease.ErrCut: too slow a server for this many at once,
 // though the lease is held) is not tried again whole: each half is
@@ -84,15 +99,26 @@ func halves[T any](ctx context.Context, p *retry.Policy, what string, batch []T,
 		return nil
 	}
 	var done func()
-	err := do(ctx, p, what, func(ctx context.Context) error {
-		d, err := write(ctx, batch)
-		if err == nil {
-			done = d
-		} else if len(batch) > 1 && errors.Is(err, lease.ErrCut) {
+	attempt := func(ctx context.Context) error {
+		// The cut is named by lease.Do, around the write.
+		err := lease.Do(ctx, func(ctx context.Context) error {
+			d, err := write(ctx, batch)
+			if err == nil {
+				done = d
+			}
+			return err
+		})
+		if err != nil && len(batch) > 1 && errors.Is(err, lease.ErrCut) {
 			return &tooLong{err}
 		}
 		return err
-	})
+	}
+	var err error
+	if p == nil {
+		err = attempt(ctx)
+	} else {
+		err = p.Do(ctx, what, attempt)
+	}
 	var cut *tooLong
 	if !errors.As(err, &cut) {
 		if err == nil && done != nil {
