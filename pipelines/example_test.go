@@ -18,7 +18,7 @@ func ExamplePhase2() {
 	// A range from a string _id through an ObjectId one: both types.
 	through, _ := primitive.ObjectIDFromHex("65f0c1a2b3c4d5e6f7a8b9c0")
 	r := &pipelines.Range{After: model.StringID("0f"), Through: model.ObjectIDOf(through)}
-	p := pipelines.Phase2(n, []string{"ao-uiuc-illinois", "ao-rokwire-events"}, r)
+	p := pipelines.Phase2(n, model.Unsharded, []string{"ao-uiuc-illinois", "ao-rokwire-events"}, r)
 	b, err := bson.MarshalExtJSONIndent(bson.D{{Key: "pipeline", Value: p}}, false, false, "", "  ")
 	if err != nil {
 		panic(err)

@@ -608,11 +608,22 @@ func compareTarget(t *testing.T, got []bson.Raw, want []bson.D) (sameSequence bo
 
 // ------------------------------------------------------------------ tests
 
+// shardKeys: every pipeline that writes runs unsharded and with the shard
+// key (its $merge on org_id and _id, its filters carrying org_id), and
+// must leave the same target.
+var shardKeys = []model.ShardKey{model.Unsharded, model.ShardByOrg}
+
 func TestOracleFullRun(t *testing.T) {
 	t.Parallel()
+	for _, key := range shardKeys {
+		t.Run("shard_key="+string(key), func(t *testing.T) { oracleFullRun(t, key) })
+	}
+}
+
+func oracleFullRun(t *testing.T, key model.ShardKey) {
 	w := sharedWorld(t)
 	want := expect(t, w, nil)
-	p := pipelines.Phase2(names, w.valid, nil)
+	p := pipelines.Phase2(names, key, w.valid, nil)
 	got := runOracle(t, p, w.collections(w.tenants), names.Accounts)
 	same := compareTarget(t, got, want.docs)
 	if !t.Failed() {
@@ -682,7 +693,7 @@ func TestOracleRangedRun(t *testing.T) {
 	for _, r := range ranges {
 		t.Run(fmt.Sprintf("after=%s,through=%s", r.After, r.Through), func(t *testing.T) {
 			want := expect(t, w, &r)
-			got := runOracle(t, pipelines.Phase2(names, w.valid, &r), w.collections(w.tenants), names.Accounts)
+			got := runOracle(t, pipelines.Phase2(names, model.Unsharded, w.valid, &r), w.collections(w.tenants), names.Accounts)
 			compareTarget(t, got, want.docs)
 			if want.counts[pipelines.OutcomeInsert] == 0 || want.counts[pipelines.OutcomeInsert] >= full.counts[pipelines.OutcomeInsert] {
 				t.Errorf("range inserts %d of %d: not a proper part", want.counts[pipelines.OutcomeInsert], full.counts[pipelines.OutcomeInsert])
@@ -835,7 +846,7 @@ func TestOracleComparisonMatchesRefresh(t *testing.T) {
 // conditional filter (RefreshFilter, evaluated by mingo too) still holds,
 // then the insert pipeline. It returns the target and how many refreshes
 // were written.
-func splitRun(t *testing.T, w *world, tenants []bson.D, r *pipelines.Range) ([]bson.Raw, int) {
+func splitRun(t *testing.T, w *world, key model.ShardKey, tenants []bson.D, r *pipelines.Range) ([]bson.Raw, int) {
 	t.Helper()
 	candidates := runOracle(t, pipelines.Phase2Refreshes(names, w.valid, r), w.collections(tenants), names.TenantsAccounts)
 	target := make([]bson.D, len(tenants))
@@ -849,7 +860,7 @@ func splitRun(t *testing.T, w *world, tenants []bson.D, r *pipelines.Range) ([]b
 			if err := bson.Unmarshal(raw, &c); err != nil {
 				t.Fatal(err)
 			}
-			or = append(or, pipelines.RefreshFilter(raw.Lookup("_id"), raw.Lookup("date_updated")))
+			or = append(or, pipelines.RefreshFilter(key, raw.Lookup("_id"), raw.Lookup("org_id"), raw.Lookup("date_updated")))
 			byID[idOf(c)] = c
 		}
 		matched := runOracle(t, mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "$or", Value: or}}}}}, w.collections(target), names.TenantsAccounts)
@@ -867,17 +878,23 @@ func splitRun(t *testing.T, w *world, tenants []bson.D, r *pipelines.Range) ([]b
 			t.Errorf("%d refresh candidates, %d matched their own conditional filter", len(candidates), refreshed)
 		}
 	}
-	return runOracle(t, pipelines.Phase2Inserts(names, w.valid, r), w.collections(target), names.Accounts), refreshed
+	return runOracle(t, pipelines.Phase2Inserts(names, key, w.valid, r), w.collections(target), names.Accounts), refreshed
 }
 
 // The split path (no pipeline in whenMatched) leaves exactly the target of
 // the one pipeline, full and ranged, and a re-run writes nothing.
 func TestOracleSplitRun(t *testing.T) {
 	t.Parallel()
+	for _, key := range shardKeys {
+		t.Run("shard_key="+string(key), func(t *testing.T) { oracleSplitRun(t, key) })
+	}
+}
+
+func oracleSplitRun(t *testing.T, key model.ShardKey) {
 	w := sharedWorld(t)
 	for _, r := range []*pipelines.Range{nil, {After: model.StringID("4"), Through: model.StringID("b")}, {After: model.StringID("f")}} {
 		want := expect(t, w, r)
-		got, refreshed := splitRun(t, w, w.tenants, r)
+		got, refreshed := splitRun(t, w, key, w.tenants, r)
 		compareTarget(t, got, want.docs)
 		if refreshed != want.counts[pipelines.OutcomeRefresh] || refreshed == 0 {
 			t.Errorf("range %+v: %d refreshed, the one pipeline refreshes %d", r, refreshed, want.counts[pipelines.OutcomeRefresh])
@@ -888,7 +905,7 @@ func TestOracleSplitRun(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		again, n := splitRun(t, w, after, r)
+		again, n := splitRun(t, w, key, after, r)
 		compareTarget(t, again, after)
 		if n != 0 {
 			t.Errorf("range %+v: a re-run refreshed %d", r, n)
@@ -900,6 +917,12 @@ func TestOracleSplitRun(t *testing.T) {
 // a refresh is due, and no longer once the stored tenant changed.
 func TestOracleConditionalFilters(t *testing.T) {
 	t.Parallel()
+	for _, key := range shardKeys {
+		t.Run("shard_key="+string(key), func(t *testing.T) { oracleConditionalFilters(t, key) })
+	}
+}
+
+func oracleConditionalFilters(t *testing.T, key model.ShardKey) {
 	w := sharedWorld(t)
 	legacy := map[model.ID]bson.D{}
 	for _, a := range w.accounts {
@@ -922,10 +945,10 @@ func TestOracleConditionalFilters(t *testing.T) {
 			t.Fatal(err)
 		}
 		if date, err := bson.Raw(raw).LookupErr("date_updated"); err == nil {
-			refresh = append(refresh, pipelines.RefreshFilter(bson.Raw(raw).Lookup("_id"), date))
+			refresh = append(refresh, pipelines.RefreshFilter(key, bson.Raw(raw).Lookup("_id"), bson.Raw(traw).Lookup("org_id"), date))
 			wantRefresh[id] = pipelines.Refresh(tn, a)
 		}
-		same = append(same, pipelines.SameDateFilter(bson.Raw(traw).Lookup("_id"), bson.Raw(traw).Lookup("date_updated")))
+		same = append(same, pipelines.SameDateFilter(key, bson.Raw(traw).Lookup("_id"), bson.Raw(traw).Lookup("org_id"), bson.Raw(traw).Lookup("date_updated")))
 		checked++
 	}
 	match := func(or bson.A) map[model.ID]bool {

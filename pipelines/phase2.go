@@ -257,12 +257,14 @@ func transform(n model.Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 // Re-running it is safe: $merge is on _id (the unique default index), the
 // tenant _id is the legacy _id, and whenMatched writes only when the legacy
 // account is newer than the tenant, which it no longer is after the write.
-func Phase2(n model.Names, validAppOrgs []string, r *Range) mongo.Pipeline {
+// With a shard key (key), $merge is on it and _id (key.MergeOn), which a
+// sharded target requires, backed by the unique index step 1 makes.
+func Phase2(n model.Names, key model.ShardKey, validAppOrgs []string, r *Range) mongo.Pipeline {
 	return append(transform(n, validAppOrgs, r),
 		// 7. insert, or refresh a tenant only when its source is newer
 		bson.D{d("$merge", bson.D{
 			d("into", n.TenantsAccounts),
-			d("on", "_id"),
+			d("on", key.MergeOn()),
 			d("whenMatched", bson.A{
 				bson.D{d("$replaceWith", bson.D{d("$cond", bson.D{
 					d("if", bson.D{d("$gt", bson.A{"$$new." + model.FieldDateUpdated, "$" + model.FieldDateUpdated})}),
@@ -281,11 +283,11 @@ func Phase2(n model.Names, validAppOrgs []string, r *Range) mongo.Pipeline {
 // not exist and keeps every existing one as it is. Phase2Refreshes and
 // RefreshFilter do the refreshes stage 7 of Phase2 does, so that the two
 // together leave exactly the tenants Phase2 leaves.
-func Phase2Inserts(n model.Names, validAppOrgs []string, r *Range) mongo.Pipeline {
+func Phase2Inserts(n model.Names, key model.ShardKey, validAppOrgs []string, r *Range) mongo.Pipeline {
 	return append(transform(n, validAppOrgs, r),
 		bson.D{d("$merge", bson.D{
 			d("into", n.TenantsAccounts),
-			d("on", "_id"),
+			d("on", key.MergeOn()),
 			d("whenMatched", "keepExisting"),
 			d("whenNotMatched", "insert"),
 		})},
@@ -317,20 +319,19 @@ func Phase2Refreshes(n model.Names, validAppOrgs []string, r *Range) mongo.Pipel
 // RefreshFilter selects the tenant id for a refresh by a tenant account
 // whose date_updated is newDate: only while the stored tenant is older, as
 // stage 7 compares ({$gt: [new, old]}), so a tenant written in between by a
-// service is kept. newDate is the refreshing document's own value.
-func RefreshFilter(id, newDate bson.RawValue) bson.D {
-	return bson.D{
-		d(model.FieldID, id),
-		d("$expr", bson.D{d("$gt", bson.A{bson.D{d("$literal", newDate)}, "$" + model.FieldDateUpdated})}),
-	}
+// service is kept. newDate is the refreshing document's own value; org
+// the tenant's org_id, which the filter carries with a shard key (key).
+func RefreshFilter(key model.ShardKey, id, org, newDate bson.RawValue) bson.D {
+	return key.Filter(id, org,
+		d("$expr", bson.D{d("$gt", bson.A{bson.D{d("$literal", newDate)}, "$" + model.FieldDateUpdated})}))
 }
 
 // SameDateFilter selects the tenant id while its date_updated is still old
 // (the zero RawValue: missing): the streaming path's refresh, conditional
 // on the tenant it compared with (Refresh), for servers whose filters take
 // no $expr comparison (FerretDB 1). A tenant whose date changed since is
-// kept.
-func SameDateFilter(id, old bson.RawValue) bson.D {
+// kept. org is the tenant's org_id, carried with a shard key (key).
+func SameDateFilter(key model.ShardKey, id, org, old bson.RawValue) bson.D {
 	var date bson.D
 	switch old.Type {
 	case 0:
@@ -340,7 +341,7 @@ func SameDateFilter(id, old bson.RawValue) bson.D {
 	default:
 		date = bson.D{d("$eq", old)}
 	}
-	return bson.D{d(model.FieldID, id), d(model.FieldDateUpdated, date)}
+	return key.Filter(id, org, d(model.FieldDateUpdated, date))
 }
 
 // Phase2Preview is Phase2 without the write: stages 1-6, then a $lookup of

@@ -1,6 +1,7 @@
 package pipelines
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/tenantmigrate/runner/model"
 )
@@ -414,11 +416,32 @@ func TestCompareOrder(t *testing.T) {
 	}
 }
 
+// With the shard key, both $merge pipelines match on it and _id (what a
+// sharded target requires); without it, on _id alone.
+func TestMergeOnTheShardKey(t *testing.T) {
+	n := model.DefaultNames()
+	for _, c := range []struct {
+		key  model.ShardKey
+		want any
+	}{
+		{model.Unsharded, "_id"},
+		{model.ShardByOrg, A{"org_id", "_id"}},
+	} {
+		for name, p := range map[string]mongo.Pipeline{"Phase2": Phase2(n, c.key, []string{"ao1"}, nil), "Phase2Inserts": Phase2Inserts(n, c.key, []string{"ao1"}, nil)} {
+			merge := p[len(p)-1][0].Value.(D)
+			on, _ := model.Get(merge, "on")
+			if fmt.Sprint(on) != fmt.Sprint(c.want) {
+				t.Errorf("%s with shard key %q: $merge on %v, want %v", name, c.key, on, c.want)
+			}
+		}
+	}
+}
+
 // The pipeline carries the mapping the package comment documents: these
 // checks tie the stages to model's field lists.
 func TestPipelineShape(t *testing.T) {
 	n := model.DefaultNames()
-	p := Phase2(n, []string{"ao1"}, nil)
+	p := Phase2(n, model.Unsharded, []string{"ao1"}, nil)
 	var names []string
 	for _, s := range p {
 		if len(s) != 1 {
@@ -452,7 +475,7 @@ func TestPipelineShape(t *testing.T) {
 	}
 
 	// Range only narrows stage 1's _id condition.
-	ranged := Phase2(n, []string{"ao1"}, &Range{After: model.StringID("b"), Through: model.StringID("m")})
+	ranged := Phase2(n, model.Unsharded, []string{"ao1"}, &Range{After: model.StringID("b"), Through: model.StringID("m")})
 	id := ranged[0][0].Value.(D)[0].Value.(D)
 	if want := (D{{Key: "$type", Value: "string"}, {Key: "$gt", Value: model.StringID("b")}, {Key: "$lte", Value: model.StringID("m")}}); !reflect.DeepEqual(id, want) {
 		t.Errorf("ranged _id condition = %v, want %v", id, want)
@@ -460,7 +483,7 @@ func TestPipelineShape(t *testing.T) {
 	if !reflect.DeepEqual(ranged[1:], p[1:]) {
 		t.Error("a range changed stages after the first")
 	}
-	half := Phase2(n, []string{"ao1"}, &Range{Through: model.StringID("m")})
+	half := Phase2(n, model.Unsharded, []string{"ao1"}, &Range{Through: model.StringID("m")})
 	if id := half[0][0].Value.(D)[0].Value.(D); len(id) != 2 || id[1].Key != "$lte" {
 		t.Errorf("Through-only _id condition = %v", id)
 	}

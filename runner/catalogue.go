@@ -13,6 +13,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 
 	"github.com/tenantmigrate/runner/migrations"
+	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/references"
 	"github.com/tenantmigrate/runner/runner/step"
@@ -34,6 +35,18 @@ type StepInfo struct {
 
 // Phase is the phase the step is (1 or 2), else 0.
 func (in StepInfo) Phase() int { return in.Step.Phase() }
+
+// stepData fills the placeholders of the step files: {{.TenantsAccounts}}
+// and the other collections, and {{.ShardKey}}, the tenant accounts'
+// shard key ("" unsharded), which shapes step 1's unique indexes.
+type stepData struct {
+	config.Collections
+	ShardKey string
+}
+
+func newStepData(cfg config.Config) stepData {
+	return stepData{Collections: cfg.Collections, ShardKey: string(cfg.Tenants.ShardKey)}
+}
 
 // catalogue is every step of this build: the step files, read and parsed
 // once, with the Go steps they name.

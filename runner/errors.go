@@ -8,6 +8,7 @@ import (
 	"github.com/tenantmigrate/runner/pipelines"
 	"github.com/tenantmigrate/runner/runner/lease"
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
+	"github.com/tenantmigrate/runner/runner/sharding"
 )
 
 // Sentinel errors callers can test with errors.Is.
@@ -37,6 +38,9 @@ var (
 	// ErrNoLegacy: the database has no legacy accounts collection, and the
 	// configuration does not say it is a new install (NoLegacyError).
 	ErrNoLegacy = errors.New("no legacy accounts collection")
+	// ErrShardKey: tenants.shard_key disagrees with the cluster
+	// (*sharding.KeyError says how, and what to do).
+	ErrShardKey = sharding.ErrShardKey
 )
 
 // DirtyError says which step was left half done, and by what.

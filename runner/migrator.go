@@ -197,7 +197,7 @@ func (m *migrator) open(ctx context.Context, call *step.Call) (*session, error) 
 		DB:           m.db,
 		Store:        m.store,
 		Steps:        m.stepFuncs(call),
-		TemplateData: m.cfg.Collections,
+		TemplateData: newStepData(m.cfg),
 		LeaseTTL:     m.cfg.Lock.Lease,
 		LeaseRenew:   m.cfg.Lock.Heartbeat,
 		LockWait:     m.cfg.Lock.Wait,

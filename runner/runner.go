@@ -31,6 +31,7 @@ import (
 	"github.com/tenantmigrate/runner/runner/mongomigrate"
 	"github.com/tenantmigrate/runner/runner/progress"
 	"github.com/tenantmigrate/runner/runner/retry"
+	"github.com/tenantmigrate/runner/runner/sharding"
 	"github.com/tenantmigrate/runner/runner/step"
 	"github.com/tenantmigrate/runner/runner/verify"
 )
@@ -91,7 +92,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 		}
 		r.goSteps = steps
 	}
-	cat, err := readCatalogue(r.steps, cfg.Collections, r.goSteps)
+	cat, err := readCatalogue(r.steps, newStepData(cfg), r.goSteps)
 	if err != nil {
 		return nil, err
 	}
@@ -117,12 +118,17 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 		}
 	}
 	store := mongomigrate.NewStore(r.db, cfg.Collections.MigrationsPrefix, &policy)
+	if err := checkShardKey(ctx, r.db, cfg, store, policy); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	host, _ := os.Hostname()
 	r.m = &migrator{
 		cfg: cfg, log: r.log, db: r.db, steps: r.steps, cat: cat, store: store,
 		env: step.Env{
 			DB: r.db, Names: cfg.Collections.Names, Store: store, Retry: policy, Log: r.log, Progress: r.progress,
 			Batch: cfg.BatchSize, ScratchPrefix: cfg.Collections.MigrationsPrefix, Caps: caps, SkipInvalid: cfg.SkipInvalid,
+			ShardKey: cfg.Tenants.ShardKey,
 		},
 		owner: ownerID(host), host: host,
 	}
@@ -155,6 +161,24 @@ func legacyPresent(ctx context.Context, db *mongo.Database, accounts, stateColle
 		e.Has, e.More = names[:most], len(names)-most
 	}
 	return e
+}
+
+// checkShardKey refuses a tenants.shard_key that disagrees with the
+// cluster, or with the indexes step 1 made (sharding.Target.Check).
+func checkShardKey(ctx context.Context, db *mongo.Database, cfg config.Config, store *mongomigrate.Store, policy retry.Policy) error {
+	var t sharding.Target
+	if err := policy.Do(ctx, "find out whether the tenant accounts are sharded", func(ctx context.Context) (err error) {
+		t, err = sharding.Inspect(ctx, db, cfg.Collections.TenantsAccounts)
+		return err
+	}); err != nil {
+		return err
+	}
+	st, err := store.State(ctx)
+	if err != nil {
+		return err
+	}
+	// Step 1 makes the tenant accounts' unique indexes.
+	return t.Check(cfg.Tenants.ShardKey, cfg.Collections.TenantsAccounts, st.Version >= 1)
 }
 
 // Close disconnects from MongoDB.

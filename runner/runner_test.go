@@ -52,6 +52,7 @@ func testConfig(t *testing.T) (config.Config, *mongo.Database) {
 	cfg := config.Default()
 	cfg.MongoDB.URI = env.URI
 	cfg.MongoDB.Database = db.Name()
+	cfg.Tenants.ShardKey = env.ShardKey // RUNNER_TENANTS_SHARD_KEY: the suite as for a sharded target
 	// Short, yet long enough that a heartbeat waiting behind the embedded
 	// server's writes (SQLite has one writer) with the rest of the suite
 	// running beside it does not lose the lease (4 s did, once).
@@ -703,7 +704,7 @@ func TestEndToEndOnFixture(t *testing.T) {
 	if err != nil || res.To != latest {
 		t.Fatalf("Up = %+v, %v", res, err)
 	}
-	probe, err := phase2.Probe(ctx, phase2.Config{Env: step.Env{DB: db}})
+	probe, err := phase2.Probe(ctx, phase2.Config{Env: step.Env{DB: db, ShardKey: env.ShardKey}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,10 +37,11 @@
 //     drop such keys, and turn `undefined` array elements into null (as
 //     MongoDB does for a missing array element). To keep this exact, an input
 //     holding a BSON undefined value is rejected.
-//  3. $merge matches `on` values by a 32-bit hash of the value, not by
-//     equality: two different _ids with the same hash would be taken for
-//     one. The wrapped $merge checks that no two different `on` values among
-//     the target and the incoming documents share a hash, and fails if any do.
+//  3. $merge matches `on` values by a 32-bit hash of the value (of the
+//     array of the values, for several fields), not by equality: two
+//     different _ids with the same hash would be taken for one. The wrapped
+//     $merge checks that no two different `on` values among the target and
+//     the incoming documents share a hash, and fails if any do.
 //  4. $toString of an ObjectId: mingo refuses an object; MongoDB gives its 24
 //     lowercase hex digits (the membership id of an ObjectId _id).
 //  5. The query operator {$type: "objectId"} (or 7): mingo knows no such
@@ -299,17 +300,21 @@ function checkedMerge(coll, expr, options) {
   const docs = coll.collect ? coll.collect() : Array.from(coll);
   const target = options.collectionResolver(expr.into);
   const on = expr.on ?? "_id";
-  if (Array.isArray(on) || typeof on !== "string" || on.includes(".")) {
-    throw new OracleError("$merge: the oracle supports a single top-level `on` field");
+  const fields = Array.isArray(on) ? on : [on];
+  if (fields.length === 0 || fields.some((f) => typeof f !== "string" || f.includes("."))) {
+    throw new OracleError("$merge: the oracle supports top-level `on` fields only");
   }
+  // The value mingo hashes: the field's, or the array of the fields' (a
+  // shard key and _id).
+  const onValue = (d) => (Array.isArray(on) ? fields.map((f) => d[f]) : d[on]);
   const seen = new Map(); // hash -> canonical EJSON of the value
   for (const d of [...target, ...docs]) {
-    const v = d[on];
+    const v = onValue(d);
     const h = hashCode(v);
     const s = EJSON.stringify(v === undefined ? null : v, { relaxed: false });
     const prev = seen.get(h);
     if (prev !== undefined && prev !== s) {
-      throw new OracleError(`$merge: mingo would confuse two different ${on} values (same 32-bit hash)`);
+      throw new OracleError(`$merge: mingo would confuse two different ${fields.join(", ")} values (same 32-bit hash)`);
     }
     seen.set(h, s);
   }

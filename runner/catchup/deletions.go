@@ -284,7 +284,7 @@ func (d *deletions) pullsOf(ctx context.Context, ms []membershipOf) (pulls, dele
 	stored := map[model.ID]bson.Raw{}
 	err = d.cfg.Retry.Do(ctx, "read tenant accounts", func(ctx context.Context) error {
 		cur, err := d.cfg.DB.Collection(d.cfg.TenantsAccounts).Find(ctx, in(model.FieldID, ids),
-			options.Find().SetProjection(bson.D{{Key: model.FieldMemberships, Value: 1}}))
+			options.Find().SetProjection(bson.D{{Key: model.FieldOrgID, Value: 1}, {Key: model.FieldMemberships, Value: 1}}))
 		if err != nil {
 			return err
 		}
@@ -310,6 +310,7 @@ func (d *deletions) pullsOf(ctx context.Context, ms []membershipOf) (pulls, dele
 		if !ok {
 			continue // deleted already
 		}
+		org := raw.Lookup(model.FieldOrgID) // the shard key, in every write's filter
 		arr, _ := raw.Lookup(model.FieldMemberships).ArrayOK()
 		vals, _ := arr.Values()
 		var removed []bson.Raw
@@ -332,13 +333,13 @@ func (d *deletions) pullsOf(ctx context.Context, ms []membershipOf) (pulls, dele
 			for _, doc := range removed {
 				holds = append(holds, bson.D{{Key: model.FieldMemberships + "." + model.FieldMembershipID, Value: doc.Lookup(model.FieldMembershipID)}})
 			}
-			deletes = append(deletes, mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: model.FieldID, Value: t},
-				{Key: model.FieldMemberships, Value: bson.D{{Key: "$size", Value: len(vals)}}}, {Key: "$and", Value: holds}}))
+			deletes = append(deletes, mongo.NewDeleteOneModel().SetFilter(d.cfg.ShardKey.Filter(t, org,
+				bson.E{Key: model.FieldMemberships, Value: bson.D{{Key: "$size", Value: len(vals)}}}, bson.E{Key: "$and", Value: holds})))
 			continue
 		}
 		for _, doc := range removed {
 			pulls = append(pulls, mongo.NewUpdateOneModel().
-				SetFilter(bson.D{{Key: model.FieldID, Value: t}, {Key: model.FieldMemberships + "." + model.FieldMembershipID, Value: doc.Lookup(model.FieldMembershipID)}}).
+				SetFilter(d.cfg.ShardKey.Filter(t, org, bson.E{Key: model.FieldMemberships + "." + model.FieldMembershipID, Value: doc.Lookup(model.FieldMembershipID)})).
 				SetUpdate(bson.D{{Key: "$pull", Value: bson.D{{Key: model.FieldMemberships, Value: bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: doc}}}}}))
 		}
 	}

@@ -42,6 +42,8 @@ type Config struct {
 	// without it, such a database is refused (a wrong mongodb.database is
 	// likelier than a new install).
 	NewInstall bool `mapstructure:"new_install"`
+	// Tenants describes the target collection as the operator made it.
+	Tenants Tenants `mapstructure:"tenants"`
 	// Each Go step's own section, typed and checked by its package.
 	Identity phase1.IdentityOptions `mapstructure:"identity"`
 	Phase1   phase1.Options         `mapstructure:"phase1"`
@@ -74,6 +76,14 @@ type Collections struct {
 	// MigrationsPrefix prefixes the runner's own bookkeeping collections
 	// (mongomigrate.Store) and its scratch collections.
 	MigrationsPrefix string `mapstructure:"migrations_prefix"`
+}
+
+// Tenants describes the tenant accounts' collection as the operator made
+// it before the migration.
+type Tenants struct {
+	// ShardKey is its shard key (tenants.shard_key): empty when it is not
+	// sharded. It must agree with the cluster, which the runner checks.
+	ShardKey model.ShardKey `mapstructure:"shard_key"`
 }
 
 // Verify configures the automatic reconciliation.

@@ -70,13 +70,14 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 	tenants := cfg.DB.Collection(cfg.TenantsAccounts)
 	links := cfg.DB.Collection(cfg.Links)
 	dates := bson.D{{Key: model.FieldID, Value: 1}, {Key: model.FieldDateUpdated, Value: 1}}
+	tenantDates := append(bson.D{{Key: model.FieldOrgID, Value: 1}}, dates...) // the shard key, for the delete
 	del := writes.Batch[group]{Size: cfg.Batch, Flush: func(ctx context.Context, groups []group) error {
 		var ids, members []model.ID
 		for _, g := range groups {
 			ids = append(ids, g.tenant)
 			members = append(members, g.members...)
 		}
-		stored, err := findIDs(ctx, &cfg.Retry, tenants, ids, dates, "read tenant accounts")
+		stored, err := findIDs(ctx, &cfg.Retry, tenants, ids, tenantDates, "read tenant accounts")
 		if err != nil {
 			return err
 		}
@@ -84,7 +85,7 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 		if err != nil {
 			return err
 		}
-		var gone []model.ID
+		var gone []model.TenantRef
 		for _, g := range groups {
 			t, ok := stored[g.tenant]
 			if !ok {
@@ -94,13 +95,13 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 				rep.KeptChanged++
 				continue
 			}
-			gone = append(gone, g.tenant)
+			gone = append(gone, model.RefOf(t))
 		}
 		if cfg.DryRun {
 			rep.TenantsDeleted += int64(len(gone))
 			return nil
 		}
-		n, err := writes.DeleteIDs(ctx, &cfg.Retry, tenants, gone)
+		n, err := writes.DeleteTenants(ctx, &cfg.Retry, tenants, cfg.ShardKey, gone)
 		rep.TenantsDeleted += n
 		return err
 	}}

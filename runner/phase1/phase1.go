@@ -1068,7 +1068,7 @@ func (p *run) mergeOne(docs []groupDoc, w *writer) error {
 	for _, gd := range docs {
 		old[gd.ID] = gd.Link
 		if gd.HasTenant && gd.ID != survivor {
-			w.supersede(gd.ID)
+			w.supersede(model.TenantRef{ID: gd.ID, Org: org})
 		}
 	}
 	prev := old[survivor]

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
 func config(db *mongo.Database) phase1.Config {
 	return phase1.Config{
-		Env:   step.Env{DB: db, Names: names, ScratchPrefix: "migrations", Batch: 500, Log: testenv.Quiet()},
+		Env:   step.Env{DB: db, Names: names, ScratchPrefix: "migrations", Batch: 500, Log: testenv.Quiet(), ShardKey: env.ShardKey},
 		Rules: phase1.Rules{IdentityCodes: gen.DefaultIdentityCodes()},
 	}
 }

@@ -174,7 +174,7 @@ type writer struct {
 	rep        *Report
 	inserts    []any
 	compare    map[model.ID]bson.Raw
-	supersedes []model.ID
+	supersedes []model.TenantRef
 	// links by when they go (3 or 5) and whether they exist
 	ahead, after linkBatch
 }
@@ -219,7 +219,7 @@ func (w *writer) pending() int {
 
 func (w *writer) insertTenant(raw bson.Raw)               { w.inserts = append(w.inserts, raw) }
 func (w *writer) compareTenant(id model.ID, raw bson.Raw) { w.compare[id] = raw }
-func (w *writer) supersede(id model.ID)                   { w.supersedes = append(w.supersedes, id) }
+func (w *writer) supersede(t model.TenantRef)             { w.supersedes = append(w.supersedes, t) }
 
 // link writes l (exists: a link of its account exists); ahead: before its
 // group's new tenant account.
@@ -250,7 +250,7 @@ func (w *writer) flush(ctx context.Context) error {
 		count *int
 	}{
 		{"delete superseded tenant accounts", len(w.supersedes), func(ctx context.Context) (int, error) {
-			_, err := writes.DeleteIDs(ctx, rp, tenants, w.supersedes)
+			_, err := writes.DeleteTenants(ctx, rp, tenants, w.cfg.ShardKey, w.supersedes)
 			return len(w.supersedes), err
 		}, &w.rep.Superseded},
 		{"replace tenant accounts", len(replaces), func(ctx context.Context) (int, error) {
@@ -318,7 +318,7 @@ func (w *writer) changedTenants(ctx context.Context) (int, []mongo.WriteModel, e
 		default:
 			// Conditional on the tenant account as it was read: one the
 			// service writes meanwhile is kept, as KeepsStored keeps it.
-			models = append(models, mongo.NewReplaceOneModel().SetFilter(pipelines.SameDateFilter(stored.Lookup("_id"), stored.Lookup(model.FieldDateUpdated))).SetReplacement(w.compare[id]))
+			models = append(models, mongo.NewReplaceOneModel().SetFilter(pipelines.SameDateFilter(w.cfg.ShardKey, stored.Lookup(model.FieldID), stored.Lookup(model.FieldOrgID), stored.Lookup(model.FieldDateUpdated))).SetReplacement(w.compare[id]))
 		}
 	}
 	return same, models, nil

@@ -93,19 +93,19 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 		joins = append(joins, s)
 	}
 	links, legacy := joins[0], joins[1]
-	del := writes.Batch[model.ID]{Size: cfg.Batch, Flush: func(ctx context.Context, ids []model.ID) error {
+	del := writes.Batch[model.TenantRef]{Size: cfg.Batch, Flush: func(ctx context.Context, refs []model.TenantRef) error {
 		if cfg.DryRun {
-			rep.TenantsDeleted += int64(len(ids))
+			rep.TenantsDeleted += int64(len(refs))
 			return nil
 		}
-		n, err := writes.DeleteIDs(ctx, &cfg.Retry, tenants, ids)
+		n, err := writes.DeleteTenants(ctx, &cfg.Retry, tenants, cfg.ShardKey, refs)
 		rep.TenantsDeleted += n
 		if err != nil {
 			return fmt.Errorf("delete tenant accounts: %w", err)
 		}
 		return nil
 	}}
-	proj := bson.D{{Key: "_id", Value: 1}, {Key: model.FieldDateUpdated, Value: 1}}
+	proj := bson.D{{Key: "_id", Value: 1}, {Key: model.FieldOrgID, Value: 1}, {Key: model.FieldDateUpdated, Value: 1}}
 	err := sorted.Each(ctx, tenants, nil, proj, cfg.read(), func(raw bson.Raw) error {
 		id, ok := model.IDOf(raw.Lookup("_id"))
 		if !ok {
@@ -125,7 +125,7 @@ func Down(ctx context.Context, cfg Config) (*DownReport, error) {
 			rep.KeptChanged++
 			return nil
 		}
-		return del.Add(ctx, id)
+		return del.Add(ctx, model.TenantRef{ID: id, Org: model.RefOf(raw).Org})
 	})
 	if err == nil {
 		err = del.Close(ctx)

@@ -95,7 +95,7 @@ func openFallback(ctx context.Context, cfg Config, orgOf map[string]string, filt
 	if err != nil {
 		return nil, fmt.Errorf("read links: %w", err)
 	}
-	tenants, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.TenantsAccounts), filter, bson.D{{Key: model.FieldDateUpdated, Value: 1}}, cfg.read())
+	tenants, err := sorted.Open(ctx, cfg.DB.Collection(cfg.Names.TenantsAccounts), filter, bson.D{{Key: model.FieldOrgID, Value: 1}, {Key: model.FieldDateUpdated, Value: 1}}, cfg.read())
 	if err != nil {
 		links.Close(ctx)
 		return nil, fmt.Errorf("read tenant accounts: %w", err)
@@ -172,7 +172,7 @@ func (f *fallback) account(ctx context.Context, raw bson.Raw) (done bool, err er
 		if pipelines.Refresh(old, tenant) {
 			rep.Refreshed++
 			// A copy: raw lives only until the legacy cursor moves.
-			filter := pipelines.SameDateFilter(own(raw.Lookup(model.FieldID)), existing.Raw.Lookup(model.FieldDateUpdated))
+			filter := pipelines.SameDateFilter(f.w.cfg.ShardKey, own(raw.Lookup(model.FieldID)), own(existing.Raw.Lookup(model.FieldOrgID)), own(existing.Raw.Lookup(model.FieldDateUpdated)))
 			f.w.replaces = append(f.w.replaces, mongo.NewReplaceOneModel().SetFilter(filter).SetReplacement(tenant))
 		} else {
 			rep.Unchanged++

@@ -596,7 +596,7 @@ func mergeRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Ra
 		}
 	}
 	taken, before := rc.taken, rc.before
-	err := runFitted(ctx, cfg, cfg.DB.Collection(cfg.Names.Accounts), func(r *pipelines.Range) any { return pipelines.Phase2(cfg.Names, valid, r) }, r)
+	err := runFitted(ctx, cfg, cfg.DB.Collection(cfg.Names.Accounts), func(r *pipelines.Range) any { return pipelines.Phase2(cfg.Names, cfg.ShardKey, valid, r) }, r)
 	if err != nil {
 		return fmt.Errorf("phase 2 pipeline: %w", err)
 	}

@@ -45,10 +45,26 @@ func leftCheckpoint(t *testing.T, db *mongo.Database) bool {
 	return found
 }
 
+// database is a fresh database for a test. With RUNNER_TENANTS_SHARD_KEY,
+// its tenant accounts have the unique index step 1 makes for the shard key
+// ({org_id: 1, _id: 1}), which $merge on it needs: these tests run the
+// phase alone.
+func database(t *testing.T) *mongo.Database {
+	t.Helper()
+	db := env.Database(t)
+	if key := env.ShardKey.UniqueKey(); key != nil {
+		if _, err := db.Collection(names.TenantsAccounts).Indexes().CreateOne(context.Background(),
+			mongo.IndexModel{Keys: key, Options: options.Index().SetUnique(true)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db
+}
+
 // testEnv is the environment of the tests' runs: the default names and
 // bookkeeping of db, batch documents per round trip (0: the default).
 func testEnv(db *mongo.Database, batch int) step.Env {
-	return step.Env{DB: db, Names: names, Store: mongomigrate.NewStore(db, "migrations", nil), Batch: batch, Log: testenv.Quiet()}
+	return step.Env{DB: db, Names: names, Store: mongomigrate.NewStore(db, "migrations", nil), Batch: batch, Log: testenv.Quiet(), ShardKey: env.ShardKey}
 }
 
 func config(db *mongo.Database, path phase2.Path) phase2.Config {
@@ -92,9 +108,9 @@ func takes(t *testing.T, db *mongo.Database, p phase2.Path) bool {
 // prepared loads a fixture and runs phase 1 on it.
 func prepared(t *testing.T, n int) (*mongo.Database, gen.Expectations) {
 	t.Helper()
-	db := env.Database(t)
+	db := database(t)
 	exp := env.Load(t, db, gen.Options{Accounts: n, Seed: 5})
-	_, err := phase1.Run(context.Background(), phase1.Config{Env: step.Env{DB: db, Names: names, ScratchPrefix: "migrations", Batch: 500, Log: testenv.Quiet()},
+	_, err := phase1.Run(context.Background(), phase1.Config{Env: step.Env{DB: db, Names: names, ScratchPrefix: "migrations", Batch: 500, Log: testenv.Quiet(), ShardKey: env.ShardKey},
 		Rules: phase1.Rules{IdentityCodes: gen.DefaultIdentityCodes()}})
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +119,7 @@ func prepared(t *testing.T, n int) (*mongo.Database, gen.Expectations) {
 }
 
 func TestPhase2MovesTheRestOnce(t *testing.T) {
-	probe := env.Database(t)
+	probe := database(t)
 	for _, path := range paths(t, probe) {
 		t.Run(path.String(), func(t *testing.T) {
 			db, exp := prepared(t, 3000)
@@ -207,7 +223,7 @@ func edit(t *testing.T, coll *mongo.Collection, id model.ID, updated time.Time, 
 }
 
 func TestPhase2Refresh(t *testing.T) {
-	probe := env.Database(t)
+	probe := database(t)
 	for _, path := range paths(t, probe) {
 		t.Run(path.String(), func(t *testing.T) {
 			db, _ := prepared(t, 600)
@@ -243,7 +259,7 @@ func TestPhase2Refresh(t *testing.T) {
 // Ranges run at once write what one range writes, count the same, and
 // leave no checkpoint; a re-run over them inserts nothing.
 func TestPhase2ParallelRanges(t *testing.T) {
-	probe := env.Database(t)
+	probe := database(t)
 	for _, path := range paths(t, probe) {
 		if path == phase2.PathStream {
 			continue // it streams in one pass, with no ranges
@@ -287,7 +303,7 @@ func TestPhase2ParallelRanges(t *testing.T) {
 }
 
 func TestPhase2InterruptedThenRerun(t *testing.T) {
-	probe := env.Database(t)
+	probe := database(t)
 	for _, path := range paths(t, probe) {
 		t.Run(path.String(), func(t *testing.T) {
 			clean, _ := prepared(t, 2500)
@@ -532,7 +548,7 @@ func TestPhase2ProbeChoosesAndExplains(t *testing.T) {
 // A refresh is a conditional write: a tenant account the service writes
 // after phase 2 read it, and before phase 2 writes it, is kept.
 func TestPhase2RefreshKeepsATenantWrittenMeanwhile(t *testing.T) {
-	probe := env.Database(t)
+	probe := database(t)
 	for _, path := range paths(t, probe) {
 		if path == phase2.PathMerge {
 			continue // one server-side write: nothing comes in between
@@ -573,7 +589,7 @@ func TestPhase2RefreshKeepsATenantWrittenMeanwhile(t *testing.T) {
 // Phase 2 creates the collections its pipelines read: a server may refuse
 // a $merge whose $lookup names a missing one (DocumentDB does).
 func TestPhase2WithoutLinksCollection(t *testing.T) {
-	db := env.Database(t)
+	db := database(t)
 	exp := env.Load(t, db, gen.Options{Accounts: 300, Seed: 3})
 	ctx := context.Background()
 	rep, err := phase2.Run(ctx, config(db, phase2.PathProbe))
@@ -597,6 +613,9 @@ func TestPhase2WithoutLinksCollection(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantDeleted, wantDropped := int64(exp.Accounts), []string{names.Links, names.TenantsAccounts}
+		if env.ShardKey.Sharded() {
+			wantDropped = wantDropped[:1] // the test made the tenant accounts, with the shard key's index
+		}
 		if i == 1 {
 			wantDeleted, wantDropped = 0, nil
 		}
@@ -638,7 +657,7 @@ func TestPhase2DownKeepsPhase1(t *testing.T) {
 // A database an earlier build migrated keeps the collections phase 2
 // created as one list in the state collection: down still drops them.
 func TestPhase2DownDropsWhatAnEarlierBuildCreated(t *testing.T) {
-	db := env.Database(t)
+	db := database(t)
 	exp := env.Load(t, db, gen.Options{Accounts: 100, Seed: 5})
 	ctx := context.Background()
 	if _, err := phase2.Run(ctx, config(db, phase2.PathStream)); err != nil {

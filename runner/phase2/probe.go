@@ -8,6 +8,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/pipelines"
@@ -107,10 +109,12 @@ func newProbeWorld() *probeWorld {
 		valid:   []string{"probe_ao"},
 		want:    map[model.ID]bson.D{},
 	}
-	kept := bson.D{{Key: "_id", Value: "p-fresh"}, {Key: "username", Value: "edited by the service"}, {Key: model.FieldDateUpdated, Value: newer.Add(time.Hour)}}
-	phase1 := bson.D{{Key: "_id", Value: "p-linked"}, {Key: "username", Value: "phase 1"}}
+	// Every tenant account holds its org_id, the shard key of a sharded
+	// target, which the writes' filters and $merge's `on` then carry.
+	kept := bson.D{{Key: "_id", Value: "p-fresh"}, {Key: model.FieldOrgID, Value: "probe_org"}, {Key: "username", Value: "edited by the service"}, {Key: model.FieldDateUpdated, Value: newer.Add(time.Hour)}}
+	phase1 := bson.D{{Key: "_id", Value: "p-linked"}, {Key: model.FieldOrgID, Value: "probe_org"}, {Key: "username", Value: "phase 1"}}
 	w.tenants = []bson.D{
-		{{Key: "_id", Value: "p-stale"}, {Key: "username", Value: "before the legacy edit"}, {Key: model.FieldDateUpdated, Value: older}},
+		{{Key: "_id", Value: "p-stale"}, {Key: model.FieldOrgID, Value: "probe_org"}, {Key: "username", Value: "before the legacy edit"}, {Key: model.FieldDateUpdated, Value: older}},
 		kept, phase1,
 	}
 	oid := primitive.ObjectID{0x65, 0x70, 0x72, 0x6f, 0x62, 0x65, 0, 0, 0, 0, 0, 1}
@@ -126,13 +130,20 @@ func newProbeWorld() *probeWorld {
 	return w
 }
 
-// seed (re)writes the probe's collections.
+// seed (re)writes the probe's collections, the tenant accounts with the
+// unique index a shard key calls for (what step 1 makes), so that $merge
+// is tried `on` what a real run's will be.
 func (w *probeWorld) seed(ctx context.Context, cfg Config) error {
 	n := cfg.Names
 	for name, docs := range map[string][]bson.D{n.ApplicationsOrganizations: w.appOrgs, n.Links: w.links, n.Accounts: w.accounts, n.TenantsAccounts: w.tenants} {
 		coll := cfg.DB.Collection(name)
 		if err := coll.Drop(ctx); err != nil {
 			return err
+		}
+		if key := cfg.ShardKey.UniqueKey(); key != nil && name == n.TenantsAccounts {
+			if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: key, Options: options.Index().SetUnique(true)}); err != nil {
+				return fmt.Errorf("the shard key's unique index: %w", err)
+			}
 		}
 		rows := make([]any, len(docs))
 		for i := range docs {

@@ -31,7 +31,7 @@ func splitRange(ctx context.Context, cfg Config, valid []string, r *pipelines.Ra
 		return err
 	}
 	taken, before, refreshed := rc.taken, rc.before, rc.refreshed
-	err = runFitted(ctx, cfg, cfg.DB.Collection(cfg.Names.Accounts), func(r *pipelines.Range) any { return pipelines.Phase2Inserts(cfg.Names, valid, r) }, r)
+	err = runFitted(ctx, cfg, cfg.DB.Collection(cfg.Names.Accounts), func(r *pipelines.Range) any { return pipelines.Phase2Inserts(cfg.Names, cfg.ShardKey, valid, r) }, r)
 	if err != nil {
 		return fmt.Errorf("phase 2 insert pipeline: %w", err)
 	}
@@ -81,7 +81,7 @@ func refreshRange(ctx context.Context, cfg Config, valid []string, r *pipelines.
 		if err != nil {
 			continue // never listed: a missing date is never newer
 		}
-		batch = append(batch, mongo.NewReplaceOneModel().SetFilter(pipelines.RefreshFilter(doc.Lookup(model.FieldID), date)).SetReplacement(doc))
+		batch = append(batch, mongo.NewReplaceOneModel().SetFilter(pipelines.RefreshFilter(cfg.ShardKey, doc.Lookup(model.FieldID), doc.Lookup(model.FieldOrgID), date)).SetReplacement(doc))
 		if len(batch) == cap(batch) {
 			if err := flush(); err != nil {
 				return written, err

@@ -42,6 +42,9 @@ type Env struct {
 	// SkipInvalid migrates around legacy accounts that cannot be migrated
 	// instead of stopping; they stay listed, not migrated.
 	SkipInvalid bool
+	// ShardKey is the tenant accounts' (tenants.shard_key): every write to
+	// them carries it in its filter (model.ShardKey.Filter).
+	ShardKey model.ShardKey
 }
 
 // Store keeps the steps' own bookkeeping in the database

@@ -94,6 +94,8 @@ type flags struct {
 	noCopies bool
 	// changes: harness.changes.
 	changes int
+	// shardKey: harness.shardKey.
+	shardKey model.ShardKey
 }
 
 func parseFlags(args []string, stdout io.Writer) (flags, error) {
@@ -114,10 +116,11 @@ func parseFlags(args []string, stdout io.Writer) (flags, error) {
 	fs.BoolVar(&f.noCopies, "no-copies", false, "skip the after-run tenant copy and bare pipeline (at a million accounts the copy grew a DocumentDB backend past 19 GB)")
 	fs.IntVar(&f.followRate, "follow-rate", 200, "legacy edits a second while runner follow runs (with --follow-seconds)")
 	fs.IntVar(&f.changes, "changes", 0, "legacy accounts an old replica changes before the catch-up is measured (default 1 % of the accounts; 10 on the embedded server, where every write scans the collection)")
+	shardKey := fs.String("shard-key", "", "migrate into a tenants_accounts sharded on this key (org_id): the runner gets tenants.shard_key, and on a mongos the collection is sharded before the migration")
 	fs.IntVar(&f.followSeconds, "follow-seconds", 0, "measure runner follow's lag under --follow-rate edits a second for this many `seconds` (0: not measured)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "usage: go run ./scripts/loadtest [--accounts N | --sweep N1,N2,...] [--seed S] [--uri URI] [--database DB] [--dir DIR] [--keep] [--force] [--json] [--references] [--cpuprofile DIR] [--changes N] [--follow-seconds S [--follow-rate R]] [--no-copies]")
+			fmt.Fprintln(stdout, "usage: go run ./scripts/loadtest [--accounts N | --sweep N1,N2,...] [--seed S] [--uri URI] [--database DB] [--dir DIR] [--keep] [--force] [--json] [--references] [--cpuprofile DIR] [--changes N] [--shard-key org_id] [--follow-seconds S [--follow-rate R]] [--no-copies]")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 		}
@@ -136,6 +139,8 @@ func parseFlags(args []string, stdout io.Writer) (flags, error) {
 		return f, errors.New("--database must not be empty")
 	case f.changes < 0:
 		return f, errors.New("--changes must not be negative")
+	case !validShardKey(*shardKey, &f.shardKey):
+		return f, fmt.Errorf("--shard-key %q: want org_id, or nothing", *shardKey)
 	case f.followSeconds < 0 || f.followRate < 1:
 		return f, errors.New("--follow-seconds must not be negative, --follow-rate at least 1")
 	case f.uri != "" && f.dir != "":
@@ -148,6 +153,13 @@ func parseFlags(args []string, stdout io.Writer) (flags, error) {
 		}
 	}
 	return f, nil
+}
+
+// validShardKey reads --shard-key into *key.
+func validShardKey(s string, key *model.ShardKey) bool {
+	k, err := model.ParseShardKey(s)
+	*key = k
+	return err == nil
 }
 
 // parseSweep reads --sweep: numbers of accounts, at least 1 each, each once.
@@ -317,6 +329,11 @@ func setup(ctx context.Context, f flags, log io.Writer) (*harness, func(), error
 	h.followRate, h.followFor = f.followRate, time.Duration(f.followSeconds)*time.Second
 	h.noCopies = f.noCopies
 	h.changes = f.changes
+	key := f.shardKey
+	if !key.Sharded() { // the runner's own variable, inherited
+		key, _ = model.ParseShardKey(os.Getenv(envShardKey))
+	}
+	h.setShardKey(key)
 	if where != "" {
 		h.server = where
 		h.noIndexUse = true

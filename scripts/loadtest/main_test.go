@@ -18,6 +18,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 
+	"github.com/tenantmigrate/runner/model"
 	"github.com/tenantmigrate/runner/runner"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 	"github.com/tenantmigrate/runner/scripts/testenv"
@@ -205,11 +206,14 @@ func TestFindModuleRoot(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
+	if f, err := parseFlags([]string{"--shard-key", "org_id"}, nil); err != nil || f.shardKey != model.ShardByOrg {
+		t.Errorf("--shard-key org_id = %q, %v", f.shardKey, err)
+	}
 	f, err := parseFlags(nil, nil)
 	if err != nil || f.accounts != 93000 || f.seed != 1 || f.database != "loadtest" || f.uri != "" {
 		t.Errorf("defaults = %+v, %v", f, err)
 	}
-	for _, args := range [][]string{{"--accounts", "0"}, {"--uri", "mongodb://x", "--dir", "d"}, {"extra"}, {"--database", ""}, {"--changes", "-1"}} {
+	for _, args := range [][]string{{"--accounts", "0"}, {"--uri", "mongodb://x", "--dir", "d"}, {"extra"}, {"--database", ""}, {"--changes", "-1"}, {"--shard-key", "_id"}} {
 		if _, err := parseFlags(args, nil); err == nil {
 			t.Errorf("parseFlags(%q) = nil error", args)
 		}

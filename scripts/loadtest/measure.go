@@ -23,6 +23,7 @@ import (
 	"github.com/tenantmigrate/runner/runner"
 	"github.com/tenantmigrate/runner/runner/config"
 	"github.com/tenantmigrate/runner/runner/count"
+	"github.com/tenantmigrate/runner/runner/sharding"
 	"github.com/tenantmigrate/runner/runner/verify"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 )
@@ -211,6 +212,9 @@ type harness struct {
 	// changes: how many accounts the old replica changes before the
 	// catch-up (0: changesFor's default).
 	changes int
+	// shardKey: the runner's tenants.shard_key (setShardKey); on a mongos,
+	// load shards the tenant accounts on it.
+	shardKey model.ShardKey
 }
 
 func newHarness(bin, uri string, db *mongo.Database, log io.Writer) *harness {
@@ -220,6 +224,7 @@ func newHarness(bin, uri string, db *mongo.Database, log io.Writer) *harness {
 // The variables that point the runner at the test database and make it log
 // text; every other variable of ours, RUNNER_* included, passes through.
 const (
+	envShardKey  = "RUNNER_TENANTS_SHARD_KEY"
 	envURI       = "RUNNER_MONGODB_URI"
 	envDatabase  = "RUNNER_MONGODB_DATABASE"
 	envLogFormat = "RUNNER_LOG_FORMAT"
@@ -239,7 +244,17 @@ func runnerEnv(base []string, uri, database string) []string {
 }
 
 func ourVar(name string) bool {
-	return name == envURI || name == envDatabase || name == envLogFormat || name == envReferences
+	return name == envURI || name == envDatabase || name == envLogFormat || name == envReferences || name == envShardKey
+}
+
+// setShardKey gives the runner tenants.shard_key (--shard-key), in place
+// of any it would inherit.
+func (h *harness) setShardKey(key model.ShardKey) {
+	h.shardKey = key
+	h.env = slices.DeleteFunc(h.env, func(kv string) bool { return strings.HasPrefix(kv, envShardKey+"=") })
+	if key.Sharded() {
+		h.env = append(h.env, envShardKey+"="+string(key))
+	}
 }
 
 // inheritedEnv names the RUNNER_* variables the runner gets from our own
@@ -421,7 +436,7 @@ func (h *harness) barePipeline(ctx context.Context) (*BaselineFigures, error) {
 	names.TenantsAccounts = bareColl
 	fmt.Fprintln(h.log, "phase 2's insert pipeline into a collection without secondary indexes...")
 	start := time.Now()
-	if ran, err := h.aggregateIfTaken(ctx, h.db.Collection(c.Accounts), pipelines.Phase2Inserts(names, valid, nil)); !ran {
+	if ran, err := h.aggregateIfTaken(ctx, h.db.Collection(c.Accounts), pipelines.Phase2Inserts(names, model.Unsharded, valid, nil)); !ran {
 		if err != nil {
 			return nil, fmt.Errorf("bare pipeline: %w", err)
 		}
@@ -479,6 +494,9 @@ func bulkCopy(ctx context.Context, src, dst *mongo.Collection) error {
 func (h *harness) load(ctx context.Context, opts gen.Options) (*LoadFigures, gen.Expectations, error) {
 	if err := h.db.Drop(ctx); err != nil {
 		return nil, gen.Expectations{}, fmt.Errorf("drop database %s: %w", h.db.Name(), err)
+	}
+	if err := sharding.Shard(ctx, h.db, model.DefaultNames().TenantsAccounts, h.shardKey); err != nil {
+		return nil, gen.Expectations{}, err
 	}
 	fmt.Fprintf(h.log, "loading %d accounts... ", opts.Accounts)
 	start := time.Now()

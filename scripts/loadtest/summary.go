@@ -14,13 +14,15 @@ import (
 type report struct {
 	Server   string `json:"server"`
 	Database string `json:"database"`
+	// ShardKey is the runner's tenants.shard_key ("" none).
+	ShardKey string `json:"shard_key,omitempty"`
 	Figures
 	Passed bool     `json:"passed"`
 	Errors []string `json:"errors,omitempty"`
 }
 
 func newReport(h *harness, f Figures, err error) report {
-	r := report{Server: h.server, Database: h.db.Name(), Figures: f, Passed: err == nil && f.Passed()}
+	r := report{Server: h.server, Database: h.db.Name(), ShardKey: string(h.shardKey), Figures: f, Passed: err == nil && f.Passed()}
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			r.Errors = append(r.Errors, oneLine(line))
@@ -45,6 +47,9 @@ func printSummary(w io.Writer, r report) error {
 	}
 	line("server", "%s", r.Server)
 	line("database", "%s", r.Database)
+	if r.ShardKey != "" {
+		line("shard key", "%s   (tenants.shard_key; sharded before the migration on a mongos)", r.ShardKey)
+	}
 	line("accounts", "%d", r.Accounts)
 	line("seed", "%d", r.Seed)
 	if l := r.Load; l != nil {

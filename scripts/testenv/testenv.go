@@ -26,6 +26,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/tenantmigrate/runner/model"
+	"github.com/tenantmigrate/runner/runner/sharding"
 	"github.com/tenantmigrate/runner/scripts/embedded/server"
 	"github.com/tenantmigrate/runner/scripts/fixture/gen"
 )
@@ -36,6 +37,11 @@ type Env struct {
 	// Embedded is the in-process server, nil on a real MongoDB.
 	Embedded *server.Server
 	dir      string
+	// ShardKey is tenants.shard_key for every test's runner: the runner's
+	// own RUNNER_TENANTS_SHARD_KEY, which the binaries the tests start read
+	// themselves (testConfig and the phases' tests set it in process). On
+	// a mongos, Database shards each test's tenant accounts on it.
+	ShardKey model.ShardKey
 
 	mu sync.Mutex
 	// legacy is, per test database, the hash of its legacy collections as
@@ -87,10 +93,17 @@ func Main(m *testing.M, env **Env) int {
 	return m.Run()
 }
 
+// ShardKeyVar names the shard key the whole suite runs with.
+const ShardKeyVar = "RUNNER_TENANTS_SHARD_KEY"
+
 // Start starts (or names) the server.
 func Start() (*Env, error) {
+	key, err := model.ParseShardKey(os.Getenv(ShardKeyVar))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ShardKeyVar, err)
+	}
 	if uri := os.Getenv("MONGODB_URI"); uri != "" {
-		return &Env{URI: uri}, nil
+		return &Env{URI: uri, ShardKey: key}, nil
 	}
 	dir, err := os.MkdirTemp("", "runner-embedded-")
 	if err != nil {
@@ -110,7 +123,7 @@ func Start() (*Env, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &Env{URI: s.URI(), Embedded: s, dir: dir}, nil
+	return &Env{URI: s.URI(), Embedded: s, dir: dir, ShardKey: key}, nil
 }
 
 // Stop stops an embedded server and removes its files.
@@ -199,6 +212,10 @@ func (e *Env) Database(t testing.TB) *mongo.Database {
 	t.Helper()
 	db := e.Connect(t).Database(DBName(t))
 	t.Cleanup(func() { _ = db.Drop(context.Background()) })
+	// As the operator does before the migration, on a mongos.
+	if err := sharding.Shard(context.Background(), db, model.DefaultNames().TenantsAccounts, e.ShardKey); err != nil {
+		t.Fatal(err)
+	}
 	e.Seeded(t, db)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -367,7 +367,7 @@ func fail(stderr io.Writer, err error) int {
 		return exitDirty
 	case errors.Is(err, lease.ErrWaitExceeded):
 		return exitLockWait
-	case errors.Is(err, runner.ErrNoPhase), errors.Is(err, runner.ErrNothingToUndo), errors.Is(err, runner.ErrNoLegacy):
+	case errors.Is(err, runner.ErrNoPhase), errors.Is(err, runner.ErrNothingToUndo), errors.Is(err, runner.ErrNoLegacy), errors.Is(err, runner.ErrShardKey):
 		return exitUsage
 	case errors.Is(err, runner.ErrMismatch):
 		return exitMismatch

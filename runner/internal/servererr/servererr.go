@@ -20,6 +20,7 @@ import (
 
 // Server error codes the runner acts on.
 const (
+	codeUnauthorized         = 13
 	codeAuthenticationFailed = 18
 	codeNamespaceNotFound    = 26
 	codeIndexNotFound        = 27
@@ -224,6 +225,10 @@ func DuplicateKey(code int32, message string) bool {
 func IsNotFound(err error) bool {
 	return hasCode(err, codeNamespaceNotFound) || hasCode(err, codeIndexNotFound)
 }
+
+// IsUnauthorized reports a command the user has no privilege for
+// (Unauthorized, 13): reading the config database, for instance.
+func IsUnauthorized(err error) bool { return hasCode(err, codeUnauthorized) }
 
 // IsNamespaceExists reports a collection created by someone else first.
 func IsNamespaceExists(err error) bool { return hasCode(err, codeNamespaceExists) }
