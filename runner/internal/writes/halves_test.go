@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,8 +79,8 @@ func TestHalves(t *testing.T) {
 	var written, parts []int
 	err = writes.Halves(held, p, "test", []int{1}, slowWrite(0, 0, &parts, &written))
 	var ex *retry.ExhaustedError
-	if !errors.As(err, &ex) || ex.Attempts != 3 || !errors.Is(err, lease.ErrCut) {
-		t.Errorf("one document always cut: err = %v; want the budget spent after 3 tries, naming the cut", err)
+	if !errors.As(err, &ex) || ex.Attempts != 3 || !errors.Is(err, lease.ErrCut) || !strings.Contains(err.Error(), "raise lock.lease") {
+		t.Errorf("one document always cut: err = %v; want the budget spent after 3 tries, naming the cut and the remedy", err)
 	}
 	// Without a lease nothing is cut: the error is the write's own.
 	err = writes.Halves(ctx, nil, "test", []int{1, 2}, func(context.Context, []int) (func(), error) { return nil, refused })

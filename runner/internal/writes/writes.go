@@ -6,6 +6,7 @@ package writes
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/sirupsen/logrus"
 	"go.mongodb.org/mongo-driver/bson"
@@ -123,6 +124,10 @@ func halves[T any](ctx context.Context, p *retry.Policy, what string, batch []T,
 	if !errors.As(err, &cut) {
 		if err == nil && done != nil {
 			done()
+		}
+		if len(batch) == 1 && errors.Is(err, lease.ErrCut) {
+			// Nothing left to split: the server is slower than the lease.
+			return fmt.Errorf("%w (one write outlasts the lease on this server: raise lock.lease)", err)
 		}
 		return err
 	}
