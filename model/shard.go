@@ -10,8 +10,8 @@ import (
 // none, or org_id, the field the service reads them by. A sharded
 // collection changes what the server accepts: a unique index needs the
 // shard key as its prefix, $merge's `on` must hold every shard-key field,
-// and a write of one document must carry the whole shard key in its
-// filter. Every write of the runner to the tenant accounts goes through
+// and a write of one document is sent to its one shard only when its filter
+// carries the whole shard key (which older servers require). Every write of the runner to the tenant accounts goes through
 // Filter, FilterIDs and MergeOn, so that the one setting shapes them all.
 type ShardKey string
 
@@ -48,16 +48,33 @@ func (k ShardKey) Sharded() bool { return k != Unsharded }
 func (k ShardKey) Filter(id, org any, more ...bson.E) bson.D {
 	f := make(bson.D, 0, 2+len(more))
 	if k.Sharded() {
-		f = append(f, bson.E{Key: string(k), Value: org})
+		f = append(f, bson.E{Key: string(k), Value: orgValue(org)})
 	}
 	f = append(f, bson.E{Key: FieldID, Value: id})
 	return append(f, more...)
 }
 
+// orgValue is org as a filter takes it: a tenant account read without an
+// org_id (one the service wrote so) is matched by null, which matches a
+// missing field, and never sent as an empty value the driver refuses.
+func orgValue(org any) any {
+	switch o := org.(type) {
+	case bson.RawValue:
+		if o.Type == 0 {
+			return nil
+		}
+	case nil:
+		return nil
+	}
+	return org
+}
+
 // TenantRef names a tenant account with its shard-key value: what a write
 // of one tenant account needs to be sent to its shard.
 type TenantRef struct {
-	ID  ID
+	ID ID
+	// Org is its org_id; "" for one read without a string org_id, which
+	// FilterIDs matches as missing, null or "".
 	Org string
 }
 
@@ -82,7 +99,11 @@ func (k ShardKey) FilterIDs(refs []TenantRef) bson.D {
 	}
 	or := make(bson.A, len(orgs))
 	for i, o := range orgs {
-		or[i] = k.Filter(bson.D{{Key: "$in", Value: byOrg[o]}}, o)
+		var org any = o
+		if o == "" {
+			org = bson.D{{Key: "$in", Value: bson.A{nil, ""}}}
+		}
+		or[i] = k.Filter(bson.D{{Key: "$in", Value: byOrg[o]}}, org)
 	}
 	return bson.D{{Key: "$or", Value: or}}
 }
@@ -101,8 +122,9 @@ func (k ShardKey) MergeOn() any {
 }
 
 // UniqueKey is the unique index a sharded target needs for $merge's `on`
-// (MergeOn) and for an _id unique across shards: {org_id: 1, _id: 1};
-// nil when unsharded (the default _id index serves).
+// (MergeOn): {org_id: 1, _id: 1}; nil when unsharded (the default _id
+// index serves). It makes a pair unique, not an _id across shards: the
+// runner writes each tenant account in its own org only.
 func (k ShardKey) UniqueKey() bson.D {
 	if !k.Sharded() {
 		return nil

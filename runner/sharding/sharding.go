@@ -10,7 +10,9 @@
 // server is a mongos at all. A server that is not (a replica set, FerretDB,
 // DocumentDB) has nothing sharded: there a shard key is taken as asked, and
 // the runner writes as it would to a sharded target, which such a server
-// accepts too (how the shapes are tested without a cluster).
+// accepts too (how the shapes are tested without a cluster). Where config
+// is closed to the runner, only whether the collection is sharded is
+// checked, not on what.
 package sharding
 
 import (
@@ -46,11 +48,15 @@ func Inspect(ctx context.Context, db *mongo.Database, coll string) (Target, erro
 	var hello struct {
 		Msg string `bson:"msg"`
 	}
-	if err := db.RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
+	// hello, or isMaster on a server older than hello (before 4.2.10).
+	err := db.RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello)
+	if err != nil && servererr.IsRefusal(ctx, err) {
+		err = db.RunCommand(ctx, bson.D{{Key: "isMaster", Value: 1}}).Decode(&hello)
+	}
+	if err != nil {
 		return t, fmt.Errorf("ask the server whether it is a sharded cluster: %w", err)
 	}
 	t.Cluster = hello.Msg == "isdbgrid"
-	var err error
 	if t.Unique, err = uniqueKeys(ctx, db.Collection(coll)); err != nil {
 		return t, err
 	}
@@ -189,7 +195,7 @@ func (t Target) Check(want model.ShardKey, coll string, stepOneApplied bool) err
 	}
 	if stepOneApplied && want.Sharded() && !hasKey(t.Unique, want.UniqueKey()) {
 		e.Cluster = "has no unique index " + keyText(want.UniqueKey()) + " (step 1 ran without the shard key)"
-		e.Fix = "undo to version 0 (runner down) and migrate again with the shard key set"
+		e.Fix = "leave tenants.shard_key empty, undo every step (runner down, to version 0), then migrate again with it set"
 		return e
 	}
 	return nil
