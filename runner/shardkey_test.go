@@ -133,7 +133,7 @@ func (a *shardKeyAudit) note(kind, what string) {
 // accounts and links written are the same documents as without it.
 func TestEveryWriteCarriesTheShardKey(t *testing.T) {
 	ctx := context.Background()
-	opts := gen.Options{Accounts: 1500, Seed: 23}
+	opts := gen.Options{Accounts: 700, Seed: 23}
 	type run struct {
 		tenants, links map[string]string // after the migration, then after the catch-up
 		caught         map[string]string
