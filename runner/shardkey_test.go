@@ -263,6 +263,7 @@ func TestShardKeyRefusedAfterAnUnshardedStepOne(t *testing.T) {
 	ctx := context.Background()
 	cfg, db := testConfig(t)
 	cfg.NewInstall = true
+	cfg.Tenants.ShardKey = model.Unsharded // whatever the suite runs with
 	r := newRunner(t, cfg)
 	if _, err := r.Phase(ctx, 1); err != nil {
 		t.Fatal(err)
