@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Runner, error
 		}
 	}
 	store := mongomigrate.NewStore(r.db, cfg.Collections.MigrationsPrefix, &policy)
-	if err := checkShardKey(ctx, r.db, cfg, store, policy); err != nil {
+	if err := checkShardKey(ctx, r.db, cfg, policy); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -165,7 +165,7 @@ func legacyPresent(ctx context.Context, db *mongo.Database, accounts, stateColle
 
 // checkShardKey refuses a tenants.shard_key that disagrees with the
 // cluster, or with the indexes step 1 made (sharding.Target.Check).
-func checkShardKey(ctx context.Context, db *mongo.Database, cfg config.Config, store *mongomigrate.Store, policy retry.Policy) error {
+func checkShardKey(ctx context.Context, db *mongo.Database, cfg config.Config, policy retry.Policy) error {
 	var t sharding.Target
 	if err := policy.Do(ctx, "find out whether the tenant accounts are sharded", func(ctx context.Context) (err error) {
 		t, err = sharding.Inspect(ctx, db, cfg.Collections.TenantsAccounts)
@@ -173,13 +173,15 @@ func checkShardKey(ctx context.Context, db *mongo.Database, cfg config.Config, s
 	}); err != nil {
 		return err
 	}
-	st, err := store.State(ctx)
-	if err != nil {
-		return err
-	}
-	// Step 1 makes the tenant accounts' unique indexes.
-	return t.Check(cfg.Tenants.ShardKey, cfg.Collections.TenantsAccounts, st.Version >= 1)
+	// Step 1 made the tenant accounts' unique indexes if its membership
+	// index is there (a catalogue of a library user's may have no such
+	// step).
+	return t.Check(cfg.Tenants.ShardKey, cfg.Collections.TenantsAccounts, t.Names[membershipIndex])
 }
+
+// membershipIndex is the unique index step 1 makes on the memberships' ids
+// (migrations/1_tenants_accounts_indexes.up.json).
+const membershipIndex = "org_apps_memberships_id_unique"
 
 // Close disconnects from MongoDB.
 func (r *Runner) Close(ctx context.Context) error {

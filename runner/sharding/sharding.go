@@ -38,8 +38,10 @@ type Target struct {
 	Key      bson.D
 	KeyKnown bool
 	// Unique are the keys of the collection's unique indexes, as the
-	// runner read them (nil if the collection does not exist yet).
+	// runner read them (nil if the collection does not exist yet), and
+	// Names the names of all its indexes.
 	Unique []bson.D
+	Names  map[string]bool
 }
 
 // Inspect asks the server about the collection coll of db.
@@ -57,7 +59,7 @@ func Inspect(ctx context.Context, db *mongo.Database, coll string) (Target, erro
 		return t, fmt.Errorf("ask the server whether it is a sharded cluster: %w", err)
 	}
 	t.Cluster = hello.Msg == "isdbgrid"
-	if t.Unique, err = uniqueKeys(ctx, db.Collection(coll)); err != nil {
+	if t.Unique, t.Names, err = indexes(ctx, db.Collection(coll)); err != nil {
 		return t, err
 	}
 	if !t.Cluster {
@@ -120,29 +122,31 @@ func Shard(ctx context.Context, db *mongo.Database, coll string, key model.Shard
 	return nil
 }
 
-func uniqueKeys(ctx context.Context, coll *mongo.Collection) ([]bson.D, error) {
+func indexes(ctx context.Context, coll *mongo.Collection) (unique []bson.D, names map[string]bool, err error) {
+	names = map[string]bool{}
 	cur, err := coll.Indexes().List(ctx)
 	if servererr.IsNotFound(err) {
-		return nil, nil
+		return nil, names, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list the indexes of %s: %w", coll.Name(), err)
+		return nil, nil, fmt.Errorf("list the indexes of %s: %w", coll.Name(), err)
 	}
 	defer cur.Close(ctx)
-	var out []bson.D
 	for cur.Next(ctx) {
 		var ix struct {
+			Name   string `bson:"name"`
 			Key    bson.D `bson:"key"`
 			Unique bool   `bson:"unique"`
 		}
 		if err := cur.Decode(&ix); err != nil {
-			return nil, fmt.Errorf("read the indexes of %s: %w", coll.Name(), err)
+			return nil, nil, fmt.Errorf("read the indexes of %s: %w", coll.Name(), err)
 		}
+		names[ix.Name] = true
 		if ix.Unique {
-			out = append(out, ix.Key)
+			unique = append(unique, ix.Key)
 		}
 	}
-	return out, cur.Err()
+	return unique, names, cur.Err()
 }
 
 // ErrShardKey: tenants.shard_key disagrees with the cluster (KeyError).
