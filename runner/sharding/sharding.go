@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -205,33 +206,31 @@ func (t Target) Check(want model.ShardKey, coll string, stepOneApplied bool) err
 	return nil
 }
 
+// sameKey: key is the ranged shard key want ({org_id: 1}; {} unsharded).
 func sameKey(key bson.D, want model.ShardKey) bool {
-	fields := want.Fields()
-	if len(key) != len(fields) {
+	var spec bson.D
+	for _, f := range want.Fields() {
+		spec = append(spec, bson.E{Key: f, Value: 1})
+	}
+	return ascending(key, spec)
+}
+
+func hasKey(keys []bson.D, want bson.D) bool {
+	return slices.ContainsFunc(keys, func(k bson.D) bool { return ascending(k, want) })
+}
+
+// ascending: key has want's fields in want's order, each ascending (1 in
+// any number type, as servers report it).
+func ascending(key, want bson.D) bool {
+	if len(key) != len(want) {
 		return false
 	}
 	for i, e := range key {
-		if e.Key != fields[i] || !isOne(e.Value) {
+		if e.Key != want[i].Key || !isOne(e.Value) {
 			return false
 		}
 	}
 	return true
-}
-
-func hasKey(keys []bson.D, want bson.D) bool {
-	for _, k := range keys {
-		if len(k) != len(want) {
-			continue
-		}
-		same := true
-		for i := range k {
-			same = same && k[i].Key == want[i].Key && isOne(k[i].Value)
-		}
-		if same {
-			return true
-		}
-	}
-	return false
 }
 
 func isOne(v any) bool {

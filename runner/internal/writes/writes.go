@@ -60,26 +60,24 @@ func BulkWrite(ctx context.Context, p *retry.Policy, coll *mongo.Collection, mod
 // DeleteIDs deletes the documents of coll with these _ids, retried within
 // p, and returns how many the attempts deleted.
 func DeleteIDs(ctx context.Context, p *retry.Policy, coll *mongo.Collection, ids []model.ID) (int64, error) {
-	var n int64
-	err := halves(ctx, p, "delete from "+coll.Name(), ids, func(ctx context.Context, part []model.ID) (func(), error) {
-		res, err := coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: part}}}})
-		if err != nil {
-			return nil, err
-		}
-		// Every attempt's deletions count: an attempt cut after it deleted
-		// leaves the next one less to delete.
-		n += res.DeletedCount
-		return func() {}, nil
+	return deleteMany(ctx, p, coll, ids, func(part []model.ID) bson.D {
+		return bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: part}}}}
 	})
-	return n, err
 }
 
 // DeleteTenants deletes the tenant accounts refs, their shard key (key) in
 // the filter, retried within p, and returns how many the attempts deleted.
 func DeleteTenants(ctx context.Context, p *retry.Policy, coll *mongo.Collection, key model.ShardKey, refs []model.TenantRef) (int64, error) {
+	return deleteMany(ctx, p, coll, refs, key.FilterIDs)
+}
+
+// deleteMany deletes the documents filter selects of items, in halves
+// where the lease cuts a batch. Every attempt's deletions count: an
+// attempt cut after it deleted leaves the next one less to delete.
+func deleteMany[T any](ctx context.Context, p *retry.Policy, coll *mongo.Collection, items []T, filter func([]T) bson.D) (int64, error) {
 	var n int64
-	err := halves(ctx, p, "delete from "+coll.Name(), refs, func(ctx context.Context, part []model.TenantRef) (func(), error) {
-		res, err := coll.DeleteMany(ctx, key.FilterIDs(part))
+	err := halves(ctx, p, "delete from "+coll.Name(), items, func(ctx context.Context, part []T) (func(), error) {
+		res, err := coll.DeleteMany(ctx, filter(part))
 		if err != nil {
 			return nil, err
 		}
