@@ -892,7 +892,13 @@ func TestOracleSplitRun(t *testing.T) {
 
 func oracleSplitRun(t *testing.T, key model.ShardKey) {
 	w := sharedWorld(t)
-	for _, r := range []*pipelines.Range{nil, {After: model.StringID("4"), Through: model.StringID("b")}, {After: model.StringID("f")}} {
+	ranges := []*pipelines.Range{nil, {After: model.StringID("4"), Through: model.StringID("b")}, {After: model.StringID("f")}}
+	if key.Sharded() {
+		// A range is the same $match with or without the key: the key's
+		// $merge and filters are proven over the whole collection.
+		ranges = ranges[:1]
+	}
+	for _, r := range ranges {
 		want := expect(t, w, r)
 		got, refreshed := splitRun(t, w, key, w.tenants, r)
 		compareTarget(t, got, want.docs)
