@@ -49,7 +49,7 @@ func TestSurvivesNetworkFaults(t *testing.T) {
 	rangeSize := 2000 // every server-side run within the socket timeout
 	if env.Real() {
 		opts.Accounts, every = 20000, 1500*time.Millisecond // a real engine is done with 3,000 before the first fault
-		if env.ShardKey != "" {
+		if env.SlowShardKey(t) {
 			// DocumentDB checks a unique index led by org_id against every
 			// tenant of the org: with the fixture's 4 orgs a range of 2,000
 			// outlasts the 2 s socket timeout, and 20,000 the retry budget.

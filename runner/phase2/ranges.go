@@ -228,7 +228,8 @@ func rangeEnds(ctx context.Context, cfg Config, after model.ID, size int) ([]mod
 // for a range) bounded by the lease (runBounded). A run the server cut for
 // time is run again as its two halves, each fitted the same way: ranges
 // are sized to fit the lease as they run, at the cost of the cut run's
-// time (its writes stand: a range's run is idempotent).
+// time (MongoDB keeps the cut run's writes, DocumentDB undoes them; a
+// range's run is idempotent either way).
 func runFitted(ctx context.Context, cfg Config, coll *mongo.Collection, pipe func(*pipelines.Range) any, r *pipelines.Range) error {
 	maxTime := lease.MaxTime(ctx)
 	if cfg.maxTime != nil {
@@ -245,8 +246,8 @@ func runFitted(ctx context.Context, cfg Config, coll *mongo.Collection, pipe fun
 	if lo == nil {
 		return fmt.Errorf("a range of one account took longer than the lease (lock.lease) allows: %w", err)
 	}
-	// Said at info: where it repeats, the cut runs' time is lost (DocumentDB
-	// undoes a cut statement), and a longer lease is the operator's remedy.
+	// Said at info: where it repeats, the cut runs' time is lost, and a
+	// longer lease is the operator's remedy.
 	cfg.Log.WithField("max_time", maxTime.Round(time.Millisecond).String()).Info("phase 2: a range took longer than the lease allows; running it in halves (a longer lock.lease spares the cut run's time)")
 	if err := runFitted(ctx, cfg, coll, pipe, lo); err != nil {
 		return err

@@ -163,6 +163,26 @@ func (e *Env) Connect(t testing.TB) *mongo.Client {
 	return c
 }
 
+// SlowShardKey reports whether the suite runs with a shard key on
+// FerretDB 2 (DocumentDB), whose unique index led by org_id checks every
+// tenant of the org at each insert: tests sized for a real engine take a
+// smaller fixture there. FerretDB 2 names itself in buildInfo.ferretdb.
+func (e *Env) SlowShardKey(t testing.TB) bool {
+	t.Helper()
+	if !e.Real() || e.ShardKey == "" {
+		return false
+	}
+	var info struct {
+		FerretDB *struct {
+			Version string `bson:"version"`
+		} `bson:"ferretdb"`
+	}
+	if err := e.Connect(t).Database("admin").RunCommand(context.Background(), bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		t.Fatalf("buildInfo: %v", err)
+	}
+	return info.FerretDB != nil && strings.HasPrefix(info.FerretDB.Version, "v2")
+}
+
 // Proxied puts a toxiproxy, in process, between a client and the test
 // server, and returns a URI through it with the URI options given.
 // Stopping the proxy cuts every connection at once, as a server that dies

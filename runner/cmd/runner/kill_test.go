@@ -481,12 +481,13 @@ func TestCutOffHolderWritesNothingThatCounts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cuts the runner off past its lease")
 	}
-	// 3,000 on the embedded server: three batches of phase 2's stream and
-	// a merge pass of seconds, in a third less of the suite's time than 4,000.
+	// 3,000 on the embedded server: some 30 batches of phase 2's stream
+	// (fastLease's batch size) and a merge pass of seconds, in a third less
+	// of the suite's time than 4,000.
 	opts := gen.Options{Accounts: 3000, Seed: 5}
 	if env.Real() {
 		opts.Accounts = 20000
-		if env.ShardKey != "" {
+		if env.SlowShardKey(t) {
 			// DocumentDB checks the unique index led by org_id against
 			// every tenant of the org: at 20,000 the five cases took 14
 			// minutes on FerretDB 2.
@@ -495,9 +496,10 @@ func TestCutOffHolderWritesNothingThatCounts(t *testing.T) {
 	}
 	want := cleanRun(t, opts)
 	pass := func(name string) []string { return []string{"phase 1: pass started", name} }
-	// Phase 2 in many small ranges, four at once, each finished range
-	// saving a checkpoint: cut off just after one, others are in flight,
-	// and their checkpoints follow.
+	// Phase 2 in many small ranges, four at once (one at a time on the
+	// split path with a shard key), each finished range saving a
+	// checkpoint: cut off just after one, others may be in flight, and
+	// their checkpoints follow.
 	rangeDone := []string{"phase 2: range done"}
 	smallRanges := []string{"RUNNER_PHASE2_RANGE_SIZE=500", "RUNNER_PHASE2_PARALLEL=4"}
 	if !env.Real() {
@@ -588,7 +590,7 @@ func TestKilledHoldersMergeEndsWithItsLease(t *testing.T) {
 	}
 	ctx := context.Background()
 	opts := gen.Options{Accounts: 60000, Seed: 9}
-	if env.ShardKey != "" {
+	if env.SlowShardKey(t) {
 		// DocumentDB checks the unique index led by org_id against every
 		// tenant of the org: 10,000 outlast the lease in one $merge, and
 		// 60,000 would keep the run after busy for half an hour.
