@@ -11,8 +11,9 @@ import (
 // collection changes what the server accepts: a unique index needs the
 // shard key as its prefix, $merge's `on` must hold every shard-key field,
 // and a write of one document is sent to its one shard only when its filter
-// carries the whole shard key (which older servers require). Every write of the runner to the tenant accounts goes through
-// Filter, FilterIDs and MergeOn, so that the one setting shapes them all.
+// carries the whole shard key (which older servers require). Every write
+// of the runner to the tenant accounts goes through Filter, FilterIDs and
+// MergeOn, so that the one setting shapes them all.
 type ShardKey string
 
 const (

@@ -321,6 +321,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if cfg.DryRun {
 			sp = PathMerge // counted by the preview only
 		}
+		if n := cfg.parallel(sp); n < cfg.Parallel {
+			// Said here, once a run, not by the probe's runs.
+			cfg.Log.WithField("parallel", cfg.Parallel).Warn("phase 2: the split path with a shard key runs its ranges one at a time")
+		}
 		err = runServer(ctx, cfg, sp, valid, after, rep)
 	default:
 		rep.Exact = true
@@ -464,6 +468,17 @@ func clearCheckpoint(ctx context.Context, cfg Config) error {
 	return cfg.Store.Clear(ctx, checkpointKey)
 }
 
+// parallel is how many ranges of path run at once. FerretDB 2 /
+// DocumentDB 0.108, the split path's engine, crashed (a segfault of its
+// PostgreSQL backend) under two $merge on org_id and _id into one
+// collection at once, at 20,000 accounts; one at a time it did not.
+func (c Config) parallel(path Path) int {
+	if path == PathSplit && c.ShardKey.Sharded() && c.Parallel > 1 {
+		return 1
+	}
+	return c.Parallel
+}
+
 // runServer is a server-side path, PathMerge or PathSplit, from the
 // checkpoint `after` on: over _id ranges (ranges.go), each one server-side
 // run, up to Config.Parallel at once, with a checkpoint as they finish.
@@ -471,14 +486,7 @@ func runServer(ctx context.Context, cfg Config, path Path, valid []string, after
 	if !after.IsZero() {
 		rep.Resumed = after.String()
 	}
-	if path == PathSplit && cfg.ShardKey.Sharded() && cfg.Parallel > 1 {
-		// FerretDB 2 / DocumentDB 0.108, the split path's engine, crashed
-		// (a segfault of its PostgreSQL backend) under two $merge on
-		// org_id and _id into one collection at once, at 20,000 accounts;
-		// one at a time it did not.
-		cfg.Log.WithField("parallel", cfg.Parallel).Warn("phase 2: the split path with a shard key runs its ranges one at a time")
-		cfg.Parallel = 1
-	}
+	cfg.Parallel = cfg.parallel(path)
 	task := cfg.Progress.Start("phase 2: "+path.String(), cfg.Total)
 	defer task.Done()
 	// With no app-org that has an org, no account can move (checkInvalid
